@@ -1,0 +1,36 @@
+# tenant-files: one command to run, one to test. Both install and start what is missing
+# (PostgreSQL and RabbitMQ from Debian's packages, as project-local processes under .dev/).
+
+CARGO ?= cargo
+DEV := scripts/dev-services.sh
+# Owner-role URL of the dev cluster's maintenance database (tests create one database each).
+PG_ADMIN_URL ?= postgres://tenant_files_owner@127.0.0.1:54329/postgres
+
+.PHONY: run test stop services migrate lint clean-test-dbs
+
+## Start PostgreSQL + RabbitMQ, migrate, and serve the API on 127.0.0.1:5000.
+run: migrate
+	$(CARGO) run -- --mode api
+
+## Start the services and run every test (unit + integration against the real services).
+test: services clean-test-dbs
+	$(CARGO) test --all-targets
+
+## Stop the PostgreSQL and RabbitMQ that `run`/`test` started.
+stop:
+	$(DEV) stop
+
+services:
+	$(DEV) start
+
+migrate: services
+	$(CARGO) run --quiet -- --mode migrate
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# Each test creates its own database; drop those of earlier runs so the cluster stays small.
+clean-test-dbs:
+	@psql -X -q "$(PG_ADMIN_URL)" -c "select format('drop database %I', datname) from pg_database where datname like 'tf_test_%'" -t -A \
+	  | psql -X -q "$(PG_ADMIN_URL)" >/dev/null

@@ -1,0 +1,208 @@
+//! Configuration: one typed struct, parsed once from flags with environment fallbacks, and
+//! validated before anything connects. A bad value fails start with one line naming the
+//! variable (see [`Config::load`]); nothing here panics on user input.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::bail;
+use clap::{error::ContextKind, CommandFactory, Parser, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
+
+/// The local development cluster started by `scripts/dev-services.sh` (`make run`).
+pub const DEV_DATABASE_URL: &str = "postgres://tenant_files_app@127.0.0.1:54329/tenant_files";
+pub const DEV_MIGRATION_DATABASE_URL: &str =
+    "postgres://tenant_files_owner@127.0.0.1:54329/tenant_files";
+
+/// bcrypt's own bounds; below 10 is only sensible in tests.
+const BCRYPT_COSTS: std::ops::RangeInclusive<u32> = 4..=31;
+/// actix's cookie key derivation needs at least 64 bytes.
+const MIN_SESSION_KEY_BYTES: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Serve the HTTP API.
+    Api,
+    /// Apply the database migrations as the owner role, then exit.
+    Migrate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    /// Local development: generated session key, cookies without `Secure`.
+    Dev,
+    /// Anything else: `SESSION_KEY` required, cookies `Secure` and `__Host-` prefixed.
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// tenant-files: a multi-tenant file API where PostgreSQL row-level security enforces isolation.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tenant-files", version, about)]
+pub struct Config {
+    /// What this process does.
+    #[arg(long, value_enum, default_value_t = Mode::Api)]
+    pub mode: Mode,
+
+    /// `dev` relaxes cookie and secret requirements for local use; use `production` elsewhere.
+    #[arg(long, env = "APP_ENV", value_enum, default_value_t = Environment::Dev)]
+    pub app_env: Environment,
+
+    /// App role connection (subject to RLS), used by the api.
+    #[arg(long, env = "DATABASE_URL", default_value = DEV_DATABASE_URL, hide_default_value = true, hide_env_values = true)]
+    pub database_url: tokio_postgres::Config,
+
+    /// Owner role connection, used only by `--mode migrate`.
+    #[arg(long, env = "MIGRATION_DATABASE_URL", default_value = DEV_MIGRATION_DATABASE_URL, hide_default_value = true, hide_env_values = true)]
+    pub migration_database_url: tokio_postgres::Config,
+
+    /// Maximum connections in the app role's pool.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub db_pool_size: u16,
+
+    /// How long a request waits for a pooled connection before answering 503.
+    #[arg(long, env = "DB_POOL_TIMEOUT_MS", default_value_t = 5000)]
+    pub db_pool_timeout_ms: u64,
+
+    /// Listen address.
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:5000")]
+    pub bind: SocketAddr,
+
+    /// File storage root; files live at `UPLOAD_DIR/{organization_id}/{file_id}`.
+    #[arg(long, env = "UPLOAD_DIR", default_value = "./data/uploads")]
+    pub upload_dir: PathBuf,
+
+    /// Per-file size limit in MB (1 MB = 1,048,576 bytes).
+    #[arg(long, env = "MAX_FILE_SIZE_MB", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub max_file_size_mb: u64,
+
+    /// Secret for signing and encrypting session cookies, 64 bytes or more. Required outside dev.
+    #[arg(long, env = "SESSION_KEY", value_parser = parse_secret, hide_env_values = true)]
+    pub session_key: Option<SecretString>,
+
+    /// `Secure` flag on cookies (and the `__Host-` name prefix). Default: on, except in dev.
+    #[arg(long, env = "COOKIE_SECURE")]
+    pub cookie_secure: Option<bool>,
+
+    /// bcrypt work factor for new password hashes.
+    #[arg(long, env = "BCRYPT_COST", default_value_t = 12)]
+    pub bcrypt_cost: u32,
+
+    /// Failed logins per email allowed within the window before answering 429.
+    #[arg(long, env = "LOGIN_MAX_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_max_failures: u32,
+
+    /// Length of the failed-login window, in seconds.
+    #[arg(long, env = "LOGIN_WINDOW_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_window_seconds: u32,
+
+    /// Log output format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+fn parse_secret(value: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(value.to_owned()))
+}
+
+impl Config {
+    /// Parses flags and environment, then validates. `--help`/`--version` print and exit;
+    /// every other problem comes back as one line naming the variable.
+    pub fn load() -> anyhow::Result<Self> {
+        let config = match Self::try_parse() {
+            Ok(config) => config,
+            Err(err) if !err.use_stderr() => err.exit(),
+            Err(err) => bail!(describe_clap_error(&err)),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that span several values or that clap cannot express.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !BCRYPT_COSTS.contains(&self.bcrypt_cost) {
+            bail!("invalid BCRYPT_COST: {} is outside {BCRYPT_COSTS:?}", self.bcrypt_cost);
+        }
+        match (&self.session_key, self.app_env) {
+            (Some(key), _) if key.expose_secret().len() < MIN_SESSION_KEY_BYTES => {
+                bail!("invalid SESSION_KEY: must be at least {MIN_SESSION_KEY_BYTES} bytes")
+            }
+            (None, Environment::Production) => {
+                bail!("missing SESSION_KEY: required when APP_ENV=production ({MIN_SESSION_KEY_BYTES}+ bytes)")
+            }
+            _ => {}
+        }
+        for (name, url) in [
+            ("DATABASE_URL", &self.database_url),
+            ("MIGRATION_DATABASE_URL", &self.migration_database_url),
+        ] {
+            if url.get_hosts().is_empty() {
+                bail!("invalid {name}: no host given");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_dev(&self) -> bool {
+        self.app_env == Environment::Dev
+    }
+
+    pub fn cookie_secure(&self) -> bool {
+        self.cookie_secure.unwrap_or(!self.is_dev())
+    }
+
+    pub fn max_file_size_bytes(&self) -> u64 {
+        self.max_file_size_mb * 1_048_576
+    }
+
+    /// A config for the given arguments, ignoring nothing from the environment that clap
+    /// would not read anyway. Used by tests and tools that build configs programmatically.
+    pub fn from_args<I, T>(args: I) -> anyhow::Result<Self>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let config = Self::try_parse_from(args).map_err(|e| anyhow::anyhow!(describe_clap_error(&e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Turns clap's multi-line error into one line that names the environment variable (what an
+/// operator actually set) next to the flag. Values of secret-bearing settings (database URLs
+/// may hold passwords) are never echoed.
+fn describe_clap_error(err: &clap::Error) -> String {
+    let rendered = err.get(ContextKind::InvalidArg).map(|a| a.to_string());
+    let value = err.get(ContextKind::InvalidValue).map(|v| v.to_string());
+    let reason = std::error::Error::source(err)
+        .map(ToString::to_string)
+        .unwrap_or_else(|| err.kind().as_str().unwrap_or("invalid configuration").to_owned());
+    let command = Config::command();
+    let arg = rendered.as_deref().and_then(|rendered| {
+        command.get_arguments().find(|a| {
+            a.get_long().is_some_and(|long| {
+                let flag = format!("--{long}");
+                rendered == flag || rendered.starts_with(&format!("{flag} "))
+            })
+        })
+    });
+    match (arg, value) {
+        (Some(arg), Some(value)) => {
+            let flag = format!("--{}", arg.get_long().unwrap_or_default());
+            let name = match arg.get_env() {
+                Some(env) => format!("{} ({flag})", env.to_string_lossy()),
+                None => flag,
+            };
+            if arg.is_hide_env_values_set() {
+                format!("invalid {name}: {reason}")
+            } else {
+                format!("invalid {name} value {value:?}: {reason}")
+            }
+        }
+        _ => err.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned(),
+    }
+}

@@ -1,0 +1,205 @@
+//! Queries on `app.files`, always inside a tenant transaction. Every read skips soft-deleted
+//! rows; the organization filter is a courtesy to the planner (RLS is the guarantee).
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::{types::ToSql, Row};
+
+use super::{decode, DbError, TenantTx};
+use crate::domain::{FileId, FileStatus, Filename, UserId};
+
+/// A file as the API shows it (detail and list).
+pub struct FileRow {
+    pub id: FileId,
+    pub filename: String,
+    pub size: i64,
+    pub mime_type: Option<String>,
+    pub sha256: String,
+    pub status: FileStatus,
+    pub error_message: Option<String>,
+    pub uploaded_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+    pub uploaded_by_email: String,
+}
+
+impl FileRow {
+    fn from_row(row: &Row) -> Result<Self, DbError> {
+        let status: String = decode(row.try_get("status"))?;
+        Ok(Self {
+            id: FileId::from_uuid(decode(row.try_get("id"))?),
+            filename: decode(row.try_get("filename"))?,
+            size: decode(row.try_get("file_size_bytes"))?,
+            mime_type: decode(row.try_get("mime_type"))?,
+            sha256: decode(row.try_get("sha256"))?,
+            status: FileStatus::from_db(&status)
+                .ok_or_else(|| DbError::Decode(anyhow::anyhow!("unknown file status {status:?}")))?,
+            error_message: decode(row.try_get("error_message"))?,
+            uploaded_at: decode(row.try_get("uploaded_at"))?,
+            processed_at: decode(row.try_get("processed_at"))?,
+            uploaded_by_email: decode(row.try_get("uploaded_by_email"))?,
+        })
+    }
+}
+
+/// What an upload records once the bytes are safely on disk.
+pub struct NewFile<'a> {
+    pub id: FileId,
+    pub filename: &'a Filename,
+    pub file_path: &'a str,
+    pub size: i64,
+    pub sha256: &'a str,
+}
+
+/// Records a pending upload. The usage trigger adds its size to the organization in the same
+/// statement; over quota it fails with `organizations_within_quota`.
+#[tracing::instrument(name = "db.files.insert_pending", skip_all, fields(file_id = %file.id))]
+pub async fn insert_pending(tx: &TenantTx<'_>, file: &NewFile<'_>) -> Result<(), DbError> {
+    let ctx = tx.ctx();
+    tx.execute(
+        r#"
+        insert into app.files (id, organization_id, filename, file_path, file_size_bytes, sha256, uploaded_by)
+        values ($1, $2, $3, $4, $5, $6, $7)
+        "#,
+        &[
+            file.id.as_uuid(),
+            ctx.org_id.as_uuid(),
+            &file.filename.as_str(),
+            &file.file_path,
+            &file.size,
+            &file.sha256,
+            ctx.user_id.as_uuid(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The columns of [`FileRow`] followed by the given filter: constant SQL, built at compile time.
+macro_rules! select_files {
+    ($filter:literal) => {
+        concat!(
+            r#"
+            select f.id, f.filename, f.file_size_bytes, f.mime_type, f.sha256, f.status,
+                   f.error_message, f.uploaded_at, f.processed_at, u.email as uploaded_by_email
+              from app.files f
+              join app.users u on u.id = f.uploaded_by
+            "#,
+            $filter
+        )
+    };
+}
+
+#[tracing::instrument(name = "db.files.find", skip_all, fields(file_id = %id))]
+pub async fn find(tx: &TenantTx<'_>, id: FileId) -> Result<Option<FileRow>, DbError> {
+    let sql = select_files!(
+        r#"
+        where f.id = $1
+          and f.deleted_at is null
+        "#
+    );
+    tx.query_opt(sql, &[id.as_uuid()]).await?.as_ref().map(FileRow::from_row).transpose()
+}
+
+pub struct Page {
+    pub files: Vec<FileRow>,
+    pub total: i64,
+}
+
+/// One page, newest first, plus the total for the same filter. Both statements are sent
+/// together (tokio-postgres pipelines concurrent queries on one connection).
+#[tracing::instrument(name = "db.files.list_page", skip_all)]
+pub async fn list_page(
+    tx: &TenantTx<'_>,
+    status: Option<FileStatus>,
+    limit: i64,
+    offset: i64,
+) -> Result<Page, DbError> {
+    let org_id = tx.ctx().org_id;
+    let status = status.map(FileStatus::as_str);
+    let page_sql = select_files!(
+        r#"
+        where f.organization_id = $1
+          and f.deleted_at is null
+          and ($2::text is null or f.status = $2)
+        order by f.uploaded_at desc, f.id desc
+        limit $3
+        offset $4
+        "#
+    );
+    let page_params: [&(dyn ToSql + Sync); 4] = [org_id.as_uuid(), &status, &limit, &offset];
+    let total_params: [&(dyn ToSql + Sync); 2] = [org_id.as_uuid(), &status];
+    let page = tx.query(page_sql, &page_params);
+    let total = tx.query_one(
+        r#"
+        select count(*) as total
+          from app.files f
+         where f.organization_id = $1
+           and f.deleted_at is null
+           and ($2::text is null or f.status = $2)
+        "#,
+        &total_params,
+    );
+    let (rows, total) = tokio::try_join!(page, total)?;
+    Ok(Page {
+        files: rows.iter().map(FileRow::from_row).collect::<Result<_, _>>()?,
+        total: decode(total.try_get("total"))?,
+    })
+}
+
+/// Locks the live files among `ids` for a change and returns who uploaded each, so the caller
+/// can decide (all or nothing) whether the acting user may change them. Ids that are foreign,
+/// deleted or unknown are simply absent.
+#[tracing::instrument(name = "db.files.lock_uploaders", skip_all, fields(count = ids.len()))]
+pub async fn lock_uploaders(tx: &TenantTx<'_>, ids: &[FileId]) -> Result<Vec<(FileId, UserId)>, DbError> {
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
+    let rows = tx
+        .query(
+            r#"
+            select id, uploaded_by
+              from app.files
+             where id = any($1)
+               and deleted_at is null
+               for update
+            "#,
+            &[&ids],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                FileId::from_uuid(decode(row.try_get("id"))?),
+                UserId::from_uuid(decode(row.try_get("uploaded_by"))?),
+            ))
+        })
+        .collect()
+}
+
+#[tracing::instrument(name = "db.files.rename", skip_all, fields(file_id = %id))]
+pub async fn rename(tx: &TenantTx<'_>, id: FileId, filename: &Filename) -> Result<(), DbError> {
+    tx.execute(
+        r#"
+        update app.files
+           set filename = $2
+         where id = $1
+           and deleted_at is null
+        "#,
+        &[id.as_uuid(), &filename.as_str()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Soft-deletes; the usage trigger gives the bytes back to the quota in the same statement.
+#[tracing::instrument(name = "db.files.mark_deleted", skip_all, fields(count = ids.len()))]
+pub async fn mark_deleted(tx: &TenantTx<'_>, ids: &[FileId]) -> Result<u64, DbError> {
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
+    tx.execute(
+        r#"
+        update app.files
+           set deleted_at = now()
+         where id = any($1)
+           and deleted_at is null
+        "#,
+        &[&ids],
+    )
+    .await
+}

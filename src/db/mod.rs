@@ -1,0 +1,141 @@
+//! The database layer: the pool (private), the two ways to get a connection, and SQLSTATE →
+//! [`DbError`] mapping. SQL text lives in the resource modules, one function per query.
+//!
+//! Handlers never see the pool. They get a [`TenantConn`] and must [`TenantConn::begin`] a
+//! transaction with a tenant context before any query runs; the few cross-tenant needs go
+//! through [`SystemConn`], whose queries can only usefully call the SECURITY DEFINER registry
+//! (without a tenant context, every tenant table reads as empty).
+
+pub mod files;
+pub mod migrate;
+pub mod orgs;
+pub mod system;
+mod tenant;
+pub mod users;
+
+use std::time::Duration;
+
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio_postgres::{error::SqlState, types::ToSql, NoTls, Row};
+
+pub use tenant::{TenantConn, TenantCtx, TenantTx};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database could not be reached in time (pool exhausted, server down, connection
+    /// lost). Worth a 503 and a retry, not a 500.
+    #[error("database unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// A named constraint (or a trigger raising with a constraint name) refused the write.
+    #[error("constraint {0} violated")]
+    Constraint(String),
+    /// A row did not have the shape its query promised.
+    #[error("unexpected row from the database")]
+    Decode(#[source] anyhow::Error),
+    #[error("database query failed")]
+    Query(#[source] tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        if let Some(db) = err.as_db_error() {
+            let class = &db.code().code()[..2];
+            // 23: integrity constraint violation; P0002: our triggers' named refusals.
+            if class == "23" || db.code() == &SqlState::NO_DATA_FOUND {
+                if let Some(name) = db.constraint() {
+                    return DbError::Constraint(name.to_owned());
+                }
+            }
+            // 57P01..03: admin shutdown, crash shutdown, cannot connect now.
+            if class == "57" || class == "08" {
+                return DbError::Unavailable(err.into());
+            }
+            return DbError::Query(err);
+        }
+        if err.is_closed() {
+            return DbError::Unavailable(err.into());
+        }
+        DbError::Query(err)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        DbError::Unavailable(err.into())
+    }
+}
+
+/// Turns a column read error into [`DbError::Decode`]; `try_get` everywhere, never `get`.
+pub(crate) fn decode<T>(result: Result<T, tokio_postgres::Error>) -> Result<T, DbError> {
+    result.map_err(|e| DbError::Decode(e.into()))
+}
+
+/// The app role's connection pool. Cloning is cheap (the pool is reference-counted).
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+}
+
+impl Db {
+    /// Builds the pool; connections are opened lazily, so this never blocks on the network.
+    pub fn new(config: tokio_postgres::Config, max_size: usize, wait_timeout: Duration) -> anyhow::Result<Self> {
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            // Fast recycling is enough: tenant settings are transaction-scoped and die with
+            // their transaction, so a returned connection carries nothing of its last user.
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_size)
+            .wait_timeout(Some(wait_timeout))
+            .create_timeout(Some(wait_timeout))
+            .recycle_timeout(Some(wait_timeout))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()?;
+        Ok(Self { pool })
+    }
+
+    /// A connection for tenant data; usable only through [`TenantConn::begin`].
+    pub async fn tenant_conn(&self) -> Result<TenantConn, DbError> {
+        Ok(TenantConn::new(self.pool.get().await?))
+    }
+
+    /// A connection without tenant context, for the SECURITY DEFINER registry.
+    pub async fn system_conn(&self) -> Result<SystemConn, DbError> {
+        Ok(SystemConn(self.pool.get().await?))
+    }
+}
+
+/// A pooled app-role connection with no tenant context. Tenant tables read as empty through it
+/// (the policies fail closed); its purpose is calling the registry functions in [`system`].
+pub struct SystemConn(Object);
+
+impl SystemConn {
+    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
+        query(&self.0, sql, params).await
+    }
+
+    pub async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, DbError> {
+        query_opt(&self.0, sql, params).await
+    }
+}
+
+async fn query<C: GenericClient>(client: &C, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query(&statement, params).await?)
+}
+
+async fn query_opt<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Option<Row>, DbError> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query_opt(&statement, params).await?)
+}
+
+async fn execute<C: GenericClient>(client: &C, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.execute(&statement, params).await?)
+}

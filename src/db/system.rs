@@ -1,0 +1,117 @@
+//! Calls into the cross-tenant registry: one function per SECURITY DEFINER function, each of
+//! which is listed with its justification in docs/rls.md. Nothing else in the crate reads
+//! across tenants.
+
+use tokio_postgres::Row;
+
+use super::{decode, DbError, SystemConn};
+use crate::domain::{OrgId, Role, UserId};
+
+/// What a live session resolves to right now: the state plus the user's current org and role.
+pub struct SessionRow {
+    pub state: serde_json::Value,
+    pub user_id: UserId,
+    pub org_id: OrgId,
+    pub role: Role,
+}
+
+/// Loads a session by the SHA-256 of its key. `None` when unknown, expired, or the user is no
+/// longer active (so deactivation ends sessions at once).
+pub async fn session_load(conn: &SystemConn, key_hash: &[u8]) -> Result<Option<SessionRow>, DbError> {
+    let row = conn
+        .query_opt(
+            r#"
+            select state, user_id, organization_id, role
+              from app.session_load($1)
+            "#,
+            &[&key_hash],
+        )
+        .await?;
+    row.map(|row| {
+        Ok(SessionRow {
+            state: decode(row.try_get("state"))?,
+            user_id: UserId::from_uuid(decode(row.try_get("user_id"))?),
+            org_id: OrgId::from_uuid(decode(row.try_get("organization_id"))?),
+            role: role(&row)?,
+        })
+    })
+    .transpose()
+}
+
+/// Creates or replaces a session; `false` when the user does not exist or is inactive.
+pub async fn session_save(
+    conn: &SystemConn,
+    key_hash: &[u8],
+    user_id: UserId,
+    state: &serde_json::Value,
+    ttl_seconds: i64,
+) -> Result<bool, DbError> {
+    let row = conn
+        .query_opt(
+            "select app.session_save($1, $2, $3, $4) as saved",
+            &[&key_hash, user_id.as_uuid(), state, &ttl_seconds],
+        )
+        .await?;
+    Ok(row.map(|r| decode(r.try_get::<_, Option<bool>>("saved"))).transpose()?.flatten().unwrap_or(false))
+}
+
+pub async fn session_touch(conn: &SystemConn, key_hash: &[u8], ttl_seconds: i64) -> Result<(), DbError> {
+    conn.query("select app.session_touch($1, $2)", &[&key_hash, &ttl_seconds]).await?;
+    Ok(())
+}
+
+pub async fn session_delete(conn: &SystemConn, key_hash: &[u8]) -> Result<(), DbError> {
+    conn.query("select app.session_delete($1)", &[&key_hash]).await?;
+    Ok(())
+}
+
+/// A login candidate. The user fields are `None` when no user has this email; the failure
+/// count is there either way.
+pub struct LoginCandidate {
+    pub user: Option<LoginUser>,
+    pub recent_failures: i32,
+}
+
+pub struct LoginUser {
+    pub user_id: UserId,
+    pub org_id: OrgId,
+    pub password_hash: String,
+    pub role: Role,
+    pub is_active: bool,
+}
+
+pub async fn login_lookup(conn: &SystemConn, email: &str, window_seconds: i64) -> Result<LoginCandidate, DbError> {
+    let rows = conn
+        .query(
+            r#"
+            select user_id, organization_id, password_hash, role, is_active, recent_failures
+              from app.login_lookup($1, $2)
+            "#,
+            &[&email, &window_seconds],
+        )
+        .await?;
+    let row = rows.first().ok_or_else(|| DbError::Decode(anyhow::anyhow!("login_lookup returned no row")))?;
+    let user = match decode(row.try_get::<_, Option<uuid::Uuid>>("user_id"))? {
+        None => None,
+        Some(user_id) => Some(LoginUser {
+            user_id: UserId::from_uuid(user_id),
+            org_id: OrgId::from_uuid(decode(row.try_get("organization_id"))?),
+            password_hash: decode(row.try_get("password_hash"))?,
+            role: role(row)?,
+            is_active: decode(row.try_get("is_active"))?,
+        }),
+    };
+    Ok(LoginCandidate { user, recent_failures: decode(row.try_get("recent_failures"))? })
+}
+
+/// Counts a failed login for this email, or clears the count after a success.
+pub async fn login_record(conn: &SystemConn, email: &str, success: bool, window_seconds: i64) -> Result<(), DbError> {
+    conn.query("select app.login_record($1, $2, $3)", &[&email, &success, &window_seconds])
+        .await?;
+    Ok(())
+}
+
+pub(super) fn role(row: &Row) -> Result<Role, DbError> {
+    let value: String = decode(row.try_get("role"))?;
+    Role::from_db(&value).ok_or_else(|| DbError::Decode(anyhow::anyhow!("unknown role {value:?}")))
+}

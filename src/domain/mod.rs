@@ -1,0 +1,30 @@
+//! Domain types. Parse, don't validate: once a value of these types exists, its invariant holds,
+//! so handlers and queries never re-check it.
+
+mod email;
+mod filename;
+mod ids;
+mod org_name;
+mod password;
+mod role;
+
+pub use email::Email;
+pub use filename::Filename;
+pub use ids::{FileId, OrgId, UserId};
+pub use org_name::OrgName;
+pub use password::Password;
+pub use role::{FileStatus, Role};
+
+/// Why a value was refused; becomes a 400 with this code and message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Invalid {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}

@@ -1,0 +1,63 @@
+use serde::{Deserialize, Serialize};
+
+/// A user's role within their organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+
+    /// The database stores roles as checked text; anything else there is a bug worth a 500.
+    pub fn from_db(value: &str) -> Option<Self> {
+        match value {
+            "owner" => Some(Role::Owner),
+            "admin" => Some(Role::Admin),
+            "member" => Some(Role::Member),
+            _ => None,
+        }
+    }
+
+    /// Owners and admins act on every file of the organization; members on their own.
+    pub fn manages_all_files(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin)
+    }
+}
+
+/// Where a file is in its validation lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileStatus {
+    Pending,
+    Ready,
+    Failed,
+}
+
+impl FileStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileStatus::Pending => "pending",
+            FileStatus::Ready => "ready",
+            FileStatus::Failed => "failed",
+        }
+    }
+
+    pub fn from_db(value: &str) -> Option<Self> {
+        match value {
+            "pending" => Some(FileStatus::Pending),
+            "ready" => Some(FileStatus::Ready),
+            "failed" => Some(FileStatus::Failed),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! `ApiError`: the one error type handlers return, mapped to HTTP in exactly one place.
+//!
+//! Client errors carry a stable snake_case `code` and a message that is safe to show.
+//! Everything unexpected becomes `Internal`: the client sees a generic 500, the log gets the
+//! whole cause chain. Database text never reaches a response.
+
+use actix_web::{http::StatusCode, HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::{db::DbError, domain::Invalid, storage::StorageError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is well-formed HTTP but its content is not acceptable.
+    #[error("{}", .0.message)]
+    Invalid(#[from] Invalid),
+    #[error("authentication required")]
+    Unauthenticated,
+    /// Wrong password, unknown email and deactivated user all look exactly like this.
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    #[error("missing or invalid X-CSRF-Token header")]
+    CsrfFailed,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// Another tenant's object, a deleted object and a malformed id all answer this.
+    #[error("not found")]
+    NotFound,
+    #[error("{message}")]
+    Conflict { code: &'static str, message: &'static str },
+    #[error("{message}")]
+    TooLarge { code: &'static str, message: String },
+    #[error("request body must be {0}")]
+    UnsupportedMediaType(&'static str),
+    #[error("too many failed login attempts; try again later")]
+    TooManyAttempts,
+    #[error("service temporarily unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid(Invalid::new(code, message))
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Invalid(invalid) => invalid.code,
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::CsrfFailed => "csrf_failed",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound => "not_found",
+            ApiError::Conflict { code, .. } | ApiError::TooLarge { code, .. } => code,
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::TooManyAttempts => "too_many_attempts",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: String,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::CsrfFailed | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        // Logged once, here, where the error is turned into an answer.
+        match self {
+            ApiError::Internal(e) | ApiError::Unavailable(e) => {
+                tracing::error!(error.message = %e, error.cause_chain = ?e, "request failed");
+            }
+            _ => tracing::debug!(error.code = self.code(), "request refused"),
+        }
+        HttpResponse::build(self.status_code()).json(ErrorBody {
+            error: ErrorDetail { code: self.code(), message: self.to_string() },
+        })
+    }
+}
+
+/// Constraint names are the database's vocabulary for "this would break a rule"; here they
+/// become the API's answers. Anything unrecognised is a bug and answers 500.
+impl From<DbError> for ApiError {
+    fn from(err: DbError) -> Self {
+        match &err {
+            DbError::Unavailable(_) => ApiError::Unavailable(err.into()),
+            DbError::Constraint(name) => match name.as_str() {
+                "organizations_name_key" => ApiError::Conflict {
+                    code: "organization_name_taken",
+                    message: "an organization with this name already exists",
+                },
+                "users_email_key" => ApiError::Conflict {
+                    code: "email_taken",
+                    message: "a user with this email already exists",
+                },
+                "organizations_within_quota" => ApiError::TooLarge {
+                    code: "quota_exceeded",
+                    message: "this upload would exceed the organization's storage quota".into(),
+                },
+                "files_deleted_are_final" => ApiError::NotFound,
+                _ => ApiError::Internal(err.into()),
+            },
+            _ => ApiError::Internal(err.into()),
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::TooLarge { limit_bytes } => ApiError::TooLarge {
+                code: "file_too_large",
+                message: format!("file exceeds the limit of {} MB", limit_bytes / 1_048_576),
+            },
+            StorageError::Body(message) => ApiError::invalid("invalid_multipart", message),
+            StorageError::Io(_) => ApiError::Internal(err.into()),
+        }
+    }
+}

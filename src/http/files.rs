@@ -1,0 +1,399 @@
+//! `/api/files`: upload, list, detail, download, rename, delete, bulk-delete.
+//!
+//! Handlers read as steps: extract → parse → tenant transaction → `db::`/`storage::` → commit
+//! → response. Files are shared within an organization; changing one (rename, delete) is for
+//! its uploader, or any admin or owner.
+
+use std::collections::HashSet;
+
+use actix_files::NamedFile;
+use actix_multipart::{Multipart, MultipartError};
+use actix_web::{
+    http::header::{self, ContentDisposition, DispositionParam, DispositionType, ExtendedValue},
+    mime, web, HttpRequest, HttpResponse, Scope,
+};
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{ApiResult, AppState, Authed};
+use crate::{
+    db::{
+        self,
+        files::{FileRow, NewFile},
+        TenantTx,
+    },
+    domain::{FileId, FileStatus, Filename, UserId},
+    error::ApiError,
+    storage::{FileStore, PartFile, Received, StorageError},
+};
+
+const MAX_PAGE_SIZE: u32 = 100;
+const DEFAULT_PAGE_SIZE: u32 = 20;
+const MAX_BULK_IDS: usize = 100;
+/// Form fields other than `file` are ignored, but not read without bound.
+const MAX_OTHER_FIELD_BYTES: usize = 64 * 1024;
+
+pub fn scope() -> Scope {
+    web::scope("/files")
+        .route("", web::get().to(list_files))
+        .route("/upload", web::post().to(upload_file))
+        .route("/bulk-delete", web::post().to(bulk_delete_files))
+        .route("/{id}", web::get().to(get_file))
+        .route("/{id}", web::patch().to(rename_file))
+        .route("/{id}", web::delete().to(delete_file))
+        .route("/{id}/download", web::get().to(download_file))
+}
+
+#[derive(Serialize)]
+struct UploadResponse {
+    file_id: FileId,
+    filename: String,
+    status: FileStatus,
+}
+
+#[derive(Serialize)]
+struct FileDetail {
+    id: FileId,
+    filename: String,
+    size: i64,
+    mime_type: Option<String>,
+    sha256: String,
+    status: FileStatus,
+    error_message: Option<String>,
+    uploaded_at: DateTime<Utc>,
+    processed_at: Option<DateTime<Utc>>,
+    uploaded_by_email: String,
+}
+
+impl From<FileRow> for FileDetail {
+    fn from(f: FileRow) -> Self {
+        Self {
+            id: f.id,
+            filename: f.filename,
+            size: f.size,
+            mime_type: f.mime_type,
+            sha256: f.sha256,
+            status: f.status,
+            error_message: f.error_message,
+            uploaded_at: f.uploaded_at,
+            processed_at: f.processed_at,
+            uploaded_by_email: f.uploaded_by_email,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct FileSummary {
+    id: FileId,
+    filename: String,
+    size: i64,
+    status: FileStatus,
+    uploaded_at: DateTime<Utc>,
+    uploaded_by_email: String,
+}
+
+impl From<FileRow> for FileSummary {
+    fn from(f: FileRow) -> Self {
+        Self {
+            id: f.id,
+            filename: f.filename,
+            size: f.size,
+            status: f.status,
+            uploaded_at: f.uploaded_at,
+            uploaded_by_email: f.uploaded_by_email,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ListResponse {
+    files: Vec<FileSummary>,
+    total: i64,
+    page: u32,
+    limit: u32,
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    page: Option<u32>,
+    limit: Option<u32>,
+    status: Option<String>,
+}
+
+/// Only the name may change; any other field is refused (`deny_unknown_fields`), so ownership,
+/// status or size can never be set by a client.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenameRequest {
+    filename: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkDeleteRequest {
+    ids: Vec<String>,
+}
+
+#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id, file_id))]
+async fn upload_file(state: web::Data<AppState>, authed: Authed, multipart: Multipart) -> ApiResult {
+    let file_id = FileId::new();
+    tracing::Span::current().record("file_id", tracing::field::display(file_id));
+    let (filename, part, received) = receive_upload(&state, &authed, file_id, multipart).await?;
+    if received.size == 0 {
+        return Err(ApiError::invalid("empty_file", "the uploaded file is empty"));
+    }
+    let size = i64::try_from(received.size).context("file size out of range")?;
+    let file_path = FileStore::relative_path(authed.ctx.org_id, file_id);
+
+    let mut conn = state.db.tenant_conn().await?;
+    let tx = conn.begin(&authed.ctx).await?;
+    let new_file = NewFile { id: file_id, filename: &filename, file_path: &file_path, size, sha256: &received.sha256 };
+    db::files::insert_pending(&tx, &new_file).await?;
+    // In place before the commit, so a committed row always has its bytes; if the commit
+    // fails, dropping `placed` removes them again.
+    let placed = part.persist().await.context("cannot move upload into place")?;
+    tx.commit().await?;
+    placed.keep();
+
+    Ok(HttpResponse::Created().json(UploadResponse {
+        file_id,
+        filename: filename.to_string(),
+        status: FileStatus::Pending,
+    }))
+}
+
+/// Finds the `file` field and streams it to disk. Nothing is left behind on any error.
+async fn receive_upload(
+    state: &AppState,
+    authed: &Authed,
+    file_id: FileId,
+    mut multipart: Multipart,
+) -> Result<(Filename, PartFile, Received), ApiError> {
+    let limit = state.config.max_file_size_bytes();
+    while let Some(field) = multipart.next().await {
+        let mut field = field.map_err(multipart_error)?;
+        if field.name() != Some("file") {
+            skip_field(&mut field).await?;
+            continue;
+        }
+        let raw_name = field
+            .content_disposition()
+            .and_then(|cd| cd.get_filename())
+            .ok_or_else(|| ApiError::invalid("missing_filename", "the file field must carry a filename"))?;
+        let filename = Filename::parse(raw_name)?;
+        return match state.store.receive(authed.ctx.org_id, file_id, &mut field, limit).await {
+            Ok((part, received)) => Ok((filename, part, received)),
+            Err(err @ StorageError::TooLarge { .. }) => {
+                // Read (and discard) a bounded remainder so the client gets to see the 413
+                // instead of a connection reset mid-send.
+                let mut drained = 0u64;
+                while let Some(Ok(chunk)) = field.next().await {
+                    drained += chunk.len() as u64;
+                    if drained > limit {
+                        break;
+                    }
+                }
+                Err(err.into())
+            }
+            Err(err) => Err(err.into()),
+        };
+    }
+    Err(ApiError::invalid("missing_file", "multipart field `file` is required"))
+}
+
+async fn skip_field(field: &mut actix_multipart::Field) -> Result<(), ApiError> {
+    let mut seen = 0usize;
+    while let Some(chunk) = field.next().await {
+        seen += chunk.map_err(multipart_error)?.len();
+        if seen > MAX_OTHER_FIELD_BYTES {
+            return Err(ApiError::TooLarge {
+                code: "body_too_large",
+                message: format!("form fields other than `file` must be at most {MAX_OTHER_FIELD_BYTES} bytes"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn multipart_error(err: MultipartError) -> ApiError {
+    match err {
+        MultipartError::ContentTypeMissing
+        | MultipartError::ContentTypeParse
+        | MultipartError::ContentTypeIncompatible
+        | MultipartError::BoundaryMissing => ApiError::UnsupportedMediaType("multipart/form-data"),
+        other => ApiError::invalid("invalid_multipart", other.to_string()),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
+async fn list_files(state: web::Data<AppState>, authed: Authed, query: web::Query<ListQuery>) -> ApiResult {
+    let ListQuery { page, limit, status } = query.into_inner();
+    let page = page.unwrap_or(1);
+    let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
+    if page == 0 {
+        return Err(ApiError::invalid("invalid_query", "page starts at 1"));
+    }
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        return Err(ApiError::invalid("invalid_query", format!("limit must be 1 to {MAX_PAGE_SIZE}")));
+    }
+    let status = match status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(FileStatus::from_db(s).ok_or_else(|| {
+            ApiError::invalid("invalid_query", "status must be pending, ready or failed")
+        })?),
+    };
+    let offset = (i64::from(page) - 1) * i64::from(limit);
+
+    let mut conn = state.db.tenant_conn().await?;
+    let tx = conn.begin(&authed.ctx).await?;
+    let found = db::files::list_page(&tx, status, i64::from(limit), offset).await?;
+    tx.commit().await?;
+
+    Ok(HttpResponse::Ok().json(ListResponse {
+        files: found.files.into_iter().map(FileSummary::from).collect(),
+        total: found.total,
+        page,
+        limit,
+    }))
+}
+
+#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id, file_id = %id))]
+async fn get_file(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
+    let id = FileId::from_uuid(id.into_inner());
+    let mut conn = state.db.tenant_conn().await?;
+    let tx = conn.begin(&authed.ctx).await?;
+    let file = db::files::find(&tx, id).await?.ok_or(ApiError::NotFound)?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(FileDetail::from(file)))
+}
+
+#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id, file_id = %id))]
+async fn download_file(
+    state: web::Data<AppState>,
+    authed: Authed,
+    id: web::Path<Uuid>,
+    req: HttpRequest,
+) -> ApiResult {
+    let id = FileId::from_uuid(id.into_inner());
+    let file = {
+        let mut conn = state.db.tenant_conn().await?;
+        let tx = conn.begin(&authed.ctx).await?;
+        let file = db::files::find(&tx, id).await?.ok_or(ApiError::NotFound)?;
+        tx.commit().await?;
+        file
+    };
+    if file.status != FileStatus::Ready {
+        return Err(ApiError::Conflict {
+            code: "file_not_ready",
+            message: "the file can be downloaded once validation has marked it ready",
+        });
+    }
+    let content_type = file
+        .mime_type
+        .as_deref()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(mime::APPLICATION_OCTET_STREAM);
+    let bytes = NamedFile::open_async(state.store.path(authed.ctx.org_id, id))
+        .await
+        .context("stored bytes of a ready file are missing")?
+        .set_content_type(content_type)
+        .set_content_disposition(attachment(&file.filename));
+    let mut response = bytes.into_response(&req);
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    // Even opened directly, a stored HTML or SVG file must not run script on our origin.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    Ok(response)
+}
+
+/// `attachment; filename="ascii fallback"; filename*=UTF-8''percent-encoded`, so every client
+/// gets a name and none can be tricked by quotes, separators or non-ASCII.
+fn attachment(filename: &str) -> ContentDisposition {
+    let fallback: String = filename
+        .chars()
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .collect();
+    ContentDisposition {
+        disposition: DispositionType::Attachment,
+        parameters: vec![
+            DispositionParam::Filename(fallback),
+            DispositionParam::FilenameExt(ExtendedValue {
+                charset: header::Charset::Ext("UTF-8".into()),
+                language_tag: None,
+                value: filename.as_bytes().to_vec(),
+            }),
+        ],
+    }
+}
+
+#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id, file_id = %id))]
+async fn rename_file(
+    state: web::Data<AppState>,
+    authed: Authed,
+    id: web::Path<Uuid>,
+    body: web::Json<RenameRequest>,
+) -> ApiResult {
+    let id = FileId::from_uuid(id.into_inner());
+    let filename = Filename::parse(&body.filename)?;
+    let mut conn = state.db.tenant_conn().await?;
+    let tx = conn.begin(&authed.ctx).await?;
+    ensure_may_change(&tx, &authed, &[id]).await?;
+    db::files::rename(&tx, id, &filename).await?;
+    let file = db::files::find(&tx, id).await?.ok_or(ApiError::NotFound)?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(FileDetail::from(file)))
+}
+
+#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id, file_id = %id))]
+async fn delete_file(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
+    let ids = [FileId::from_uuid(id.into_inner())];
+    let mut conn = state.db.tenant_conn().await?;
+    let tx = conn.begin(&authed.ctx).await?;
+    ensure_may_change(&tx, &authed, &ids).await?;
+    db::files::mark_deleted(&tx, &ids).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// All or nothing: one id that is foreign, deleted, malformed (404) or not the caller's to
+/// delete (403) and nothing is deleted.
+#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
+async fn bulk_delete_files(state: web::Data<AppState>, authed: Authed, body: web::Json<BulkDeleteRequest>) -> ApiResult {
+    let requested = &body.ids;
+    if requested.is_empty() || requested.len() > MAX_BULK_IDS {
+        return Err(ApiError::invalid("invalid_ids", format!("ids must hold 1 to {MAX_BULK_IDS} file ids")));
+    }
+    // A malformed id is just an id that does not exist: 404 like any other.
+    let ids: HashSet<FileId> = requested
+        .iter()
+        .map(|s| Uuid::parse_str(s).map(FileId::from_uuid).map_err(|_| ApiError::NotFound))
+        .collect::<Result<_, _>>()?;
+    let ids: Vec<FileId> = ids.into_iter().collect();
+
+    let mut conn = state.db.tenant_conn().await?;
+    let tx = conn.begin(&authed.ctx).await?;
+    ensure_may_change(&tx, &authed, &ids).await?;
+    let deleted = db::files::mark_deleted(&tx, &ids).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "deleted": deleted })))
+}
+
+/// Locks the files and checks that every one is visible (else 404) and the caller's to change:
+/// their own upload, or any file for owners and admins (else 403).
+async fn ensure_may_change(tx: &TenantTx<'_>, authed: &Authed, ids: &[FileId]) -> Result<(), ApiError> {
+    let uploaders = db::files::lock_uploaders(tx, ids).await?;
+    if uploaders.len() != ids.len() {
+        return Err(ApiError::NotFound);
+    }
+    let is_own = |uploader: &UserId| *uploader == authed.ctx.user_id;
+    if !authed.role.manages_all_files() && !uploaders.iter().all(|(_, uploader)| is_own(uploader)) {
+        return Err(ApiError::Forbidden("members may only change files they uploaded"));
+    }
+    Ok(())
+}

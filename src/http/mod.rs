@@ -1,0 +1,93 @@
+//! HTTP surface: every route, the shared state, and how extractor failures become JSON errors.
+
+mod auth;
+mod extract;
+mod files;
+
+use std::sync::Arc;
+
+use actix_web::{
+    dev::ServiceResponse,
+    error::{JsonPayloadError, PathError, QueryPayloadError},
+    http::{header, StatusCode},
+    middleware::{ErrorHandlerResponse, ErrorHandlers},
+    web, HttpRequest, HttpResponse, ResponseError,
+};
+
+pub use extract::Authed;
+
+use crate::{config::Config, db::Db, error::ApiError, storage::FileStore};
+
+/// JSON bodies are small (credentials, a filename, up to 100 ids); files come as multipart.
+const JSON_LIMIT_BYTES: usize = 64 * 1024;
+
+/// Everything handlers share, registered once.
+pub struct AppState {
+    pub db: Db,
+    pub store: FileStore,
+    pub config: Arc<Config>,
+    /// A bcrypt hash to verify against when the email is unknown (equal login timing).
+    pub decoy_hash: String,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(JSON_LIMIT_BYTES)
+            .error_handler(|err, _| json_error(err).into()),
+    )
+    .app_data(web::PathConfig::default().error_handler(|_: PathError, _| ApiError::NotFound.into()))
+    .app_data(web::QueryConfig::default().error_handler(|err: QueryPayloadError, _| {
+        ApiError::invalid("invalid_query", err.to_string()).into()
+    }))
+    .service(web::scope("/api").service(auth::scope()).service(files::scope()))
+    .default_service(web::to(|| async { ApiError::NotFound.error_response() }));
+}
+
+fn json_error(err: JsonPayloadError) -> ApiError {
+    match err {
+        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType("application/json"),
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => ApiError::TooLarge {
+            code: "body_too_large",
+            message: format!("JSON body must be at most {JSON_LIMIT_BYTES} bytes"),
+        },
+        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::invalid("invalid_body", e.to_string()),
+        JsonPayloadError::Deserialize(e) => ApiError::invalid("invalid_json", format!("malformed JSON: {e}")),
+        other => ApiError::invalid("invalid_body", other.to_string()),
+    }
+}
+
+/// A safety net for answers produced outside our handlers (actix's own 404/405, a session
+/// store failure): every error response gets the JSON error body of the contract.
+pub fn error_bodies<B: 'static>() -> ErrorHandlers<B> {
+    ErrorHandlers::new().default_handler(|res: ServiceResponse<B>| {
+        let is_json = res
+            .response()
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        if is_json {
+            return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+        }
+        let (req, res): (HttpRequest, _) = res.into_parts();
+        let replacement = status_error(res.status()).error_response();
+        Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, replacement).map_into_right_body()))
+    })
+}
+
+fn status_error(status: StatusCode) -> ApiError {
+    match status {
+        StatusCode::NOT_FOUND => ApiError::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::invalid("method_not_allowed", "method not allowed here"),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge {
+            code: "body_too_large",
+            message: "request body too large".into(),
+        },
+        s if s.is_client_error() => ApiError::invalid("bad_request", s.canonical_reason().unwrap_or("bad request")),
+        StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(anyhow::anyhow!("upstream unavailable")),
+        _ => ApiError::Internal(anyhow::anyhow!("unhandled error response {status}")),
+    }
+}
+
+/// Shorthand for handler results.
+pub type ApiResult = Result<HttpResponse, ApiError>;

@@ -1,0 +1,14 @@
+//! tenant-files: a multi-tenant file API where PostgreSQL row-level security enforces tenant
+//! isolation. The binary (`main.rs`) only parses configuration and picks a mode; everything
+//! lives here so integration tests link against the same code.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

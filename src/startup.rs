@@ -1,0 +1,87 @@
+//! Builds the HTTP application from a [`Config`]: pool, storage, session middleware, routes.
+
+use std::{net::TcpListener, sync::Arc, time::Duration};
+
+use actix_session::{config::CookieContentSecurity, SessionMiddleware};
+use actix_web::{
+    cookie::{Key, SameSite},
+    dev::Server,
+    web, App, HttpServer,
+};
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tracing_actix_web::TracingLogger;
+
+use crate::{
+    auth::{password, session::PgSessionStore},
+    config::Config,
+    db::Db,
+    http::{self, AppState},
+    storage::FileStore,
+};
+
+/// With `Secure`, the `__Host-` prefix makes browsers refuse the cookie unless it is Secure,
+/// host-only and Path=/, so a sibling subdomain cannot plant or overwrite it.
+const SECURE_COOKIE_NAME: &str = "__Host-tf_session";
+const DEV_COOKIE_NAME: &str = "tf_session";
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Binds the listener (port 0 picks a free one, as tests do) and prepares the server.
+    /// Nothing is served until [`Application::run_until_stopped`].
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = Db::new(
+            config.database_url.clone(),
+            usize::from(config.db_pool_size),
+            Duration::from_millis(config.db_pool_timeout_ms),
+        )
+        .context("invalid DATABASE_URL")?;
+        let store = FileStore::new(&config.upload_dir)
+            .with_context(|| format!("cannot create UPLOAD_DIR {}", config.upload_dir.display()))?;
+        let key = match &config.session_key {
+            Some(secret) => Key::try_from(secret.expose_secret().as_bytes()).context("invalid SESSION_KEY")?,
+            None => {
+                tracing::warn!("APP_ENV=dev: using a generated SESSION_KEY; sessions end when the process restarts");
+                Key::generate()
+            }
+        };
+        let decoy_hash = password::decoy_hash(config.bcrypt_cost).await?;
+        let listener = TcpListener::bind(config.bind).with_context(|| format!("cannot listen on BIND {}", config.bind))?;
+        let port = listener.local_addr()?.port();
+
+        let secure = config.cookie_secure();
+        let cookie_name = if secure { SECURE_COOKIE_NAME } else { DEV_COOKIE_NAME };
+        let state = web::Data::new(AppState { db: db.clone(), store, config: Arc::new(config), decoy_hash });
+        let server = HttpServer::new(move || {
+            let sessions = SessionMiddleware::builder(PgSessionStore::new(db.clone()), key.clone())
+                .cookie_name(cookie_name.to_owned())
+                .cookie_secure(secure)
+                .cookie_http_only(true)
+                .cookie_same_site(SameSite::Lax)
+                .cookie_path("/".to_owned())
+                .cookie_content_security(CookieContentSecurity::Private)
+                .build();
+            App::new()
+                .wrap(sessions)
+                .wrap(http::error_bodies())
+                .wrap(TracingLogger::default())
+                .app_data(state.clone())
+                .configure(http::routes)
+        })
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
