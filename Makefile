@@ -32,5 +32,5 @@ lint:
 
 # Each test creates its own database; drop those of earlier runs so the cluster stays small.
 clean-test-dbs:
-	@psql -X -q "$(PG_ADMIN_URL)" -c "select format('drop database %I', datname) from pg_database where datname like 'tf_test_%'" -t -A \
+	@psql -X -q "$(PG_ADMIN_URL)" -c "select format('drop database %I;', datname) from pg_database where datname like 'tf_test_%'" -t -A \
 	  | psql -X -q "$(PG_ADMIN_URL)" >/dev/null

@@ -125,7 +125,10 @@ impl Config {
     /// Checks that span several values or that clap cannot express.
     pub fn validate(&self) -> anyhow::Result<()> {
         if !BCRYPT_COSTS.contains(&self.bcrypt_cost) {
-            bail!("invalid BCRYPT_COST: {} is outside {BCRYPT_COSTS:?}", self.bcrypt_cost);
+            bail!(
+                "invalid BCRYPT_COST: {} is outside {BCRYPT_COSTS:?}",
+                self.bcrypt_cost
+            );
         }
         match (&self.session_key, self.app_env) {
             (Some(key), _) if key.expose_secret().len() < MIN_SESSION_KEY_BYTES => {
@@ -166,7 +169,8 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let config = Self::try_parse_from(args).map_err(|e| anyhow::anyhow!(describe_clap_error(&e)))?;
+        let config =
+            Self::try_parse_from(args).map_err(|e| anyhow::anyhow!(describe_clap_error(&e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -180,7 +184,12 @@ fn describe_clap_error(err: &clap::Error) -> String {
     let value = err.get(ContextKind::InvalidValue).map(|v| v.to_string());
     let reason = std::error::Error::source(err)
         .map(ToString::to_string)
-        .unwrap_or_else(|| err.kind().as_str().unwrap_or("invalid configuration").to_owned());
+        .unwrap_or_else(|| {
+            err.kind()
+                .as_str()
+                .unwrap_or("invalid configuration")
+                .to_owned()
+        });
     let command = Config::command();
     let arg = rendered.as_deref().and_then(|rendered| {
         command.get_arguments().find(|a| {
@@ -203,6 +212,12 @@ fn describe_clap_error(err: &clap::Error) -> String {
                 format!("invalid {name} value {value:?}: {reason}")
             }
         }
-        _ => err.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned(),
+        _ => err
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ")
+            .to_owned(),
     }
 }

@@ -27,7 +27,10 @@ pub enum ApiError {
     #[error("not found")]
     NotFound,
     #[error("{message}")]
-    Conflict { code: &'static str, message: &'static str },
+    Conflict {
+        code: &'static str,
+        message: &'static str,
+    },
     #[error("{message}")]
     TooLarge { code: &'static str, message: String },
     #[error("request body must be {0}")]
@@ -98,7 +101,10 @@ impl ResponseError for ApiError {
             _ => tracing::debug!(error.code = self.code(), "request refused"),
         }
         HttpResponse::build(self.status_code()).json(ErrorBody {
-            error: ErrorDetail { code: self.code(), message: self.to_string() },
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+            },
         })
     }
 }

@@ -2,6 +2,7 @@
 //! isolation. The binary (`main.rs`) only parses configuration and picks a mode; everything
 //! lives here so integration tests link against the same code.
 #![forbid(unsafe_code)]
+#![deny(clippy::self_named_module_files)]
 
 pub mod auth;
 pub mod config;

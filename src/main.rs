@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use tenant_files::{
     config::{Config, Mode},
-    db, startup::Application, telemetry,
+    db,
+    startup::Application,
+    telemetry,
 };
 
 #[tokio::main]

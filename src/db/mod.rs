@@ -78,13 +78,19 @@ pub struct Db {
 
 impl Db {
     /// Builds the pool; connections are opened lazily, so this never blocks on the network.
-    pub fn new(config: tokio_postgres::Config, max_size: usize, wait_timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        config: tokio_postgres::Config,
+        max_size: usize,
+        wait_timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let manager = Manager::from_config(
             config,
             NoTls,
             // Fast recycling is enough: tenant settings are transaction-scoped and die with
             // their transaction, so a returned connection carries nothing of its last user.
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
         );
         let pool = Pool::builder(manager)
             .max_size(max_size)
@@ -112,16 +118,28 @@ impl Db {
 pub struct SystemConn(Object);
 
 impl SystemConn {
-    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, DbError> {
         query(&self.0, sql, params).await
     }
 
-    pub async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, DbError> {
+    pub async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, DbError> {
         query_opt(&self.0, sql, params).await
     }
 }
 
-async fn query<C: GenericClient>(client: &C, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
+async fn query<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, DbError> {
     let statement = client.prepare_cached(sql).await?;
     Ok(client.query(&statement, params).await?)
 }
@@ -135,7 +153,11 @@ async fn query_opt<C: GenericClient>(
     Ok(client.query_opt(&statement, params).await?)
 }
 
-async fn execute<C: GenericClient>(client: &C, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
+async fn execute<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, DbError> {
     let statement = client.prepare_cached(sql).await?;
     Ok(client.execute(&statement, params).await?)
 }

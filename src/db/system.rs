@@ -17,7 +17,10 @@ pub struct SessionRow {
 
 /// Loads a session by the SHA-256 of its key. `None` when unknown, expired, or the user is no
 /// longer active (so deactivation ends sessions at once).
-pub async fn session_load(conn: &SystemConn, key_hash: &[u8]) -> Result<Option<SessionRow>, DbError> {
+pub async fn session_load(
+    conn: &SystemConn,
+    key_hash: &[u8],
+) -> Result<Option<SessionRow>, DbError> {
     let row = conn
         .query_opt(
             r#"
@@ -52,16 +55,29 @@ pub async fn session_save(
             &[&key_hash, user_id.as_uuid(), state, &ttl_seconds],
         )
         .await?;
-    Ok(row.map(|r| decode(r.try_get::<_, Option<bool>>("saved"))).transpose()?.flatten().unwrap_or(false))
+    Ok(row
+        .map(|r| decode(r.try_get::<_, Option<bool>>("saved")))
+        .transpose()?
+        .flatten()
+        .unwrap_or(false))
 }
 
-pub async fn session_touch(conn: &SystemConn, key_hash: &[u8], ttl_seconds: i64) -> Result<(), DbError> {
-    conn.query("select app.session_touch($1, $2)", &[&key_hash, &ttl_seconds]).await?;
+pub async fn session_touch(
+    conn: &SystemConn,
+    key_hash: &[u8],
+    ttl_seconds: i64,
+) -> Result<(), DbError> {
+    conn.query(
+        "select app.session_touch($1, $2)",
+        &[&key_hash, &ttl_seconds],
+    )
+    .await?;
     Ok(())
 }
 
 pub async fn session_delete(conn: &SystemConn, key_hash: &[u8]) -> Result<(), DbError> {
-    conn.query("select app.session_delete($1)", &[&key_hash]).await?;
+    conn.query("select app.session_delete($1)", &[&key_hash])
+        .await?;
     Ok(())
 }
 
@@ -80,7 +96,11 @@ pub struct LoginUser {
     pub is_active: bool,
 }
 
-pub async fn login_lookup(conn: &SystemConn, email: &str, window_seconds: i64) -> Result<LoginCandidate, DbError> {
+pub async fn login_lookup(
+    conn: &SystemConn,
+    email: &str,
+    window_seconds: i64,
+) -> Result<LoginCandidate, DbError> {
     let rows = conn
         .query(
             r#"
@@ -90,7 +110,9 @@ pub async fn login_lookup(conn: &SystemConn, email: &str, window_seconds: i64) -
             &[&email, &window_seconds],
         )
         .await?;
-    let row = rows.first().ok_or_else(|| DbError::Decode(anyhow::anyhow!("login_lookup returned no row")))?;
+    let row = rows
+        .first()
+        .ok_or_else(|| DbError::Decode(anyhow::anyhow!("login_lookup returned no row")))?;
     let user = match decode(row.try_get::<_, Option<uuid::Uuid>>("user_id"))? {
         None => None,
         Some(user_id) => Some(LoginUser {
@@ -101,13 +123,24 @@ pub async fn login_lookup(conn: &SystemConn, email: &str, window_seconds: i64) -
             is_active: decode(row.try_get("is_active"))?,
         }),
     };
-    Ok(LoginCandidate { user, recent_failures: decode(row.try_get("recent_failures"))? })
+    Ok(LoginCandidate {
+        user,
+        recent_failures: decode(row.try_get("recent_failures"))?,
+    })
 }
 
 /// Counts a failed login for this email, or clears the count after a success.
-pub async fn login_record(conn: &SystemConn, email: &str, success: bool, window_seconds: i64) -> Result<(), DbError> {
-    conn.query("select app.login_record($1, $2, $3)", &[&email, &success, &window_seconds])
-        .await?;
+pub async fn login_record(
+    conn: &SystemConn,
+    email: &str,
+    success: bool,
+    window_seconds: i64,
+) -> Result<(), DbError> {
+    conn.query(
+        "select app.login_record($1, $2, $3)",
+        &[&email, &success, &window_seconds],
+    )
+    .await?;
     Ok(())
 }
 

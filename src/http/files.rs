@@ -138,23 +138,39 @@ struct BulkDeleteRequest {
 }
 
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id, file_id))]
-async fn upload_file(state: web::Data<AppState>, authed: Authed, multipart: Multipart) -> ApiResult {
+async fn upload_file(
+    state: web::Data<AppState>,
+    authed: Authed,
+    multipart: Multipart,
+) -> ApiResult {
     let file_id = FileId::new();
     tracing::Span::current().record("file_id", tracing::field::display(file_id));
     let (filename, part, received) = receive_upload(&state, &authed, file_id, multipart).await?;
     if received.size == 0 {
-        return Err(ApiError::invalid("empty_file", "the uploaded file is empty"));
+        return Err(ApiError::invalid(
+            "empty_file",
+            "the uploaded file is empty",
+        ));
     }
     let size = i64::try_from(received.size).context("file size out of range")?;
     let file_path = FileStore::relative_path(authed.ctx.org_id, file_id);
 
     let mut conn = state.db.tenant_conn().await?;
     let tx = conn.begin(&authed.ctx).await?;
-    let new_file = NewFile { id: file_id, filename: &filename, file_path: &file_path, size, sha256: &received.sha256 };
+    let new_file = NewFile {
+        id: file_id,
+        filename: &filename,
+        file_path: &file_path,
+        size,
+        sha256: &received.sha256,
+    };
     db::files::insert_pending(&tx, &new_file).await?;
     // In place before the commit, so a committed row always has its bytes; if the commit
     // fails, dropping `placed` removes them again.
-    let placed = part.persist().await.context("cannot move upload into place")?;
+    let placed = part
+        .persist()
+        .await
+        .context("cannot move upload into place")?;
     tx.commit().await?;
     placed.keep();
 
@@ -182,9 +198,15 @@ async fn receive_upload(
         let raw_name = field
             .content_disposition()
             .and_then(|cd| cd.get_filename())
-            .ok_or_else(|| ApiError::invalid("missing_filename", "the file field must carry a filename"))?;
+            .ok_or_else(|| {
+                ApiError::invalid("missing_filename", "the file field must carry a filename")
+            })?;
         let filename = Filename::parse(raw_name)?;
-        return match state.store.receive(authed.ctx.org_id, file_id, &mut field, limit).await {
+        return match state
+            .store
+            .receive(authed.ctx.org_id, file_id, &mut field, limit)
+            .await
+        {
             Ok((part, received)) => Ok((filename, part, received)),
             Err(err @ StorageError::TooLarge { .. }) => {
                 // Read (and discard) a bounded remainder so the client gets to see the 413
@@ -201,7 +223,10 @@ async fn receive_upload(
             Err(err) => Err(err.into()),
         };
     }
-    Err(ApiError::invalid("missing_file", "multipart field `file` is required"))
+    Err(ApiError::invalid(
+        "missing_file",
+        "multipart field `file` is required",
+    ))
 }
 
 async fn skip_field(field: &mut actix_multipart::Field) -> Result<(), ApiError> {
@@ -211,7 +236,9 @@ async fn skip_field(field: &mut actix_multipart::Field) -> Result<(), ApiError> 
         if seen > MAX_OTHER_FIELD_BYTES {
             return Err(ApiError::TooLarge {
                 code: "body_too_large",
-                message: format!("form fields other than `file` must be at most {MAX_OTHER_FIELD_BYTES} bytes"),
+                message: format!(
+                    "form fields other than `file` must be at most {MAX_OTHER_FIELD_BYTES} bytes"
+                ),
             });
         }
     }
@@ -229,15 +256,26 @@ fn multipart_error(err: MultipartError) -> ApiError {
 }
 
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
-async fn list_files(state: web::Data<AppState>, authed: Authed, query: web::Query<ListQuery>) -> ApiResult {
-    let ListQuery { page, limit, status } = query.into_inner();
+async fn list_files(
+    state: web::Data<AppState>,
+    authed: Authed,
+    query: web::Query<ListQuery>,
+) -> ApiResult {
+    let ListQuery {
+        page,
+        limit,
+        status,
+    } = query.into_inner();
     let page = page.unwrap_or(1);
     let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
     if page == 0 {
         return Err(ApiError::invalid("invalid_query", "page starts at 1"));
     }
     if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-        return Err(ApiError::invalid("invalid_query", format!("limit must be 1 to {MAX_PAGE_SIZE}")));
+        return Err(ApiError::invalid(
+            "invalid_query",
+            format!("limit must be 1 to {MAX_PAGE_SIZE}"),
+        ));
     }
     let status = match status.as_deref() {
         None | Some("") => None,
@@ -303,7 +341,10 @@ async fn download_file(
         .set_content_disposition(attachment(&file.filename));
     let mut response = bytes.into_response(&req);
     let headers = response.headers_mut();
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
     // Even opened directly, a stored HTML or SVG file must not run script on our origin.
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -317,7 +358,13 @@ async fn download_file(
 fn attachment(filename: &str) -> ContentDisposition {
     let fallback: String = filename
         .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     ContentDisposition {
         disposition: DispositionType::Attachment,
@@ -364,15 +411,26 @@ async fn delete_file(state: web::Data<AppState>, authed: Authed, id: web::Path<U
 /// All or nothing: one id that is foreign, deleted, malformed (404) or not the caller's to
 /// delete (403) and nothing is deleted.
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
-async fn bulk_delete_files(state: web::Data<AppState>, authed: Authed, body: web::Json<BulkDeleteRequest>) -> ApiResult {
+async fn bulk_delete_files(
+    state: web::Data<AppState>,
+    authed: Authed,
+    body: web::Json<BulkDeleteRequest>,
+) -> ApiResult {
     let requested = &body.ids;
     if requested.is_empty() || requested.len() > MAX_BULK_IDS {
-        return Err(ApiError::invalid("invalid_ids", format!("ids must hold 1 to {MAX_BULK_IDS} file ids")));
+        return Err(ApiError::invalid(
+            "invalid_ids",
+            format!("ids must hold 1 to {MAX_BULK_IDS} file ids"),
+        ));
     }
     // A malformed id is just an id that does not exist: 404 like any other.
     let ids: HashSet<FileId> = requested
         .iter()
-        .map(|s| Uuid::parse_str(s).map(FileId::from_uuid).map_err(|_| ApiError::NotFound))
+        .map(|s| {
+            Uuid::parse_str(s)
+                .map(FileId::from_uuid)
+                .map_err(|_| ApiError::NotFound)
+        })
         .collect::<Result<_, _>>()?;
     let ids: Vec<FileId> = ids.into_iter().collect();
 
@@ -386,14 +444,20 @@ async fn bulk_delete_files(state: web::Data<AppState>, authed: Authed, body: web
 
 /// Locks the files and checks that every one is visible (else 404) and the caller's to change:
 /// their own upload, or any file for owners and admins (else 403).
-async fn ensure_may_change(tx: &TenantTx<'_>, authed: &Authed, ids: &[FileId]) -> Result<(), ApiError> {
+async fn ensure_may_change(
+    tx: &TenantTx<'_>,
+    authed: &Authed,
+    ids: &[FileId],
+) -> Result<(), ApiError> {
     let uploaders = db::files::lock_uploaders(tx, ids).await?;
     if uploaders.len() != ids.len() {
         return Err(ApiError::NotFound);
     }
     let is_own = |uploader: &UserId| *uploader == authed.ctx.user_id;
     if !authed.role.manages_all_files() && !uploaders.iter().all(|(_, uploader)| is_own(uploader)) {
-        return Err(ApiError::Forbidden("members may only change files they uploaded"));
+        return Err(ApiError::Forbidden(
+            "members may only change files they uploaded",
+        ));
     }
     Ok(())
 }

@@ -125,7 +125,10 @@ impl FileStore {
     }
 }
 
-fn write_and_hash(file: std::fs::File, incoming: &mut mpsc::Receiver<Bytes>) -> io::Result<Received> {
+fn write_and_hash(
+    file: std::fs::File,
+    incoming: &mut mpsc::Receiver<Bytes>,
+) -> io::Result<Received> {
     let mut out = io::BufWriter::with_capacity(256 * 1024, file);
     let mut hasher = Sha256::new();
     let mut size = 0u64;
@@ -137,7 +140,10 @@ fn write_and_hash(file: std::fs::File, incoming: &mut mpsc::Receiver<Bytes>) -> 
     let file = out.into_inner().map_err(|e| e.into_error())?;
     // Durable before the database row says the file exists.
     file.sync_data()?;
-    Ok(Received { size, sha256: hex::encode(hasher.finalize()) })
+    Ok(Received {
+        size,
+        sha256: hex::encode(hasher.finalize()),
+    })
 }
 
 /// A completely received upload not yet in place. Dropped without [`PartFile::persist`], it
@@ -156,7 +162,9 @@ impl PartFile {
     pub async fn persist(mut self) -> io::Result<Placed> {
         tokio::fs::rename(&self.path, &self.target).await?;
         self.armed = false;
-        Ok(Placed { path: Some(std::mem::take(&mut self.target)) })
+        Ok(Placed {
+            path: Some(std::mem::take(&mut self.target)),
+        })
     }
 }
 

@@ -1,0 +1,399 @@
+//! `spawn_app()` and a small client per signed-in user, one method per endpoint.
+
+use std::{path::PathBuf, sync::LazyLock};
+
+use reqwest::{multipart, Response, StatusCode};
+use serde_json::{json, Value};
+use tenant_files::{config::Config, db::migrate, startup::Application, telemetry};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+/// Owner-role URL of a maintenance database on the cluster `make test` starts.
+fn admin_url() -> String {
+    std::env::var("TEST_PG_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://tenant_files_owner@127.0.0.1:54329/postgres".into())
+}
+
+fn db_url(role: &str, db: &str) -> String {
+    let admin: tokio_postgres::Config = admin_url().parse().expect("TEST_PG_ADMIN_URL");
+    let host = match &admin.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        #[allow(unreachable_patterns)]
+        _ => "127.0.0.1".into(),
+    };
+    let port = admin.get_ports().first().copied().unwrap_or(5432);
+    format!("postgres://{role}@{host}:{port}/{db}")
+}
+
+/// Logs stay silent unless TEST_LOG is set.
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var("TEST_LOG").is_ok() {
+        telemetry::init(tenant_files::config::LogFormat::Text);
+    }
+});
+
+pub struct TestApp {
+    pub address: String,
+    pub db_name: String,
+    pub upload_dir: PathBuf,
+    _upload_root: tempfile::TempDir,
+}
+
+/// Settings a test may change before the app starts.
+pub struct Settings {
+    pub max_file_size_mb: u64,
+    pub db_pool_size: u16,
+    pub login_max_failures: u32,
+    pub cookie_secure: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_file_size_mb: 5,
+            db_pool_size: 8,
+            login_max_failures: 5,
+            cookie_secure: false,
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Settings::default()).await
+}
+
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    LazyLock::force(&TRACING);
+    let db_name = format!("tf_test_{}", Uuid::new_v4().simple());
+    create_database(&db_name).await;
+    let upload_root = tempfile::tempdir().expect("temp upload dir");
+    let upload_dir = upload_root.path().join("uploads");
+
+    let config = Config::from_args([
+        "tenant-files".to_owned(),
+        "--bind=127.0.0.1:0".into(),
+        format!("--database-url={}", db_url("tenant_files_app", &db_name)),
+        format!(
+            "--migration-database-url={}",
+            db_url("tenant_files_owner", &db_name)
+        ),
+        format!("--upload-dir={}", upload_dir.display()),
+        format!("--max-file-size-mb={}", settings.max_file_size_mb),
+        format!("--db-pool-size={}", settings.db_pool_size),
+        format!("--login-max-failures={}", settings.login_max_failures),
+        "--bcrypt-cost=4".into(),
+        format!("--cookie-secure={}", settings.cookie_secure),
+        "--app-env=dev".into(),
+    ])
+    .expect("test config");
+    migrate::run(&config.migration_database_url)
+        .await
+        .expect("migrations apply");
+    let app = Application::build(config).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        db_name,
+        upload_dir,
+        _upload_root: upload_root,
+    }
+}
+
+async fn create_database(name: &str) {
+    let (client, connection) = tokio_postgres::connect(&admin_url(), NoTls)
+        .await
+        .expect("the test cluster is up (run `make test`, or scripts/dev-services.sh start)");
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("create database {name} owner tenant_files_owner"))
+        .await
+        .expect("create test database");
+}
+
+impl TestApp {
+    /// A direct connection as the given role to this test's database.
+    pub async fn connect_as(&self, role: &str) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&db_url(role, &self.db_name), NoTls)
+            .await
+            .expect("connect to test database");
+        tokio::spawn(connection);
+        client
+    }
+
+    /// The app role, exactly as the service connects.
+    pub async fn app_role(&self) -> tokio_postgres::Client {
+        self.connect_as("tenant_files_app").await
+    }
+
+    /// The owner role: for arranging states the API cannot reach (e.g. a file made `ready`
+    /// before the worker exists). Policies are forced on the owner too, so it sets the tenant.
+    pub async fn as_owner_in_org(&self, org_id: &str, sql: &str) {
+        let owner = self.connect_as("tenant_files_owner").await;
+        owner
+            .batch_execute(&format!(
+                "begin; select set_config('app.org_id', '{org_id}', true); {sql}; commit;"
+            ))
+            .await
+            .expect("owner statement");
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .expect("http client")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Registers a new organization with a random name and returns its owner, signed in.
+    pub async fn register_org(&self) -> TestUser {
+        let email = random_email();
+        let org_name = format!("org-{}", Uuid::new_v4());
+        let client = self.client();
+        let response = client
+            .post(self.url("/api/auth/register"))
+            .json(&json!({ "email": email, "password": PASSWORD, "organization_name": org_name }))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "register should succeed"
+        );
+        TestUser::from_signed_in(self, client, response, email).await
+    }
+
+    /// Adds a member or admin to `owner`'s organization (arranged in the database until
+    /// invitations exist) and signs them in.
+    pub async fn add_user(&self, owner: &TestUser, role: &str) -> TestUser {
+        let email = random_email();
+        let hash = bcrypt::hash(PASSWORD, 4).expect("hash");
+        self.as_owner_in_org(
+            &owner.org_id,
+            &format!(
+                "insert into app.users (id, organization_id, email, password_hash, role) \
+                 values ('{}', '{}', '{email}', '{hash}', '{role}')",
+                Uuid::new_v4(),
+                owner.org_id
+            ),
+        )
+        .await;
+        self.login(&email, PASSWORD).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> TestUser {
+        let client = self.client();
+        let response = self.post_login(&client, email, password).await;
+        assert_eq!(response.status(), StatusCode::OK, "login should succeed");
+        TestUser::from_signed_in(self, client, response, email.to_owned()).await
+    }
+
+    pub async fn post_login(
+        &self,
+        client: &reqwest::Client,
+        email: &str,
+        password: &str,
+    ) -> Response {
+        client
+            .post(self.url("/api/auth/login"))
+            .json(&json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .expect("login request")
+    }
+
+    /// Files under the upload root, part files included: what a failed request left behind.
+    pub fn stored_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.upload_dir, &mut out);
+        out
+    }
+
+    /// A superuser connection: the test's view from outside the rules (RLS does not apply).
+    pub async fn superuser(&self) -> tokio_postgres::Client {
+        self.connect_as("postgres").await
+    }
+
+    /// Rows in app.files across all organizations, deleted ones included.
+    pub async fn count_file_rows(&self) -> i64 {
+        self.superuser()
+            .await
+            .query_one("select count(*) from app.files", &[])
+            .await
+            .expect("count")
+            .get(0)
+    }
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub fn random_email() -> String {
+    format!("user-{}@example.com", Uuid::new_v4().simple())
+}
+
+/// A signed-in user with their own cookie jar and CSRF token.
+pub struct TestUser {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub csrf: String,
+    pub user_id: String,
+    pub org_id: String,
+    pub email: String,
+}
+
+impl TestUser {
+    async fn from_signed_in(
+        app: &TestApp,
+        client: reqwest::Client,
+        response: Response,
+        email: String,
+    ) -> Self {
+        let body: Value = response.json().await.expect("signed-in body");
+        Self {
+            address: app.address.clone(),
+            client,
+            csrf: body["csrf_token"].as_str().expect("csrf_token").to_owned(),
+            user_id: body["user_id"].as_str().expect("user_id").to_owned(),
+            org_id: body["organization_id"]
+                .as_str()
+                .expect("organization_id")
+                .to_owned(),
+            email,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn me(&self) -> Response {
+        self.client
+            .get(self.url("/api/auth/me"))
+            .send()
+            .await
+            .expect("me")
+    }
+
+    pub async fn upload(&self, filename: &str, bytes: impl Into<Vec<u8>>) -> Response {
+        let part = multipart::Part::bytes(bytes.into()).file_name(filename.to_owned());
+        self.upload_form(multipart::Form::new().part("file", part))
+            .await
+    }
+
+    pub async fn upload_form(&self, form: multipart::Form) -> Response {
+        self.client
+            .post(self.url("/api/files/upload"))
+            .header("X-CSRF-Token", &self.csrf)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload")
+    }
+
+    /// Uploads and returns the new file's id.
+    pub async fn upload_ok(&self, filename: &str, bytes: impl Into<Vec<u8>>) -> String {
+        let response = self.upload(filename, bytes).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "upload should succeed"
+        );
+        let body: Value = response.json().await.expect("upload body");
+        body["file_id"].as_str().expect("file_id").to_owned()
+    }
+
+    pub async fn list(&self, query: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/api/files{query}")))
+            .send()
+            .await
+            .expect("list")
+    }
+
+    /// The ids on one page of the list.
+    pub async fn listed_ids(&self, query: &str) -> Vec<String> {
+        let response = self.list(query).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.expect("list body");
+        body["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    pub async fn get_file(&self, id: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/api/files/{id}")))
+            .send()
+            .await
+            .expect("detail")
+    }
+
+    pub async fn download(&self, id: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/api/files/{id}/download")))
+            .send()
+            .await
+            .expect("download")
+    }
+
+    pub async fn rename(&self, id: &str, body: Value) -> Response {
+        self.client
+            .patch(self.url(&format!("/api/files/{id}")))
+            .header("X-CSRF-Token", &self.csrf)
+            .json(&body)
+            .send()
+            .await
+            .expect("rename")
+    }
+
+    pub async fn delete(&self, id: &str) -> Response {
+        self.client
+            .delete(self.url(&format!("/api/files/{id}")))
+            .header("X-CSRF-Token", &self.csrf)
+            .send()
+            .await
+            .expect("delete")
+    }
+
+    pub async fn bulk_delete(&self, ids: &[&str]) -> Response {
+        self.client
+            .post(self.url("/api/files/bulk-delete"))
+            .header("X-CSRF-Token", &self.csrf)
+            .json(&json!({ "ids": ids }))
+            .send()
+            .await
+            .expect("bulk delete")
+    }
+}
+
+/// Asserts status and the contract's error body; returns the error code.
+pub async fn assert_error(response: Response, status: StatusCode, code: &str) {
+    assert_eq!(response.status(), status, "status");
+    let body: Value = response.json().await.expect("error body is JSON");
+    assert_eq!(body["error"]["code"], code, "error code in {body}");
+    assert!(
+        body["error"]["message"].is_string(),
+        "error message in {body}"
+    );
+}

@@ -1,0 +1,9 @@
+//! Integration tests against a real PostgreSQL (started by `make test`). One binary; each test
+//! gets a fresh database named by a uuid, migrated as the owner, served as the app role.
+
+mod auth;
+mod database_guard;
+mod files;
+mod helpers;
+mod isolation;
+mod quota;
