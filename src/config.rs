@@ -10,8 +10,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 /// The local development cluster started by `scripts/dev-services.sh` (`make run`).
 pub const DEV_DATABASE_URL: &str = "postgres://tenant_files_app@127.0.0.1:54329/tenant_files";
-pub const DEV_MIGRATION_DATABASE_URL: &str =
-    "postgres://tenant_files_owner@127.0.0.1:54329/tenant_files";
+pub const DEV_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:56729/%2f";
+pub const DEV_MIGRATION_DATABASE_URL: &str = "postgres://tenant_files_owner@127.0.0.1:54329/tenant_files";
 
 /// bcrypt's own bounds; below 10 is only sensible in tests.
 const BCRYPT_COSTS: std::ops::RangeInclusive<u32> = 4..=31;
@@ -22,6 +22,10 @@ const MIN_SESSION_KEY_BYTES: usize = 64;
 pub enum Mode {
     /// Serve the HTTP API.
     Api,
+    /// Run the background worker: outbox relay, validation consumer, purge and sweep.
+    Worker,
+    /// API and worker in one process (local use).
+    All,
     /// Apply the database migrations as the owner role, then exit.
     Migrate,
 }
@@ -59,6 +63,42 @@ pub struct Config {
     /// Owner role connection, used only by `--mode migrate`.
     #[arg(long, env = "MIGRATION_DATABASE_URL", default_value = DEV_MIGRATION_DATABASE_URL, hide_default_value = true, hide_env_values = true)]
     pub migration_database_url: tokio_postgres::Config,
+
+    /// RabbitMQ, used by the worker (relay and consumer).
+    #[arg(long, env = "AMQP_URL", default_value = DEV_AMQP_URL, hide_default_value = true, hide_env_values = true)]
+    pub amqp_url: String,
+
+    /// Prefix of every exchange and queue name (lets several deployments or tests share a broker).
+    #[arg(long, env = "QUEUE_PREFIX", default_value = "tenant_files")]
+    pub queue_prefix: String,
+
+    /// Unacknowledged deliveries per worker process; also the number of jobs processed at once.
+    #[arg(long, env = "WORKER_PREFETCH", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub worker_prefetch: u16,
+
+    /// Attempts per job before the file is marked failed and the message dead-lettered.
+    #[arg(long, env = "JOB_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub job_max_attempts: u32,
+
+    /// Delays before retrying a job after a transient error, one per attempt (the last repeats).
+    #[arg(long, env = "JOB_RETRY_DELAYS_MS", value_delimiter = ',', default_value = "1000,10000,60000")]
+    pub job_retry_delays_ms: Vec<u32>,
+
+    /// How often the outbox relay looks for unpublished jobs when idle.
+    #[arg(long, env = "RELAY_INTERVAL_MS", default_value_t = 250)]
+    pub relay_interval_ms: u64,
+
+    /// A file still pending this long after its last job gets a new one.
+    #[arg(long, env = "PENDING_SWEEP_AFTER_SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub pending_sweep_after_seconds: u64,
+
+    /// How often the purge of deleted files' bytes and the pending sweep run.
+    #[arg(long, env = "MAINTENANCE_INTERVAL_MS", default_value_t = 5000)]
+    pub maintenance_interval_ms: u64,
+
+    /// Test isolation only: queues vanish after this long unused (x-expires).
+    #[arg(long, env = "QUEUE_EXPIRES_MS", hide = true)]
+    pub queue_expires_ms: Option<u32>,
 
     /// Maximum connections in the app role's pool.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]
@@ -125,10 +165,7 @@ impl Config {
     /// Checks that span several values or that clap cannot express.
     pub fn validate(&self) -> anyhow::Result<()> {
         if !BCRYPT_COSTS.contains(&self.bcrypt_cost) {
-            bail!(
-                "invalid BCRYPT_COST: {} is outside {BCRYPT_COSTS:?}",
-                self.bcrypt_cost
-            );
+            bail!("invalid BCRYPT_COST: {} is outside {BCRYPT_COSTS:?}", self.bcrypt_cost);
         }
         match (&self.session_key, self.app_env) {
             (Some(key), _) if key.expose_secret().len() < MIN_SESSION_KEY_BYTES => {
@@ -139,10 +176,20 @@ impl Config {
             }
             _ => {}
         }
-        for (name, url) in [
-            ("DATABASE_URL", &self.database_url),
-            ("MIGRATION_DATABASE_URL", &self.migration_database_url),
-        ] {
+        if self.job_retry_delays_ms.is_empty() || self.job_retry_delays_ms.contains(&0) {
+            bail!("invalid JOB_RETRY_DELAYS_MS: give one or more delays in milliseconds, each above 0");
+        }
+        if self.queue_prefix.is_empty()
+            || !self.queue_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            bail!("invalid QUEUE_PREFIX: use letters, digits, '_', '-' or '.'");
+        }
+        if !self.amqp_url.starts_with("amqp://") {
+            bail!("invalid AMQP_URL: must start with amqp:// (this build has no TLS)");
+        }
+        for (name, url) in
+            [("DATABASE_URL", &self.database_url), ("MIGRATION_DATABASE_URL", &self.migration_database_url)]
+        {
             if url.get_hosts().is_empty() {
                 bail!("invalid {name}: no host given");
             }
@@ -169,8 +216,7 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let config =
-            Self::try_parse_from(args).map_err(|e| anyhow::anyhow!(describe_clap_error(&e)))?;
+        let config = Self::try_parse_from(args).map_err(|e| anyhow::anyhow!(describe_clap_error(&e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -184,12 +230,7 @@ fn describe_clap_error(err: &clap::Error) -> String {
     let value = err.get(ContextKind::InvalidValue).map(|v| v.to_string());
     let reason = std::error::Error::source(err)
         .map(ToString::to_string)
-        .unwrap_or_else(|| {
-            err.kind()
-                .as_str()
-                .unwrap_or("invalid configuration")
-                .to_owned()
-        });
+        .unwrap_or_else(|| err.kind().as_str().unwrap_or("invalid configuration").to_owned());
     let command = Config::command();
     let arg = rendered.as_deref().and_then(|rendered| {
         command.get_arguments().find(|a| {
@@ -212,12 +253,6 @@ fn describe_clap_error(err: &clap::Error) -> String {
                 format!("invalid {name} value {value:?}: {reason}")
             }
         }
-        _ => err
-            .to_string()
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches("error: ")
-            .to_owned(),
+        _ => err.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned(),
     }
 }

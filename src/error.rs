@@ -27,10 +27,7 @@ pub enum ApiError {
     #[error("not found")]
     NotFound,
     #[error("{message}")]
-    Conflict {
-        code: &'static str,
-        message: &'static str,
-    },
+    Conflict { code: &'static str, message: &'static str },
     #[error("{message}")]
     TooLarge { code: &'static str, message: String },
     #[error("request body must be {0}")]
@@ -100,12 +97,8 @@ impl ResponseError for ApiError {
             }
             _ => tracing::debug!(error.code = self.code(), "request refused"),
         }
-        HttpResponse::build(self.status_code()).json(ErrorBody {
-            error: ErrorDetail {
-                code: self.code(),
-                message: self.to_string(),
-            },
-        })
+        HttpResponse::build(self.status_code())
+            .json(ErrorBody { error: ErrorDetail { code: self.code(), message: self.to_string() } })
     }
 }
 
@@ -120,10 +113,9 @@ impl From<DbError> for ApiError {
                     code: "organization_name_taken",
                     message: "an organization with this name already exists",
                 },
-                "users_email_key" => ApiError::Conflict {
-                    code: "email_taken",
-                    message: "a user with this email already exists",
-                },
+                "users_email_key" => {
+                    ApiError::Conflict { code: "email_taken", message: "a user with this email already exists" }
+                }
                 "organizations_within_quota" => ApiError::TooLarge {
                     code: "quota_exceeded",
                     message: "this upload would exceed the organization's storage quota".into(),

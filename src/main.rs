@@ -4,9 +4,10 @@ use std::process::ExitCode;
 
 use tenant_files::{
     config::{Config, Mode},
-    db,
+    db, shutdown,
     startup::Application,
     telemetry,
+    worker::run_worker_until_stopped,
 };
 
 #[tokio::main]
@@ -37,10 +38,33 @@ async fn run(config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Mode::Api => {
-            let bind = config.bind;
             let app = Application::build(config).await?;
-            tracing::info!(%bind, port = app.port(), "serving the API");
+            tracing::info!(port = app.port(), "serving the API");
             app.run_until_stopped().await?;
+            Ok(())
+        }
+        Mode::Worker => run_worker_until_stopped(config, shutdown::on_signals()).await,
+        Mode::All => {
+            // The HTTP server stops itself gracefully on SIGINT/SIGTERM; the worker watches the
+            // same signals through the token. Whichever ends first, the other is stopped and
+            // drained before the process exits.
+            let stop = shutdown::on_signals();
+            let app = Application::build(config.clone()).await?;
+            tracing::info!(port = app.port(), "serving the API and running the worker");
+            let server = app.run_until_stopped();
+            let worker = run_worker_until_stopped(config, stop.clone());
+            tokio::pin!(server, worker);
+            tokio::select! {
+                served = &mut server => {
+                    stop.cancel();
+                    worker.await?;
+                    served?;
+                }
+                worked = &mut worker => {
+                    worked?;
+                    server.await?;
+                }
+            }
             Ok(())
         }
     }

@@ -43,31 +43,20 @@ impl Application {
         let store = FileStore::new(&config.upload_dir)
             .with_context(|| format!("cannot create UPLOAD_DIR {}", config.upload_dir.display()))?;
         let key = match &config.session_key {
-            Some(secret) => {
-                Key::try_from(secret.expose_secret().as_bytes()).context("invalid SESSION_KEY")?
-            }
+            Some(secret) => Key::try_from(secret.expose_secret().as_bytes()).context("invalid SESSION_KEY")?,
             None => {
                 tracing::warn!("APP_ENV=dev: using a generated SESSION_KEY; sessions end when the process restarts");
                 Key::generate()
             }
         };
         let decoy_hash = password::decoy_hash(config.bcrypt_cost).await?;
-        let listener = TcpListener::bind(config.bind)
-            .with_context(|| format!("cannot listen on BIND {}", config.bind))?;
+        let listener =
+            TcpListener::bind(config.bind).with_context(|| format!("cannot listen on BIND {}", config.bind))?;
         let port = listener.local_addr()?.port();
 
         let secure = config.cookie_secure();
-        let cookie_name = if secure {
-            SECURE_COOKIE_NAME
-        } else {
-            DEV_COOKIE_NAME
-        };
-        let state = web::Data::new(AppState {
-            db: db.clone(),
-            store,
-            config: Arc::new(config),
-            decoy_hash,
-        });
+        let cookie_name = if secure { SECURE_COOKIE_NAME } else { DEV_COOKIE_NAME };
+        let state = web::Data::new(AppState { db: db.clone(), store, config: Arc::new(config), decoy_hash });
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(PgSessionStore::new(db.clone()), key.clone())
                 .cookie_name(cookie_name.to_owned())

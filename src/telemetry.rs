@@ -12,9 +12,7 @@ pub fn init(format: LogFormat) {
     // try_init: tests install one subscriber per process and may call this again.
     let _ = match format {
         LogFormat::Text => registry.with(fmt::layer()).try_init(),
-        LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true))
-            .try_init(),
+        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true)).try_init(),
     };
 }
 

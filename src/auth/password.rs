@@ -28,9 +28,5 @@ pub async fn verify(password: String, hash: String) -> anyhow::Result<bool> {
 /// verified against it so they take as long as logins for known ones.
 pub async fn decoy_hash(cost: u32) -> anyhow::Result<String> {
     let random = hex::encode(rand::random::<[u8; 16]>());
-    hash(
-        Password::parse(random).expect("32 hex characters are a valid password"),
-        cost,
-    )
-    .await
+    hash(Password::parse(random).expect("32 hex characters are a valid password"), cost).await
 }

@@ -48,11 +48,7 @@ fn key_hash(key: &SessionKey) -> Vec<u8> {
 }
 
 fn new_key() -> SessionKey {
-    let key: String = rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(64)
-        .map(char::from)
-        .collect();
+    let key: String = rand::thread_rng().sample_iter(&Alphanumeric).take(64).map(char::from).collect();
     SessionKey::try_from(key).expect("64 alphanumerics are a valid session key")
 }
 
@@ -75,9 +71,7 @@ impl PgSessionStore {
     async fn store(&self, key: &SessionKey, state: State, ttl: &Duration) -> anyhow::Result<()> {
         let (user_id, state) = persisted(state)?;
         let conn = self.db.system_conn().await?;
-        if !system::session_save(&conn, &key_hash(key), user_id, &state, ttl.whole_seconds())
-            .await?
-        {
+        if !system::session_save(&conn, &key_hash(key), user_id, &state, ttl.whole_seconds()).await? {
             return Err(anyhow!("session user is gone or inactive"));
         }
         Ok(())
@@ -86,21 +80,13 @@ impl PgSessionStore {
 
 impl SessionStore for PgSessionStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
-        let conn = self
-            .db
-            .system_conn()
-            .await
-            .map_err(|e| LoadError::Other(e.into()))?;
-        let Some(row) = system::session_load(&conn, &key_hash(key))
-            .await
-            .map_err(|e| LoadError::Other(e.into()))?
+        let conn = self.db.system_conn().await.map_err(|e| LoadError::Other(e.into()))?;
+        let Some(row) = system::session_load(&conn, &key_hash(key)).await.map_err(|e| LoadError::Other(e.into()))?
         else {
             return Ok(None);
         };
         let serde_json::Value::Object(stored) = row.state else {
-            return Err(LoadError::Deserialization(anyhow!(
-                "session state is not an object"
-            )));
+            return Err(LoadError::Deserialization(anyhow!("session state is not an object")));
         };
         let mut state: State = stored
             .into_iter()
@@ -117,21 +103,12 @@ impl SessionStore for PgSessionStore {
 
     async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
         let key = new_key();
-        self.store(&key, state, ttl)
-            .await
-            .map_err(SaveError::Other)?;
+        self.store(&key, state, ttl).await.map_err(SaveError::Other)?;
         Ok(key)
     }
 
-    async fn update(
-        &self,
-        key: SessionKey,
-        state: State,
-        ttl: &Duration,
-    ) -> Result<SessionKey, UpdateError> {
-        self.store(&key, state, ttl)
-            .await
-            .map_err(UpdateError::Other)?;
+    async fn update(&self, key: SessionKey, state: State, ttl: &Duration) -> Result<SessionKey, UpdateError> {
+        self.store(&key, state, ttl).await.map_err(UpdateError::Other)?;
         Ok(key)
     }
 
@@ -166,12 +143,8 @@ pub struct SessionUser {
 pub fn start(session: &Session, user_id: UserId) -> Result<String, ApiError> {
     let csrf_token = hex::encode(rand::random::<[u8; 32]>());
     session.renew();
-    session
-        .insert(USER_ID, user_id)
-        .map_err(|e| ApiError::Internal(anyhow!("{e}")))?;
-    session
-        .insert(CSRF_TOKEN, &csrf_token)
-        .map_err(|e| ApiError::Internal(anyhow!("{e}")))?;
+    session.insert(USER_ID, user_id).map_err(|e| ApiError::Internal(anyhow!("{e}")))?;
+    session.insert(CSRF_TOKEN, &csrf_token).map_err(|e| ApiError::Internal(anyhow!("{e}")))?;
     Ok(csrf_token)
 }
 
@@ -181,11 +154,7 @@ pub fn current(session: &Session) -> Option<SessionUser> {
     let org_id: OrgId = session.get(ORG_ID).ok()??;
     let role: Role = session.get(ROLE).ok()??;
     let csrf_token: String = session.get(CSRF_TOKEN).ok()??;
-    Some(SessionUser {
-        ctx: TenantCtx { org_id, user_id },
-        role,
-        csrf_token,
-    })
+    Some(SessionUser { ctx: TenantCtx { org_id, user_id }, role, csrf_token })
 }
 
 /// Ends the session here and in the database.

@@ -30,9 +30,8 @@ impl FileRow {
             size: decode(row.try_get("file_size_bytes"))?,
             mime_type: decode(row.try_get("mime_type"))?,
             sha256: decode(row.try_get("sha256"))?,
-            status: FileStatus::from_db(&status).ok_or_else(|| {
-                DbError::Decode(anyhow::anyhow!("unknown file status {status:?}"))
-            })?,
+            status: FileStatus::from_db(&status)
+                .ok_or_else(|| DbError::Decode(anyhow::anyhow!("unknown file status {status:?}")))?,
             error_message: decode(row.try_get("error_message"))?,
             uploaded_at: decode(row.try_get("uploaded_at"))?,
             processed_at: decode(row.try_get("processed_at"))?,
@@ -97,11 +96,7 @@ pub async fn find(tx: &TenantTx<'_>, id: FileId) -> Result<Option<FileRow>, DbEr
           and f.deleted_at is null
         "#
     );
-    tx.query_opt(sql, &[id.as_uuid()])
-        .await?
-        .as_ref()
-        .map(FileRow::from_row)
-        .transpose()
+    tx.query_opt(sql, &[id.as_uuid()]).await?.as_ref().map(FileRow::from_row).transpose()
 }
 
 pub struct Page {
@@ -145,10 +140,7 @@ pub async fn list_page(
     );
     let (rows, total) = tokio::try_join!(page, total)?;
     Ok(Page {
-        files: rows
-            .iter()
-            .map(FileRow::from_row)
-            .collect::<Result<_, _>>()?,
+        files: rows.iter().map(FileRow::from_row).collect::<Result<_, _>>()?,
         total: decode(total.try_get("total"))?,
     })
 }
@@ -157,10 +149,7 @@ pub async fn list_page(
 /// can decide (all or nothing) whether the acting user may change them. Ids that are foreign,
 /// deleted or unknown are simply absent.
 #[tracing::instrument(name = "db.files.lock_uploaders", skip_all, fields(count = ids.len()))]
-pub async fn lock_uploaders(
-    tx: &TenantTx<'_>,
-    ids: &[FileId],
-) -> Result<Vec<(FileId, UserId)>, DbError> {
+pub async fn lock_uploaders(tx: &TenantTx<'_>, ids: &[FileId]) -> Result<Vec<(FileId, UserId)>, DbError> {
     let ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
     let rows = tx
         .query(
@@ -176,10 +165,7 @@ pub async fn lock_uploaders(
         .await?;
     rows.iter()
         .map(|row| {
-            Ok((
-                FileId::from_uuid(decode(row.try_get("id"))?),
-                UserId::from_uuid(decode(row.try_get("uploaded_by"))?),
-            ))
+            Ok((FileId::from_uuid(decode(row.try_get("id"))?), UserId::from_uuid(decode(row.try_get("uploaded_by"))?)))
         })
         .collect()
 }

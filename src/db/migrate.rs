@@ -7,10 +7,7 @@ refinery::embed_migrations!("migrations");
 
 /// Applies every pending migration and returns how many ran.
 pub async fn run(owner: &tokio_postgres::Config) -> anyhow::Result<usize> {
-    let (mut client, connection) = owner
-        .connect(NoTls)
-        .await
-        .context("cannot connect with MIGRATION_DATABASE_URL")?;
+    let (mut client, connection) = owner.connect(NoTls).await.context("cannot connect with MIGRATION_DATABASE_URL")?;
     let connection = tokio::spawn(connection);
     let report = migrations::runner()
         .set_migration_table_name("app_schema_history")

@@ -7,6 +7,7 @@
 //! (without a tenant context, every tenant table reads as empty).
 
 pub mod files;
+pub mod jobs;
 pub mod migrate;
 pub mod orgs;
 pub mod system;
@@ -78,19 +79,13 @@ pub struct Db {
 
 impl Db {
     /// Builds the pool; connections are opened lazily, so this never blocks on the network.
-    pub fn new(
-        config: tokio_postgres::Config,
-        max_size: usize,
-        wait_timeout: Duration,
-    ) -> anyhow::Result<Self> {
+    pub fn new(config: tokio_postgres::Config, max_size: usize, wait_timeout: Duration) -> anyhow::Result<Self> {
         let manager = Manager::from_config(
             config,
             NoTls,
             // Fast recycling is enough: tenant settings are transaction-scoped and die with
             // their transaction, so a returned connection carries nothing of its last user.
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
         let pool = Pool::builder(manager)
             .max_size(max_size)
@@ -118,28 +113,34 @@ impl Db {
 pub struct SystemConn(Object);
 
 impl SystemConn {
-    pub async fn query(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, DbError> {
+    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
         query(&self.0, sql, params).await
     }
 
-    pub async fn query_opt(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, DbError> {
+    pub async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, DbError> {
         query_opt(&self.0, sql, params).await
+    }
+
+    /// A transaction without tenant context, for registry calls whose row locks must last
+    /// until a side effect elsewhere is done (outbox relay, purge).
+    pub async fn begin(&mut self) -> Result<SystemTx<'_>, DbError> {
+        Ok(SystemTx(self.0.transaction().await?))
     }
 }
 
-async fn query<C: GenericClient>(
-    client: &C,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-) -> Result<Vec<Row>, DbError> {
+pub struct SystemTx<'a>(deadpool_postgres::Transaction<'a>);
+
+impl SystemTx<'_> {
+    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
+        query(&self.0, sql, params).await
+    }
+
+    pub async fn commit(self) -> Result<(), DbError> {
+        Ok(self.0.commit().await?)
+    }
+}
+
+async fn query<C: GenericClient>(client: &C, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
     let statement = client.prepare_cached(sql).await?;
     Ok(client.query(&statement, params).await?)
 }
@@ -153,11 +154,7 @@ async fn query_opt<C: GenericClient>(
     Ok(client.query_opt(&statement, params).await?)
 }
 
-async fn execute<C: GenericClient>(
-    client: &C,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-) -> Result<u64, DbError> {
+async fn execute<C: GenericClient>(client: &C, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
     let statement = client.prepare_cached(sql).await?;
     Ok(client.execute(&statement, params).await?)
 }

@@ -34,10 +34,5 @@ pub async fn find_current(tx: &TenantTx<'_>) -> Result<Option<OrgRow>, DbError> 
             &[tx.ctx().org_id.as_uuid()],
         )
         .await?;
-    row.map(|row| {
-        Ok(OrgRow {
-            name: decode(row.try_get("name"))?,
-        })
-    })
-    .transpose()
+    row.map(|row| Ok(OrgRow { name: decode(row.try_get("name"))? })).transpose()
 }

@@ -4,8 +4,8 @@
 
 use tokio_postgres::Row;
 
-use super::{decode, DbError, SystemConn};
-use crate::domain::{OrgId, Role, UserId};
+use super::{decode, DbError, SystemConn, SystemTx};
+use crate::domain::{FileId, OrgId, Role, UserId};
 
 /// What a live session resolves to right now: the state plus the user's current org and role.
 pub struct SessionRow {
@@ -17,10 +17,7 @@ pub struct SessionRow {
 
 /// Loads a session by the SHA-256 of its key. `None` when unknown, expired, or the user is no
 /// longer active (so deactivation ends sessions at once).
-pub async fn session_load(
-    conn: &SystemConn,
-    key_hash: &[u8],
-) -> Result<Option<SessionRow>, DbError> {
+pub async fn session_load(conn: &SystemConn, key_hash: &[u8]) -> Result<Option<SessionRow>, DbError> {
     let row = conn
         .query_opt(
             r#"
@@ -55,29 +52,16 @@ pub async fn session_save(
             &[&key_hash, user_id.as_uuid(), state, &ttl_seconds],
         )
         .await?;
-    Ok(row
-        .map(|r| decode(r.try_get::<_, Option<bool>>("saved")))
-        .transpose()?
-        .flatten()
-        .unwrap_or(false))
+    Ok(row.map(|r| decode(r.try_get::<_, Option<bool>>("saved"))).transpose()?.flatten().unwrap_or(false))
 }
 
-pub async fn session_touch(
-    conn: &SystemConn,
-    key_hash: &[u8],
-    ttl_seconds: i64,
-) -> Result<(), DbError> {
-    conn.query(
-        "select app.session_touch($1, $2)",
-        &[&key_hash, &ttl_seconds],
-    )
-    .await?;
+pub async fn session_touch(conn: &SystemConn, key_hash: &[u8], ttl_seconds: i64) -> Result<(), DbError> {
+    conn.query("select app.session_touch($1, $2)", &[&key_hash, &ttl_seconds]).await?;
     Ok(())
 }
 
 pub async fn session_delete(conn: &SystemConn, key_hash: &[u8]) -> Result<(), DbError> {
-    conn.query("select app.session_delete($1)", &[&key_hash])
-        .await?;
+    conn.query("select app.session_delete($1)", &[&key_hash]).await?;
     Ok(())
 }
 
@@ -96,11 +80,7 @@ pub struct LoginUser {
     pub is_active: bool,
 }
 
-pub async fn login_lookup(
-    conn: &SystemConn,
-    email: &str,
-    window_seconds: i64,
-) -> Result<LoginCandidate, DbError> {
+pub async fn login_lookup(conn: &SystemConn, email: &str, window_seconds: i64) -> Result<LoginCandidate, DbError> {
     let rows = conn
         .query(
             r#"
@@ -110,9 +90,7 @@ pub async fn login_lookup(
             &[&email, &window_seconds],
         )
         .await?;
-    let row = rows
-        .first()
-        .ok_or_else(|| DbError::Decode(anyhow::anyhow!("login_lookup returned no row")))?;
+    let row = rows.first().ok_or_else(|| DbError::Decode(anyhow::anyhow!("login_lookup returned no row")))?;
     let user = match decode(row.try_get::<_, Option<uuid::Uuid>>("user_id"))? {
         None => None,
         Some(user_id) => Some(LoginUser {
@@ -123,28 +101,71 @@ pub async fn login_lookup(
             is_active: decode(row.try_get("is_active"))?,
         }),
     };
-    Ok(LoginCandidate {
-        user,
-        recent_failures: decode(row.try_get("recent_failures"))?,
-    })
+    Ok(LoginCandidate { user, recent_failures: decode(row.try_get("recent_failures"))? })
 }
 
 /// Counts a failed login for this email, or clears the count after a success.
-pub async fn login_record(
-    conn: &SystemConn,
-    email: &str,
-    success: bool,
-    window_seconds: i64,
-) -> Result<(), DbError> {
-    conn.query(
-        "select app.login_record($1, $2, $3)",
-        &[&email, &success, &window_seconds],
-    )
-    .await?;
+pub async fn login_record(conn: &SystemConn, email: &str, success: bool, window_seconds: i64) -> Result<(), DbError> {
+    conn.query("select app.login_record($1, $2, $3)", &[&email, &success, &window_seconds]).await?;
     Ok(())
 }
 
 pub(super) fn role(row: &Row) -> Result<Role, DbError> {
     let value: String = decode(row.try_get("role"))?;
     Role::from_db(&value).ok_or_else(|| DbError::Decode(anyhow::anyhow!("unknown role {value:?}")))
+}
+
+/// A validation job waiting in the outbox.
+pub struct OutboxJob {
+    pub job_id: uuid::Uuid,
+    pub org_id: OrgId,
+    pub file_id: FileId,
+    pub user_id: UserId,
+}
+
+/// Claims (locks until `tx` ends) up to `limit` of the oldest unpublished jobs of all tenants.
+pub async fn outbox_claim(tx: &SystemTx<'_>, limit: i32) -> Result<Vec<OutboxJob>, DbError> {
+    let rows = tx.query("select id, organization_id, file_id, user_id from app.outbox_claim($1)", &[&limit]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(OutboxJob {
+                job_id: decode(row.try_get("id"))?,
+                org_id: OrgId::from_uuid(decode(row.try_get("organization_id"))?),
+                file_id: FileId::from_uuid(decode(row.try_get("file_id"))?),
+                user_id: UserId::from_uuid(decode(row.try_get("user_id"))?),
+            })
+        })
+        .collect()
+}
+
+pub async fn outbox_delete(tx: &SystemTx<'_>, job_ids: &[uuid::Uuid]) -> Result<(), DbError> {
+    tx.query("select app.outbox_delete($1)", &[&job_ids]).await?;
+    Ok(())
+}
+
+/// Writes new jobs for files pending longer than `older_than_seconds`; returns how many.
+pub async fn requeue_stale_pending(conn: &SystemConn, older_than_seconds: i64, limit: i32) -> Result<i32, DbError> {
+    let row = conn
+        .query_opt("select app.requeue_stale_pending($1, $2) as queued", &[&older_than_seconds, &limit])
+        .await?
+        .ok_or_else(|| DbError::Decode(anyhow::anyhow!("requeue_stale_pending returned no row")))?;
+    decode(row.try_get("queued"))
+}
+
+/// Claims (locks until `tx` ends) deleted files whose bytes are still to be removed.
+pub async fn purge_claim(tx: &SystemTx<'_>, limit: i32) -> Result<Vec<(OrgId, FileId)>, DbError> {
+    let rows = tx.query("select file_id, organization_id from app.purge_claim($1)", &[&limit]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                OrgId::from_uuid(decode(row.try_get("organization_id"))?),
+                FileId::from_uuid(decode(row.try_get("file_id"))?),
+            ))
+        })
+        .collect()
+}
+
+pub async fn purge_done(tx: &SystemTx<'_>, file_ids: &[uuid::Uuid]) -> Result<(), DbError> {
+    tx.query("select app.purge_done($1)", &[&file_ids]).await?;
+    Ok(())
 }

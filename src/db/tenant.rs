@@ -40,11 +40,7 @@ impl TenantConn {
     pub async fn begin(&mut self, ctx: &TenantCtx) -> Result<TenantTx<'_>, DbError> {
         let tx = self.0.transaction().await?;
         let set_context = tx.prepare_cached(SET_TENANT_CONTEXT).await?;
-        tx.execute(
-            &set_context,
-            &[&ctx.org_id.to_string(), &ctx.user_id.to_string()],
-        )
-        .await?;
+        tx.execute(&set_context, &[&ctx.org_id.to_string(), &ctx.user_id.to_string()]).await?;
         Ok(TenantTx { tx, ctx: *ctx })
     }
 }
@@ -64,30 +60,16 @@ impl TenantTx<'_> {
         Ok(self.tx.commit().await?)
     }
 
-    pub async fn query(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, DbError> {
+    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
         super::query(&self.tx, sql, params).await
     }
 
-    pub async fn query_opt(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, DbError> {
+    pub async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, DbError> {
         super::query_opt(&self.tx, sql, params).await
     }
 
-    pub async fn query_one(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, DbError> {
-        self.query_opt(sql, params)
-            .await?
-            .ok_or_else(|| DbError::Decode(anyhow::anyhow!("query returned no row")))
+    pub async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, DbError> {
+        self.query_opt(sql, params).await?.ok_or_else(|| DbError::Decode(anyhow::anyhow!("query returned no row")))
     }
 
     pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {

@@ -6,25 +6,14 @@ use crate::domain::{Email, OrgId, Role, UserId};
 /// Adds the transaction's user to its organization. A taken email fails with the
 /// `users_email_key` constraint.
 #[tracing::instrument(name = "db.users.insert", skip_all)]
-pub async fn insert(
-    tx: &TenantTx<'_>,
-    email: &Email,
-    password_hash: &str,
-    role: Role,
-) -> Result<(), DbError> {
+pub async fn insert(tx: &TenantTx<'_>, email: &Email, password_hash: &str, role: Role) -> Result<(), DbError> {
     let ctx = tx.ctx();
     tx.execute(
         r#"
         insert into app.users (id, organization_id, email, password_hash, role)
         values ($1, $2, $3, $4, $5)
         "#,
-        &[
-            ctx.user_id.as_uuid(),
-            ctx.org_id.as_uuid(),
-            &email.as_str(),
-            &password_hash,
-            &role.as_str(),
-        ],
+        &[ctx.user_id.as_uuid(), ctx.org_id.as_uuid(), &email.as_str(), &password_hash, &role.as_str()],
     )
     .await?;
     Ok(())

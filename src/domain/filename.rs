@@ -33,9 +33,7 @@ impl Filename {
             return Err(invalid("must be a plain name, not a path"));
         }
         if name.chars().any(|c| c.is_control() || is_bidi_control(c)) {
-            return Err(invalid(
-                "must not contain control or bidirectional-override characters",
-            ));
+            return Err(invalid("must not contain control or bidirectional-override characters"));
         }
         Ok(Self(name.to_owned()))
     }
@@ -61,19 +59,10 @@ mod tests {
 
     #[test]
     fn keeps_ordinary_and_unicode_names() {
-        assert_eq!(
-            Filename::parse(" report 2024.pdf ").unwrap().as_str(),
-            "report 2024.pdf"
-        );
-        assert_eq!(
-            Filename::parse("résumé-文件-ملف.txt").unwrap().as_str(),
-            "résumé-文件-ملف.txt"
-        );
+        assert_eq!(Filename::parse(" report 2024.pdf ").unwrap().as_str(), "report 2024.pdf");
+        assert_eq!(Filename::parse("résumé-文件-ملف.txt").unwrap().as_str(), "résumé-文件-ملف.txt");
         // NFD input is stored composed, so equal-looking names are equal.
-        assert_eq!(
-            Filename::parse("re\u{301}sume\u{301}").unwrap().as_str(),
-            "résumé"
-        );
+        assert_eq!(Filename::parse("re\u{301}sume\u{301}").unwrap().as_str(), "résumé");
     }
 
     #[test]

@@ -57,23 +57,15 @@ struct MeResponse {
 
 /// Creates a new organization with the caller as its owner, and signs them in.
 #[tracing::instrument(skip_all)]
-async fn register(
-    state: web::Data<AppState>,
-    session: Session,
-    body: web::Json<RegisterRequest>,
-) -> ApiResult {
+async fn register(state: web::Data<AppState>, session: Session, body: web::Json<RegisterRequest>) -> ApiResult {
     let body = body.into_inner();
     let email = Email::parse(&body.email)?;
     let org_name = OrgName::parse(&body.organization_name)?;
-    let password_hash =
-        password::hash(Password::parse(body.password)?, state.config.bcrypt_cost).await?;
+    let password_hash = password::hash(Password::parse(body.password)?, state.config.bcrypt_cost).await?;
 
     // The new organization is created inside its own tenant context: the policies' WITH CHECK
     // admits exactly this organization and this user, and nothing else.
-    let ctx = TenantCtx {
-        org_id: OrgId::new(),
-        user_id: UserId::new(),
-    };
+    let ctx = TenantCtx { org_id: OrgId::new(), user_id: UserId::new() };
     let mut conn = state.db.tenant_conn().await?;
     let tx = conn.begin(&ctx).await?;
     db::orgs::insert(&tx, &org_name).await?;
@@ -93,11 +85,7 @@ async fn register(
 /// Unknown email, wrong password and deactivated user answer the same 401 after the same
 /// bcrypt work; too many recent failures for the email answer 429 before any work.
 #[tracing::instrument(skip_all)]
-async fn login(
-    state: web::Data<AppState>,
-    session: Session,
-    body: web::Json<LoginRequest>,
-) -> ApiResult {
+async fn login(state: web::Data<AppState>, session: Session, body: web::Json<LoginRequest>) -> ApiResult {
     let LoginRequest { email, password } = body.into_inner();
     let email = email.trim().to_owned();
     let window = i64::from(state.config.login_window_seconds);
@@ -109,15 +97,10 @@ async fn login(
     if candidate.recent_failures >= state.config.login_max_failures as i32 {
         return Err(ApiError::TooManyAttempts);
     }
-    let stored_hash = candidate
-        .user
-        .as_ref()
-        .map_or(&state.decoy_hash, |u| &u.password_hash);
+    let stored_hash = candidate.user.as_ref().map_or(&state.decoy_hash, |u| &u.password_hash);
     let password_matches = password::verify(password, stored_hash.clone()).await?;
 
-    let signed_in = candidate
-        .user
-        .filter(|user| password_matches && user.is_active);
+    let signed_in = candidate.user.filter(|user| password_matches && user.is_active);
     let conn = state.db.system_conn().await?;
     system::login_record(&conn, &email, signed_in.is_some(), window).await?;
     let user = signed_in.ok_or(ApiError::InvalidCredentials)?;
@@ -143,9 +126,7 @@ async fn logout(authed: Authed, session: Session) -> ApiResult {
 async fn me(state: web::Data<AppState>, authed: Authed) -> ApiResult {
     let mut conn = state.db.tenant_conn().await?;
     let tx = conn.begin(&authed.ctx).await?;
-    let me = db::users::find_me(&tx)
-        .await?
-        .ok_or(ApiError::Unauthenticated)?;
+    let me = db::users::find_me(&tx).await?.ok_or(ApiError::Unauthenticated)?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(MeResponse {
         user_id: me.user_id,

@@ -36,18 +36,10 @@ fn authenticate(req: &HttpRequest) -> Result<Authed, ApiError> {
     let user = session::current(&req.get_session()).ok_or(ApiError::Unauthenticated)?;
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if !safe {
-        let sent = req
-            .headers()
-            .get(CSRF_HEADER)
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
+        let sent = req.headers().get(CSRF_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
         if !bool::from(sent.ct_eq(user.csrf_token.as_bytes())) {
             return Err(ApiError::CsrfFailed);
         }
     }
-    Ok(Authed {
-        ctx: user.ctx,
-        role: user.role,
-        csrf_token: user.csrf_token,
-    })
+    Ok(Authed { ctx: user.ctx, role: user.role, csrf_token: user.csrf_token })
 }

@@ -138,39 +138,25 @@ struct BulkDeleteRequest {
 }
 
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id, file_id))]
-async fn upload_file(
-    state: web::Data<AppState>,
-    authed: Authed,
-    multipart: Multipart,
-) -> ApiResult {
+async fn upload_file(state: web::Data<AppState>, authed: Authed, multipart: Multipart) -> ApiResult {
     let file_id = FileId::new();
     tracing::Span::current().record("file_id", tracing::field::display(file_id));
     let (filename, part, received) = receive_upload(&state, &authed, file_id, multipart).await?;
     if received.size == 0 {
-        return Err(ApiError::invalid(
-            "empty_file",
-            "the uploaded file is empty",
-        ));
+        return Err(ApiError::invalid("empty_file", "the uploaded file is empty"));
     }
     let size = i64::try_from(received.size).context("file size out of range")?;
     let file_path = FileStore::relative_path(authed.ctx.org_id, file_id);
 
     let mut conn = state.db.tenant_conn().await?;
     let tx = conn.begin(&authed.ctx).await?;
-    let new_file = NewFile {
-        id: file_id,
-        filename: &filename,
-        file_path: &file_path,
-        size,
-        sha256: &received.sha256,
-    };
+    let new_file = NewFile { id: file_id, filename: &filename, file_path: &file_path, size, sha256: &received.sha256 };
     db::files::insert_pending(&tx, &new_file).await?;
+    // The validation job commits with the file row or not at all (transactional outbox).
+    db::jobs::enqueue(&tx, Uuid::new_v4(), file_id).await?;
     // In place before the commit, so a committed row always has its bytes; if the commit
     // fails, dropping `placed` removes them again.
-    let placed = part
-        .persist()
-        .await
-        .context("cannot move upload into place")?;
+    let placed = part.persist().await.context("cannot move upload into place")?;
     tx.commit().await?;
     placed.keep();
 
@@ -198,15 +184,9 @@ async fn receive_upload(
         let raw_name = field
             .content_disposition()
             .and_then(|cd| cd.get_filename())
-            .ok_or_else(|| {
-                ApiError::invalid("missing_filename", "the file field must carry a filename")
-            })?;
+            .ok_or_else(|| ApiError::invalid("missing_filename", "the file field must carry a filename"))?;
         let filename = Filename::parse(raw_name)?;
-        return match state
-            .store
-            .receive(authed.ctx.org_id, file_id, &mut field, limit)
-            .await
-        {
+        return match state.store.receive(authed.ctx.org_id, file_id, &mut field, limit).await {
             Ok((part, received)) => Ok((filename, part, received)),
             Err(err @ StorageError::TooLarge { .. }) => {
                 // Read (and discard) a bounded remainder so the client gets to see the 413
@@ -223,10 +203,7 @@ async fn receive_upload(
             Err(err) => Err(err.into()),
         };
     }
-    Err(ApiError::invalid(
-        "missing_file",
-        "multipart field `file` is required",
-    ))
+    Err(ApiError::invalid("missing_file", "multipart field `file` is required"))
 }
 
 async fn skip_field(field: &mut actix_multipart::Field) -> Result<(), ApiError> {
@@ -236,9 +213,7 @@ async fn skip_field(field: &mut actix_multipart::Field) -> Result<(), ApiError> 
         if seen > MAX_OTHER_FIELD_BYTES {
             return Err(ApiError::TooLarge {
                 code: "body_too_large",
-                message: format!(
-                    "form fields other than `file` must be at most {MAX_OTHER_FIELD_BYTES} bytes"
-                ),
+                message: format!("form fields other than `file` must be at most {MAX_OTHER_FIELD_BYTES} bytes"),
             });
         }
     }
@@ -256,32 +231,22 @@ fn multipart_error(err: MultipartError) -> ApiError {
 }
 
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
-async fn list_files(
-    state: web::Data<AppState>,
-    authed: Authed,
-    query: web::Query<ListQuery>,
-) -> ApiResult {
-    let ListQuery {
-        page,
-        limit,
-        status,
-    } = query.into_inner();
+async fn list_files(state: web::Data<AppState>, authed: Authed, query: web::Query<ListQuery>) -> ApiResult {
+    let ListQuery { page, limit, status } = query.into_inner();
     let page = page.unwrap_or(1);
     let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
     if page == 0 {
         return Err(ApiError::invalid("invalid_query", "page starts at 1"));
     }
     if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-        return Err(ApiError::invalid(
-            "invalid_query",
-            format!("limit must be 1 to {MAX_PAGE_SIZE}"),
-        ));
+        return Err(ApiError::invalid("invalid_query", format!("limit must be 1 to {MAX_PAGE_SIZE}")));
     }
     let status = match status.as_deref() {
         None | Some("") => None,
-        Some(s) => Some(FileStatus::from_db(s).ok_or_else(|| {
-            ApiError::invalid("invalid_query", "status must be pending, ready or failed")
-        })?),
+        Some(s) => Some(
+            FileStatus::from_db(s)
+                .ok_or_else(|| ApiError::invalid("invalid_query", "status must be pending, ready or failed"))?,
+        ),
     };
     let offset = (i64::from(page) - 1) * i64::from(limit);
 
@@ -309,12 +274,7 @@ async fn get_file(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid
 }
 
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id, file_id = %id))]
-async fn download_file(
-    state: web::Data<AppState>,
-    authed: Authed,
-    id: web::Path<Uuid>,
-    req: HttpRequest,
-) -> ApiResult {
+async fn download_file(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>, req: HttpRequest) -> ApiResult {
     let id = FileId::from_uuid(id.into_inner());
     let file = {
         let mut conn = state.db.tenant_conn().await?;
@@ -329,11 +289,7 @@ async fn download_file(
             message: "the file can be downloaded once validation has marked it ready",
         });
     }
-    let content_type = file
-        .mime_type
-        .as_deref()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(mime::APPLICATION_OCTET_STREAM);
+    let content_type = file.mime_type.as_deref().and_then(|m| m.parse().ok()).unwrap_or(mime::APPLICATION_OCTET_STREAM);
     let bytes = NamedFile::open_async(state.store.path(authed.ctx.org_id, id))
         .await
         .context("stored bytes of a ready file are missing")?
@@ -341,15 +297,9 @@ async fn download_file(
         .set_content_disposition(attachment(&file.filename));
     let mut response = bytes.into_response(&req);
     let headers = response.headers_mut();
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        header::HeaderValue::from_static("nosniff"),
-    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
     // Even opened directly, a stored HTML or SVG file must not run script on our origin.
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        header::HeaderValue::from_static("default-src 'none'; sandbox"),
-    );
+    headers.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static("default-src 'none'; sandbox"));
     Ok(response)
 }
 
@@ -358,13 +308,7 @@ async fn download_file(
 fn attachment(filename: &str) -> ContentDisposition {
     let fallback: String = filename
         .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
         .collect();
     ContentDisposition {
         disposition: DispositionType::Attachment,
@@ -418,19 +362,12 @@ async fn bulk_delete_files(
 ) -> ApiResult {
     let requested = &body.ids;
     if requested.is_empty() || requested.len() > MAX_BULK_IDS {
-        return Err(ApiError::invalid(
-            "invalid_ids",
-            format!("ids must hold 1 to {MAX_BULK_IDS} file ids"),
-        ));
+        return Err(ApiError::invalid("invalid_ids", format!("ids must hold 1 to {MAX_BULK_IDS} file ids")));
     }
     // A malformed id is just an id that does not exist: 404 like any other.
     let ids: HashSet<FileId> = requested
         .iter()
-        .map(|s| {
-            Uuid::parse_str(s)
-                .map(FileId::from_uuid)
-                .map_err(|_| ApiError::NotFound)
-        })
+        .map(|s| Uuid::parse_str(s).map(FileId::from_uuid).map_err(|_| ApiError::NotFound))
         .collect::<Result<_, _>>()?;
     let ids: Vec<FileId> = ids.into_iter().collect();
 
@@ -444,20 +381,14 @@ async fn bulk_delete_files(
 
 /// Locks the files and checks that every one is visible (else 404) and the caller's to change:
 /// their own upload, or any file for owners and admins (else 403).
-async fn ensure_may_change(
-    tx: &TenantTx<'_>,
-    authed: &Authed,
-    ids: &[FileId],
-) -> Result<(), ApiError> {
+async fn ensure_may_change(tx: &TenantTx<'_>, authed: &Authed, ids: &[FileId]) -> Result<(), ApiError> {
     let uploaders = db::files::lock_uploaders(tx, ids).await?;
     if uploaders.len() != ids.len() {
         return Err(ApiError::NotFound);
     }
     let is_own = |uploader: &UserId| *uploader == authed.ctx.user_id;
     if !authed.role.manages_all_files() && !uploaders.iter().all(|(_, uploader)| is_own(uploader)) {
-        return Err(ApiError::Forbidden(
-            "members may only change files they uploaded",
-        ));
+        return Err(ApiError::Forbidden("members may only change files they uploaded"));
     }
     Ok(())
 }

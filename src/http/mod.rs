@@ -31,40 +31,25 @@ pub struct AppState {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(
-        web::JsonConfig::default()
-            .limit(JSON_LIMIT_BYTES)
-            .error_handler(|err, _| json_error(err).into()),
-    )
-    .app_data(web::PathConfig::default().error_handler(|_: PathError, _| ApiError::NotFound.into()))
-    .app_data(
-        web::QueryConfig::default().error_handler(|err: QueryPayloadError, _| {
-            ApiError::invalid("invalid_query", err.to_string()).into()
-        }),
-    )
-    .service(
-        web::scope("/api")
-            .service(auth::scope())
-            .service(files::scope()),
-    )
-    .default_service(web::to(|| async { ApiError::NotFound.error_response() }));
+    cfg.app_data(web::JsonConfig::default().limit(JSON_LIMIT_BYTES).error_handler(|err, _| json_error(err).into()))
+        .app_data(web::PathConfig::default().error_handler(|_: PathError, _| ApiError::NotFound.into()))
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|err: QueryPayloadError, _| ApiError::invalid("invalid_query", err.to_string()).into()),
+        )
+        .service(web::scope("/api").service(auth::scope()).service(files::scope()))
+        .default_service(web::to(|| async { ApiError::NotFound.error_response() }));
 }
 
 fn json_error(err: JsonPayloadError) -> ApiError {
     match err {
         JsonPayloadError::ContentType => ApiError::UnsupportedMediaType("application/json"),
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-            ApiError::TooLarge {
-                code: "body_too_large",
-                message: format!("JSON body must be at most {JSON_LIMIT_BYTES} bytes"),
-            }
-        }
-        JsonPayloadError::Deserialize(e) if e.is_data() => {
-            ApiError::invalid("invalid_body", e.to_string())
-        }
-        JsonPayloadError::Deserialize(e) => {
-            ApiError::invalid("invalid_json", format!("malformed JSON: {e}"))
-        }
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => ApiError::TooLarge {
+            code: "body_too_large",
+            message: format!("JSON body must be at most {JSON_LIMIT_BYTES} bytes"),
+        },
+        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::invalid("invalid_body", e.to_string()),
+        JsonPayloadError::Deserialize(e) => ApiError::invalid("invalid_json", format!("malformed JSON: {e}")),
         other => ApiError::invalid("invalid_body", other.to_string()),
     }
 }
@@ -83,28 +68,19 @@ pub fn error_bodies<B: 'static>() -> ErrorHandlers<B> {
         }
         let (req, res): (HttpRequest, _) = res.into_parts();
         let replacement = status_error(res.status()).error_response();
-        Ok(ErrorHandlerResponse::Response(
-            ServiceResponse::new(req, replacement).map_into_right_body(),
-        ))
+        Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, replacement).map_into_right_body()))
     })
 }
 
 fn status_error(status: StatusCode) -> ApiError {
     match status {
         StatusCode::NOT_FOUND => ApiError::NotFound,
-        StatusCode::METHOD_NOT_ALLOWED => {
-            ApiError::invalid("method_not_allowed", "method not allowed here")
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::invalid("method_not_allowed", "method not allowed here"),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::TooLarge { code: "body_too_large", message: "request body too large".into() }
         }
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge {
-            code: "body_too_large",
-            message: "request body too large".into(),
-        },
-        s if s.is_client_error() => {
-            ApiError::invalid("bad_request", s.canonical_reason().unwrap_or("bad request"))
-        }
-        StatusCode::SERVICE_UNAVAILABLE => {
-            ApiError::Unavailable(anyhow::anyhow!("upstream unavailable"))
-        }
+        s if s.is_client_error() => ApiError::invalid("bad_request", s.canonical_reason().unwrap_or("bad request")),
+        StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(anyhow::anyhow!("upstream unavailable")),
         _ => ApiError::Internal(anyhow::anyhow!("unhandled error response {status}")),
     }
 }

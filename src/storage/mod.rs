@@ -78,11 +78,7 @@ impl FileStore {
     {
         let dir = self.root.join(org.to_string());
         tokio::fs::create_dir_all(&dir).await?;
-        let part = PartFile {
-            path: dir.join(format!(".{file}.part")),
-            target: self.path(org, file),
-            armed: true,
-        };
+        let part = PartFile { path: dir.join(format!(".{file}.part")), target: self.path(org, file), armed: true };
         // Created here, before any writing starts, so that dropping `part` always has a file
         // to remove and the writer never recreates one after that.
         let handle = tokio::fs::File::create(&part.path).await?.into_std().await;
@@ -116,6 +112,13 @@ impl FileStore {
         Ok((part, received))
     }
 
+    /// Reads a stored file once, streaming, on a blocking thread: its size, SHA-256 and first
+    /// bytes (for type sniffing). Memory stays flat whatever the size.
+    pub async fn inspect(&self, org: OrgId, file: FileId) -> io::Result<Inspection> {
+        let path = self.path(org, file);
+        spawn_blocking_with_tracing(move || inspect_file(&path)).await.map_err(io::Error::other)?
+    }
+
     /// Removes a stored file's bytes. Missing already is fine (purge is idempotent).
     pub async fn remove(&self, org: OrgId, file: FileId) -> io::Result<()> {
         match tokio::fs::remove_file(self.path(org, file)).await {
@@ -125,10 +128,43 @@ impl FileStore {
     }
 }
 
-fn write_and_hash(
-    file: std::fs::File,
-    incoming: &mut mpsc::Receiver<Bytes>,
-) -> io::Result<Received> {
+/// Enough of a file's start for every signature `infer` knows.
+const SNIFF_BYTES: usize = 8192;
+
+/// What validation reads from a stored file.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    pub size: u64,
+    pub sha256: String,
+    pub head: Vec<u8>,
+}
+
+fn inspect_file(path: &Path) -> io::Result<Inspection> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut head = Vec::with_capacity(SNIFF_BYTES);
+    let mut size = 0u64;
+    loop {
+        let n = match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let chunk = &buffer[..n];
+        if head.len() < SNIFF_BYTES {
+            let take = (SNIFF_BYTES - head.len()).min(n);
+            head.extend_from_slice(&chunk[..take]);
+        }
+        hasher.update(chunk);
+        size += n as u64;
+    }
+    Ok(Inspection { size, sha256: hex::encode(hasher.finalize()), head })
+}
+
+fn write_and_hash(file: std::fs::File, incoming: &mut mpsc::Receiver<Bytes>) -> io::Result<Received> {
     let mut out = io::BufWriter::with_capacity(256 * 1024, file);
     let mut hasher = Sha256::new();
     let mut size = 0u64;
@@ -140,10 +176,7 @@ fn write_and_hash(
     let file = out.into_inner().map_err(|e| e.into_error())?;
     // Durable before the database row says the file exists.
     file.sync_data()?;
-    Ok(Received {
-        size,
-        sha256: hex::encode(hasher.finalize()),
-    })
+    Ok(Received { size, sha256: hex::encode(hasher.finalize()) })
 }
 
 /// A completely received upload not yet in place. Dropped without [`PartFile::persist`], it
@@ -162,9 +195,7 @@ impl PartFile {
     pub async fn persist(mut self) -> io::Result<Placed> {
         tokio::fs::rename(&self.path, &self.target).await?;
         self.armed = false;
-        Ok(Placed {
-            path: Some(std::mem::take(&mut self.target)),
-        })
+        Ok(Placed { path: Some(std::mem::take(&mut self.target)) })
     }
 }
 

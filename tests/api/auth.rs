@@ -21,14 +21,7 @@ async fn register_creates_an_organization_owned_by_the_caller_and_signs_them_in(
     assert_eq!(body["email"], email);
     assert_eq!(body["role"], "owner");
     assert!(body["csrf_token"].as_str().unwrap().len() >= 32);
-    let me: Value = client
-        .get(app.url("/api/auth/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = client.get(app.url("/api/auth/me")).send().await.unwrap().json().await.unwrap();
     assert_eq!(me["user_id"], body["user_id"]);
     assert_eq!(me["organization_id"], body["organization_id"]);
     assert_eq!(me["organization_name"], "Acme Widgets");
@@ -52,36 +45,15 @@ async fn register_refuses_an_existing_organization_name_or_email_case_insensitiv
         }
     };
     let email = random_email();
-    assert_eq!(
-        register(email.clone(), "Globex").await.status(),
-        StatusCode::CREATED
-    );
+    assert_eq!(register(email.clone(), "Globex").await.status(), StatusCode::CREATED);
 
-    assert_error(
-        register(random_email(), "gLOBEX").await,
-        StatusCode::CONFLICT,
-        "organization_name_taken",
-    )
-    .await;
-    assert_error(
-        register(email.to_uppercase(), "Initech").await,
-        StatusCode::CONFLICT,
-        "email_taken",
-    )
-    .await;
+    assert_error(register(random_email(), "gLOBEX").await, StatusCode::CONFLICT, "organization_name_taken").await;
+    assert_error(register(email.to_uppercase(), "Initech").await, StatusCode::CONFLICT, "email_taken").await;
 
     // Nobody joined Globex and the refused registrations left no organization behind.
     let db = app.superuser().await;
-    let orgs: i64 = db
-        .query_one("select count(*) from app.organizations", &[])
-        .await
-        .unwrap()
-        .get(0);
-    let users: i64 = db
-        .query_one("select count(*) from app.users", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let orgs: i64 = db.query_one("select count(*) from app.organizations", &[]).await.unwrap().get(0);
+    let users: i64 = db.query_one("select count(*) from app.users", &[]).await.unwrap().get(0);
     assert_eq!((orgs, users), (1, 1));
 }
 
@@ -90,8 +62,7 @@ async fn register_rejects_bad_input_with_400_and_writes_nothing() {
     let app = spawn_app().await;
     let client = app.client();
     let url = app.url("/api/auth/register");
-    let valid =
-        json!({ "email": random_email(), "password": PASSWORD, "organization_name": "Valid" });
+    let valid = json!({ "email": random_email(), "password": PASSWORD, "organization_name": "Valid" });
     let with = |field: &str, value: Value| {
         let mut body = valid.clone();
         body[field] = value;
@@ -102,26 +73,11 @@ async fn register_rejects_bad_input_with_400_and_writes_nothing() {
         (with("password", json!("a".repeat(73))), "invalid_password"),
         (with("password", json!("€".repeat(25))), "invalid_password"),
         (with("email", json!("not-an-email")), "invalid_email"),
-        (
-            with("organization_name", json!("   ")),
-            "invalid_organization_name",
-        ),
-        (
-            with("organization_name", json!("a".repeat(201))),
-            "invalid_organization_name",
-        ),
+        (with("organization_name", json!("   ")), "invalid_organization_name"),
+        (with("organization_name", json!("a".repeat(201))), "invalid_organization_name"),
         (with("email", json!(42)), "invalid_body"),
-        (
-            json!({ "email": random_email(), "password": PASSWORD }),
-            "invalid_body",
-        ),
-        (
-            with(
-                "organization_id",
-                json!("00000000-0000-0000-0000-000000000000"),
-            ),
-            "invalid_body",
-        ),
+        (json!({ "email": random_email(), "password": PASSWORD }), "invalid_body"),
+        (with("organization_id", json!("00000000-0000-0000-0000-000000000000")), "invalid_body"),
     ];
     for (body, code) in cases {
         let response = client.post(&url).json(&body).send().await.unwrap();
@@ -138,12 +94,7 @@ async fn register_rejects_bad_input_with_400_and_writes_nothing() {
     assert_error(malformed, StatusCode::BAD_REQUEST, "invalid_json").await;
 
     let not_json = client.post(&url).body("email=a@b.c").send().await.unwrap();
-    assert_error(
-        not_json,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
-    )
-    .await;
+    assert_error(not_json, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
 
     let huge = client
         .post(&url)
@@ -155,11 +106,7 @@ async fn register_rejects_bad_input_with_400_and_writes_nothing() {
     assert_error(huge, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
 
     let db = app.superuser().await;
-    let orgs: i64 = db
-        .query_one("select count(*) from app.organizations", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let orgs: i64 = db.query_one("select count(*) from app.organizations", &[]).await.unwrap().get(0);
     assert_eq!(orgs, 0);
 }
 
@@ -170,10 +117,7 @@ async fn login_answers_the_same_401_for_unknown_email_wrong_password_and_deactiv
     let deactivated = app.add_user(&owner, "member").await;
     app.as_owner_in_org(
         &owner.org_id,
-        &format!(
-            "update app.users set is_active = false where id = '{}'",
-            deactivated.user_id
-        ),
+        &format!("update app.users set is_active = false where id = '{}'", deactivated.user_id),
     )
     .await;
     let client = app.client();
@@ -188,10 +132,7 @@ async fn login_answers_the_same_401_for_unknown_email_wrong_password_and_deactiv
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{email}");
         bodies.push(response.text().await.unwrap());
     }
-    assert!(
-        bodies.windows(2).all(|w| w[0] == w[1]),
-        "identical bodies: {bodies:?}"
-    );
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "identical bodies: {bodies:?}");
     let body: Value = serde_json::from_str(&bodies[0]).unwrap();
     assert_eq!(body["error"]["code"], "invalid_credentials");
 }
@@ -202,60 +143,36 @@ async fn login_with_any_case_of_the_email_signs_in_and_rotates_the_session_id() 
     let owner = app.register_org().await;
     let client = app.client();
 
-    let first = app
-        .post_login(&client, &owner.email.to_uppercase(), PASSWORD)
-        .await;
+    let first = app.post_login(&client, &owner.email.to_uppercase(), PASSWORD).await;
     assert_eq!(first.status(), StatusCode::OK);
     let first_cookie = session_cookie(&first);
     let second = app.post_login(&client, &owner.email, PASSWORD).await;
     assert_eq!(second.status(), StatusCode::OK);
     let second_cookie = session_cookie(&second);
 
-    assert_ne!(
-        first_cookie, second_cookie,
-        "a login must issue a new session id"
-    );
+    assert_ne!(first_cookie, second_cookie, "a login must issue a new session id");
     let body: Value = second.json().await.unwrap();
     assert_eq!(body["user_id"], owner.user_id);
     assert_eq!(body["role"], "owner");
     // The session replaced by the second login is gone server-side.
-    let replay = app
-        .client()
-        .get(app.url("/api/auth/me"))
-        .header(header::COOKIE, first_cookie)
-        .send()
-        .await
-        .unwrap();
+    let replay = app.client().get(app.url("/api/auth/me")).header(header::COOKIE, first_cookie).send().await.unwrap();
     assert_error(replay, StatusCode::UNAUTHORIZED, "unauthenticated").await;
-    let current = app
-        .client()
-        .get(app.url("/api/auth/me"))
-        .header(header::COOKIE, second_cookie)
-        .send()
-        .await
-        .unwrap();
+    let current = app.client().get(app.url("/api/auth/me")).header(header::COOKIE, second_cookie).send().await.unwrap();
     assert_eq!(current.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn repeated_failed_logins_answer_429_even_for_the_right_password() {
-    let app = spawn_app_with(Settings {
-        login_max_failures: 3,
-        ..Settings::default()
-    })
-    .await;
+    let app = spawn_app_with(Settings { login_max_failures: 3, ..Settings::default() }).await;
     let owner = app.register_org().await;
     let client = app.client();
     for _ in 0..3 {
-        let response = app
-            .post_login(&client, &owner.email, "wrong password")
-            .await;
+        let response = app.post_login(&client, &owner.email, "wrong password").await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
 
     assert_error(
-        app.post_login(&client, &owner.email, "wrong password")
-            .await,
+        app.post_login(&client, &owner.email, "wrong password").await,
         StatusCode::TOO_MANY_REQUESTS,
         "too_many_attempts",
     )
@@ -268,12 +185,7 @@ async fn repeated_failed_logins_answer_429_even_for_the_right_password() {
     .await;
     // Another account is not affected.
     let other = app.register_org().await;
-    assert_eq!(
-        app.post_login(&client, &other.email, PASSWORD)
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.post_login(&client, &other.email, PASSWORD).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -283,43 +195,26 @@ async fn logout_ends_the_session_server_side() {
     let client = app.client();
     let login = app.post_login(&client, &owner.email, PASSWORD).await;
     let cookie = session_cookie(&login);
-    let csrf = login.json::<Value>().await.unwrap()["csrf_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let csrf = login.json::<Value>().await.unwrap()["csrf_token"].as_str().unwrap().to_owned();
 
-    let response = client
-        .post(app.url("/api/auth/logout"))
-        .header("X-CSRF-Token", &csrf)
-        .send()
-        .await
-        .unwrap();
+    let response = client.post(app.url("/api/auth/logout")).header("X-CSRF-Token", &csrf).send().await.unwrap();
 
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({ "success": true })
-    );
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({ "success": true }));
     // Replaying the old cookie (as a thief who copied it would) no longer works.
-    let replay = app
-        .client()
-        .get(app.url("/api/auth/me"))
-        .header(header::COOKIE, cookie)
-        .send()
-        .await
-        .unwrap();
+    let replay = app.client().get(app.url("/api/auth/me")).header(header::COOKIE, cookie).send().await.unwrap();
     assert_error(replay, StatusCode::UNAUTHORIZED, "unauthenticated").await;
     let sessions: i64 = app
         .superuser()
         .await
-        .query_one("select count(*) from app.sessions s join app.users u on u.id = s.user_id where u.email = $1", &[&owner.email])
+        .query_one(
+            "select count(*) from app.sessions s join app.users u on u.id = s.user_id where u.email = $1",
+            &[&owner.email],
+        )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(
-        sessions, 1,
-        "only the helper's own session of this user remains"
-    );
+    assert_eq!(sessions, 1, "only the helper's own session of this user remains");
 }
 
 #[tokio::test]
@@ -333,37 +228,19 @@ async fn auth_endpoints_require_a_session_and_logout_requires_the_csrf_token() {
     )
     .await;
     assert_error(
-        anonymous
-            .post(app.url("/api/auth/logout"))
-            .send()
-            .await
-            .unwrap(),
+        anonymous.post(app.url("/api/auth/logout")).send().await.unwrap(),
         StatusCode::UNAUTHORIZED,
         "unauthenticated",
     )
     .await;
 
     let owner = app.register_org().await;
-    let no_token = owner
-        .client
-        .post(app.url("/api/auth/logout"))
-        .send()
-        .await
-        .unwrap();
+    let no_token = owner.client.post(app.url("/api/auth/logout")).send().await.unwrap();
     assert_error(no_token, StatusCode::FORBIDDEN, "csrf_failed").await;
-    let wrong_token = owner
-        .client
-        .post(app.url("/api/auth/logout"))
-        .header("X-CSRF-Token", "0".repeat(64))
-        .send()
-        .await
-        .unwrap();
+    let wrong_token =
+        owner.client.post(app.url("/api/auth/logout")).header("X-CSRF-Token", "0".repeat(64)).send().await.unwrap();
     assert_error(wrong_token, StatusCode::FORBIDDEN, "csrf_failed").await;
-    assert_eq!(
-        owner.me().await.status(),
-        StatusCode::OK,
-        "the refused logouts changed nothing"
-    );
+    assert_eq!(owner.me().await.status(), StatusCode::OK, "the refused logouts changed nothing");
 }
 
 #[tokio::test]
@@ -375,25 +252,12 @@ async fn a_deactivated_users_live_session_stops_working_at_once() {
 
     app.as_owner_in_org(
         &owner.org_id,
-        &format!(
-            "update app.users set is_active = false where id = '{}'",
-            member.user_id
-        ),
+        &format!("update app.users set is_active = false where id = '{}'", member.user_id),
     )
     .await;
 
-    assert_error(
-        member.me().await,
-        StatusCode::UNAUTHORIZED,
-        "unauthenticated",
-    )
-    .await;
-    assert_error(
-        member.list("").await,
-        StatusCode::UNAUTHORIZED,
-        "unauthenticated",
-    )
-    .await;
+    assert_error(member.me().await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    assert_error(member.list("").await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
 }
 
 #[tokio::test]
@@ -409,37 +273,23 @@ async fn session_cookie_is_http_only_lax_and_host_prefixed_when_secure() {
     let dev_cookie = set_cookie(&dev_login);
     assert!(dev_cookie.starts_with("tf_session="), "{dev_cookie}");
     assert!(
-        dev_cookie.contains("HttpOnly")
-            && dev_cookie.contains("SameSite=Lax")
-            && dev_cookie.contains("Path=/"),
+        dev_cookie.contains("HttpOnly") && dev_cookie.contains("SameSite=Lax") && dev_cookie.contains("Path=/"),
         "{dev_cookie}"
     );
     assert!(!dev_cookie.contains("Secure"), "{dev_cookie}");
 
-    let secure = spawn_app_with(Settings {
-        cookie_secure: true,
-        ..Settings::default()
-    })
-    .await;
+    let secure = spawn_app_with(Settings { cookie_secure: true, ..Settings::default() }).await;
     let login = secure
         .client()
         .post(secure.url("/api/auth/register"))
-        .json(
-            &json!({ "email": random_email(), "password": PASSWORD, "organization_name": "Prod" }),
-        )
+        .json(&json!({ "email": random_email(), "password": PASSWORD, "organization_name": "Prod" }))
         .send()
         .await
         .unwrap();
     let cookie = set_cookie(&login);
     assert!(cookie.starts_with("__Host-tf_session="), "{cookie}");
-    assert!(
-        cookie.contains("Secure") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
-        "{cookie}"
-    );
-    assert!(
-        !cookie.contains("Domain="),
-        "a __Host- cookie is host-only: {cookie}"
-    );
+    assert!(cookie.contains("Secure") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(!cookie.contains("Domain="), "a __Host- cookie is host-only: {cookie}");
 }
 
 fn set_cookie(response: &reqwest::Response) -> String {

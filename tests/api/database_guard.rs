@@ -35,18 +35,11 @@ async fn begin_as(client: &Client, user: &TestUser) {
 }
 
 async fn count(client: &Client, table: &str) -> i64 {
-    client
-        .query_one(&format!("select count(*) from app.{table}"), &[])
-        .await
-        .unwrap()
-        .get(0)
+    client.query_one(&format!("select count(*) from app.{table}"), &[]).await.unwrap().get(0)
 }
 
 fn lib_db(app: &TestApp, pool_size: usize) -> Db {
-    let url = format!(
-        "postgres://tenant_files_app@127.0.0.1:54329/{}",
-        app.db_name
-    );
+    let url = format!("postgres://tenant_files_app@127.0.0.1:54329/{}", app.db_name);
     Db::new(url.parse().unwrap(), pool_size, Duration::from_secs(5)).unwrap()
 }
 
@@ -62,13 +55,7 @@ async fn without_a_tenant_context_every_tenant_table_reads_empty() {
     let app = spawn_app().await;
     two_tenants(&app).await;
     let db = app.app_role().await;
-    for table in [
-        "files",
-        "users",
-        "organizations",
-        "sessions",
-        "login_failures",
-    ] {
+    for table in ["files", "users", "organizations", "sessions", "login_failures"] {
         let rows = db.query(&format!("select * from app.{table}"), &[]).await;
         // sessions/login_failures: no grant at all; tenant tables: zero rows (fail closed).
         match table {
@@ -85,10 +72,7 @@ async fn with_one_tenants_context_an_unfiltered_select_sees_only_that_tenant() {
     let db = app.app_role().await;
     begin_as(&db, &a).await;
 
-    let rows = db
-        .query("select organization_id::text from app.files", &[])
-        .await
-        .unwrap();
+    let rows = db.query("select organization_id::text from app.files", &[]).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].get::<_, String>(0), a.org_id);
     assert_eq!(count(&db, "users").await, 1);
@@ -111,41 +95,24 @@ async fn writes_into_another_tenant_are_refused_by_the_policies() {
         .await;
     let err = insert.expect_err("insert with another organization's id must fail");
     let err = err.as_db_error().expect("refused by the database");
-    assert!(
-        err.message().contains("row-level security"),
-        "{}",
-        err.message()
-    );
+    assert!(err.message().contains("row-level security"), "{}", err.message());
     db.batch_execute("rollback").await.unwrap();
     begin_as(&db, &a).await;
 
     // B's rows are invisible, so an update or soft delete of them touches nothing.
-    let touched = db
-        .execute(
-            "update app.files set filename = 'pwned', deleted_at = now() where true",
-            &[],
-        )
-        .await
-        .unwrap();
+    let touched =
+        db.execute("update app.files set filename = 'pwned', deleted_at = now() where true", &[]).await.unwrap();
     assert_eq!(touched, 1, "only A's own file");
     db.batch_execute("rollback").await.unwrap();
     begin_as(&db, &a).await;
     // Moving a row to another tenant is impossible: the column is not even writable.
-    let moved = db
-        .execute(
-            "update app.files set organization_id = $1::text::uuid",
-            &[&b.org_id],
-        )
-        .await;
+    let moved = db.execute("update app.files set organization_id = $1::text::uuid", &[&b.org_id]).await;
     assert!(moved.is_err());
     db.batch_execute("rollback").await.unwrap();
 
     let owner_view = app.superuser().await;
     let b_name: String = owner_view
-        .query_one(
-            "select filename from app.files where organization_id = $1::text::uuid",
-            &[&b.org_id],
-        )
+        .query_one("select filename from app.files where organization_id = $1::text::uuid", &[&b.org_id])
         .await
         .unwrap()
         .get(0);
@@ -170,10 +137,7 @@ async fn the_app_role_cannot_disable_bypass_or_escape_rls() {
         "create table app.shadow (id int)",
         "create function app.current_org_id() returns uuid language sql as 'select null::uuid'",
     ] {
-        assert!(
-            db.batch_execute(escape).await.is_err(),
-            "app role could: {escape}"
-        );
+        assert!(db.batch_execute(escape).await.is_err(), "app role could: {escape}");
     }
     // row_security = off does not turn policies off for a non-bypass role: it makes such
     // queries fail instead of silently filtering.
@@ -188,16 +152,14 @@ async fn the_app_role_cannot_disable_bypass_or_escape_rls() {
         .await
         .unwrap();
     assert_eq!(
-        (
-            attrs.get::<_, bool>(0),
-            attrs.get::<_, bool>(1),
-            attrs.get::<_, bool>(2),
-            attrs.get::<_, bool>(3)
-        ),
+        (attrs.get::<_, bool>(0), attrs.get::<_, bool>(1), attrs.get::<_, bool>(2), attrs.get::<_, bool>(3)),
         (false, false, false, false)
     );
     let owned: i64 = db
-        .query_one("select count(*) from pg_class where relowner = (select oid from pg_roles where rolname = current_user)", &[])
+        .query_one(
+            "select count(*) from pg_class where relowner = (select oid from pg_roles where rolname = current_user)",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -208,18 +170,9 @@ async fn the_app_role_cannot_disable_bypass_or_escape_rls() {
         .unwrap()
         .get(0);
     assert_eq!(member_of_any, 0, "the app role is a member of no role");
-    let temp: bool = db
-        .query_one(
-            "select has_database_privilege(current_database(), 'TEMPORARY')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(
-        !temp,
-        "TEMPORARY is revoked: no temp table can shadow app.files"
-    );
+    let temp: bool =
+        db.query_one("select has_database_privilege(current_database(), 'TEMPORARY')", &[]).await.unwrap().get(0);
+    assert!(!temp, "TEMPORARY is revoked: no temp table can shadow app.files");
 }
 
 #[tokio::test]
@@ -228,15 +181,9 @@ async fn set_local_outside_a_transaction_sets_nothing_and_reads_stay_empty() {
     let (a, _) = two_tenants(&app).await;
     let db = app.app_role().await;
     // Autocommit: the setting dies with its own one-statement transaction.
-    db.query("select set_config('app.org_id', $1, true)", &[&a.org_id])
-        .await
-        .unwrap();
+    db.query("select set_config('app.org_id', $1, true)", &[&a.org_id]).await.unwrap();
     assert_eq!(count(&db, "files").await, 0);
-    let setting: Option<String> = db
-        .query_one("select current_setting('app.org_id', true)", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let setting: Option<String> = db.query_one("select current_setting('app.org_id', true)", &[]).await.unwrap().get(0);
     // '' rather than NULL once it has been set locally: the NULLIF in the helper handles it.
     assert_eq!(setting.as_deref(), Some(""));
 }
@@ -278,40 +225,24 @@ async fn a_pooled_connection_carries_no_tenant_after_its_transaction() {
         .query("select current_setting('app.org_id', true), pg_backend_pid(), (select count(*) from app.files)", &[])
         .await
         .unwrap();
-    assert_eq!(
-        rows[0].get::<_, Option<String>>(0).as_deref(),
-        Some(""),
-        "no tenant left on the connection"
-    );
-    assert_eq!(
-        rows[0].get::<_, i64>(2),
-        0,
-        "and nothing visible through it"
-    );
+    assert_eq!(rows[0].get::<_, Option<String>>(0).as_deref(), Some(""), "no tenant left on the connection");
+    assert_eq!(rows[0].get::<_, i64>(2), 0, "and nothing visible through it");
     drop(same_connection);
 
     // A transaction dropped without commit (a handler's early return) rolls back and also
     // leaves nothing behind.
     let mut conn = db.tenant_conn().await.unwrap();
     let tx = conn.begin(&ctx(&b)).await.unwrap();
-    tx.execute("update app.files set filename = 'rolled back'", &[])
-        .await
-        .unwrap();
+    tx.execute("update app.files set filename = 'rolled back'", &[]).await.unwrap();
     drop(tx);
     drop(conn);
     let check = db.system_conn().await.unwrap();
-    let setting = check
-        .query("select current_setting('app.org_id', true)", &[])
-        .await
-        .unwrap();
+    let setting = check.query("select current_setting('app.org_id', true)", &[]).await.unwrap();
     assert_eq!(setting[0].get::<_, Option<String>>(0).as_deref(), Some(""));
     let name: String = app
         .superuser()
         .await
-        .query_one(
-            "select filename from app.files where organization_id = $1::text::uuid",
-            &[&b.org_id],
-        )
+        .query_one("select filename from app.files where organization_id = $1::text::uuid", &[&b.org_id])
         .await
         .unwrap()
         .get(0);
@@ -328,26 +259,14 @@ async fn a_cached_prepared_statement_run_as_a_many_times_then_as_b_sees_only_b()
     for _ in 0..12 {
         let mut conn = db.tenant_conn().await.unwrap();
         let tx = conn.begin(&ctx(&a)).await.unwrap();
-        let rows = tx
-            .query(
-                "select organization_id from app.files where deleted_at is null",
-                &[],
-            )
-            .await
-            .unwrap();
+        let rows = tx.query("select organization_id from app.files where deleted_at is null", &[]).await.unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].get::<_, Uuid>(0).to_string(), a.org_id);
         tx.commit().await.unwrap();
     }
     let mut conn = db.tenant_conn().await.unwrap();
     let tx = conn.begin(&ctx(&b)).await.unwrap();
-    let rows = tx
-        .query(
-            "select organization_id from app.files where deleted_at is null",
-            &[],
-        )
-        .await
-        .unwrap();
+    let rows = tx.query("select organization_id from app.files where deleted_at is null", &[]).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].get::<_, Uuid>(0).to_string(), b.org_id);
 }
@@ -375,21 +294,12 @@ async fn every_tenant_table_has_forced_rls_policies_and_an_organization_index() 
         .await
         .unwrap();
     let tables: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    assert!(
-        tables.contains(&"files".to_owned()) && tables.contains(&"users".to_owned()),
-        "{tables:?}"
-    );
+    assert!(tables.contains(&"files".to_owned()) && tables.contains(&"users".to_owned()), "{tables:?}");
     for row in rows {
         let table: String = row.get(0);
         assert!(row.get::<_, bool>(1), "{table}: RLS enabled");
         assert!(row.get::<_, bool>(2), "{table}: RLS forced");
-        assert!(
-            row.get::<_, bool>(3),
-            "{table}: policy with USING and WITH CHECK"
-        );
-        assert!(
-            row.get::<_, bool>(4),
-            "{table}: index led by organization_id"
-        );
+        assert!(row.get::<_, bool>(3), "{table}: policy with USING and WITH CHECK");
+        assert!(row.get::<_, bool>(4), "{table}: index led by organization_id");
     }
 }

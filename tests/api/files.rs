@@ -8,7 +8,9 @@ use crate::helpers::{assert_error, spawn_app, spawn_app_with, Settings, TestApp,
 async fn mark_ready(app: &TestApp, user: &TestUser, id: &str) {
     app.as_owner_in_org(
         &user.org_id,
-        &format!("update app.files set status = 'ready', mime_type = 'text/plain', processed_at = now() where id = '{id}'"),
+        &format!(
+            "update app.files set status = 'ready', mime_type = 'text/plain', processed_at = now() where id = '{id}'"
+        ),
     )
     .await;
 }
@@ -26,8 +28,7 @@ async fn upload_stores_the_bytes_under_org_and_id_and_records_size_and_sha256() 
     assert_eq!(body["filename"], "report.csv");
     assert_eq!(body["status"], "pending");
     let id = body["file_id"].as_str().unwrap();
-    let on_disk = std::fs::read(app.upload_dir.join(&owner.org_id).join(id))
-        .expect("stored at UPLOAD_DIR/{org}/{id}");
+    let on_disk = std::fs::read(app.upload_dir.join(&owner.org_id).join(id)).expect("stored at UPLOAD_DIR/{org}/{id}");
     assert_eq!(on_disk, bytes);
     assert_eq!(app.stored_files().len(), 1, "no part file left next to it");
 
@@ -36,11 +37,7 @@ async fn upload_stores_the_bytes_under_org_and_id_and_records_size_and_sha256() 
     assert_eq!(detail["sha256"], hex::encode(Sha256::digest(&bytes)));
     assert_eq!(detail["status"], "pending");
     assert_eq!(detail["uploaded_by_email"], owner.email);
-    assert!(
-        detail["mime_type"].is_null()
-            && detail["processed_at"].is_null()
-            && detail["error_message"].is_null()
-    );
+    assert!(detail["mime_type"].is_null() && detail["processed_at"].is_null() && detail["error_message"].is_null());
 }
 
 #[tokio::test]
@@ -76,38 +73,15 @@ async fn upload_refuses_malformed_requests_with_4xx_and_writes_nothing() {
     let owner = app.register_org().await;
 
     let no_file = multipart::Form::new().text("note", "no file here");
-    assert_error(
-        owner.upload_form(no_file).await,
-        StatusCode::BAD_REQUEST,
-        "missing_file",
-    )
-    .await;
+    assert_error(owner.upload_form(no_file).await, StatusCode::BAD_REQUEST, "missing_file").await;
 
-    let wrong_field = multipart::Form::new().part(
-        "document",
-        multipart::Part::bytes(b"x".to_vec()).file_name("a.txt"),
-    );
-    assert_error(
-        owner.upload_form(wrong_field).await,
-        StatusCode::BAD_REQUEST,
-        "missing_file",
-    )
-    .await;
+    let wrong_field = multipart::Form::new().part("document", multipart::Part::bytes(b"x".to_vec()).file_name("a.txt"));
+    assert_error(owner.upload_form(wrong_field).await, StatusCode::BAD_REQUEST, "missing_file").await;
 
     let no_name = multipart::Form::new().part("file", multipart::Part::bytes(b"x".to_vec()));
-    assert_error(
-        owner.upload_form(no_name).await,
-        StatusCode::BAD_REQUEST,
-        "missing_filename",
-    )
-    .await;
+    assert_error(owner.upload_form(no_name).await, StatusCode::BAD_REQUEST, "missing_filename").await;
 
-    assert_error(
-        owner.upload("empty.txt", Vec::new()).await,
-        StatusCode::BAD_REQUEST,
-        "empty_file",
-    )
-    .await;
+    assert_error(owner.upload("empty.txt", Vec::new()).await, StatusCode::BAD_REQUEST, "empty_file").await;
 
     let not_multipart = owner
         .client
@@ -117,12 +91,7 @@ async fn upload_refuses_malformed_requests_with_4xx_and_writes_nothing() {
         .send()
         .await
         .unwrap();
-    assert_error(
-        not_multipart,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
-    )
-    .await;
+    assert_error(not_multipart, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
 
     let truncated = owner
         .client
@@ -133,57 +102,27 @@ async fn upload_refuses_malformed_requests_with_4xx_and_writes_nothing() {
         .send()
         .await
         .unwrap();
-    assert!(
-        truncated.status().is_client_error(),
-        "truncated multipart: {}",
-        truncated.status()
-    );
+    assert!(truncated.status().is_client_error(), "truncated multipart: {}", truncated.status());
 
     assert_eq!(app.count_file_rows().await, 0);
-    assert!(
-        app.stored_files().is_empty(),
-        "left behind: {:?}",
-        app.stored_files()
-    );
+    assert!(app.stored_files().is_empty(), "left behind: {:?}", app.stored_files());
 }
 
 #[tokio::test]
 async fn upload_over_the_size_limit_answers_413_and_leaves_nothing() {
-    let app = spawn_app_with(Settings {
-        max_file_size_mb: 1,
-        ..Settings::default()
-    })
-    .await;
+    let app = spawn_app_with(Settings { max_file_size_mb: 1, ..Settings::default() }).await;
     let owner = app.register_org().await;
 
     let exactly = vec![7u8; 1_048_576];
-    assert_eq!(
-        owner.upload("exact.bin", exactly).await.status(),
-        StatusCode::CREATED
-    );
+    assert_eq!(owner.upload("exact.bin", exactly).await.status(), StatusCode::CREATED);
 
     let over = vec![7u8; 1_048_577];
-    assert_error(
-        owner.upload("over.bin", over).await,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "file_too_large",
-    )
-    .await;
+    assert_error(owner.upload("over.bin", over).await, StatusCode::PAYLOAD_TOO_LARGE, "file_too_large").await;
     let far_over = vec![7u8; 3 * 1_048_576];
-    assert_error(
-        owner.upload("far.bin", far_over).await,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "file_too_large",
-    )
-    .await;
+    assert_error(owner.upload("far.bin", far_over).await, StatusCode::PAYLOAD_TOO_LARGE, "file_too_large").await;
 
     assert_eq!(app.count_file_rows().await, 1);
-    assert_eq!(
-        app.stored_files().len(),
-        1,
-        "only the accepted file: {:?}",
-        app.stored_files()
-    );
+    assert_eq!(app.stored_files().len(), 1, "only the accepted file: {:?}", app.stored_files());
 }
 
 #[tokio::test]
@@ -198,26 +137,14 @@ async fn file_endpoints_require_a_session_and_state_changes_require_the_csrf_tok
         anonymous.get(app.url("/api/files")),
         anonymous.get(&file_url),
         anonymous.get(format!("{file_url}/download")),
-        anonymous
-            .patch(&file_url)
-            .json(&json!({ "filename": "b.txt" })),
+        anonymous.patch(&file_url).json(&json!({ "filename": "b.txt" })),
         anonymous.delete(&file_url),
-        anonymous
-            .post(app.url("/api/files/bulk-delete"))
-            .json(&json!({ "ids": [id] })),
+        anonymous.post(app.url("/api/files/bulk-delete")).json(&json!({ "ids": [id] })),
         anonymous
             .post(app.url("/api/files/upload"))
-            .multipart(multipart::Form::new().part(
-                "file",
-                multipart::Part::bytes(b"x".to_vec()).file_name("x.txt"),
-            )),
+            .multipart(multipart::Form::new().part("file", multipart::Part::bytes(b"x".to_vec()).file_name("x.txt"))),
     ] {
-        assert_error(
-            request.send().await.unwrap(),
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-        )
-        .await;
+        assert_error(request.send().await.unwrap(), StatusCode::UNAUTHORIZED, "unauthenticated").await;
     }
 
     // Signed in, but without the header: a cross-site form post looks exactly like this.
@@ -225,21 +152,12 @@ async fn file_endpoints_require_a_session_and_state_changes_require_the_csrf_tok
     for request in [
         c.patch(&file_url).json(&json!({ "filename": "b.txt" })),
         c.delete(&file_url),
-        c.post(app.url("/api/files/bulk-delete"))
-            .json(&json!({ "ids": [id] })),
+        c.post(app.url("/api/files/bulk-delete")).json(&json!({ "ids": [id] })),
         c.post(app.url("/api/files/upload"))
-            .multipart(multipart::Form::new().part(
-                "file",
-                multipart::Part::bytes(b"x".to_vec()).file_name("x.txt"),
-            )),
+            .multipart(multipart::Form::new().part("file", multipart::Part::bytes(b"x".to_vec()).file_name("x.txt"))),
         c.delete(&file_url).header("X-CSRF-Token", "forged"),
     ] {
-        assert_error(
-            request.send().await.unwrap(),
-            StatusCode::FORBIDDEN,
-            "csrf_failed",
-        )
-        .await;
+        assert_error(request.send().await.unwrap(), StatusCode::FORBIDDEN, "csrf_failed").await;
     }
 
     let detail: Value = owner.get_file(&id).await.json().await.unwrap();
@@ -253,26 +171,14 @@ async fn list_pages_newest_first_with_total_and_filters_by_status() {
     let owner = app.register_org().await;
     let mut ids = Vec::new();
     for n in 0..5 {
-        ids.push(
-            owner
-                .upload_ok(&format!("f{n}.txt"), format!("content {n}"))
-                .await,
-        );
+        ids.push(owner.upload_ok(&format!("f{n}.txt"), format!("content {n}")).await);
     }
     mark_ready(&app, &owner, &ids[1]).await;
 
     let page1: Value = owner.list("?page=1&limit=2").await.json().await.unwrap();
     assert_eq!(page1["total"], 5);
-    assert_eq!(
-        (page1["page"].as_u64(), page1["limit"].as_u64()),
-        (Some(1), Some(2))
-    );
-    let names: Vec<&str> = page1["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["filename"].as_str().unwrap())
-        .collect();
+    assert_eq!((page1["page"].as_u64(), page1["limit"].as_u64()), (Some(1), Some(2)));
+    let names: Vec<&str> = page1["files"].as_array().unwrap().iter().map(|f| f["filename"].as_str().unwrap()).collect();
     assert_eq!(names, ["f4.txt", "f3.txt"]);
     let first = &page1["files"][0];
     assert_eq!(first["size"], 9);
@@ -287,28 +193,12 @@ async fn list_pages_newest_first_with_total_and_filters_by_status() {
     assert_eq!(ready["files"][0]["id"], ids[1]);
     let defaults: Value = owner.list("?status=").await.json().await.unwrap();
     assert_eq!(
-        (
-            defaults["total"].as_u64(),
-            defaults["page"].as_u64(),
-            defaults["limit"].as_u64()
-        ),
+        (defaults["total"].as_u64(), defaults["page"].as_u64(), defaults["limit"].as_u64()),
         (Some(5), Some(1), Some(20))
     );
 
-    for bad in [
-        "?limit=0",
-        "?limit=101",
-        "?page=0",
-        "?page=-1",
-        "?limit=abc",
-        "?status=deleted",
-    ] {
-        assert_error(
-            owner.list(bad).await,
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-        )
-        .await;
+    for bad in ["?limit=0", "?limit=101", "?page=0", "?page=-1", "?limit=abc", "?status=deleted"] {
+        assert_error(owner.list(bad).await, StatusCode::BAD_REQUEST, "invalid_query").await;
     }
 }
 
@@ -316,13 +206,7 @@ async fn list_pages_newest_first_with_total_and_filters_by_status() {
 async fn detail_of_a_malformed_or_unknown_id_is_404() {
     let app = spawn_app().await;
     let owner = app.register_org().await;
-    for id in [
-        "not-a-uuid",
-        "00000000-0000-0000-0000-000000000000",
-        &uuid::Uuid::new_v4().to_string(),
-        "%00",
-        "1",
-    ] {
+    for id in ["not-a-uuid", "00000000-0000-0000-0000-000000000000", &uuid::Uuid::new_v4().to_string(), "%00", "1"] {
         assert_error(owner.get_file(id).await, StatusCode::NOT_FOUND, "not_found").await;
     }
 }
@@ -334,32 +218,18 @@ async fn download_waits_for_ready_then_sends_the_bytes_as_a_safe_attachment() {
     let name = "naïve \"quote\" report.txt";
     let id = owner.upload_ok(name, "the bytes").await;
 
-    assert_error(
-        owner.download(&id).await,
-        StatusCode::CONFLICT,
-        "file_not_ready",
-    )
-    .await;
+    assert_error(owner.download(&id).await, StatusCode::CONFLICT, "file_not_ready").await;
 
     mark_ready(&app, &owner, &id).await;
     let response = owner.download(&id).await;
     assert_eq!(response.status(), StatusCode::OK);
     let headers = response.headers().clone();
     assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
-    assert!(headers[header::CONTENT_TYPE]
-        .to_str()
-        .unwrap()
-        .starts_with("text/plain"));
+    assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain"));
     let disposition = headers[header::CONTENT_DISPOSITION].to_str().unwrap();
     assert!(disposition.starts_with("attachment"), "{disposition}");
-    assert!(
-        disposition.contains("filename*=UTF-8''na%C3%AFve%20%22quote%22%20report.txt"),
-        "{disposition}"
-    );
-    assert!(
-        disposition.contains("filename=\"na_ve _quote_ report.txt\""),
-        "{disposition}"
-    );
+    assert!(disposition.contains("filename*=UTF-8''na%C3%AFve%20%22quote%22%20report.txt"), "{disposition}");
+    assert!(disposition.contains("filename=\"na_ve _quote_ report.txt\""), "{disposition}");
     assert_eq!(response.bytes().await.unwrap(), "the bytes");
 }
 
@@ -369,9 +239,7 @@ async fn rename_changes_only_the_name_and_refuses_every_other_field() {
     let owner = app.register_org().await;
     let id = owner.upload_ok("old.txt", "data").await;
 
-    let response = owner
-        .rename(&id, json!({ "filename": "  new name.txt " }))
-        .await;
+    let response = owner.rename(&id, json!({ "filename": "  new name.txt " })).await;
     assert_eq!(response.status(), StatusCode::OK);
     let detail: Value = response.json().await.unwrap();
     assert_eq!(detail["filename"], "new name.txt");
@@ -385,12 +253,7 @@ async fn rename_changes_only_the_name_and_refuses_every_other_field() {
         json!({ "filename": 42 }),
         json!({}),
     ] {
-        assert_error(
-            owner.rename(&id, body).await,
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-        )
-        .await;
+        assert_error(owner.rename(&id, body).await, StatusCode::BAD_REQUEST, "invalid_body").await;
     }
     for hostile in ["../x", "a\0b", "", "evil\u{202E}txt.exe"] {
         assert_error(
@@ -401,10 +264,7 @@ async fn rename_changes_only_the_name_and_refuses_every_other_field() {
         .await;
     }
     let detail: Value = owner.get_file(&id).await.json().await.unwrap();
-    assert_eq!(
-        (detail["filename"].as_str(), detail["status"].as_str()),
-        (Some("new name.txt"), Some("pending"))
-    );
+    assert_eq!((detail["filename"].as_str(), detail["status"].as_str()), (Some("new name.txt"), Some("pending")));
 }
 
 #[tokio::test]
@@ -416,43 +276,18 @@ async fn a_deleted_file_is_gone_from_every_endpoint_and_cannot_come_back() {
 
     assert_eq!(owner.delete(&id).await.status(), StatusCode::NO_CONTENT);
 
-    assert_error(
-        owner.get_file(&id).await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
-    assert_error(
-        owner.download(&id).await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
-    assert_error(
-        owner.rename(&id, json!({ "filename": "back.txt" })).await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
+    assert_error(owner.get_file(&id).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_error(owner.download(&id).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_error(owner.rename(&id, json!({ "filename": "back.txt" })).await, StatusCode::NOT_FOUND, "not_found").await;
     assert_error(owner.delete(&id).await, StatusCode::NOT_FOUND, "not_found").await;
-    assert_error(
-        owner.bulk_delete(&[&id]).await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
+    assert_error(owner.bulk_delete(&[&id]).await, StatusCode::NOT_FOUND, "not_found").await;
     assert!(owner.listed_ids("").await.is_empty());
     let total: Value = owner.list("").await.json().await.unwrap();
     assert_eq!(total["total"], 0);
 
     // Not even the database lets it come back (the row stays, deleted).
     let db = app.superuser().await;
-    let undelete = db
-        .execute(
-            "update app.files set deleted_at = null where id = $1::text::uuid",
-            &[&id],
-        )
-        .await;
+    let undelete = db.execute("update app.files set deleted_at = null where id = $1::text::uuid", &[&id]).await;
     assert!(undelete.is_err(), "a deleted file must be final");
     assert_eq!(app.count_file_rows().await, 1);
 }
@@ -472,47 +307,19 @@ async fn members_change_only_their_own_files_while_admins_and_owners_change_any(
     assert_eq!(member.listed_ids("").await.len(), 3);
     assert_eq!(member.get_file(&owners_file).await.status(), StatusCode::OK);
     // ...but a member changes only their own.
+    assert_error(member.delete(&owners_file).await, StatusCode::FORBIDDEN, "forbidden").await;
     assert_error(
-        member.delete(&owners_file).await,
+        member.rename(&others_file, json!({ "filename": "mine.txt" })).await,
         StatusCode::FORBIDDEN,
         "forbidden",
     )
     .await;
-    assert_error(
-        member
-            .rename(&others_file, json!({ "filename": "mine.txt" }))
-            .await,
-        StatusCode::FORBIDDEN,
-        "forbidden",
-    )
-    .await;
-    assert_error(
-        member.bulk_delete(&[&members_file, &others_file]).await,
-        StatusCode::FORBIDDEN,
-        "forbidden",
-    )
-    .await;
-    assert_eq!(
-        member.get_file(&members_file).await.status(),
-        StatusCode::OK,
-        "bulk delete is all or nothing"
-    );
-    assert_eq!(
-        member
-            .rename(&members_file, json!({ "filename": "renamed.txt" }))
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_error(member.bulk_delete(&[&members_file, &others_file]).await, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_eq!(member.get_file(&members_file).await.status(), StatusCode::OK, "bulk delete is all or nothing");
+    assert_eq!(member.rename(&members_file, json!({ "filename": "renamed.txt" })).await.status(), StatusCode::OK);
 
-    assert_eq!(
-        admin.delete(&others_file).await.status(),
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(
-        owner.delete(&members_file).await.status(),
-        StatusCode::NO_CONTENT
-    );
+    assert_eq!(admin.delete(&others_file).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(owner.delete(&members_file).await.status(), StatusCode::NO_CONTENT);
     assert_eq!(member.listed_ids("").await, [owners_file]);
 }
 
@@ -525,44 +332,17 @@ async fn bulk_delete_deletes_all_listed_files_or_none() {
     let c = owner.upload_ok("c.txt", "c").await;
 
     let unknown = uuid::Uuid::new_v4().to_string();
-    assert_error(
-        owner.bulk_delete(&[&a, &unknown]).await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
-    assert_error(
-        owner.bulk_delete(&[&a, "not-a-uuid"]).await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
-    assert_error(
-        owner.bulk_delete(&[]).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_ids",
-    )
-    .await;
+    assert_error(owner.bulk_delete(&[&a, &unknown]).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_error(owner.bulk_delete(&[&a, "not-a-uuid"]).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_error(owner.bulk_delete(&[]).await, StatusCode::BAD_REQUEST, "invalid_ids").await;
     let too_many: Vec<String> = (0..101).map(|_| uuid::Uuid::new_v4().to_string()).collect();
     let too_many: Vec<&str> = too_many.iter().map(String::as_str).collect();
-    assert_error(
-        owner.bulk_delete(&too_many).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_ids",
-    )
-    .await;
-    assert_eq!(
-        owner.listed_ids("").await.len(),
-        3,
-        "refused bulk deletes deleted nothing"
-    );
+    assert_error(owner.bulk_delete(&too_many).await, StatusCode::BAD_REQUEST, "invalid_ids").await;
+    assert_eq!(owner.listed_ids("").await.len(), 3, "refused bulk deletes deleted nothing");
 
     let response = owner.bulk_delete(&[&a, &b, &a]).await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({ "deleted": 2 })
-    );
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({ "deleted": 2 }));
     assert_eq!(owner.listed_ids("").await, [c]);
 }
 
@@ -570,25 +350,10 @@ async fn bulk_delete_deletes_all_listed_files_or_none() {
 async fn unknown_routes_and_methods_answer_json_errors() {
     let app = spawn_app().await;
     let owner = app.register_org().await;
-    assert_error(
-        owner.client.get(app.url("/api/nope")).send().await.unwrap(),
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
-    assert_error(
-        owner.client.get(app.url("/")).send().await.unwrap(),
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
-    let put = owner
-        .client
-        .put(app.url("/api/files"))
-        .header("X-CSRF-Token", &owner.csrf)
-        .send()
-        .await
-        .unwrap();
+    assert_error(owner.client.get(app.url("/api/nope")).send().await.unwrap(), StatusCode::NOT_FOUND, "not_found")
+        .await;
+    assert_error(owner.client.get(app.url("/")).send().await.unwrap(), StatusCode::NOT_FOUND, "not_found").await;
+    let put = owner.client.put(app.url("/api/files")).header("X-CSRF-Token", &owner.csrf).send().await.unwrap();
     assert!(put.status().is_client_error());
     assert!(put.json::<Value>().await.unwrap()["error"]["code"].is_string());
 }

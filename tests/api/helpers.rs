@@ -49,12 +49,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self {
-            max_file_size_mb: 5,
-            db_pool_size: 8,
-            login_max_failures: 5,
-            cookie_secure: false,
-        }
+        Self { max_file_size_mb: 5, db_pool_size: 8, login_max_failures: 5, cookie_secure: false }
     }
 }
 
@@ -73,10 +68,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         "tenant-files".to_owned(),
         "--bind=127.0.0.1:0".into(),
         format!("--database-url={}", db_url("tenant_files_app", &db_name)),
-        format!(
-            "--migration-database-url={}",
-            db_url("tenant_files_owner", &db_name)
-        ),
+        format!("--migration-database-url={}", db_url("tenant_files_owner", &db_name)),
         format!("--upload-dir={}", upload_dir.display()),
         format!("--max-file-size-mb={}", settings.max_file_size_mb),
         format!("--db-pool-size={}", settings.db_pool_size),
@@ -86,18 +78,11 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         "--app-env=dev".into(),
     ])
     .expect("test config");
-    migrate::run(&config.migration_database_url)
-        .await
-        .expect("migrations apply");
+    migrate::run(&config.migration_database_url).await.expect("migrations apply");
     let app = Application::build(config).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        db_name,
-        upload_dir,
-        _upload_root: upload_root,
-    }
+    TestApp { address, db_name, upload_dir, _upload_root: upload_root }
 }
 
 async fn create_database(name: &str) {
@@ -114,9 +99,8 @@ async fn create_database(name: &str) {
 impl TestApp {
     /// A direct connection as the given role to this test's database.
     pub async fn connect_as(&self, role: &str) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&db_url(role, &self.db_name), NoTls)
-            .await
-            .expect("connect to test database");
+        let (client, connection) =
+            tokio_postgres::connect(&db_url(role, &self.db_name), NoTls).await.expect("connect to test database");
         tokio::spawn(connection);
         client
     }
@@ -131,18 +115,13 @@ impl TestApp {
     pub async fn as_owner_in_org(&self, org_id: &str, sql: &str) {
         let owner = self.connect_as("tenant_files_owner").await;
         owner
-            .batch_execute(&format!(
-                "begin; select set_config('app.org_id', '{org_id}', true); {sql}; commit;"
-            ))
+            .batch_execute(&format!("begin; select set_config('app.org_id', '{org_id}', true); {sql}; commit;"))
             .await
             .expect("owner statement");
     }
 
     pub fn client(&self) -> reqwest::Client {
-        reqwest::Client::builder()
-            .cookie_store(true)
-            .build()
-            .expect("http client")
+        reqwest::Client::builder().cookie_store(true).build().expect("http client")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -160,11 +139,7 @@ impl TestApp {
             .send()
             .await
             .expect("register");
-        assert_eq!(
-            response.status(),
-            StatusCode::CREATED,
-            "register should succeed"
-        );
+        assert_eq!(response.status(), StatusCode::CREATED, "register should succeed");
         TestUser::from_signed_in(self, client, response, email).await
     }
 
@@ -193,12 +168,7 @@ impl TestApp {
         TestUser::from_signed_in(self, client, response, email.to_owned()).await
     }
 
-    pub async fn post_login(
-        &self,
-        client: &reqwest::Client,
-        email: &str,
-        password: &str,
-    ) -> Response {
+    pub async fn post_login(&self, client: &reqwest::Client, email: &str, password: &str) -> Response {
         client
             .post(self.url("/api/auth/login"))
             .json(&json!({ "email": email, "password": password }))
@@ -234,12 +204,7 @@ impl TestApp {
 
     /// Rows in app.files across all organizations, deleted ones included.
     pub async fn count_file_rows(&self) -> i64 {
-        self.superuser()
-            .await
-            .query_one("select count(*) from app.files", &[])
-            .await
-            .expect("count")
-            .get(0)
+        self.superuser().await.query_one("select count(*) from app.files", &[]).await.expect("count").get(0)
     }
 }
 
@@ -260,22 +225,14 @@ pub struct TestUser {
 }
 
 impl TestUser {
-    async fn from_signed_in(
-        app: &TestApp,
-        client: reqwest::Client,
-        response: Response,
-        email: String,
-    ) -> Self {
+    async fn from_signed_in(app: &TestApp, client: reqwest::Client, response: Response, email: String) -> Self {
         let body: Value = response.json().await.expect("signed-in body");
         Self {
             address: app.address.clone(),
             client,
             csrf: body["csrf_token"].as_str().expect("csrf_token").to_owned(),
             user_id: body["user_id"].as_str().expect("user_id").to_owned(),
-            org_id: body["organization_id"]
-                .as_str()
-                .expect("organization_id")
-                .to_owned(),
+            org_id: body["organization_id"].as_str().expect("organization_id").to_owned(),
             email,
         }
     }
@@ -285,17 +242,12 @@ impl TestUser {
     }
 
     pub async fn me(&self) -> Response {
-        self.client
-            .get(self.url("/api/auth/me"))
-            .send()
-            .await
-            .expect("me")
+        self.client.get(self.url("/api/auth/me")).send().await.expect("me")
     }
 
     pub async fn upload(&self, filename: &str, bytes: impl Into<Vec<u8>>) -> Response {
         let part = multipart::Part::bytes(bytes.into()).file_name(filename.to_owned());
-        self.upload_form(multipart::Form::new().part("file", part))
-            .await
+        self.upload_form(multipart::Form::new().part("file", part)).await
     }
 
     pub async fn upload_form(&self, form: multipart::Form) -> Response {
@@ -311,21 +263,13 @@ impl TestUser {
     /// Uploads and returns the new file's id.
     pub async fn upload_ok(&self, filename: &str, bytes: impl Into<Vec<u8>>) -> String {
         let response = self.upload(filename, bytes).await;
-        assert_eq!(
-            response.status(),
-            StatusCode::CREATED,
-            "upload should succeed"
-        );
+        assert_eq!(response.status(), StatusCode::CREATED, "upload should succeed");
         let body: Value = response.json().await.expect("upload body");
         body["file_id"].as_str().expect("file_id").to_owned()
     }
 
     pub async fn list(&self, query: &str) -> Response {
-        self.client
-            .get(self.url(&format!("/api/files{query}")))
-            .send()
-            .await
-            .expect("list")
+        self.client.get(self.url(&format!("/api/files{query}"))).send().await.expect("list")
     }
 
     /// The ids on one page of the list.
@@ -333,28 +277,15 @@ impl TestUser {
         let response = self.list(query).await;
         assert_eq!(response.status(), StatusCode::OK);
         let body: Value = response.json().await.expect("list body");
-        body["files"]
-            .as_array()
-            .expect("files")
-            .iter()
-            .map(|f| f["id"].as_str().unwrap().to_owned())
-            .collect()
+        body["files"].as_array().expect("files").iter().map(|f| f["id"].as_str().unwrap().to_owned()).collect()
     }
 
     pub async fn get_file(&self, id: &str) -> Response {
-        self.client
-            .get(self.url(&format!("/api/files/{id}")))
-            .send()
-            .await
-            .expect("detail")
+        self.client.get(self.url(&format!("/api/files/{id}"))).send().await.expect("detail")
     }
 
     pub async fn download(&self, id: &str) -> Response {
-        self.client
-            .get(self.url(&format!("/api/files/{id}/download")))
-            .send()
-            .await
-            .expect("download")
+        self.client.get(self.url(&format!("/api/files/{id}/download"))).send().await.expect("download")
     }
 
     pub async fn rename(&self, id: &str, body: Value) -> Response {
@@ -392,8 +323,5 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str) {
     assert_eq!(response.status(), status, "status");
     let body: Value = response.json().await.expect("error body is JSON");
     assert_eq!(body["error"]["code"], code, "error code in {body}");
-    assert!(
-        body["error"]["message"].is_string(),
-        "error message in {body}"
-    );
+    assert!(body["error"]["message"].is_string(), "error message in {body}");
 }

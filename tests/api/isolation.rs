@@ -12,40 +12,17 @@ async fn another_organizations_file_is_404_on_every_endpoint_and_never_listed() 
     let alice = app.register_org().await;
     let mallory = app.register_org().await;
     let secret = alice.upload_ok("secret.txt", "alice's data").await;
-    app.as_owner_in_org(
-        &alice.org_id,
-        &format!("update app.files set status = 'ready' where id = '{secret}'"),
-    )
-    .await;
+    app.as_owner_in_org(&alice.org_id, &format!("update app.files set status = 'ready' where id = '{secret}'")).await;
     let own = mallory.upload_ok("own.txt", "mallory's data").await;
     let random = uuid::Uuid::new_v4().to_string();
 
     for id in [&secret, &random] {
-        assert_error(
-            mallory.get_file(id).await,
-            StatusCode::NOT_FOUND,
-            "not_found",
-        )
-        .await;
-        assert_error(
-            mallory.download(id).await,
-            StatusCode::NOT_FOUND,
-            "not_found",
-        )
-        .await;
-        assert_error(
-            mallory.rename(id, json!({ "filename": "pwned.txt" })).await,
-            StatusCode::NOT_FOUND,
-            "not_found",
-        )
-        .await;
+        assert_error(mallory.get_file(id).await, StatusCode::NOT_FOUND, "not_found").await;
+        assert_error(mallory.download(id).await, StatusCode::NOT_FOUND, "not_found").await;
+        assert_error(mallory.rename(id, json!({ "filename": "pwned.txt" })).await, StatusCode::NOT_FOUND, "not_found")
+            .await;
         assert_error(mallory.delete(id).await, StatusCode::NOT_FOUND, "not_found").await;
-        assert_error(
-            mallory.bulk_delete(&[id]).await,
-            StatusCode::NOT_FOUND,
-            "not_found",
-        )
-        .await;
+        assert_error(mallory.bulk_delete(&[id]).await, StatusCode::NOT_FOUND, "not_found").await;
     }
     // A foreign id answers byte for byte like a random one: nothing to enumerate.
     assert_eq!(
@@ -54,12 +31,7 @@ async fn another_organizations_file_is_404_on_every_endpoint_and_never_listed() 
     );
 
     // Mixing an own file with a foreign one deletes neither.
-    assert_error(
-        mallory.bulk_delete(&[&own, &secret]).await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
+    assert_error(mallory.bulk_delete(&[&own, &secret]).await, StatusCode::NOT_FOUND, "not_found").await;
     assert_eq!(mallory.listed_ids("").await, [own]);
     let list: Value = mallory.list("?limit=100").await.json().await.unwrap();
     assert_eq!(list["total"], 1);
@@ -67,10 +39,7 @@ async fn another_organizations_file_is_404_on_every_endpoint_and_never_listed() 
     // Alice's file is untouched.
     let detail: Value = alice.get_file(&secret).await.json().await.unwrap();
     assert_eq!(detail["filename"], "secret.txt");
-    assert_eq!(
-        alice.download(&secret).await.bytes().await.unwrap(),
-        "alice's data"
-    );
+    assert_eq!(alice.download(&secret).await.bytes().await.unwrap(), "alice's data");
     assert_eq!(alice.listed_ids("").await, [secret]);
 }
 

@@ -24,17 +24,12 @@ async fn concurrent_uploads_near_the_quota_never_exceed_it_and_deletes_give_it_b
     let owner = app.register_org().await;
     app.superuser()
         .await
-        .execute(
-            "update app.organizations set storage_quota_mb = 1 where id = $1::text::uuid",
-            &[&owner.org_id],
-        )
+        .execute("update app.organizations set storage_quota_mb = 1 where id = $1::text::uuid", &[&owner.org_id])
         .await
         .unwrap();
     let size = 150 * 1024; // 6 fit into 1 MiB, 7 do not
 
-    let responses =
-        join_all((0..12).map(|n| owner.upload(format!("part{n}.bin").leak(), vec![n as u8; size])))
-            .await;
+    let responses = join_all((0..12).map(|n| owner.upload(format!("part{n}.bin").leak(), vec![n as u8; size]))).await;
 
     let mut accepted = 0;
     for response in responses {
@@ -48,20 +43,10 @@ async fn concurrent_uploads_near_the_quota_never_exceed_it_and_deletes_give_it_b
     assert_eq!(used, 6 * size as i64);
     assert!(used <= quota);
     assert_eq!(app.count_file_rows().await, 6);
-    assert_eq!(
-        app.stored_files().len(),
-        6,
-        "refused uploads leave no bytes"
-    );
+    assert_eq!(app.stored_files().len(), 6, "refused uploads leave no bytes");
 
     let ids = owner.listed_ids("").await;
     assert_eq!(owner.delete(&ids[0]).await.status(), StatusCode::NO_CONTENT);
     assert_eq!(usage(&app, &owner.org_id).await.0, 5 * size as i64);
-    assert_eq!(
-        owner
-            .upload("fits-again.bin", vec![1u8; size])
-            .await
-            .status(),
-        StatusCode::CREATED
-    );
+    assert_eq!(owner.upload("fits-again.bin", vec![1u8; size]).await.status(), StatusCode::CREATED);
 }

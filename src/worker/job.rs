@@ -1,0 +1,181 @@
+//! One validation job: decode the message, re-authorize it inside the database, validate the
+//! file, record the outcome. Everything a delivery can lead to is an [`Outcome`], decided here
+//! and acted upon (ack, retry, dead-letter) in one place by the consumer.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{
+    validate::{judge, Verdict},
+    WorkerCtx,
+};
+use crate::{
+    db::{self, TenantCtx},
+    domain::{FileId, FileStatus, OrgId, UserId},
+};
+
+/// A message of our own is ~200 bytes; anything far larger is not ours.
+const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// The queue message. Never trusted: every field is re-checked under RLS before anything runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobMessage {
+    pub job_id: Uuid,
+    pub file_id: FileId,
+    pub organization_id: OrgId,
+    pub user_id: UserId,
+    pub attempt: u32,
+}
+
+impl JobMessage {
+    pub fn decode(body: &[u8]) -> Result<Self, String> {
+        if body.len() > MAX_MESSAGE_BYTES {
+            return Err(format!("message of {} bytes exceeds {MAX_MESSAGE_BYTES}", body.len()));
+        }
+        let job: Self = serde_json::from_slice(body).map_err(|e| format!("not a job message: {e}"))?;
+        if job.attempt == 0 {
+            return Err("attempt starts at 1".into());
+        }
+        Ok(job)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    fn tenant(&self) -> TenantCtx {
+        TenantCtx { org_id: self.organization_id, user_id: self.user_id }
+    }
+}
+
+/// What became of a delivery.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The verdict is committed: ack.
+    Validated { job: JobMessage, status: FileStatus },
+    /// Stale or forged (file gone, deleted, not pending; user inactive or not in that
+    /// organization): ack and change nothing.
+    Refused { job: JobMessage, reason: &'static str },
+    /// A transient error (database or storage unavailable): try again later with attempt + 1.
+    Retry { job: JobMessage, error: String },
+    /// Out of attempts: the file was marked failed (if the database allowed); dead-letter.
+    Exhausted { job: JobMessage, error: String },
+    /// Not a job message at all: dead-letter without processing.
+    Malformed { reason: String },
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Validated { status: FileStatus::Ready, .. } => "ready",
+            Outcome::Validated { .. } => "failed",
+            Outcome::Refused { .. } => "refused",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Exhausted { .. } => "exhausted",
+            Outcome::Malformed { .. } => "malformed",
+        }
+    }
+}
+
+/// Processes one message body to its outcome (the caller acks or routes accordingly).
+pub async fn process(ctx: &WorkerCtx, body: &[u8]) -> Outcome {
+    let started = Instant::now();
+    let outcome = match JobMessage::decode(body) {
+        Err(reason) => Outcome::Malformed { reason },
+        Ok(job) => match run(ctx, &job).await {
+            Ok(Ok(status)) => Outcome::Validated { job, status },
+            Ok(Err(reason)) => Outcome::Refused { job, reason },
+            Err(e) if job.attempt >= ctx.config.job_max_attempts => {
+                let error = format!("{e:#}");
+                give_up(ctx, &job, &error).await;
+                Outcome::Exhausted { job, error }
+            }
+            Err(e) => Outcome::Retry { job, error: format!("{e:#}") },
+        },
+    };
+    log(&outcome, started);
+    outcome
+}
+
+/// `Ok(Ok(status))` committed, `Ok(Err(reason))` refused, `Err` transient.
+async fn run(ctx: &WorkerCtx, job: &JobMessage) -> anyhow::Result<Result<FileStatus, &'static str>> {
+    let tenant = job.tenant();
+    let pending = {
+        let mut conn = ctx.db.tenant_conn().await?;
+        let tx = conn.begin(&tenant).await?;
+        let pending = db::jobs::find_pending(&tx, job.file_id).await?;
+        tx.commit().await?;
+        pending
+    };
+    let Some(pending) = pending else {
+        return Ok(Err("no pending file for this organization and active user"));
+    };
+
+    // The path is built from the re-checked ids, never taken from the message.
+    let verdict = if !pending.org_within_quota {
+        Verdict::Failed { reason: "the organization is over its storage quota".into() }
+    } else {
+        match ctx.store.inspect(job.organization_id, job.file_id).await {
+            Ok(found) => judge(&pending, &found),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Verdict::Failed { reason: "the stored file is missing".into() }
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("cannot read the stored file")),
+        }
+    };
+    let (status, mime_type, error_message) = match &verdict {
+        Verdict::Ready { mime_type } => (FileStatus::Ready, Some(mime_type.as_str()), None),
+        Verdict::Failed { reason } => (FileStatus::Failed, None, Some(reason.as_str())),
+    };
+
+    // A second, short transaction: no lock or connection is held while the file is hashed, and
+    // the update re-checks everything, so a concurrent duplicate changes nothing twice.
+    let mut conn = ctx.db.tenant_conn().await?;
+    let tx = conn.begin(&tenant).await?;
+    let recorded = db::jobs::record_outcome(&tx, job.file_id, status, mime_type, error_message).await?;
+    tx.commit().await?;
+    Ok(if recorded { Ok(status) } else { Err("the file changed while it was being validated") })
+}
+
+/// After the last attempt: mark the file failed so it does not stay pending. Best effort: the
+/// database may be the very thing that is down, and then the pending sweep will try again.
+async fn give_up(ctx: &WorkerCtx, job: &JobMessage, error: &str) {
+    let reason = format!("validation could not complete after {} attempts", job.attempt);
+    let result = async {
+        let mut conn = ctx.db.tenant_conn().await?;
+        let tx = conn.begin(&job.tenant()).await?;
+        db::jobs::record_outcome(&tx, job.file_id, FileStatus::Failed, None, Some(&reason)).await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(job_id = %job.job_id, file_id = %job.file_id, error = %e, last_error = error,
+            "could not mark the file failed after the last attempt");
+    }
+}
+
+/// One structured line per job outcome.
+fn log(outcome: &Outcome, started: Instant) {
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let label = outcome.label();
+    let (job, detail) = match outcome {
+        Outcome::Malformed { reason } => {
+            tracing::warn!(outcome = label, duration_ms, reason = %reason, "job message rejected");
+            return;
+        }
+        Outcome::Validated { job, .. } => (job, None),
+        Outcome::Refused { job, reason } => (job, Some(*reason)),
+        Outcome::Retry { job, error } | Outcome::Exhausted { job, error } => (job, Some(error.as_str())),
+    };
+    match detail {
+        None => tracing::info!(job_id = %job.job_id, file_id = %job.file_id, organization_id = %job.organization_id,
+            user_id = %job.user_id, attempt = job.attempt, outcome = label, duration_ms, "job finished"),
+        Some(detail) => {
+            tracing::warn!(job_id = %job.job_id, file_id = %job.file_id, organization_id = %job.organization_id,
+            user_id = %job.user_id, attempt = job.attempt, outcome = label, duration_ms, detail, "job finished")
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The background worker (`--mode worker`): the outbox relay, the validation consumer, and the
+//! maintenance loop (purge of deleted files' bytes, re-enqueue of stuck pending files). Each
+//! runs until the shutdown token is cancelled and survives broker or database outages by
+//! reconnecting with backoff; none of them exits on a transient error.
+
+mod consumer;
+mod job;
+mod maintenance;
+mod relay;
+mod validate;
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+pub use job::{process, JobMessage, Outcome};
+pub use validate::Verdict;
+
+use crate::{config::Config, db::Db, queue::Topology, storage::FileStore};
+
+/// What the worker's tasks share.
+pub struct WorkerCtx {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub store: FileStore,
+    pub topology: Topology,
+}
+
+impl WorkerCtx {
+    pub fn new(config: Config) -> anyhow::Result<Self> {
+        let db = Db::new(
+            config.database_url.clone(),
+            usize::from(config.db_pool_size),
+            Duration::from_millis(config.db_pool_timeout_ms),
+        )
+        .context("invalid DATABASE_URL")?;
+        let store = FileStore::new(&config.upload_dir)
+            .with_context(|| format!("cannot create UPLOAD_DIR {}", config.upload_dir.display()))?;
+        let topology = Topology::from_config(&config);
+        Ok(Self { config: Arc::new(config), db, store, topology })
+    }
+
+    /// How long to wait before retrying attempt `attempt` (1-based); the last delay repeats.
+    pub fn retry_delay_ms(&self, attempt: u32) -> u32 {
+        let delays = &self.config.job_retry_delays_ms;
+        let index = (attempt.max(1) as usize - 1).min(delays.len() - 1);
+        delays[index]
+    }
+}
+
+/// Runs every worker task until `shutdown` is cancelled, then lets the job in hand finish.
+pub async fn run_worker_until_stopped(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let ctx = Arc::new(WorkerCtx::new(config)?);
+    tracing::info!(queue = %ctx.topology.work_queue, "worker starting");
+    tokio::join!(
+        relay::run(ctx.clone(), shutdown.clone()),
+        consumer::run(ctx.clone(), shutdown.clone()),
+        maintenance::run(ctx.clone(), shutdown.clone()),
+    );
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Sleeps, or returns `false` at once when shutdown is requested.
+async fn pause(shutdown: &CancellationToken, duration: Duration) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(duration) => true,
+    }
+}
+
+/// Exponential backoff for reconnecting: 250 ms doubling up to 30 s.
+struct Backoff(Duration);
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(30);
+
+    fn new() -> Self {
+        Self(Self::FIRST)
+    }
+
+    fn next(&mut self) -> Duration {
+        let current = self.0;
+        self.0 = (self.0 * 2).min(Self::MAX);
+        current
+    }
+
+    fn reset(&mut self) {
+        self.0 = Self::FIRST;
+    }
+}
