@@ -14,7 +14,12 @@ fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://tenant_files_owner@127.0.0.1:54329/postgres".into())
 }
 
-fn db_url(role: &str, db: &str) -> String {
+/// The broker `make test` starts.
+pub fn amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL").unwrap_or_else(|_| tenant_files::config::DEV_AMQP_URL.into())
+}
+
+pub fn db_url(role: &str, db: &str) -> String {
     let admin: tokio_postgres::Config = admin_url().parse().expect("TEST_PG_ADMIN_URL");
     let host = match &admin.get_hosts()[0] {
         tokio_postgres::config::Host::Tcp(h) => h.clone(),
@@ -34,6 +39,10 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
 
 pub struct TestApp {
     pub address: String,
+    /// The configuration the app runs with; the worker is started from the same one.
+    pub config: Config,
+    /// The command line that config came from (to start the binary as a separate process).
+    pub args: Vec<String>,
     pub db_name: String,
     pub upload_dir: PathBuf,
     _upload_root: tempfile::TempDir,
@@ -45,11 +54,22 @@ pub struct Settings {
     pub db_pool_size: u16,
     pub login_max_failures: u32,
     pub cookie_secure: bool,
+    pub worker_prefetch: u16,
+    pub job_max_attempts: u32,
+    pub pending_sweep_after_seconds: u64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { max_file_size_mb: 5, db_pool_size: 8, login_max_failures: 5, cookie_secure: false }
+        Self {
+            max_file_size_mb: 5,
+            db_pool_size: 8,
+            login_max_failures: 5,
+            cookie_secure: false,
+            worker_prefetch: 4,
+            job_max_attempts: 3,
+            pending_sweep_after_seconds: 600,
+        }
     }
 }
 
@@ -64,7 +84,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
     let upload_root = tempfile::tempdir().expect("temp upload dir");
     let upload_dir = upload_root.path().join("uploads");
 
-    let config = Config::from_args([
+    let args = vec![
         "tenant-files".to_owned(),
         "--bind=127.0.0.1:0".into(),
         format!("--database-url={}", db_url("tenant_files_app", &db_name)),
@@ -75,14 +95,24 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         format!("--login-max-failures={}", settings.login_max_failures),
         "--bcrypt-cost=4".into(),
         format!("--cookie-secure={}", settings.cookie_secure),
+        format!("--amqp-url={}", amqp_url()),
+        // Exchanges and queues of their own per test; unused queues vanish after a while.
+        format!("--queue-prefix={db_name}"),
+        "--queue-expires-ms=300000".into(),
+        format!("--worker-prefetch={}", settings.worker_prefetch),
+        format!("--job-max-attempts={}", settings.job_max_attempts),
+        "--job-retry-delays-ms=100,200".into(),
+        "--relay-interval-ms=50".into(),
+        "--maintenance-interval-ms=200".into(),
+        format!("--pending-sweep-after-seconds={}", settings.pending_sweep_after_seconds),
         "--app-env=dev".into(),
-    ])
-    .expect("test config");
+    ];
+    let config = Config::from_args(&args).expect("test config");
     migrate::run(&config.migration_database_url).await.expect("migrations apply");
-    let app = Application::build(config).await.expect("app builds");
+    let app = Application::build(config.clone()).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    TestApp { address, db_name, upload_dir, _upload_root: upload_root }
+    TestApp { address, config, args, db_name, upload_dir, _upload_root: upload_root }
 }
 
 async fn create_database(name: &str) {
@@ -324,4 +354,106 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str) {
     let body: Value = response.json().await.expect("error body is JSON");
     assert_eq!(body["error"]["code"], code, "error code in {body}");
     assert!(body["error"]["message"].is_string(), "error message in {body}");
+}
+
+/// A worker running in this test process, stopped (and drained) when dropped or on `stop`.
+pub struct RunningWorker {
+    stop: tokio_util::sync::CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningWorker {
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("worker task").expect("worker ends cleanly");
+        }
+    }
+}
+
+impl Drop for RunningWorker {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl TestApp {
+    pub fn start_worker(&self) -> RunningWorker {
+        self.start_worker_with(self.config.clone())
+    }
+
+    pub fn start_worker_with(&self, config: Config) -> RunningWorker {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(tenant_files::worker::run_worker_until_stopped(config, stop.clone()));
+        RunningWorker { stop, task: Some(task) }
+    }
+
+    /// Polls the file's detail until its status is `status` (10 s at most) and returns it.
+    pub async fn wait_for_status(&self, user: &TestUser, id: &str, status: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let detail: Value = user.get_file(id).await.json().await.expect("detail");
+            if detail["status"] == status {
+                return detail;
+            }
+            assert!(std::time::Instant::now() < deadline, "file {id} never became {status}: {detail}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A channel on the test broker, for publishing forged messages and counting queues.
+    pub async fn broker(&self) -> (lapin::Connection, lapin::Channel) {
+        let connection = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+            .await
+            .expect("test broker is up");
+        let channel = connection.create_channel().await.expect("channel");
+        (connection, channel)
+    }
+
+    pub fn topology(&self) -> tenant_files::queue::Topology {
+        tenant_files::queue::Topology::from_config(&self.config)
+    }
+
+    /// Messages waiting (not delivered) in a queue of this test.
+    pub async fn queue_depth(&self, queue: &str) -> u32 {
+        let (_connection, channel) = self.broker().await;
+        let queue = channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .expect("queue exists");
+        queue.message_count()
+    }
+
+    /// Publishes a raw body onto the work queue, as anyone with broker access could.
+    pub async fn publish_raw(&self, body: &[u8]) {
+        let (_connection, channel) = self.broker().await;
+        let topology = self.topology();
+        topology.declare(&channel).await.expect("declare");
+        let publisher = tenant_files::queue::Publisher::new(channel).await.expect("publisher");
+        publisher
+            .publish_confirmed(
+                &topology.exchange,
+                tenant_files::queue::VALIDATE_ROUTING_KEY,
+                &[(Uuid::new_v4().to_string(), body.to_vec())],
+            )
+            .await
+            .expect("publish");
+    }
+
+    /// Removes a file's outbox job, as if the message had been lost after upload.
+    pub async fn lose_job(&self, file_id: &str) {
+        self.superuser()
+            .await
+            .execute("delete from app.outbox where file_id = $1::text::uuid", &[&file_id])
+            .await
+            .expect("delete outbox row");
+    }
+
+    pub fn stored_path(&self, user: &TestUser, file_id: &str) -> PathBuf {
+        self.upload_dir.join(&user.org_id).join(file_id)
+    }
 }

@@ -7,3 +7,5 @@ mod files;
 mod helpers;
 mod isolation;
 mod quota;
+mod worker;
+mod worker_process;

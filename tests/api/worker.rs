@@ -1,0 +1,237 @@
+//! The validation worker against real RabbitMQ and PostgreSQL.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::{spawn_app, spawn_app_with, Settings, TestApp, TestUser};
+
+const PNG: &[u8] = &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, b'I', b'H', b'D', b'R', 1, 2, 3];
+
+/// A job message for a file, as the relay would publish it.
+fn job(file_id: &str, org_id: &str, user_id: &str) -> Value {
+    json!({ "job_id": Uuid::new_v4(), "file_id": file_id, "organization_id": org_id, "user_id": user_id, "attempt": 1 })
+}
+
+/// Uploads a file and waits for it to be validated: with one consumer and prefetch 1, every
+/// message published before it has been settled once it is.
+async fn sentinel(app: &TestApp, user: &TestUser) {
+    let id = user.upload_ok("sentinel.txt", "sentinel").await;
+    app.wait_for_status(user, &id, "ready").await;
+}
+
+fn serial() -> Settings {
+    Settings { worker_prefetch: 1, ..Settings::default() }
+}
+
+#[tokio::test]
+async fn an_upload_is_validated_to_ready_and_can_then_be_downloaded() {
+    let app = spawn_app().await;
+    let _worker = app.start_worker();
+    let owner = app.register_org().await;
+
+    let id = owner.upload_ok("logo.png", PNG).await;
+
+    let detail = app.wait_for_status(&owner, &id, "ready").await;
+    assert_eq!(detail["mime_type"], "image/png");
+    assert!(detail["processed_at"].is_string());
+    assert!(detail["error_message"].is_null());
+    let download = owner.download(&id).await;
+    assert_eq!(download.status(), StatusCode::OK);
+    assert_eq!(download.headers()["content-type"], "image/png");
+    assert_eq!(download.bytes().await.unwrap(), PNG);
+    assert_eq!(app.queue_depth(&app.topology().dead_queue).await, 0);
+}
+
+#[tokio::test]
+async fn files_changed_on_disk_or_lying_about_their_type_fail_with_a_clear_message() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let grown = owner.upload_ok("grown.txt", "original").await;
+    let altered = owner.upload_ok("altered.txt", "original").await;
+    let fake_png = owner.upload_ok("photo.png", "this is text, not a picture").await;
+    std::fs::write(app.stored_path(&owner, &grown), "original plus more").unwrap();
+    std::fs::write(app.stored_path(&owner, &altered), "ORIGINAL").unwrap();
+
+    let _worker = app.start_worker();
+
+    let grown = app.wait_for_status(&owner, &grown, "failed").await;
+    assert!(grown["error_message"].as_str().unwrap().contains("18 bytes but 8 bytes were uploaded"), "{grown}");
+    let altered = app.wait_for_status(&owner, &altered, "failed").await;
+    assert!(altered["error_message"].as_str().unwrap().contains("sha256"), "{altered}");
+    let fake_png = app.wait_for_status(&owner, &fake_png, "failed").await;
+    assert!(fake_png["error_message"].as_str().unwrap().contains("does not match the .png extension"), "{fake_png}");
+    assert!(fake_png["processed_at"].is_string());
+    assert_eq!(owner.download(fake_png["id"].as_str().unwrap()).await.status(), StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn forged_messages_change_nothing_and_are_acknowledged() {
+    let app = spawn_app_with(serial()).await;
+    let alice = app.register_org().await;
+    let bob = app.register_org().await;
+    let file = alice.upload_ok("alice.txt", "alice's").await;
+    app.lose_job(&file).await; // only the forged messages below will name this file
+    let worker = app.start_worker();
+
+    for forged in [
+        job(&file, &bob.org_id, &bob.user_id), // another organization claims it
+        job(&file, &alice.org_id, &Uuid::new_v4().to_string()), // a user who does not exist
+        job(&file, &alice.org_id, &bob.user_id), // a user of another organization
+        job(&file, &Uuid::new_v4().to_string(), &alice.user_id), // an organization that does not exist
+    ] {
+        app.publish_raw(forged.to_string().as_bytes()).await;
+    }
+    sentinel(&app, &alice).await;
+
+    let detail: Value = alice.get_file(&file).await.json().await.unwrap();
+    assert_eq!(detail["status"], "pending", "no forged message may process the file");
+    assert!(detail["processed_at"].is_null());
+    let topology = app.topology();
+    assert_eq!(app.queue_depth(&topology.work_queue).await, 0, "all acknowledged");
+    assert_eq!(app.queue_depth(&topology.dead_queue).await, 0, "acknowledged, not dead-lettered");
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn jobs_of_a_deactivated_user_or_a_deleted_file_are_refused() {
+    let app = spawn_app_with(serial()).await;
+    let owner = app.register_org().await;
+    let member = app.add_user(&owner, "member").await;
+    let members_file = member.upload_ok("member.txt", "m").await;
+    let deleted_file = owner.upload_ok("deleted.txt", "d").await;
+    app.as_owner_in_org(
+        &owner.org_id,
+        &format!("update app.users set is_active = false where id = '{}'", member.user_id),
+    )
+    .await;
+    assert_eq!(owner.delete(&deleted_file).await.status(), StatusCode::NO_CONTENT);
+
+    let _worker = app.start_worker();
+    sentinel(&app, &owner).await;
+
+    let detail: Value = owner.get_file(&members_file).await.json().await.unwrap();
+    assert_eq!(detail["status"], "pending", "a deactivated user's job is refused");
+    let db = app.superuser().await;
+    let status: String =
+        db.query_one("select status from app.files where id = $1::text::uuid", &[&deleted_file]).await.unwrap().get(0);
+    assert_eq!(status, "pending", "a deleted file is never processed");
+}
+
+#[tokio::test]
+async fn malformed_messages_go_to_the_dead_letter_queue_and_the_worker_carries_on() {
+    let app = spawn_app_with(serial()).await;
+    let owner = app.register_org().await;
+    let _worker = app.start_worker();
+
+    let huge = format!(r#"{{"job_id": "{}", "padding": "{}"}}"#, Uuid::new_v4(), "x".repeat(1_000_000));
+    let bodies: Vec<Vec<u8>> = vec![
+        b"not json at all".to_vec(),
+        json!({ "job_id": Uuid::new_v4(), "file_id": Uuid::new_v4() }).to_string().into_bytes(),
+        json!({ "job_id": 1, "file_id": "x", "organization_id": [], "user_id": null, "attempt": "one" })
+            .to_string()
+            .into_bytes(),
+        huge.into_bytes(),
+        vec![0xFF, 0xFE, 0x00],
+    ];
+    for body in &bodies {
+        app.publish_raw(body).await;
+    }
+    sentinel(&app, &owner).await;
+
+    assert_eq!(app.queue_depth(&app.topology().dead_queue).await, bodies.len() as u32);
+}
+
+#[tokio::test]
+async fn a_duplicated_message_is_processed_once() {
+    let app = spawn_app_with(serial()).await;
+    let owner = app.register_org().await;
+    let _worker = app.start_worker();
+    let id = owner.upload_ok("once.txt", "once").await;
+    let first = app.wait_for_status(&owner, &id, "ready").await;
+
+    let duplicate = job(&id, &owner.org_id, &owner.user_id);
+    app.publish_raw(duplicate.to_string().as_bytes()).await;
+    app.publish_raw(duplicate.to_string().as_bytes()).await;
+    sentinel(&app, &owner).await;
+
+    let after: Value = owner.get_file(&id).await.json().await.unwrap();
+    assert_eq!(after["processed_at"], first["processed_at"], "the duplicates changed nothing");
+    assert_eq!(after["status"], "ready");
+    assert_eq!(app.queue_depth(&app.topology().dead_queue).await, 0);
+}
+
+#[tokio::test]
+async fn transient_read_errors_are_retried_until_the_file_can_be_read() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let id = owner.upload_ok("later.txt", "readable later").await;
+    // A directory where the file should be: opening works, reading fails (EISDIR) — an I/O
+    // error that is not "missing", so it counts as transient.
+    let path = app.stored_path(&owner, &id);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    let _worker = app.start_worker();
+
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let detail: Value = owner.get_file(&id).await.json().await.unwrap();
+    assert_eq!(detail["status"], "pending");
+    std::fs::remove_dir(&path).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+
+    app.wait_for_status(&owner, &id, "ready").await;
+    assert_eq!(app.queue_depth(&app.topology().dead_queue).await, 0);
+}
+
+#[tokio::test]
+async fn a_job_out_of_attempts_marks_the_file_failed_and_is_dead_lettered() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let id = owner.upload_ok("never.txt", "never readable").await;
+    let path = app.stored_path(&owner, &id);
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    let _worker = app.start_worker();
+
+    let detail = app.wait_for_status(&owner, &id, "failed").await;
+    assert_eq!(detail["error_message"], "validation could not complete after 3 attempts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while app.queue_depth(&app.topology().dead_queue).await != 1 {
+        assert!(std::time::Instant::now() < deadline, "the exhausted job reaches the dead-letter queue");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn deleted_files_bytes_are_purged_in_the_background() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let _worker = app.start_worker();
+    let id = owner.upload_ok("purge-me.txt", "bytes").await;
+    let kept = owner.upload_ok("keep-me.txt", "bytes").await;
+    app.wait_for_status(&owner, &id, "ready").await;
+    assert!(app.stored_path(&owner, &id).exists());
+
+    assert_eq!(owner.delete(&id).await.status(), StatusCode::NO_CONTENT);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.stored_path(&owner, &id).exists() {
+        assert!(std::time::Instant::now() < deadline, "bytes of a deleted file are purged");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(app.stored_path(&owner, &kept).exists(), "other files stay");
+    assert_eq!(app.count_file_rows().await, 2, "the deleted row stays, deleted");
+}
+
+#[tokio::test]
+async fn a_file_whose_job_was_lost_is_re_enqueued_by_the_sweep() {
+    let app = spawn_app_with(Settings { pending_sweep_after_seconds: 1, ..Settings::default() }).await;
+    let owner = app.register_org().await;
+    let id = owner.upload_ok("lost.txt", "lost job").await;
+    app.lose_job(&id).await;
+
+    let _worker = app.start_worker();
+
+    app.wait_for_status(&owner, &id, "ready").await;
+}

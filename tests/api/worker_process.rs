@@ -1,0 +1,202 @@
+//! The worker as a real process and the broker as a real network peer: SIGKILL and SIGTERM in
+//! the middle of a job, and the broker going away and coming back.
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use reqwest::StatusCode;
+use tokio::{
+    net::{TcpListener, TcpStream},
+    process::{Child, Command},
+    sync::watch,
+};
+
+use crate::helpers::{amqp_url, spawn_app, spawn_app_with, Settings, TestApp, TestUser};
+
+/// Starts `tenant-files --mode worker` with the test app's configuration.
+fn spawn_worker_process(app: &TestApp) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tenant-files"))
+        .args(&app.args[1..])
+        .arg("--mode=worker")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the worker binary")
+}
+
+/// Replaces a stored file by a FIFO: the worker's read then blocks, mid-job, until the test
+/// writes the bytes (or forever, if it never does).
+fn make_blocking(path: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap();
+    std::fs::remove_file(path).unwrap();
+    let made = std::process::Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(made.success());
+    bytes
+}
+
+/// Waits until the job left the outbox and the work queue: a worker holds it, unacknowledged.
+async fn wait_until_taken(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let in_outbox: i64 =
+            app.superuser().await.query_one("select count(*) from app.outbox", &[]).await.unwrap().get(0);
+        if in_outbox == 0 && app.queue_depth(&app.topology().work_queue).await == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the worker never took the job");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn upload_blocking_file(app: &TestApp, owner: &TestUser) -> (String, Vec<u8>) {
+    let id = owner.upload_ok("slow.txt", "content the worker will have to wait for").await;
+    let bytes = make_blocking(&app.stored_path(owner, &id));
+    (id, bytes)
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_job_leaves_the_job_to_be_redelivered_and_finished_once() {
+    let app = spawn_app_with(Settings { worker_prefetch: 1, ..Settings::default() }).await;
+    let owner = app.register_org().await;
+    let (id, bytes) = upload_blocking_file(&app, &owner).await;
+    let mut worker = spawn_worker_process(&app);
+    wait_until_taken(&app).await;
+
+    worker.kill().await.expect("SIGKILL");
+
+    let path = app.stored_path(&owner, &id);
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+    let _replacement = app.start_worker();
+    let detail = app.wait_for_status(&owner, &id, "ready").await;
+    assert!(detail["processed_at"].is_string());
+    assert_eq!(app.queue_depth(&app.topology().work_queue).await, 0);
+    assert_eq!(app.queue_depth(&app.topology().dead_queue).await, 0);
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_job_in_hand_finish_then_the_worker_exits_0() {
+    let app = spawn_app_with(Settings { worker_prefetch: 1, ..Settings::default() }).await;
+    let owner = app.register_org().await;
+    let (id, bytes) = upload_blocking_file(&app, &owner).await;
+    let mut worker = spawn_worker_process(&app);
+    wait_until_taken(&app).await;
+
+    let pid = worker.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(sent.success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(worker.try_wait().unwrap().is_none(), "the worker waits for the job in hand");
+
+    // Let the job finish: write the original bytes into the FIFO it is reading.
+    let path = app.stored_path(&owner, &id);
+    tokio::task::spawn_blocking(move || std::fs::write(path, bytes)).await.unwrap().unwrap();
+
+    let exit = tokio::time::timeout(Duration::from_secs(15), worker.wait()).await.expect("exits").unwrap();
+    assert_eq!(exit.code(), Some(0));
+    let detail: serde_json::Value = owner.get_file(&id).await.json().await.unwrap();
+    assert_eq!(detail["status"], "ready", "the job in hand completed before exit");
+}
+
+/// A TCP proxy in front of the broker that the test can take down (refusing and cutting every
+/// connection) and bring back, like a broker restart seen from the worker.
+struct BrokerProxy {
+    port: u16,
+    up: Arc<watch::Sender<bool>>,
+}
+
+impl BrokerProxy {
+    async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (up, watcher) = watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut watcher = watcher.clone();
+                if !*watcher.borrow() {
+                    continue; // down: the connection is dropped at once
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watcher.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Self { port, up: Arc::new(up) }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+#[tokio::test]
+async fn uploads_during_a_broker_outage_are_validated_once_it_is_back() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let broker: url_parts::Broker = amqp_url().parse().unwrap();
+    let proxy = BrokerProxy::start(broker.addr).await;
+    let mut config = app.config.clone();
+    config.amqp_url = broker.via_port(proxy.port);
+    let _worker = app.start_worker_with(config);
+
+    // Broker unreachable: uploads still succeed, their jobs wait in the outbox.
+    let first = owner.upload_ok("during-outage.txt", "one").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let detail: serde_json::Value = owner.get_file(&first).await.json().await.unwrap();
+    assert_eq!(detail["status"], "pending");
+
+    proxy.set_up(true);
+    app.wait_for_status(&owner, &first, "ready").await;
+
+    // It goes away again with the worker connected, and comes back: nothing is lost.
+    proxy.set_up(false);
+    let second = owner.upload("second.txt", "two").await;
+    assert_eq!(second.status(), StatusCode::CREATED);
+    let second: serde_json::Value = second.json().await.unwrap();
+    let second = second["file_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.set_up(true);
+    app.wait_for_status(&owner, &second, "ready").await;
+}
+
+mod url_parts {
+    use std::{net::SocketAddr, str::FromStr};
+
+    /// The broker URL split into its address and the rest, to point a copy at the proxy.
+    pub struct Broker {
+        pub addr: SocketAddr,
+        scheme_and_user: String,
+        path: String,
+    }
+
+    impl FromStr for Broker {
+        type Err = String;
+
+        fn from_str(url: &str) -> Result<Self, String> {
+            let (prefix, rest) = url.rsplit_once('@').ok_or("no @ in AMQP URL")?;
+            let (host_port, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let host_port = host_port.replace("localhost", "127.0.0.1");
+            Ok(Self {
+                addr: host_port.parse().map_err(|e| format!("{e}"))?,
+                scheme_and_user: prefix.to_owned(),
+                path: path.to_owned(),
+            })
+        }
+    }
+
+    impl Broker {
+        pub fn via_port(&self, port: u16) -> String {
+            format!("{}@127.0.0.1:{port}/{}", self.scheme_and_user, self.path)
+        }
+    }
+}
