@@ -8,9 +8,9 @@ PG_ADMIN_URL ?= postgres://tenant_files_owner@127.0.0.1:54329/postgres
 
 .PHONY: run test stop services migrate lint clean-test-dbs
 
-## Start PostgreSQL + RabbitMQ, migrate, and serve the API on 127.0.0.1:5000.
+## Start PostgreSQL + RabbitMQ, migrate, then serve the API on 127.0.0.1:5000 and run the worker.
 run: migrate
-	$(CARGO) run -- --mode api
+	$(CARGO) run -- --mode all
 
 ## Start the services and run every test (unit + integration against the real services).
 test: services clean-test-dbs

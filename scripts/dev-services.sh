@@ -122,7 +122,11 @@ start_rabbitmq() {
   log "starting rabbitmq node $RABBIT_NODE on 127.0.0.1:$AMQP_PORT"
   rabbit_env rabbitmq-server -detached
   for _ in $(seq 1 120); do
-    port_open "$AMQP_PORT" && { log "rabbitmq is up"; return; }
+    if port_open "$AMQP_PORT"; then
+      log "rabbitmq is up; importing rabbitmq/definitions.json"
+      rabbitmqctl_ import_definitions "$ROOT/rabbitmq/definitions.json" >/dev/null
+      return
+    fi
     sleep 0.5
   done
   log "rabbitmq did not answer on $AMQP_PORT within 60 s; see $RABBIT_BASE/log"

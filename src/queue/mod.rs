@@ -182,3 +182,33 @@ pub async fn connect(url: &str, topology: &Topology, name: &str) -> Result<(Conn
     topology.declare(&channel).await?;
     Ok((connection, channel))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `rabbitmq/definitions.json` (for operators and `make run`) is the topology the binary
+    /// declares, for the default configuration. Regenerate with UPDATE_DEFINITIONS=1.
+    #[test]
+    fn the_definitions_file_matches_the_declared_topology() {
+        let defaults = Config::from_args(["tenant-files", "--queue-prefix=tenant_files"]).unwrap();
+        let expected = Topology::new(&defaults.queue_prefix, &defaults.job_retry_delays_ms, None).definitions();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/rabbitmq/definitions.json");
+        if std::env::var_os("UPDATE_DEFINITIONS").is_some() {
+            std::fs::write(path, serde_json::to_string_pretty(&expected).unwrap() + "\n").unwrap();
+        }
+        let committed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(committed, expected, "rabbitmq/definitions.json is stale: run with UPDATE_DEFINITIONS=1");
+    }
+
+    #[test]
+    fn each_retry_delay_has_its_own_queue_and_unknown_delays_use_the_longest() {
+        let topology = Topology::new("p", &[500, 100, 500], None);
+        assert_eq!(
+            topology.retry_queues,
+            [("p.validate.retry.100".to_owned(), 100), ("p.validate.retry.500".to_owned(), 500)]
+        );
+        assert_eq!(topology.retry_queue(100), "p.validate.retry.100");
+        assert_eq!(topology.retry_queue(7), "p.validate.retry.500");
+    }
+}
