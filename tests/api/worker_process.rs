@@ -88,9 +88,8 @@ async fn sigterm_lets_the_job_in_hand_finish_then_the_worker_exits_0() {
     let mut worker = spawn_worker_process(&app);
     wait_until_taken(&app).await;
 
-    let pid = worker.id().expect("running").to_string();
-    let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(sent.success());
+    let pid = nix::unistd::Pid::from_raw(worker.id().expect("running") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(worker.try_wait().unwrap().is_none(), "the worker waits for the job in hand");
 
