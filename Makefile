@@ -12,8 +12,11 @@ PG_ADMIN_URL ?= postgres://tenant_files_owner@127.0.0.1:54329/postgres
 run: migrate
 	$(CARGO) run -- --mode all
 
-## Start the services and run every test (unit + integration against the real services).
+## Start the services, migrate and audit the dev database, then run every test (unit +
+## integration against the real services).
 test: services clean-test-dbs
+	$(CARGO) run --quiet -- --mode migrate
+	$(CARGO) run --quiet -- --mode rls-audit
 	$(CARGO) test --all-targets
 
 ## Stop the PostgreSQL and RabbitMQ that `run`/`test` started.

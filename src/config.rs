@@ -28,6 +28,8 @@ pub enum Mode {
     All,
     /// Apply the database migrations as the owner role, then exit.
     Migrate,
+    /// Check the live catalog for isolation weaknesses (sql/audit); exit 1 on any finding.
+    RlsAudit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -36,6 +38,12 @@ pub enum Environment {
     Dev,
     /// Anything else: `SESSION_KEY` required, cookies `Secure` and `__Host-` prefixed.
     Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -99,6 +107,23 @@ pub struct Config {
     /// Test isolation only: queues vanish after this long unused (x-expires).
     #[arg(long, env = "QUEUE_EXPIRES_MS", hide = true)]
     pub queue_expires_ms: Option<u32>,
+
+    /// Connection for `--mode rls-audit` (the owner or a read-only auditor); defaults to
+    /// MIGRATION_DATABASE_URL.
+    #[arg(long, env = "AUDIT_DATABASE_URL", hide_env_values = true)]
+    pub audit_database_url: Option<tokio_postgres::Config>,
+
+    /// The role the service connects as, checked by `--mode rls-audit`.
+    #[arg(long, env = "AUDIT_APP_ROLE", default_value = "tenant_files_app")]
+    pub audit_app_role: String,
+
+    /// The role that owns the SECURITY DEFINER registry, checked by `--mode rls-audit`.
+    #[arg(long, env = "AUDIT_DEFINER_ROLE", default_value = "tenant_files_definer")]
+    pub audit_definer_role: String,
+
+    /// Output of `--mode rls-audit`.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 
     /// Maximum connections in the app role's pool.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::self_named_module_files)]
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod db;

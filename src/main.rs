@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use tenant_files::{
-    config::{Config, Mode},
+    audit,
+    config::{Config, Mode, OutputFormat},
     db, shutdown,
     startup::Application,
     telemetry,
@@ -42,6 +43,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
             tracing::info!(port = app.port(), "serving the API");
             app.run_until_stopped().await?;
             Ok(())
+        }
+        Mode::RlsAudit => {
+            let target = config.audit_database_url.as_ref().unwrap_or(&config.migration_database_url);
+            let report = audit::run(target, &config.audit_app_role, &config.audit_definer_role).await?;
+            match config.format {
+                OutputFormat::Text => print!("{}", report.to_text()),
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
+            if report.passed() {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("rls-audit found {} problem(s)", report.findings.len()))
+            }
         }
         Mode::Worker => run_worker_until_stopped(config, shutdown::on_signals()).await,
         Mode::All => {

@@ -115,6 +115,22 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
     TestApp { address, config, args, db_name, upload_dir, _upload_root: upload_root }
 }
 
+/// A fresh database migrated as the owner, without a running app (for catalog-level tests).
+pub async fn migrated_database() -> String {
+    let name = format!("tf_test_{}", Uuid::new_v4().simple());
+    create_database(&name).await;
+    let owner: tokio_postgres::Config = db_url("tenant_files_owner", &name).parse().unwrap();
+    migrate::run(&owner).await.expect("migrations apply");
+    name
+}
+
+/// Runs statements as the superuser in the given database (to plant weaknesses).
+pub async fn as_superuser(db_name: &str, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(&db_url("postgres", db_name), NoTls).await.expect("superuser");
+    tokio::spawn(connection);
+    client.batch_execute(sql).await.expect("superuser statements");
+}
+
 async fn create_database(name: &str) {
     let (client, connection) = tokio_postgres::connect(&admin_url(), NoTls)
         .await

@@ -1,6 +1,7 @@
 //! Integration tests against a real PostgreSQL (started by `make test`). One binary; each test
 //! gets a fresh database named by a uuid, migrated as the owner, served as the app role.
 
+mod audit;
 mod auth;
 mod database_guard;
 mod files;

@@ -1,0 +1,38 @@
+-- SECURITY DEFINER functions run with their owner's rights: the cross-tenant registry. Each must
+-- pin search_path (or an attacker-controlled schema could shadow what it calls), be owned by the
+-- definer role, and be listed below, with docs/rls.md saying why it is safe.
+\if :{?app_role} \else \set app_role tenant_files_app \endif
+\if :{?definer_role} \else \set definer_role tenant_files_definer \endif
+with params as (select :'app_role'::name as app_role, :'definer_role'::name as definer_role),
+registry (signature) as (values
+  ('app.session_load(bytea)'),
+  ('app.session_save(bytea,uuid,jsonb,bigint)'),
+  ('app.session_touch(bytea,bigint)'),
+  ('app.session_delete(bytea)'),
+  ('app.login_lookup(text,bigint)'),
+  ('app.login_record(text,boolean,bigint)'),
+  ('app.files_track_usage()'),
+  ('app.outbox_claim(integer)'),
+  ('app.outbox_delete(uuid[])'),
+  ('app.requeue_stale_pending(bigint,integer)'),
+  ('app.purge_claim(integer)'),
+  ('app.purge_done(uuid[])')
+),
+definers as (
+  select p.oid, p.oid::regprocedure::text as signature, p.proowner, p.proconfig
+    from pg_proc p
+    join pg_namespace n on n.oid = p.pronamespace
+   where p.prosecdef
+     and n.nspname not in ('pg_catalog', 'information_schema')
+)
+select 'definer_functions' as check_name, format('function %s', d.signature) as object, reason
+  from params, definers d
+ cross join lateral (values
+   (case when not exists (select from unnest(d.proconfig) c where c like 'search_path=%')
+         then 'does not pin search_path' end),
+   (case when pg_get_userbyid(d.proowner) <> params.definer_role
+         then format('is owned by %I, not %I', pg_get_userbyid(d.proowner), params.definer_role) end),
+   (case when replace(d.signature, ' ', '') not in (select signature from registry)
+         then 'is not in the cross-tenant registry' end)) as checks (reason)
+ where reason is not null
+ order by 2, 3;

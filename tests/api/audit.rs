@@ -1,0 +1,166 @@
+//! `--mode rls-audit` and `sql/audit/*.sql`: clean on the real schema, and each known weakness,
+//! planted in a scratch database, is reported as exactly that finding.
+
+use std::{collections::BTreeSet, process::Command};
+
+use tenant_files::audit::{self, CHECKS};
+use uuid::Uuid;
+
+use crate::helpers::{as_superuser, db_url, migrated_database};
+
+const APP_ROLE: &str = "tenant_files_app";
+const DEFINER_ROLE: &str = "tenant_files_definer";
+
+fn owner_config(db: &str) -> tokio_postgres::Config {
+    db_url("tenant_files_owner", db).parse().unwrap()
+}
+
+/// Runs one audit file with psql, as a DBA would, and returns its rows.
+fn psql_file(db: &str, file: &str, app_role: &str) -> String {
+    let output = Command::new("psql")
+        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-v", &format!("app_role={app_role}")])
+        .arg(db_url("tenant_files_owner", db))
+        .arg("-f")
+        .arg(format!("{}/sql/audit/{file}", env!("CARGO_MANIFEST_DIR")))
+        .output()
+        .expect("psql is installed (make test installs it)");
+    assert!(output.status.success(), "psql {file}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn run_binary(db: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tenant-files"))
+        .arg("--mode=rls-audit")
+        .arg(format!("--audit-database-url={}", db_url("tenant_files_owner", db)))
+        .args(extra)
+        .output()
+        .expect("run the binary")
+}
+
+#[tokio::test]
+async fn the_audit_passes_on_the_real_schema() {
+    let db = migrated_database().await;
+
+    let report = audit::run(&owner_config(&db), APP_ROLE, DEFINER_ROLE).await.unwrap();
+    assert!(report.passed(), "{}", report.to_text());
+    assert!(report.objects.iter().any(|o| o == "table app.files"));
+    assert!(report.objects.iter().any(|o| o == "function app.session_load(bytea)"));
+
+    for check in CHECKS {
+        assert_eq!(psql_file(&db, check.file, APP_ROLE), "", "{} should return nothing", check.file);
+    }
+    let output = run_binary(&db, &[]);
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("table app.files") && text.contains("PASS") && !text.contains("FAIL"), "{text}");
+}
+
+/// Each weakness with the one check that must report it.
+const WEAKNESSES: &[(&str, &str)] = &[
+    ("alter table app.files no force row level security", "rls_enabled_and_forced"),
+    ("alter table app.users disable row level security", "rls_enabled_and_forced"),
+    (
+        "drop policy tenant_isolation on app.outbox;
+         create policy read on app.outbox for select using (organization_id = (select app.current_org_id()));
+         create policy add on app.outbox for insert with check (organization_id = (select app.current_org_id()));
+         create policy change on app.outbox for update using (organization_id = (select app.current_org_id()))
+           with check (organization_id = (select app.current_org_id()))",
+        "policy_coverage",
+    ),
+    (
+        "drop policy tenant_isolation on app.users;
+         create policy tenant_isolation on app.users using (organization_id = (select app.current_org_id()))",
+        "policy_coverage",
+    ),
+    (
+        "drop policy tenant_isolation on app.files;
+         create policy tenant_isolation on app.files
+           using (organization_id = nullif(current_setting('app.org_id', true), '')::uuid)
+           with check (organization_id = (select app.current_org_id()))",
+        "policy_subselect",
+    ),
+    ("drop index app.purge_queue_organization_id_idx", "organization_index"),
+    ("create table app.notes (id int primary key, body text)", "unlisted_table"),
+    (
+        "create function app.peek() returns bigint language sql security definer
+           set search_path = pg_catalog as 'select count(*) from app.files';
+         alter function app.peek() owner to tenant_files_definer;
+         revoke execute on function app.peek() from public",
+        "definer_functions",
+    ),
+    ("alter function app.session_delete(bytea) reset search_path", "definer_functions"),
+    ("alter function app.session_delete(bytea) owner to tenant_files_owner", "definer_functions"),
+    ("grant select on app.files to public", "public_grants"),
+    ("grant execute on function app.login_lookup(text, bigint) to public", "public_grants"),
+    ("grant update on app.files to tenant_files_app", "app_role"),
+    ("grant delete on app.users to tenant_files_app", "app_role"),
+    (
+        "create view app.all_files as select * from app.files;
+         revoke all on app.all_files from public",
+        "views_security_invoker",
+    ),
+];
+
+#[tokio::test]
+async fn each_weakness_is_reported_as_exactly_that_finding() {
+    for (weakness, expected) in WEAKNESSES {
+        let db = migrated_database().await;
+        as_superuser(&db, weakness).await;
+
+        let report = audit::run(&owner_config(&db), APP_ROLE, DEFINER_ROLE).await.unwrap();
+
+        let checks: BTreeSet<&str> = report.findings.iter().map(|f| f.check.as_str()).collect();
+        assert_eq!(checks, BTreeSet::from([*expected]), "{weakness}\n{}", report.to_text());
+        let file = CHECKS.iter().find(|c| c.name == *expected).unwrap().file;
+        assert_ne!(psql_file(&db, file, APP_ROLE), "", "{file} must report: {weakness}");
+    }
+}
+
+#[tokio::test]
+async fn an_app_role_with_bypassrls_is_reported() {
+    let db = migrated_database().await;
+    // A role of this test's own: BYPASSRLS on the real app role would weaken every other test.
+    let role = format!("tf_test_{}", Uuid::new_v4().simple());
+    as_superuser(&db, &format!("create role {role} login bypassrls")).await;
+
+    let report = audit::run(&owner_config(&db), &role, DEFINER_ROLE).await.unwrap();
+    as_superuser(&db, &format!("drop role {role}")).await;
+
+    let reasons: Vec<&str> = report.findings.iter().map(|f| f.reason.as_str()).collect();
+    assert_eq!(reasons, ["has BYPASSRLS"], "{}", report.to_text());
+}
+
+#[tokio::test]
+async fn the_binary_exits_non_zero_with_findings_and_speaks_json() {
+    let db = migrated_database().await;
+    as_superuser(&db, "alter table app.files no force row level security").await;
+
+    let text = run_binary(&db, &[]);
+    assert_eq!(text.status.code(), Some(1));
+    let stdout = String::from_utf8(text.stdout).unwrap();
+    assert!(stdout.contains("table app.files") && stdout.contains("FAIL    rls_enabled_and_forced"), "{stdout}");
+
+    let json = run_binary(&db, &["--format=json"]);
+    assert_eq!(json.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["findings"][0]["check"], "rls_enabled_and_forced");
+    assert_eq!(report["findings"][0]["object"], "table app.files");
+}
+
+/// docs/rls.md and the audit's registry list name the same functions.
+#[test]
+fn the_documented_registry_is_the_audited_registry() {
+    let sql = include_str!("../../sql/audit/08_definer_functions.sql");
+    let registered: BTreeSet<String> = sql
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("('app.").map(|rest| rest.split('(').next().unwrap().to_owned()))
+        .collect();
+    let docs = include_str!("../../docs/rls.md");
+    let documented: BTreeSet<String> = docs
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `app.").map(|rest| rest.split('(').next().unwrap().to_owned()))
+        .filter(|name| !name.contains('`'))
+        .collect();
+    assert_eq!(registered.len(), 12);
+    assert_eq!(documented, registered);
+}
