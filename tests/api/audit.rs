@@ -124,7 +124,9 @@ async fn an_app_role_with_bypassrls_is_reported() {
     as_superuser(&db, &format!("create role {role} login bypassrls")).await;
 
     let report = audit::run(&owner_config(&db), &role, DEFINER_ROLE).await.unwrap();
+    let psql_rows = psql_file(&db, "06_app_role.sql", &role);
     as_superuser(&db, &format!("drop role {role}")).await;
+    assert!(psql_rows.contains("has BYPASSRLS"), "{psql_rows}");
 
     let reasons: Vec<&str> = report.findings.iter().map(|f| f.reason.as_str()).collect();
     assert_eq!(reasons, ["has BYPASSRLS"], "{}", report.to_text());
@@ -163,4 +165,39 @@ fn the_documented_registry_is_the_audited_registry() {
         .collect();
     assert_eq!(registered.len(), 12);
     assert_eq!(documented, registered);
+}
+
+/// The psql session of docs/rls.md shows what it says, and leaves nothing behind.
+#[tokio::test]
+async fn the_documented_psql_demo_shows_isolation_holding() {
+    let db = migrated_database().await;
+    let output = Command::new("psql")
+        .args(["-X"])
+        .arg(db_url(APP_ROLE, &db))
+        .arg("-f")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/demo_isolation.sql"))
+        .output()
+        .expect("psql");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let visible = stdout.split("visible_files").nth(1).expect("count shown");
+    assert_eq!(visible.lines().nth(2).map(str::trim), Some("0"), "{stdout}");
+    let own_rows = stdout.split("only A's rows").nth(1).unwrap();
+    assert!(
+        own_rows.contains("a-secret.txt") && !own_rows.split("==").next().unwrap().contains("b-secret"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("UPDATE 0"));
+    for refusal in [
+        "new row violates row-level security policy for table \"files\"",
+        "must be owner of table files",
+        "permission denied to set role \"tenant_files_owner\"",
+        "permission denied to create temporary tables",
+    ] {
+        assert!(stderr.contains(refusal), "{refusal} missing in {stderr}");
+    }
+    let (client, connection) = tokio_postgres::connect(&db_url("postgres", &db), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let left: i64 = client.query_one("select count(*) from app.organizations", &[]).await.unwrap().get(0);
+    assert_eq!(left, 0, "rolled back");
 }
