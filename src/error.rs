@@ -108,6 +108,11 @@ impl From<DbError> for ApiError {
     fn from(err: DbError) -> Self {
         match &err {
             DbError::Unavailable(_) => ApiError::Unavailable(err.into()),
+            // The handler's own checks should have answered first; the database is the backstop.
+            DbError::Refused(_) => {
+                tracing::warn!(error = %err, "the database refused a statement the handler allowed");
+                ApiError::Forbidden("not allowed")
+            }
             DbError::Constraint(name) => match name.as_str() {
                 "organizations_name_key" => ApiError::Conflict {
                     code: "organization_name_taken",
@@ -121,6 +126,15 @@ impl From<DbError> for ApiError {
                     message: "this upload would exceed the organization's storage quota".into(),
                 },
                 "files_deleted_are_final" => ApiError::NotFound,
+                "users_no_self_change" => {
+                    ApiError::Forbidden("nobody changes their own role or deactivates themselves")
+                }
+                "users_role_change_by_owner" => ApiError::Forbidden("only owners change roles"),
+                "users_owner_managed_by_owner" => ApiError::Forbidden("only owners deactivate or reactivate an owner"),
+                "users_last_owner" => ApiError::Conflict {
+                    code: "last_owner",
+                    message: "an organization keeps at least one active owner",
+                },
                 _ => ApiError::Internal(err.into()),
             },
             _ => ApiError::Internal(err.into()),

@@ -30,5 +30,5 @@ select 'policy_subselect' as check_name, object,
        format('%s evaluates the tenant setting per row: %s', kind, expr) as reason
   from params, peeled
  where rest not like '%(%'
-   and rest ~* '(current_setting|current_org_id|current_user_id)'
+   and rest ~* '(current_setting|current_org_id|current_user_id|current_member_role)'
  order by 2, 3;

@@ -1,6 +1,6 @@
 -- The role the service connects as: LOGIN, not superuser, no BYPASSRLS, CREATEROLE or CREATEDB,
 -- owns nothing, is a member of no role (so it can SET ROLE to none), and holds no privilege on
--- a schema, table, column or sequence beyond the explicit grants listed here (migrations V1, V2).
+-- a schema, table, column or sequence beyond the explicit grants listed here (migrations V1-V3).
 \if :{?app_role} \else \set app_role tenant_files_app \endif
 \if :{?definer_role} \else \set definer_role tenant_files_definer \endif
 with params as (select :'app_role'::name as app_role, :'definer_role'::name as definer_role),
@@ -9,12 +9,17 @@ expected (object, privilege) as (values
   ('schema app', 'USAGE'),
   ('table app.organizations', 'SELECT'), ('table app.organizations', 'INSERT'),
   ('table app.users', 'SELECT'), ('table app.users', 'INSERT'),
+  ('column app.users.role', 'UPDATE'), ('column app.users.is_active', 'UPDATE'),
   ('table app.files', 'SELECT'), ('table app.files', 'INSERT'),
   ('column app.files.filename', 'UPDATE'), ('column app.files.status', 'UPDATE'),
   ('column app.files.mime_type', 'UPDATE'), ('column app.files.error_message', 'UPDATE'),
   ('column app.files.processed_at', 'UPDATE'), ('column app.files.deleted_at', 'UPDATE'),
   ('table app.outbox', 'INSERT'),
-  ('table app.purge_queue', 'INSERT')
+  ('table app.purge_queue', 'INSERT'),
+  ('table app.invitations', 'SELECT'), ('table app.invitations', 'INSERT'),
+  ('table app.api_tokens', 'SELECT'), ('table app.api_tokens', 'INSERT'),
+  ('column app.api_tokens.revoked_at', 'UPDATE'),
+  ('table app.audit_log', 'SELECT'), ('table app.audit_log', 'INSERT')
 ),
 granted (object, privilege) as (
   select format('schema %s', n.nspname), g.privilege_type

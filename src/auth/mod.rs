@@ -3,3 +3,4 @@
 
 pub mod password;
 pub mod session;
+pub mod token;

@@ -2,7 +2,7 @@
 //! rows; the organization filter is a courtesy to the planner (RLS is the guarantee).
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::{types::ToSql, Row};
+use tokio_postgres::Row;
 
 use super::{decode, DbError, TenantTx};
 use crate::domain::{FileId, FileStatus, Filename, UserId};
@@ -104,8 +104,7 @@ pub struct Page {
     pub total: i64,
 }
 
-/// One page, newest first, plus the total for the same filter. Both statements are sent
-/// together (tokio-postgres pipelines concurrent queries on one connection).
+/// One page, newest first, plus the total for the same filter.
 #[tracing::instrument(name = "db.files.list_page", skip_all)]
 pub async fn list_page(
     tx: &TenantTx<'_>,
@@ -125,31 +124,29 @@ pub async fn list_page(
         offset $4
         "#
     );
-    let page_params: [&(dyn ToSql + Sync); 4] = [org_id.as_uuid(), &status, &limit, &offset];
-    let total_params: [&(dyn ToSql + Sync); 2] = [org_id.as_uuid(), &status];
-    let page = tx.query(page_sql, &page_params);
-    let total = tx.query_one(
-        r#"
-        select count(*) as total
-          from app.files f
-         where f.organization_id = $1
-           and f.deleted_at is null
-           and ($2::text is null or f.status = $2)
-        "#,
-        &total_params,
-    );
-    let (rows, total) = tokio::try_join!(page, total)?;
-    Ok(Page {
-        files: rows.iter().map(FileRow::from_row).collect::<Result<_, _>>()?,
-        total: decode(total.try_get("total"))?,
-    })
+    let (rows, total) = tx
+        .query_page(
+            page_sql,
+            &[org_id.as_uuid(), &status, &limit, &offset],
+            r#"
+            select count(*)
+              from app.files f
+             where f.organization_id = $1
+               and f.deleted_at is null
+               and ($2::text is null or f.status = $2)
+            "#,
+            &[org_id.as_uuid(), &status],
+        )
+        .await?;
+    Ok(Page { files: rows.iter().map(FileRow::from_row).collect::<Result<_, _>>()?, total })
 }
 
-/// Locks the live files among `ids` for a change and returns who uploaded each, so the caller
-/// can decide (all or nothing) whether the acting user may change them. Ids that are foreign,
-/// deleted or unknown are simply absent.
-#[tracing::instrument(name = "db.files.lock_uploaders", skip_all, fields(count = ids.len()))]
-pub async fn lock_uploaders(tx: &TenantTx<'_>, ids: &[FileId]) -> Result<Vec<(FileId, UserId)>, DbError> {
+/// Who uploaded each of the live files among `ids`, so the caller can decide (all or nothing)
+/// whether the acting user may change them. Ids that are foreign, deleted or unknown are simply
+/// absent. (Not `FOR UPDATE`: that would apply the UPDATE policy and hide the files the caller
+/// may see but not change, turning a clear 403 into a 404. The changing statement re-checks.)
+#[tracing::instrument(name = "db.files.uploaders", skip_all, fields(count = ids.len()))]
+pub async fn uploaders(tx: &TenantTx<'_>, ids: &[FileId]) -> Result<Vec<(FileId, UserId)>, DbError> {
     let ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
     let rows = tx
         .query(
@@ -158,7 +155,6 @@ pub async fn lock_uploaders(tx: &TenantTx<'_>, ids: &[FileId]) -> Result<Vec<(Fi
               from app.files
              where id = any($1)
                and deleted_at is null
-               for update
             "#,
             &[&ids],
         )
@@ -170,22 +166,26 @@ pub async fn lock_uploaders(tx: &TenantTx<'_>, ids: &[FileId]) -> Result<Vec<(Fi
         .collect()
 }
 
+/// Renames a live file; `false` if it is not there (or the policies do not let the caller
+/// change it).
 #[tracing::instrument(name = "db.files.rename", skip_all, fields(file_id = %id))]
-pub async fn rename(tx: &TenantTx<'_>, id: FileId, filename: &Filename) -> Result<(), DbError> {
-    tx.execute(
-        r#"
+pub async fn rename(tx: &TenantTx<'_>, id: FileId, filename: &Filename) -> Result<bool, DbError> {
+    let renamed = tx
+        .execute(
+            r#"
         update app.files
            set filename = $2
          where id = $1
            and deleted_at is null
         "#,
-        &[id.as_uuid(), &filename.as_str()],
-    )
-    .await?;
-    Ok(())
+            &[id.as_uuid(), &filename.as_str()],
+        )
+        .await?;
+    Ok(renamed == 1)
 }
 
-/// Soft-deletes; the usage trigger gives the bytes back to the quota in the same statement.
+/// Soft-deletes and returns how many were deleted; the usage trigger gives the bytes back to
+/// the quota in the same statement.
 #[tracing::instrument(name = "db.files.mark_deleted", skip_all, fields(count = ids.len()))]
 pub async fn mark_deleted(tx: &TenantTx<'_>, ids: &[FileId]) -> Result<u64, DbError> {
     let ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();

@@ -6,12 +6,15 @@
 //! through [`SystemConn`], whose queries can only usefully call the SECURITY DEFINER registry
 //! (without a tenant context, every tenant table reads as empty).
 
+pub mod audit;
 pub mod files;
+pub mod invitations;
 pub mod jobs;
 pub mod migrate;
 pub mod orgs;
 pub mod system;
 mod tenant;
+pub mod tokens;
 pub mod users;
 
 use std::time::Duration;
@@ -30,6 +33,10 @@ pub enum DbError {
     /// A named constraint (or a trigger raising with a constraint name) refused the write.
     #[error("constraint {0} violated")]
     Constraint(String),
+    /// A row-level security policy or a missing privilege refused the statement: the database
+    /// acting as the guard behind the handler's own checks.
+    #[error("refused by the database's access rules")]
+    Refused(#[source] tokio_postgres::Error),
     /// A row did not have the shape its query promised.
     #[error("unexpected row from the database")]
     Decode(#[source] anyhow::Error),
@@ -41,11 +48,14 @@ impl From<tokio_postgres::Error> for DbError {
     fn from(err: tokio_postgres::Error) -> Self {
         if let Some(db) = err.as_db_error() {
             let class = &db.code().code()[..2];
-            // 23: integrity constraint violation; P0002: our triggers' named refusals.
-            if class == "23" || db.code() == &SqlState::NO_DATA_FOUND {
+            // 23: integrity constraint violation; P0001/P0002: our triggers' named refusals.
+            if class == "23" || db.code() == &SqlState::NO_DATA_FOUND || db.code() == &SqlState::RAISE_EXCEPTION {
                 if let Some(name) = db.constraint() {
                     return DbError::Constraint(name.to_owned());
                 }
+            }
+            if db.code() == &SqlState::INSUFFICIENT_PRIVILEGE {
+                return DbError::Refused(err);
             }
             // 57P01..03: admin shutdown, crash shutdown, cannot connect now.
             if class == "57" || class == "08" {

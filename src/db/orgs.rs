@@ -1,7 +1,7 @@
 //! Queries on `app.organizations`. Under RLS a tenant transaction sees exactly one: its own.
 
 use super::{decode, DbError, TenantTx};
-use crate::domain::OrgName;
+use crate::domain::{OrgId, OrgName};
 
 /// Creates the organization named by the transaction's context (registration). A taken name
 /// fails with the `organizations_name_key` constraint.
@@ -19,20 +19,35 @@ pub async fn insert(tx: &TenantTx<'_>, name: &OrgName) -> Result<(), DbError> {
 }
 
 pub struct OrgRow {
+    pub id: OrgId,
     pub name: String,
+    pub storage_quota_mb: i64,
+    pub storage_used_bytes: i64,
+    pub member_count: i64,
 }
 
+/// The caller's organization with its active member count.
 #[tracing::instrument(name = "db.orgs.find_current", skip_all)]
 pub async fn find_current(tx: &TenantTx<'_>) -> Result<Option<OrgRow>, DbError> {
     let row = tx
         .query_opt(
             r#"
-            select name
-              from app.organizations
-             where id = $1
+            select o.id, o.name, o.storage_quota_mb, o.storage_used_bytes,
+                   (select count(*) from app.users u where u.organization_id = o.id and u.is_active) as member_count
+              from app.organizations o
+             where o.id = $1
             "#,
             &[tx.ctx().org_id.as_uuid()],
         )
         .await?;
-    row.map(|row| Ok(OrgRow { name: decode(row.try_get("name"))? })).transpose()
+    row.map(|row| {
+        Ok(OrgRow {
+            id: OrgId::from_uuid(decode(row.try_get("id"))?),
+            name: decode(row.try_get("name"))?,
+            storage_quota_mb: decode(row.try_get("storage_quota_mb"))?,
+            storage_used_bytes: decode(row.try_get("storage_used_bytes"))?,
+            member_count: decode(row.try_get("member_count"))?,
+        })
+    })
+    .transpose()
 }

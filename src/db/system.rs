@@ -104,10 +104,50 @@ pub async fn login_lookup(conn: &SystemConn, email: &str, window_seconds: i64) -
     Ok(LoginCandidate { user, recent_failures: decode(row.try_get("recent_failures"))? })
 }
 
-/// Counts a failed login for this email, or clears the count after a success.
-pub async fn login_record(conn: &SystemConn, email: &str, success: bool, window_seconds: i64) -> Result<(), DbError> {
-    conn.query("select app.login_record($1, $2, $3)", &[&email, &success, &window_seconds]).await?;
+/// Counts a failed login for this email, or clears the count after a success, and records
+/// the attempt in the audit log of the email's organization.
+pub async fn login_record(
+    conn: &SystemConn,
+    email: &str,
+    success: bool,
+    window_seconds: i64,
+    request_id: &str,
+) -> Result<(), DbError> {
+    conn.query("select app.login_record($1, $2, $3, $4)", &[&email, &success, &window_seconds, &request_id]).await?;
     Ok(())
+}
+
+/// Who a bearer token acts as, right now: `None` once it expired or was revoked, or its user
+/// was deactivated.
+pub async fn token_load(conn: &SystemConn, token_hash: &[u8]) -> Result<Option<(UserId, OrgId, Role)>, DbError> {
+    let row = conn.query_opt("select user_id, organization_id, role from app.token_load($1)", &[&token_hash]).await?;
+    row.map(|row| {
+        Ok((
+            UserId::from_uuid(decode(row.try_get("user_id"))?),
+            OrgId::from_uuid(decode(row.try_get("organization_id"))?),
+            role(&row)?,
+        ))
+    })
+    .transpose()
+}
+
+/// Consumes an invitation for `email` and creates the user; `None` when the token is unknown,
+/// used, expired or meant for another email. A taken email fails with `users_email_key`.
+pub async fn invitation_accept(
+    conn: &SystemConn,
+    token_hash: &[u8],
+    email: &str,
+    user_id: UserId,
+    password_hash: &str,
+    request_id: &str,
+) -> Result<Option<(OrgId, Role)>, DbError> {
+    let row = conn
+        .query_opt(
+            "select organization_id, role from app.invitation_accept($1, $2, $3, $4, $5)",
+            &[&token_hash, &email, user_id.as_uuid(), &password_hash, &request_id],
+        )
+        .await?;
+    row.map(|row| Ok((OrgId::from_uuid(decode(row.try_get("organization_id"))?), role(&row)?))).transpose()
 }
 
 pub(super) fn role(row: &Row) -> Result<Role, DbError> {

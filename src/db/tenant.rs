@@ -72,6 +72,20 @@ impl TenantTx<'_> {
         self.query_opt(sql, params).await?.ok_or_else(|| DbError::Decode(anyhow::anyhow!("query returned no row")))
     }
 
+    /// A page of rows and the total for the same filter, sent together (tokio-postgres
+    /// pipelines concurrent queries on one connection: one round trip, not two).
+    pub async fn query_page(
+        &self,
+        page_sql: &str,
+        page_params: &[&(dyn ToSql + Sync)],
+        count_sql: &str,
+        count_params: &[&(dyn ToSql + Sync)],
+    ) -> Result<(Vec<Row>, i64), DbError> {
+        let (rows, total) =
+            tokio::try_join!(self.query(page_sql, page_params), self.query_one(count_sql, count_params))?;
+        Ok((rows, super::decode(total.try_get(0))?))
+    }
+
     pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
         super::execute(&self.tx, sql, params).await
     }

@@ -53,3 +53,76 @@ pub async fn find_me(tx: &TenantTx<'_>) -> Result<Option<MeRow>, DbError> {
     })
     .transpose()
 }
+
+/// A member as `GET /api/org/users` shows them.
+pub struct UserRow {
+    pub id: UserId,
+    pub email: String,
+    pub role: Role,
+    pub is_active: bool,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl UserRow {
+    fn from_row(row: &tokio_postgres::Row) -> Result<Self, DbError> {
+        Ok(Self {
+            id: UserId::from_uuid(decode(row.try_get("id"))?),
+            email: decode(row.try_get("email"))?,
+            role: role(row)?,
+            is_active: decode(row.try_get("is_active"))?,
+            created_at: decode(row.try_get("created_at"))?,
+        })
+    }
+}
+
+#[tracing::instrument(name = "db.users.list_page", skip_all)]
+pub async fn list_page(tx: &TenantTx<'_>, limit: i64, offset: i64) -> Result<(Vec<UserRow>, i64), DbError> {
+    let org_id = tx.ctx().org_id;
+    let (rows, total) = tx
+        .query_page(
+            r#"
+        select id, email, role, is_active, created_at
+          from app.users
+         where organization_id = $1
+         order by created_at, id
+         limit $2
+        offset $3
+        "#,
+            &[org_id.as_uuid(), &limit, &offset],
+            "select count(*) from app.users where organization_id = $1",
+            &[org_id.as_uuid()],
+        )
+        .await?;
+    Ok((rows.iter().map(UserRow::from_row).collect::<Result<_, _>>()?, total))
+}
+
+#[tracing::instrument(name = "db.users.find", skip_all, fields(user_id = %id))]
+pub async fn find(tx: &TenantTx<'_>, id: UserId) -> Result<Option<UserRow>, DbError> {
+    tx.query_opt(
+        r#"
+        select id, email, role, is_active, created_at
+          from app.users
+         where id = $1
+        "#,
+        &[id.as_uuid()],
+    )
+    .await?
+    .as_ref()
+    .map(UserRow::from_row)
+    .transpose()
+}
+
+/// Changes a member's role. The `users_guard_changes` trigger enforces who may do what; the
+/// answer is `false` when the user is not visible (another organization, unknown).
+#[tracing::instrument(name = "db.users.set_role", skip_all, fields(user_id = %id, role = role.as_str()))]
+pub async fn set_role(tx: &TenantTx<'_>, id: UserId, role: Role) -> Result<bool, DbError> {
+    let updated = tx.execute("update app.users set role = $2 where id = $1", &[id.as_uuid(), &role.as_str()]).await?;
+    Ok(updated == 1)
+}
+
+/// Deactivates or reactivates a member (their sessions end with the deactivation, by trigger).
+#[tracing::instrument(name = "db.users.set_active", skip_all, fields(user_id = %id, active))]
+pub async fn set_active(tx: &TenantTx<'_>, id: UserId, active: bool) -> Result<bool, DbError> {
+    let updated = tx.execute("update app.users set is_active = $2 where id = $1", &[id.as_uuid(), &active]).await?;
+    Ok(updated == 1)
+}

@@ -28,8 +28,9 @@ impl Role {
         }
     }
 
-    /// Owners and admins act on every file of the organization; members on their own.
-    pub fn manages_all_files(self) -> bool {
+    /// Owners and admins manage the organization (members, invitations, audit log) and act on
+    /// every file of it; members act on their own files.
+    pub fn is_manager(self) -> bool {
         matches!(self, Role::Owner | Role::Admin)
     }
 }

@@ -1,13 +1,14 @@
 //! `/api/auth`: register, login, logout, me.
 
 use actix_session::Session;
-use actix_web::{web, HttpResponse, Scope};
+use actix_web::{web, HttpRequest, HttpResponse, Scope};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-use super::{ApiResult, AppState, Authed};
+use super::{extract::request_id, ApiResult, AppState, Authed};
 use crate::{
-    auth::{password, session},
-    db::{self, system, TenantCtx},
+    auth::{password, session, token},
+    db::{self, audit::Action, system, TenantCtx},
     domain::{Email, OrgId, OrgName, Password, Role, UserId},
     error::ApiError,
 };
@@ -20,12 +21,15 @@ pub fn scope() -> Scope {
         .route("/me", web::get().to(me))
 }
 
+/// Either `organization_name` (a new organization, with the caller as owner) or
+/// `invitation_token` (join the inviting organization with the invited role).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RegisterRequest {
     email: String,
     password: String,
-    organization_name: String,
+    organization_name: Option<String>,
+    invitation_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -52,40 +56,80 @@ struct MeResponse {
     organization_id: OrgId,
     organization_name: String,
     role: Role,
-    csrf_token: String,
+    /// `null` when authenticated by bearer token (no CSRF token applies).
+    csrf_token: Option<String>,
 }
 
-/// Creates a new organization with the caller as its owner, and signs them in.
+/// Creates a new organization with the caller as its owner, or joins one by invitation; either
+/// way the caller is signed in.
 #[tracing::instrument(skip_all)]
-async fn register(state: web::Data<AppState>, session: Session, body: web::Json<RegisterRequest>) -> ApiResult {
+async fn register(
+    state: web::Data<AppState>,
+    session: Session,
+    req: HttpRequest,
+    body: web::Json<RegisterRequest>,
+) -> ApiResult {
     let body = body.into_inner();
     let email = Email::parse(&body.email)?;
-    let org_name = OrgName::parse(&body.organization_name)?;
+    let target = match (body.organization_name, body.invitation_token) {
+        (Some(name), None) => Join::NewOrganization(OrgName::parse(&name)?),
+        (None, Some(token)) => Join::Invitation(token),
+        _ => {
+            return Err(ApiError::invalid("invalid_body", "give either organization_name or invitation_token"));
+        }
+    };
     let password_hash = password::hash(Password::parse(body.password)?, state.config.bcrypt_cost).await?;
+    let user_id = UserId::new();
+    let (org_id, role) = match target {
+        Join::NewOrganization(name) => {
+            // Created inside its own tenant context: the policies' WITH CHECK admits exactly
+            // this organization and this user, and nothing else.
+            let ctx = TenantCtx { org_id: OrgId::new(), user_id };
+            let mut conn = state.db.tenant_conn().await?;
+            let tx = conn.begin(&ctx).await?;
+            db::orgs::insert(&tx, &name).await?;
+            db::users::insert(&tx, &email, &password_hash, Role::Owner).await?;
+            tx.commit().await?;
+            (ctx.org_id, Role::Owner)
+        }
+        Join::Invitation(token) => {
+            let conn = state.db.system_conn().await?;
+            let digest = token::digest(token.trim());
+            system::invitation_accept(&conn, &digest, email.as_str(), user_id, &password_hash, &request_id(&req))
+                .await?
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "invalid_invitation",
+                        "the invitation is unknown, used, expired or for another email",
+                    )
+                })?
+        }
+    };
 
-    // The new organization is created inside its own tenant context: the policies' WITH CHECK
-    // admits exactly this organization and this user, and nothing else.
-    let ctx = TenantCtx { org_id: OrgId::new(), user_id: UserId::new() };
-    let mut conn = state.db.tenant_conn().await?;
-    let tx = conn.begin(&ctx).await?;
-    db::orgs::insert(&tx, &org_name).await?;
-    db::users::insert(&tx, &email, &password_hash, Role::Owner).await?;
-    tx.commit().await?;
-
-    let csrf_token = session::start(&session, ctx.user_id)?;
+    let csrf_token = session::start(&session, user_id)?;
     Ok(HttpResponse::Created().json(SignedInResponse {
-        user_id: ctx.user_id,
+        user_id,
         email: email.to_string(),
-        organization_id: ctx.org_id,
-        role: Role::Owner,
+        organization_id: org_id,
+        role,
         csrf_token,
     }))
+}
+
+enum Join {
+    NewOrganization(OrgName),
+    Invitation(String),
 }
 
 /// Unknown email, wrong password and deactivated user answer the same 401 after the same
 /// bcrypt work; too many recent failures for the email answer 429 before any work.
 #[tracing::instrument(skip_all)]
-async fn login(state: web::Data<AppState>, session: Session, body: web::Json<LoginRequest>) -> ApiResult {
+async fn login(
+    state: web::Data<AppState>,
+    session: Session,
+    req: HttpRequest,
+    body: web::Json<LoginRequest>,
+) -> ApiResult {
     let LoginRequest { email, password } = body.into_inner();
     let email = email.trim().to_owned();
     let window = i64::from(state.config.login_window_seconds);
@@ -102,7 +146,7 @@ async fn login(state: web::Data<AppState>, session: Session, body: web::Json<Log
 
     let signed_in = candidate.user.filter(|user| password_matches && user.is_active);
     let conn = state.db.system_conn().await?;
-    system::login_record(&conn, &email, signed_in.is_some(), window).await?;
+    system::login_record(&conn, &email, signed_in.is_some(), window, &request_id(&req)).await?;
     let user = signed_in.ok_or(ApiError::InvalidCredentials)?;
 
     let csrf_token = session::start(&session, user.user_id)?;
@@ -117,9 +161,13 @@ async fn login(state: web::Data<AppState>, session: Session, body: web::Json<Log
 }
 
 #[tracing::instrument(skip_all, fields(user_id = %authed.ctx.user_id))]
-async fn logout(authed: Authed, session: Session) -> ApiResult {
+async fn logout(state: web::Data<AppState>, authed: Authed, session: Session) -> ApiResult {
+    let mut conn = state.db.tenant_conn().await?;
+    let tx = conn.begin(&authed.ctx).await?;
+    db::audit::record(&tx, authed.event(Action::Logout, Some(("user", authed.ctx.user_id.into())), json!({}))).await?;
+    tx.commit().await?;
     session::end(&session);
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "success": true })))
+    Ok(HttpResponse::Ok().json(json!({ "success": true })))
 }
 
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]

@@ -1,38 +1,99 @@
 //! `Authed`: the only way a handler learns who is calling, and where CSRF is enforced.
 
-use std::future::{ready, Ready};
-
 use actix_session::SessionExt;
-use actix_web::{dev::Payload, http::Method, FromRequest, HttpRequest};
+use actix_web::{
+    dev::Payload,
+    http::{header, Method},
+    web, FromRequest, HttpMessage, HttpRequest,
+};
+use futures_util::future::LocalBoxFuture;
 use subtle::ConstantTimeEq;
+use tracing_actix_web::RequestId;
 
-use crate::{auth::session, db::TenantCtx, domain::Role, error::ApiError};
+use super::AppState;
+use crate::{
+    auth::{session, token},
+    db::{
+        audit::{Action, Event},
+        system, TenantCtx,
+    },
+    domain::Role,
+    error::ApiError,
+};
 
 pub const CSRF_HEADER: &str = "X-CSRF-Token";
 
-/// An authenticated caller, resolved from the server-side session on this very request
-/// (organization and role are read fresh from the database by the session store).
+/// An authenticated caller, resolved on this very request: from `Authorization: Bearer` (a
+/// personal API token) or else from the server-side session. Either way organization and role
+/// are read fresh from the database, so a deactivation or role change takes effect at once.
 ///
-/// State-changing methods also require `X-CSRF-Token` to equal the session's token: a cookie
-/// is sent by browsers on cross-site form posts (multipart uploads included), a custom header
-/// is not.
+/// Session requests with a state-changing method must also send `X-CSRF-Token` equal to the
+/// session's token: browsers attach cookies to cross-site form posts (multipart uploads
+/// included), never custom headers. Bearer requests need no CSRF token: a browser never adds
+/// an `Authorization` header on its own.
 #[derive(Debug, Clone)]
 pub struct Authed {
     pub ctx: TenantCtx,
     pub role: Role,
-    pub csrf_token: String,
+    /// The session's CSRF token; `None` for bearer requests.
+    pub csrf_token: Option<String>,
+    /// This request's id, recorded with audit events.
+    pub request_id: String,
+}
+
+impl Authed {
+    /// An audit event by this caller in this request.
+    pub fn event(
+        &self,
+        action: Action,
+        target: Option<(&'static str, uuid::Uuid)>,
+        details: serde_json::Value,
+    ) -> Event<'_> {
+        Event { action, target, details, request_id: &self.request_id }
+    }
+
+    /// Owners and admins only.
+    pub fn require_manager(&self) -> Result<(), ApiError> {
+        if self.role.is_manager() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("only owners and admins may do this"))
+        }
+    }
 }
 
 impl FromRequest for Authed {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
+        let req = req.clone();
+        Box::pin(async move { authenticate(&req).await })
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Result<Authed, ApiError> {
+/// The id tracing-actix-web gave this request.
+pub fn request_id(req: &HttpRequest) -> String {
+    req.extensions().get::<RequestId>().map(ToString::to_string).unwrap_or_default()
+}
+
+async fn authenticate(req: &HttpRequest) -> Result<Authed, ApiError> {
+    let request_id = request_id(req);
+    if let Some(authorization) = req.headers().get(header::AUTHORIZATION) {
+        let secret = authorization
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthenticated)?;
+        let state = req
+            .app_data::<web::Data<AppState>>()
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state is not registered")))?;
+        let conn = state.db.system_conn().await?;
+        let (user_id, org_id, role) =
+            system::token_load(&conn, &token::digest(secret.trim())).await?.ok_or(ApiError::Unauthenticated)?;
+        return Ok(Authed { ctx: TenantCtx { org_id, user_id }, role, csrf_token: None, request_id });
+    }
+
     let user = session::current(&req.get_session()).ok_or(ApiError::Unauthenticated)?;
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if !safe {
@@ -41,5 +102,5 @@ fn authenticate(req: &HttpRequest) -> Result<Authed, ApiError> {
             return Err(ApiError::CsrfFailed);
         }
     }
-    Ok(Authed { ctx: user.ctx, role: user.role, csrf_token: user.csrf_token })
+    Ok(Authed { ctx: user.ctx, role: user.role, csrf_token: Some(user.csrf_token), request_id })
 }

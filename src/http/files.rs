@@ -16,12 +16,14 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use uuid::Uuid;
 
-use super::{ApiResult, AppState, Authed};
+use super::{ApiResult, AppState, Authed, Paging};
 use crate::{
     db::{
         self,
+        audit::Action,
         files::{FileRow, NewFile},
         TenantTx,
     },
@@ -30,8 +32,6 @@ use crate::{
     storage::{FileStore, PartFile, Received, StorageError},
 };
 
-const MAX_PAGE_SIZE: u32 = 100;
-const DEFAULT_PAGE_SIZE: u32 = 20;
 const MAX_BULK_IDS: usize = 100;
 /// Form fields other than `file` are ignored, but not read without bound.
 const MAX_OTHER_FIELD_BYTES: usize = 64 * 1024;
@@ -154,6 +154,8 @@ async fn upload_file(state: web::Data<AppState>, authed: Authed, multipart: Mult
     db::files::insert_pending(&tx, &new_file).await?;
     // The validation job commits with the file row or not at all (transactional outbox).
     db::jobs::enqueue(&tx, Uuid::new_v4(), file_id).await?;
+    let details = json!({ "filename": filename.as_str(), "size": size });
+    db::audit::record(&tx, authed.event(Action::FileUploaded, Some(("file", file_id.into())), details)).await?;
     // In place before the commit, so a committed row always has its bytes; if the commit
     // fails, dropping `placed` removes them again.
     let placed = part.persist().await.context("cannot move upload into place")?;
@@ -233,14 +235,7 @@ fn multipart_error(err: MultipartError) -> ApiError {
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn list_files(state: web::Data<AppState>, authed: Authed, query: web::Query<ListQuery>) -> ApiResult {
     let ListQuery { page, limit, status } = query.into_inner();
-    let page = page.unwrap_or(1);
-    let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
-    if page == 0 {
-        return Err(ApiError::invalid("invalid_query", "page starts at 1"));
-    }
-    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-        return Err(ApiError::invalid("invalid_query", format!("limit must be 1 to {MAX_PAGE_SIZE}")));
-    }
+    let paging = Paging::parse(page, limit)?;
     let status = match status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(
@@ -248,18 +243,17 @@ async fn list_files(state: web::Data<AppState>, authed: Authed, query: web::Quer
                 .ok_or_else(|| ApiError::invalid("invalid_query", "status must be pending, ready or failed"))?,
         ),
     };
-    let offset = (i64::from(page) - 1) * i64::from(limit);
 
     let mut conn = state.db.tenant_conn().await?;
     let tx = conn.begin(&authed.ctx).await?;
-    let found = db::files::list_page(&tx, status, i64::from(limit), offset).await?;
+    let found = db::files::list_page(&tx, status, paging.limit(), paging.offset()).await?;
     tx.commit().await?;
 
     Ok(HttpResponse::Ok().json(ListResponse {
         files: found.files.into_iter().map(FileSummary::from).collect(),
         total: found.total,
-        page,
-        limit,
+        page: paging.page,
+        limit: paging.limit,
     }))
 }
 
@@ -335,7 +329,11 @@ async fn rename_file(
     let mut conn = state.db.tenant_conn().await?;
     let tx = conn.begin(&authed.ctx).await?;
     ensure_may_change(&tx, &authed, &[id]).await?;
-    db::files::rename(&tx, id, &filename).await?;
+    if !db::files::rename(&tx, id, &filename).await? {
+        return Err(ApiError::NotFound); // gone meanwhile; the transaction rolls back
+    }
+    let details = json!({ "filename": filename.as_str() });
+    db::audit::record(&tx, authed.event(Action::FileRenamed, Some(("file", id.into())), details)).await?;
     let file = db::files::find(&tx, id).await?.ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(FileDetail::from(file)))
@@ -347,7 +345,10 @@ async fn delete_file(state: web::Data<AppState>, authed: Authed, id: web::Path<U
     let mut conn = state.db.tenant_conn().await?;
     let tx = conn.begin(&authed.ctx).await?;
     ensure_may_change(&tx, &authed, &ids).await?;
-    db::files::mark_deleted(&tx, &ids).await?;
+    if db::files::mark_deleted(&tx, &ids).await? != 1 {
+        return Err(ApiError::NotFound); // gone meanwhile; the transaction rolls back
+    }
+    db::audit::record(&tx, authed.event(Action::FileDeleted, Some(("file", ids[0].into())), json!({}))).await?;
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -375,19 +376,25 @@ async fn bulk_delete_files(
     let tx = conn.begin(&authed.ctx).await?;
     ensure_may_change(&tx, &authed, &ids).await?;
     let deleted = db::files::mark_deleted(&tx, &ids).await?;
+    if deleted != ids.len() as u64 {
+        return Err(ApiError::NotFound); // one went away meanwhile: all or nothing, roll back
+    }
+    let details = json!({ "file_ids": ids, "deleted": deleted });
+    db::audit::record(&tx, authed.event(Action::FilesBulkDeleted, None, details)).await?;
     tx.commit().await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "deleted": deleted })))
+    Ok(HttpResponse::Ok().json(json!({ "deleted": deleted })))
 }
 
-/// Locks the files and checks that every one is visible (else 404) and the caller's to change:
-/// their own upload, or any file for owners and admins (else 403).
+/// Checks that every file is visible (else 404) and the caller's to change: their own upload,
+/// or any file for owners and admins (else 403). The database enforces the same rule again on
+/// the change itself (`files_change_by_uploader_or_manager`).
 async fn ensure_may_change(tx: &TenantTx<'_>, authed: &Authed, ids: &[FileId]) -> Result<(), ApiError> {
-    let uploaders = db::files::lock_uploaders(tx, ids).await?;
+    let uploaders = db::files::uploaders(tx, ids).await?;
     if uploaders.len() != ids.len() {
         return Err(ApiError::NotFound);
     }
     let is_own = |uploader: &UserId| *uploader == authed.ctx.user_id;
-    if !authed.role.manages_all_files() && !uploaders.iter().all(|(_, uploader)| is_own(uploader)) {
+    if !authed.role.is_manager() && !uploaders.iter().all(|(_, uploader)| is_own(uploader)) {
         return Err(ApiError::Forbidden("members may only change files they uploaded"));
     }
     Ok(())

@@ -3,6 +3,8 @@
 mod auth;
 mod extract;
 mod files;
+mod org;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -37,7 +39,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::QueryConfig::default()
                 .error_handler(|err: QueryPayloadError, _| ApiError::invalid("invalid_query", err.to_string()).into()),
         )
-        .service(web::scope("/api").service(auth::scope()).service(files::scope()))
+        .service(
+            web::scope("/api")
+                .service(auth::scope())
+                .service(files::scope())
+                .service(org::scope())
+                .service(tokens::scope()),
+        )
         .default_service(web::to(|| async { ApiError::NotFound.error_response() }));
 }
 
@@ -82,6 +90,51 @@ fn status_error(status: StatusCode) -> ApiError {
         s if s.is_client_error() => ApiError::invalid("bad_request", s.canonical_reason().unwrap_or("bad request")),
         StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(anyhow::anyhow!("upstream unavailable")),
         _ => ApiError::Internal(anyhow::anyhow!("unhandled error response {status}")),
+    }
+}
+
+const MAX_PAGE_SIZE: u32 = 100;
+const DEFAULT_PAGE_SIZE: u32 = 20;
+
+/// `?page=&limit=` of every list endpoint: page from 1, limit 1–100 (default 20).
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+pub struct PageQuery {
+    page: Option<u32>,
+    limit: Option<u32>,
+}
+
+/// A validated page request.
+#[derive(Debug, Clone, Copy)]
+pub struct Paging {
+    pub page: u32,
+    pub limit: u32,
+}
+
+impl PageQuery {
+    pub fn paging(self) -> Result<Paging, ApiError> {
+        Paging::parse(self.page, self.limit)
+    }
+}
+
+impl Paging {
+    pub fn parse(page: Option<u32>, limit: Option<u32>) -> Result<Self, ApiError> {
+        let page = page.unwrap_or(1);
+        let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
+        if page == 0 {
+            return Err(ApiError::invalid("invalid_query", "page starts at 1"));
+        }
+        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+            return Err(ApiError::invalid("invalid_query", format!("limit must be 1 to {MAX_PAGE_SIZE}")));
+        }
+        Ok(Self { page, limit })
+    }
+
+    pub fn limit(&self) -> i64 {
+        i64::from(self.limit)
+    }
+
+    pub fn offset(&self) -> i64 {
+        (i64::from(self.page) - 1) * i64::from(self.limit)
     }
 }
 

@@ -115,11 +115,7 @@ async fn login_answers_the_same_401_for_unknown_email_wrong_password_and_deactiv
     let app = spawn_app().await;
     let owner = app.register_org().await;
     let deactivated = app.add_user(&owner, "member").await;
-    app.as_owner_in_org(
-        &owner.org_id,
-        &format!("update app.users set is_active = false where id = '{}'", deactivated.user_id),
-    )
-    .await;
+    app.as_user(&owner, &format!("update app.users set is_active = false where id = '{}'", deactivated.user_id)).await;
     let client = app.client();
 
     let mut bodies = Vec::new();
@@ -250,11 +246,7 @@ async fn a_deactivated_users_live_session_stops_working_at_once() {
     let member = app.add_user(&owner, "member").await;
     assert_eq!(member.me().await.status(), StatusCode::OK);
 
-    app.as_owner_in_org(
-        &owner.org_id,
-        &format!("update app.users set is_active = false where id = '{}'", member.user_id),
-    )
-    .await;
+    app.as_user(&owner, &format!("update app.users set is_active = false where id = '{}'", member.user_id)).await;
 
     assert_error(member.me().await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
     assert_error(member.list("").await, StatusCode::UNAUTHORIZED, "unauthenticated").await;

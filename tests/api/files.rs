@@ -4,10 +4,10 @@ use sha2::{Digest, Sha256};
 
 use crate::helpers::{assert_error, spawn_app, spawn_app_with, Settings, TestApp, TestUser};
 
-/// Marks a file ready the way the validation worker will (until it exists).
+/// Marks a file ready as the validation worker would (without running one).
 async fn mark_ready(app: &TestApp, user: &TestUser, id: &str) {
-    app.as_owner_in_org(
-        &user.org_id,
+    app.as_user(
+        user,
         &format!(
             "update app.files set status = 'ready', mime_type = 'text/plain', processed_at = now() where id = '{id}'"
         ),

@@ -156,14 +156,19 @@ impl TestApp {
         self.connect_as("tenant_files_app").await
     }
 
-    /// The owner role: for arranging states the API cannot reach (e.g. a file made `ready`
-    /// before the worker exists). Policies are forced on the owner too, so it sets the tenant.
-    pub async fn as_owner_in_org(&self, org_id: &str, sql: &str) {
+    /// Runs SQL on the owner role's connection, in a transaction acting as `user` (their
+    /// organization and user id set like the service does): for arranging states the API
+    /// cannot reach, such as a file made `ready` or a user deactivated behind the API's back.
+    /// The policies are forced on the owner role too, so this obeys the same rules.
+    pub async fn as_user(&self, user: &TestUser, sql: &str) {
         let owner = self.connect_as("tenant_files_owner").await;
         owner
-            .batch_execute(&format!("begin; select set_config('app.org_id', '{org_id}', true); {sql}; commit;"))
+            .batch_execute(&format!(
+                "begin; select set_config('app.org_id', '{}', true), set_config('app.user_id', '{}', true); {sql}; commit;",
+                user.org_id, user.user_id
+            ))
             .await
-            .expect("owner statement");
+            .expect("statement as user");
     }
 
     pub fn client(&self) -> reqwest::Client {
@@ -194,8 +199,8 @@ impl TestApp {
     pub async fn add_user(&self, owner: &TestUser, role: &str) -> TestUser {
         let email = random_email();
         let hash = bcrypt::hash(PASSWORD, 4).expect("hash");
-        self.as_owner_in_org(
-            &owner.org_id,
+        self.as_user(
+            owner,
             &format!(
                 "insert into app.users (id, organization_id, email, password_hash, role) \
                  values ('{}', '{}', '{email}', '{hash}', '{role}')",

@@ -12,7 +12,7 @@ async fn another_organizations_file_is_404_on_every_endpoint_and_never_listed() 
     let alice = app.register_org().await;
     let mallory = app.register_org().await;
     let secret = alice.upload_ok("secret.txt", "alice's data").await;
-    app.as_owner_in_org(&alice.org_id, &format!("update app.files set status = 'ready' where id = '{secret}'")).await;
+    app.as_user(&alice, &format!("update app.files set status = 'ready' where id = '{secret}'")).await;
     let own = mallory.upload_ok("own.txt", "mallory's data").await;
     let random = uuid::Uuid::new_v4().to_string();
 

@@ -100,11 +100,7 @@ async fn jobs_of_a_deactivated_user_or_a_deleted_file_are_refused() {
     let member = app.add_user(&owner, "member").await;
     let members_file = member.upload_ok("member.txt", "m").await;
     let deleted_file = owner.upload_ok("deleted.txt", "d").await;
-    app.as_owner_in_org(
-        &owner.org_id,
-        &format!("update app.users set is_active = false where id = '{}'", member.user_id),
-    )
-    .await;
+    app.as_user(&owner, &format!("update app.users set is_active = false where id = '{}'", member.user_id)).await;
     assert_eq!(owner.delete(&deleted_file).await.status(), StatusCode::NO_CONTENT);
 
     let _worker = app.start_worker();

@@ -1,0 +1,285 @@
+//! `/api/org`: the caller's organization, its members, invitations and audit log.
+//!
+//! Managing members, invitations and the audit log is for owners and admins; handlers check
+//! that first for a clear 403, and the database enforces it again (restrictive policies and
+//! the `users_guard_changes` trigger), whose refusals map to the same answers.
+
+use actix_web::{web, HttpResponse, Scope};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{ApiResult, AppState, Authed, PageQuery, Paging};
+use crate::{
+    auth::token,
+    db::{self, audit::Action, invitations::InvitationRow, users::UserRow},
+    domain::{Email, OrgId, Role, UserId},
+    error::ApiError,
+};
+
+const INVITATION_VALIDITY_DAYS: i64 = 7;
+
+pub fn scope() -> Scope {
+    web::scope("/org")
+        .route("", web::get().to(get_org))
+        .route("/users", web::get().to(list_users))
+        .route("/users/{id}", web::get().to(get_user))
+        .route("/users/{id}", web::patch().to(change_role))
+        .route("/users/{id}/deactivate", web::post().to(deactivate_user))
+        .route("/users/{id}/reactivate", web::post().to(reactivate_user))
+        .route("/invitations", web::post().to(create_invitation))
+        .route("/invitations", web::get().to(list_invitations))
+        .route("/invitations/{id}", web::get().to(get_invitation))
+        .route("/audit", web::get().to(list_audit))
+        .route("/audit/{id}", web::get().to(get_audit_entry))
+}
+
+#[derive(Serialize)]
+struct OrgResponse {
+    id: OrgId,
+    name: String,
+    storage_quota_mb: i64,
+    storage_used_bytes: i64,
+    member_count: i64,
+}
+
+#[derive(Serialize)]
+struct UserResponse {
+    id: UserId,
+    email: String,
+    role: Role,
+    is_active: bool,
+    created_at: DateTime<Utc>,
+}
+
+impl From<UserRow> for UserResponse {
+    fn from(u: UserRow) -> Self {
+        Self { id: u.id, email: u.email, role: u.role, is_active: u.is_active, created_at: u.created_at }
+    }
+}
+
+#[derive(Serialize)]
+struct InvitationResponse {
+    id: Uuid,
+    email: String,
+    role: Role,
+    expires_at: DateTime<Utc>,
+    accepted_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<InvitationRow> for InvitationResponse {
+    fn from(i: InvitationRow) -> Self {
+        Self {
+            id: i.id,
+            email: i.email,
+            role: i.role,
+            expires_at: i.expires_at,
+            accepted_at: i.accepted_at,
+            created_at: i.created_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CreatedInvitation {
+    id: Uuid,
+    /// Shown once; only its SHA-256 is stored.
+    invitation_token: String,
+    email: String,
+    role: Role,
+    expires_at: DateTime<Utc>,
+}
+
+/// Only the role may change; any other field (is_active, email, organization_id, id) is refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeRoleRequest {
+    role: Role,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InviteRequest {
+    email: String,
+    role: Role,
+}
+
+#[derive(Serialize)]
+struct Page<T> {
+    #[serde(flatten)]
+    items: T,
+    total: i64,
+    page: u32,
+    limit: u32,
+}
+
+fn page<T>(items: T, total: i64, paging: Paging) -> Page<T> {
+    Page { items, total, page: paging.page, limit: paging.limit }
+}
+
+#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
+async fn get_org(state: web::Data<AppState>, authed: Authed) -> ApiResult {
+    let mut conn = state.db.tenant_conn().await?;
+    let tx = conn.begin(&authed.ctx).await?;
+    let org = db::orgs::find_current(&tx).await?.ok_or(ApiError::NotFound)?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(OrgResponse {
+        id: org.id,
+        name: org.name,
+        storage_quota_mb: org.storage_quota_mb,
+        storage_used_bytes: org.storage_used_bytes,
+        member_count: org.member_count,
+    }))
+}
+
+#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
+async fn list_users(state: web::Data<AppState>, authed: Authed, query: web::Query<PageQuery>) -> ApiResult {
+    authed.require_manager()?;
+    let paging = query.into_inner().paging()?;
+    let mut conn = state.db.tenant_conn().await?;
+    let tx = conn.begin(&authed.ctx).await?;
+    let (users, total) = db::users::list_page(&tx, paging.limit(), paging.offset()).await?;
+    tx.commit().await?;
+    let users: Vec<UserResponse> = users.into_iter().map(UserResponse::from).collect();
+    Ok(HttpResponse::Ok().json(page(json!({ "users": users }), total, paging)))
+}
+
+#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
+async fn get_user(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
+    authed.require_manager()?;
+    let mut conn = state.db.tenant_conn().await?;
+    let tx = conn.begin(&authed.ctx).await?;
+    let user = db::users::find(&tx, UserId::from_uuid(id.into_inner())).await?.ok_or(ApiError::NotFound)?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(UserResponse::from(user)))
+}
+
+/// Allowed transitions: an owner changes the role of another member of the organization
+/// (granting or revoking owner or admin); admins and members change no roles; nobody changes
+/// their own; the last active owner stays an owner.
+#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
+async fn change_role(
+    state: web::Data<AppState>,
+    authed: Authed,
+    id: web::Path<Uuid>,
+    body: web::Json<ChangeRoleRequest>,
+) -> ApiResult {
+    authed.require_manager()?;
+    let target = UserId::from_uuid(id.into_inner());
+    let role = body.into_inner().role;
+    let mut conn = state.db.tenant_conn().await?;
+    let tx = conn.begin(&authed.ctx).await?;
+    let before = db::users::find(&tx, target).await?.ok_or(ApiError::NotFound)?;
+    // The guard trigger refuses self-changes and non-owners; asking first gives clear answers
+    // in the same words (see error.rs), the trigger keeps them true whatever this code does.
+    if target == authed.ctx.user_id {
+        return Err(ApiError::Forbidden("nobody changes their own role or deactivates themselves"));
+    }
+    if authed.role != Role::Owner {
+        return Err(ApiError::Forbidden("only owners change roles"));
+    }
+    db::users::set_role(&tx, target, role).await?;
+    let details = json!({ "from": before.role, "to": role });
+    db::audit::record(&tx, authed.event(Action::RoleChanged, Some(("user", target.into())), details)).await?;
+    let after = db::users::find(&tx, target).await?.ok_or(ApiError::NotFound)?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(UserResponse::from(after)))
+}
+
+async fn deactivate_user(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
+    set_active(state, authed, UserId::from_uuid(id.into_inner()), false).await
+}
+
+async fn reactivate_user(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
+    set_active(state, authed, UserId::from_uuid(id.into_inner()), true).await
+}
+
+/// Deactivation ends the user's sessions and tokens at once (the database refuses them from the
+/// next request on) and their queued jobs are refused by the worker.
+#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id, user_id = %target, active))]
+async fn set_active(state: web::Data<AppState>, authed: Authed, target: UserId, active: bool) -> ApiResult {
+    authed.require_manager()?;
+    let mut conn = state.db.tenant_conn().await?;
+    let tx = conn.begin(&authed.ctx).await?;
+    db::users::find(&tx, target).await?.ok_or(ApiError::NotFound)?;
+    db::users::set_active(&tx, target, active).await?;
+    let action = if active { Action::UserReactivated } else { Action::UserDeactivated };
+    db::audit::record(&tx, authed.event(action, Some(("user", target.into())), json!({}))).await?;
+    let user = db::users::find(&tx, target).await?.ok_or(ApiError::NotFound)?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(UserResponse::from(user)))
+}
+
+/// Owners and admins invite; only owners invite owners. The token is single-use, expires after
+/// seven days and works only for the invited email.
+#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
+async fn create_invitation(state: web::Data<AppState>, authed: Authed, body: web::Json<InviteRequest>) -> ApiResult {
+    authed.require_manager()?;
+    let InviteRequest { email, role } = body.into_inner();
+    let email = Email::parse(&email)?;
+    if role == Role::Owner && authed.role != Role::Owner {
+        return Err(ApiError::Forbidden("only owners invite owners"));
+    }
+    let (invitation_token, digest) = token::new_secret("tfi_");
+    let id = Uuid::new_v4();
+    let expires_at = Utc::now() + Duration::days(INVITATION_VALIDITY_DAYS);
+
+    let mut conn = state.db.tenant_conn().await?;
+    let tx = conn.begin(&authed.ctx).await?;
+    db::invitations::insert(&tx, id, &email, role, &digest, expires_at).await?;
+    let details = json!({ "email": email.as_str(), "role": role });
+    db::audit::record(&tx, authed.event(Action::InvitationCreated, Some(("invitation", id)), details)).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Created().json(CreatedInvitation {
+        id,
+        invitation_token,
+        email: email.to_string(),
+        role,
+        expires_at,
+    }))
+}
+
+#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
+async fn list_invitations(state: web::Data<AppState>, authed: Authed, query: web::Query<PageQuery>) -> ApiResult {
+    authed.require_manager()?;
+    let paging = query.into_inner().paging()?;
+    let mut conn = state.db.tenant_conn().await?;
+    let tx = conn.begin(&authed.ctx).await?;
+    let (invitations, total) = db::invitations::list_page(&tx, paging.limit(), paging.offset()).await?;
+    tx.commit().await?;
+    let invitations: Vec<InvitationResponse> = invitations.into_iter().map(InvitationResponse::from).collect();
+    Ok(HttpResponse::Ok().json(page(json!({ "invitations": invitations }), total, paging)))
+}
+
+#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
+async fn get_invitation(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
+    authed.require_manager()?;
+    let mut conn = state.db.tenant_conn().await?;
+    let tx = conn.begin(&authed.ctx).await?;
+    let invitation = db::invitations::find(&tx, id.into_inner()).await?.ok_or(ApiError::NotFound)?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(InvitationResponse::from(invitation)))
+}
+
+#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
+async fn list_audit(state: web::Data<AppState>, authed: Authed, query: web::Query<PageQuery>) -> ApiResult {
+    authed.require_manager()?;
+    let paging = query.into_inner().paging()?;
+    let mut conn = state.db.tenant_conn().await?;
+    let tx = conn.begin(&authed.ctx).await?;
+    let (entries, total) = db::audit::list_page(&tx, paging.limit(), paging.offset()).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(page(json!({ "entries": entries }), total, paging)))
+}
+
+#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
+async fn get_audit_entry(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
+    authed.require_manager()?;
+    let mut conn = state.db.tenant_conn().await?;
+    let tx = conn.begin(&authed.ctx).await?;
+    let entry = db::audit::find(&tx, id.into_inner()).await?.ok_or(ApiError::NotFound)?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(entry))
+}
