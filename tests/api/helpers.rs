@@ -194,22 +194,20 @@ impl TestApp {
         TestUser::from_signed_in(self, client, response, email).await
     }
 
-    /// Adds a member or admin to `owner`'s organization (arranged in the database until
-    /// invitations exist) and signs them in.
-    pub async fn add_user(&self, owner: &TestUser, role: &str) -> TestUser {
+    /// Adds a user with `role` to the inviter's organization the way a person would: the
+    /// inviter creates an invitation, the new user registers with its token (and is signed in).
+    pub async fn add_user(&self, inviter: &TestUser, role: &str) -> TestUser {
         let email = random_email();
-        let hash = bcrypt::hash(PASSWORD, 4).expect("hash");
-        self.as_user(
-            owner,
-            &format!(
-                "insert into app.users (id, organization_id, email, password_hash, role) \
-                 values ('{}', '{}', '{email}', '{hash}', '{role}')",
-                Uuid::new_v4(),
-                owner.org_id
-            ),
-        )
-        .await;
-        self.login(&email, PASSWORD).await
+        let token = inviter.invite_ok(&email, role).await;
+        let client = self.client();
+        let response = client
+            .post(self.url("/api/auth/register"))
+            .json(&json!({ "email": email, "password": PASSWORD, "invitation_token": token }))
+            .send()
+            .await
+            .expect("register by invitation");
+        assert_eq!(response.status(), StatusCode::CREATED, "joining by invitation should succeed");
+        TestUser::from_signed_in(self, client, response, email).await
     }
 
     pub async fn login(&self, email: &str, password: &str) -> TestUser {
@@ -290,6 +288,63 @@ impl TestUser {
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.client.post(self.url(path)).header("X-CSRF-Token", &self.csrf).json(&body).send().await.expect("POST")
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Response {
+        self.client.patch(self.url(path)).header("X-CSRF-Token", &self.csrf).json(&body).send().await.expect("PATCH")
+    }
+
+    pub async fn delete_path(&self, path: &str) -> Response {
+        self.client.delete(self.url(path)).header("X-CSRF-Token", &self.csrf).send().await.expect("DELETE")
+    }
+
+    /// `POST /api/org/invitations`, returning the token.
+    pub async fn invite_ok(&self, email: &str, role: &str) -> String {
+        let response = self.post("/api/org/invitations", json!({ "email": email, "role": role })).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "invitation should be created");
+        let body: Value = response.json().await.expect("invitation body");
+        body["invitation_token"].as_str().expect("invitation_token").to_owned()
+    }
+
+    pub async fn set_role(&self, user_id: &str, role: &str) -> Response {
+        self.patch(&format!("/api/org/users/{user_id}"), json!({ "role": role })).await
+    }
+
+    pub async fn deactivate(&self, user_id: &str) -> Response {
+        self.post(&format!("/api/org/users/{user_id}/deactivate"), json!({})).await
+    }
+
+    pub async fn reactivate(&self, user_id: &str) -> Response {
+        self.post(&format!("/api/org/users/{user_id}/reactivate"), json!({})).await
+    }
+
+    /// `POST /api/tokens`, returning `(id, secret)`.
+    pub async fn create_token(&self, name: &str) -> (String, String) {
+        let response = self.post("/api/tokens", json!({ "name": name, "expires_in_days": 30 })).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "token should be created");
+        let body: Value = response.json().await.expect("token body");
+        (body["id"].as_str().unwrap().to_owned(), body["secret"].as_str().unwrap().to_owned())
+    }
+
+    /// Ids listed under `key` by a list endpoint.
+    pub async fn ids_at(&self, path: &str, key: &str) -> Vec<String> {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        let body: Value = response.json().await.expect("list body");
+        body[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} in {body}"))
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     pub async fn me(&self) -> Response {
@@ -476,5 +531,22 @@ impl TestApp {
 
     pub fn stored_path(&self, user: &TestUser, file_id: &str) -> PathBuf {
         self.upload_dir.join(&user.org_id).join(file_id)
+    }
+}
+
+/// A script using a personal API token: no cookies, no CSRF token.
+pub struct Bearer {
+    pub address: String,
+    pub secret: String,
+    client: reqwest::Client,
+}
+
+impl Bearer {
+    pub fn new(app: &TestApp, secret: &str) -> Self {
+        Self { address: app.address.clone(), secret: secret.to_owned(), client: reqwest::Client::new() }
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.address)).bearer_auth(&self.secret)
     }
 }

@@ -3,10 +3,12 @@
 
 mod audit;
 mod auth;
+mod authz;
 mod database_guard;
 mod files;
 mod helpers;
 mod isolation;
+mod org;
 mod quota;
 mod worker;
 mod worker_process;
