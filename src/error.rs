@@ -36,6 +36,9 @@ pub enum ApiError {
     TooManyAttempts,
     #[error("service temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// Readiness: the named dependencies do not answer.
+    #[error("not ready: {0} unreachable")]
+    NotReady(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -57,6 +60,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::TooManyAttempts => "too_many_attempts",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::NotReady(_) => "not_ready",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -84,7 +88,7 @@ impl ResponseError for ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -18,6 +18,7 @@ use crate::{
     db::Db,
     http::{self, AppState},
     storage::FileStore,
+    telemetry::ApiRootSpan,
 };
 
 /// With `Secure`, the `__Host-` prefix makes browsers refuse the cookie unless it is Secure,
@@ -68,8 +69,10 @@ impl Application {
                 .build();
             App::new()
                 .wrap(sessions)
+                .wrap(actix_web::middleware::from_fn(http::session_errors))
                 .wrap(http::error_bodies())
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<ApiRootSpan>::new())
+                .wrap(actix_web::middleware::from_fn(http::request_id))
                 .app_data(state.clone())
                 .configure(http::routes)
         })

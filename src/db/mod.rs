@@ -28,7 +28,7 @@ pub use tenant::{TenantConn, TenantCtx, TenantTx};
 pub enum DbError {
     /// The database could not be reached in time (pool exhausted, server down, connection
     /// lost). Worth a 503 and a retry, not a 500.
-    #[error("database unavailable")]
+    #[error("{}", DbError::UNAVAILABLE)]
     Unavailable(#[source] anyhow::Error),
     /// A named constraint (or a trigger raising with a constraint name) refused the write.
     #[error("constraint {0} violated")]
@@ -42,6 +42,12 @@ pub enum DbError {
     Decode(#[source] anyhow::Error),
     #[error("database query failed")]
     Query(#[source] tokio_postgres::Error),
+}
+
+impl DbError {
+    /// The message of [`DbError::Unavailable`], recognised where only the text survives (the
+    /// session middleware's error).
+    pub const UNAVAILABLE: &'static str = "database unavailable";
 }
 
 impl From<tokio_postgres::Error> for DbError {

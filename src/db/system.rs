@@ -7,6 +7,12 @@ use tokio_postgres::Row;
 use super::{decode, DbError, SystemConn, SystemTx};
 use crate::domain::{FileId, OrgId, Role, UserId};
 
+/// One round trip as the app role: the database is reachable and accepts our login.
+pub async fn ping(conn: &SystemConn) -> Result<(), DbError> {
+    conn.query("select 1", &[]).await?;
+    Ok(())
+}
+
 /// What a live session resolves to right now: the state plus the user's current org and role.
 pub struct SessionRow {
     pub state: serde_json::Value,

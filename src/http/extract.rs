@@ -8,7 +8,6 @@ use actix_web::{
 };
 use futures_util::future::LocalBoxFuture;
 use subtle::ConstantTimeEq;
-use tracing_actix_web::RequestId;
 
 use super::AppState;
 use crate::{
@@ -19,6 +18,7 @@ use crate::{
     },
     domain::Role,
     error::ApiError,
+    telemetry::RequestId,
 };
 
 pub const CSRF_HEADER: &str = "X-CSRF-Token";
@@ -72,12 +72,21 @@ impl FromRequest for Authed {
     }
 }
 
-/// The id tracing-actix-web gave this request.
+/// This request's id (see `http::request_id`).
 pub fn request_id(req: &HttpRequest) -> String {
-    req.extensions().get::<RequestId>().map(ToString::to_string).unwrap_or_default()
+    req.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default()
 }
 
 async fn authenticate(req: &HttpRequest) -> Result<Authed, ApiError> {
+    let authed = resolve(req).await?;
+    // The request's log line carries who it was for.
+    let span = tracing::Span::current();
+    span.record("org_id", tracing::field::display(authed.ctx.org_id));
+    span.record("user_id", tracing::field::display(authed.ctx.user_id));
+    Ok(authed)
+}
+
+async fn resolve(req: &HttpRequest) -> Result<Authed, ApiError> {
     let request_id = request_id(req);
     if let Some(authorization) = req.headers().get(header::AUTHORIZATION) {
         let secret = authorization

@@ -3,6 +3,7 @@
 mod auth;
 mod extract;
 mod files;
+mod ops;
 mod org;
 mod tokens;
 
@@ -13,12 +14,18 @@ use actix_web::{
     error::{JsonPayloadError, PathError, QueryPayloadError},
     http::{header, StatusCode},
     middleware::{ErrorHandlerResponse, ErrorHandlers},
-    web, HttpRequest, HttpResponse, ResponseError,
+    web, HttpResponse, ResponseError,
 };
 
 pub use extract::Authed;
 
-use crate::{config::Config, db::Db, error::ApiError, storage::FileStore};
+use crate::{
+    config::Config,
+    db::{Db, DbError},
+    error::ApiError,
+    storage::FileStore,
+    telemetry::{RequestId, RequestStart},
+};
 
 /// JSON bodies are small (credentials, a filename, up to 100 ids); files come as multipart.
 const JSON_LIMIT_BYTES: usize = 64 * 1024;
@@ -46,6 +53,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(org::scope())
                 .service(tokens::scope()),
         )
+        .configure(ops::configure)
         .default_service(web::to(|| async { ApiError::NotFound.error_response() }));
 }
 
@@ -62,8 +70,28 @@ fn json_error(err: JsonPayloadError) -> ApiError {
     }
 }
 
-/// A safety net for answers produced outside our handlers (actix's own 404/405, a session
-/// store failure): every error response gets the JSON error body of the contract.
+/// Outermost middleware: fixes the request id (the caller's `X-Request-Id` or a new one) and
+/// the start time before anything else runs, and echoes the id on every response.
+pub async fn request_id(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::HttpMessage;
+    let id = RequestId::from_header(req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()));
+    let echoed = header::HeaderValue::from_str(&id.0).ok();
+    req.extensions_mut().insert(id);
+    req.extensions_mut().insert(RequestStart(std::time::Instant::now()));
+    let mut response = next.call(req).await?;
+    if let Some(value) = echoed {
+        response.headers_mut().insert(header::HeaderName::from_static(REQUEST_ID_HEADER), value);
+    }
+    Ok(response)
+}
+
+const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A safety net for answers produced outside our handlers (actix's own 404/405): every error
+/// response gets the JSON error body of the contract.
 pub fn error_bodies<B: 'static>() -> ErrorHandlers<B> {
     ErrorHandlers::new().default_handler(|res: ServiceResponse<B>| {
         let is_json = res
@@ -74,9 +102,34 @@ pub fn error_bodies<B: 'static>() -> ErrorHandlers<B> {
         if is_json {
             return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
         }
-        let (req, res): (HttpRequest, _) = res.into_parts();
+        let (req, res) = res.into_parts();
         let replacement = status_error(res.status()).error_response();
         Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, replacement).map_into_right_body()))
+    })
+}
+
+/// Wraps the session middleware, whose failures (a session that cannot be loaded or saved)
+/// arrive as errors rather than responses, and come out as a bare 500. They leave as the JSON
+/// error body instead, with the request id, and as 503 when the database is unreachable: the
+/// truthful answer is "retry later".
+pub async fn session_errors(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::HttpMessage;
+    let request_id = req.extensions().get::<RequestId>().cloned();
+    next.call(req).await.map_err(|error| {
+        let cause = anyhow::anyhow!("session middleware: {error}");
+        let api_error = if error.to_string() == DbError::UNAVAILABLE {
+            ApiError::Unavailable(cause)
+        } else {
+            ApiError::Internal(cause)
+        };
+        let mut response = api_error.error_response();
+        if let Some(value) = request_id.and_then(|id| header::HeaderValue::from_str(&id.0).ok()) {
+            response.headers_mut().insert(header::HeaderName::from_static(REQUEST_ID_HEADER), value);
+        }
+        actix_web::error::InternalError::from_response(api_error.to_string(), response).into()
     })
 }
 

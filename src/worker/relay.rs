@@ -23,7 +23,11 @@ pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
             Ok(connected) => connected,
             Err(e) => {
                 let wait = backoff.next();
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "relay cannot reach the broker");
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    retry_in_ms = wait.as_millis() as u64,
+                    "relay cannot reach the broker"
+                );
                 if !pause(&shutdown, wait).await {
                     return;
                 }

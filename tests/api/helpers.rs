@@ -57,6 +57,9 @@ pub struct Settings {
     pub worker_prefetch: u16,
     pub job_max_attempts: u32,
     pub pending_sweep_after_seconds: u64,
+    /// Connect the app role through this port instead (a `TcpProxy` in front of PostgreSQL).
+    pub app_db_port: Option<u16>,
+    pub db_pool_timeout_ms: u64,
 }
 
 impl Default for Settings {
@@ -69,6 +72,8 @@ impl Default for Settings {
             worker_prefetch: 4,
             job_max_attempts: 3,
             pending_sweep_after_seconds: 600,
+            app_db_port: None,
+            db_pool_timeout_ms: 5000,
         }
     }
 }
@@ -87,7 +92,14 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
     let args = vec![
         "tenant-files".to_owned(),
         "--bind=127.0.0.1:0".into(),
-        format!("--database-url={}", db_url("tenant_files_app", &db_name)),
+        format!(
+            "--database-url={}",
+            match settings.app_db_port {
+                Some(port) => format!("postgres://tenant_files_app@127.0.0.1:{port}/{db_name}"),
+                None => db_url("tenant_files_app", &db_name),
+            }
+        ),
+        format!("--db-pool-timeout-ms={}", settings.db_pool_timeout_ms),
         format!("--migration-database-url={}", db_url("tenant_files_owner", &db_name)),
         format!("--upload-dir={}", upload_dir.display()),
         format!("--max-file-size-mb={}", settings.max_file_size_mb),
@@ -549,4 +561,47 @@ impl Bearer {
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.client.request(method, format!("{}{path}", self.address)).bearer_auth(&self.secret)
     }
+}
+
+/// A TCP proxy in front of PostgreSQL or RabbitMQ that a test can take down (refusing and
+/// cutting every connection) and bring back: an outage and a restart, seen from the service.
+pub struct TcpProxy {
+    pub port: u16,
+    up: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl TcpProxy {
+    /// Starts down; call `set_up(true)` to let traffic through.
+    pub async fn start(target: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (up, watcher) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut watcher = watcher.clone();
+                if !*watcher.borrow() {
+                    continue; // down: the connection is dropped at once
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watcher.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Self { port, up: std::sync::Arc::new(up) }
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+/// The PostgreSQL address of the test cluster.
+pub fn postgres_addr() -> std::net::SocketAddr {
+    let admin: tokio_postgres::Config = admin_url().parse().unwrap();
+    let port = admin.get_ports().first().copied().unwrap_or(5432);
+    format!("127.0.0.1:{port}").parse().unwrap()
 }

@@ -2,21 +2,15 @@
 //! the middle of a job, and the broker going away and coming back.
 
 use std::{
-    net::SocketAddr,
     path::Path,
     process::Stdio,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use reqwest::StatusCode;
-use tokio::{
-    net::{TcpListener, TcpStream},
-    process::{Child, Command},
-    sync::watch,
-};
+use tokio::process::{Child, Command};
 
-use crate::helpers::{amqp_url, spawn_app, spawn_app_with, Settings, TestApp, TestUser};
+use crate::helpers::{amqp_url, spawn_app, spawn_app_with, Settings, TcpProxy, TestApp, TestUser};
 
 /// Starts `tenant-files --mode worker` with the test app's configuration.
 fn spawn_worker_process(app: &TestApp) -> Child {
@@ -103,47 +97,12 @@ async fn sigterm_lets_the_job_in_hand_finish_then_the_worker_exits_0() {
     assert_eq!(detail["status"], "ready", "the job in hand completed before exit");
 }
 
-/// A TCP proxy in front of the broker that the test can take down (refusing and cutting every
-/// connection) and bring back, like a broker restart seen from the worker.
-struct BrokerProxy {
-    port: u16,
-    up: Arc<watch::Sender<bool>>,
-}
-
-impl BrokerProxy {
-    async fn start(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (up, watcher) = watch::channel(false);
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let mut watcher = watcher.clone();
-                if !*watcher.borrow() {
-                    continue; // down: the connection is dropped at once
-                }
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else { return };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = watcher.wait_for(|up| !*up) => {}
-                    }
-                });
-            }
-        });
-        Self { port, up: Arc::new(up) }
-    }
-
-    fn set_up(&self, up: bool) {
-        self.up.send_replace(up);
-    }
-}
-
 #[tokio::test]
 async fn uploads_during_a_broker_outage_are_validated_once_it_is_back() {
     let app = spawn_app().await;
     let owner = app.register_org().await;
     let broker: url_parts::Broker = amqp_url().parse().unwrap();
-    let proxy = BrokerProxy::start(broker.addr).await;
+    let proxy = TcpProxy::start(broker.addr).await;
     let mut config = app.config.clone();
     config.amqp_url = broker.via_port(proxy.port);
     let _worker = app.start_worker_with(config);

@@ -1,0 +1,90 @@
+//! Operations: health, readiness, request ids, and riding out a database outage.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{assert_error, postgres_addr, spawn_app, spawn_app_with, Settings, TcpProxy};
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_when_everything_is_up() {
+    let app = spawn_app().await;
+    let client = app.client();
+    let health = client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(health.json::<Value>().await.unwrap()["status"], "ok");
+    let ready: Value = client.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["checks"]["database"], "ok");
+    assert_eq!(ready["checks"]["broker"], "ok");
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_a_sane_incoming_one_is_kept() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+
+    let response =
+        owner.client.get(app.url("/api/files")).header("X-Request-Id", "trace-42.a_b:c").send().await.unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-42.a_b:c");
+    let generated = owner.client.get(app.url("/api/nope")).send().await.unwrap();
+    let id = generated.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    let hostile = owner.client.get(app.url("/healthz")).header("X-Request-Id", "a b\"<script>").send().await.unwrap();
+    assert_ne!(hostile.headers()["x-request-id"], "a b\"<script>");
+
+    // The id ties an audit entry to the request that made it.
+    let upload = owner
+        .client
+        .post(app.url("/api/files/upload"))
+        .header("X-CSRF-Token", &owner.csrf)
+        .header("X-Request-Id", "upload-req-1")
+        .multipart(
+            reqwest::multipart::Form::new()
+                .part("file", reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x.txt")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), StatusCode::CREATED);
+    let log: Value = owner.get("/api/org/audit").await.json().await.unwrap();
+    let entry = log["entries"].as_array().unwrap().iter().find(|e| e["action"] == "file_uploaded").unwrap();
+    assert_eq!(entry["request_id"], "upload-req-1");
+}
+
+#[tokio::test]
+async fn a_database_outage_answers_503_quickly_and_the_service_recovers_by_itself() {
+    let proxy = TcpProxy::start(postgres_addr()).await;
+    proxy.set_up(true);
+    let app =
+        spawn_app_with(Settings { app_db_port: Some(proxy.port), db_pool_timeout_ms: 1000, ..Settings::default() })
+            .await;
+    let owner = app.register_org().await;
+    let id = owner.upload_ok("before.txt", "before the outage").await;
+
+    proxy.set_up(false);
+    let started = Instant::now();
+    let during = owner.get_file(&id).await;
+    assert!(started.elapsed() < Duration::from_secs(4), "answered in {:?}", started.elapsed());
+    assert_error(during, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+    let ready = app.client().get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_ready");
+    assert!(body["error"]["message"].as_str().unwrap().contains("database"), "{body}");
+    assert!(!body["error"]["message"].as_str().unwrap().contains("broker"), "{body}");
+    assert_eq!(app.client().get(app.url("/healthz")).send().await.unwrap().status(), StatusCode::OK, "still alive");
+
+    proxy.set_up(true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = owner.get_file(&id).await;
+        if response.status() == StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the service did not recover: {}", response.status());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.client().get(app.url("/readyz")).send().await.unwrap().status(), StatusCode::OK);
+}
