@@ -104,6 +104,11 @@ pub struct Config {
     #[arg(long, env = "MAINTENANCE_INTERVAL_MS", default_value_t = 5000)]
     pub maintenance_interval_ms: u64,
 
+    /// `--mode worker` only: serve `/metrics` and `/healthz` on this address (off by default; in
+    /// `--mode all` and `api` the API serves them).
+    #[arg(long, env = "METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
     /// Test isolation only: queues vanish after this long unused (x-expires).
     #[arg(long, env = "QUEUE_EXPIRES_MS", hide = true)]
     pub queue_expires_ms: Option<u32>,

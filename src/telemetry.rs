@@ -81,14 +81,22 @@ impl tracing_actix_web::RootSpanBuilder for ApiRootSpan {
         outcome: &Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
     ) {
         use actix_web::HttpMessage;
-        let (status, started) = match outcome {
+        let (status, started, labels) = match outcome {
             Ok(response) => {
-                (response.status().as_u16(), response.request().extensions().get::<RequestStart>().copied())
+                let request = response.request();
+                let route = request.match_pattern().unwrap_or_else(|| "unmatched".into());
+                let started = request.extensions().get::<RequestStart>().copied();
+                (response.status().as_u16(), started, Some((request.method().to_string(), route)))
             }
-            Err(error) => (error.as_response_error().status_code().as_u16(), None),
+            Err(error) => (error.as_response_error().status_code().as_u16(), None, None),
         };
-        let duration_ms = started.map(|s| s.0.elapsed().as_secs_f64() * 1000.0).unwrap_or_default();
+        let seconds = started.map(|s| s.0.elapsed().as_secs_f64()).unwrap_or_default();
+        if let Some((method, route)) = labels {
+            let metrics = &crate::metrics::METRICS;
+            metrics.http_requests.with_label_values(&[method.as_str(), route.as_str(), &status.to_string()]).inc();
+            metrics.http_duration.with_label_values(&[method.as_str(), route.as_str()]).observe(seconds);
+        }
         span.record("status", status);
-        span.in_scope(|| tracing::info!(status, duration_ms, "request finished"));
+        span.in_scope(|| tracing::info!(status, duration_ms = seconds * 1000.0, "request finished"));
     }
 }

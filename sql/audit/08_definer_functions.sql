@@ -19,7 +19,8 @@ registry (signature) as (values
   ('app.outbox_delete(uuid[])'),
   ('app.requeue_stale_pending(bigint,integer)'),
   ('app.purge_claim(integer)'),
-  ('app.purge_done(uuid[])')
+  ('app.purge_done(uuid[])'),
+  ('app.outbox_backlog()')
 ),
 definers as (
   select p.oid, p.oid::regprocedure::text as signature, p.proowner, p.proconfig

@@ -113,6 +113,12 @@ impl Db {
         Ok(Self { pool })
     }
 
+    /// Pool size, idle connections and waiting requests, for `/metrics`.
+    pub fn pool_status(&self) -> PoolStatus {
+        let status = self.pool.status();
+        PoolStatus { size: status.size, available: status.available, waiting: status.waiting }
+    }
+
     /// A connection for tenant data; usable only through [`TenantConn::begin`].
     pub async fn tenant_conn(&self) -> Result<TenantConn, DbError> {
         Ok(TenantConn::new(self.pool.get().await?))
@@ -122,6 +128,13 @@ impl Db {
     pub async fn system_conn(&self) -> Result<SystemConn, DbError> {
         Ok(SystemConn(self.pool.get().await?))
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStatus {
+    pub size: usize,
+    pub available: usize,
+    pub waiting: usize,
 }
 
 /// A pooled app-role connection with no tenant context. Tenant tables read as empty through it

@@ -13,6 +13,15 @@ pub async fn ping(conn: &SystemConn) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Jobs waiting in the outbox, across tenants (a count only).
+pub async fn outbox_backlog(conn: &SystemConn) -> Result<i64, DbError> {
+    let row = conn
+        .query_opt("select app.outbox_backlog() as backlog", &[])
+        .await?
+        .ok_or_else(|| DbError::Decode(anyhow::anyhow!("outbox_backlog returned no row")))?;
+    decode(row.try_get("backlog"))
+}
+
 /// What a live session resolves to right now: the state plus the user's current org and role.
 pub struct SessionRow {
     pub state: serde_json::Value,

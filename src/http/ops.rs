@@ -6,13 +6,20 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::{ApiResult, AppState};
-use crate::{db::system, error::ApiError};
+use crate::{db::system, error::ApiError, metrics::METRICS};
 
 /// How long a readiness probe waits for each dependency.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz)).route("/readyz", web::get().to(readyz));
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
+}
+
+/// Prometheus text format (docs/operations.md lists every series).
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(METRICS.scrape(&state.db).await)
 }
 
 /// The process is up and serving.

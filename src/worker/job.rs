@@ -14,6 +14,7 @@ use super::{
 use crate::{
     db::{self, TenantCtx},
     domain::{FileId, FileStatus, OrgId, UserId},
+    metrics::METRICS,
 };
 
 /// A message of our own is ~200 bytes; anything far larger is not ours.
@@ -157,10 +158,13 @@ async fn give_up(ctx: &WorkerCtx, job: &JobMessage, error: &str) {
     }
 }
 
-/// One structured line per job outcome.
+/// One structured line and the metrics per job outcome.
 fn log(outcome: &Outcome, started: Instant) {
-    let duration_ms = started.elapsed().as_millis() as u64;
+    let elapsed = started.elapsed();
+    let duration_ms = elapsed.as_millis() as u64;
     let label = outcome.label();
+    METRICS.jobs_processed.with_label_values(&[label]).inc();
+    METRICS.job_duration.with_label_values(&[label]).observe(elapsed.as_secs_f64());
     let (job, detail) = match outcome {
         Outcome::Malformed { reason } => {
             tracing::warn!(outcome = label, duration_ms, reason = %reason, "job message rejected");

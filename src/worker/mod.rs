@@ -53,13 +53,59 @@ impl WorkerCtx {
 pub async fn run_worker_until_stopped(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let ctx = Arc::new(WorkerCtx::new(config)?);
     tracing::info!(queue = %ctx.topology.work_queue, "worker starting");
+    let metrics = match ctx.config.metrics_bind {
+        Some(addr) => Some(serve_metrics(addr, ctx.db.clone(), shutdown.clone())?),
+        None => None,
+    };
     tokio::join!(
         relay::run(ctx.clone(), shutdown.clone()),
         consumer::run(ctx.clone(), shutdown.clone()),
         maintenance::run(ctx.clone(), shutdown.clone()),
     );
+    if let Some(server) = metrics {
+        server.await??;
+    }
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// `/metrics` and `/healthz` for a worker-only process, stopped with the worker.
+fn serve_metrics(
+    addr: std::net::SocketAddr,
+    db: Db,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let server = HttpServer::new(move || {
+        let db = db.clone();
+        App::new()
+            .route(
+                "/metrics",
+                web::get().to(move || {
+                    let db = db.clone();
+                    async move {
+                        HttpResponse::Ok()
+                            .content_type("text/plain; version=0.0.4")
+                            .body(crate::metrics::METRICS.scrape(&db).await)
+                    }
+                }),
+            )
+            .route(
+                "/healthz",
+                web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({ "status": "ok" })) }),
+            )
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(addr)
+    .with_context(|| format!("cannot listen on METRICS_BIND {addr}"))?
+    .run();
+    let handle = server.handle();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        handle.stop(true).await;
+    });
+    Ok(tokio::spawn(server))
 }
 
 /// Sleeps, or returns `false` at once when shutdown is requested.

@@ -88,3 +88,44 @@ async fn a_database_outage_answers_503_quickly_and_the_service_recovers_by_itsel
     }
     assert_eq!(app.client().get(app.url("/readyz")).send().await.unwrap().status(), StatusCode::OK);
 }
+
+/// The value of one series (exact label set) in a Prometheus text page, 0 when absent.
+fn sample(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map(|value| value.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_are_exposed_and_move_with_requests_and_jobs() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let client = app.client();
+    let scrape = || async { client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap() };
+    let listed = r#"http_requests_total{method="GET",route="/api/files",status="200"}"#;
+    let ready = r#"jobs_processed_total{outcome="ready"}"#;
+    let before = scrape().await;
+
+    owner.list("").await;
+    owner.list("").await;
+    let _worker = app.start_worker();
+    let id = owner.upload_ok("m.txt", "metrics").await;
+    app.wait_for_status(&owner, &id, "ready").await;
+
+    let after = scrape().await;
+    assert!(sample(&after, listed) >= sample(&before, listed) + 2.0, "{after}");
+    assert!(sample(&after, ready) >= sample(&before, ready) + 1.0);
+    assert!(sample(&after, "jobs_published_total") >= 1.0);
+    for series in [
+        r#"http_request_duration_seconds_count{method="GET",route="/api/files"}"#,
+        r#"db_pool_connections{state="size"}"#,
+        r#"db_pool_connections{state="available"}"#,
+        r#"db_pool_connections{state="waiting"}"#,
+        "outbox_backlog",
+        r#"job_duration_seconds_count{outcome="ready"}"#,
+    ] {
+        assert!(after.lines().any(|l| l.starts_with(series)), "{series} missing");
+    }
+    assert!(sample(&after, r#"db_pool_connections{state="size"}"#) >= 1.0);
+}

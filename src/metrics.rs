@@ -1,0 +1,112 @@
+//! Prometheus metrics for `GET /metrics`. One registry per process (api and worker share it in
+//! `--mode all`); every series is documented in docs/operations.md.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub db_pool: IntGaugeVec,
+    pub jobs_published: IntCounter,
+    pub jobs_processed: IntCounterVec,
+    pub job_duration: HistogramVec,
+    pub outbox_backlog: IntGauge,
+}
+
+/// The process's metrics.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let http_requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests by method, route pattern and status"),
+            &["method", "route", "status"],
+        )
+        .expect("valid metric");
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by method and route pattern")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]),
+            &["method", "route"],
+        )
+        .expect("valid metric");
+        let db_pool = IntGaugeVec::new(
+            Opts::new("db_pool_connections", "App-role connection pool: size, available and waiting"),
+            &["state"],
+        )
+        .expect("valid metric");
+        let jobs_published =
+            IntCounter::new("jobs_published_total", "Validation jobs published by the outbox relay (confirmed)")
+                .expect("valid metric");
+        let jobs_processed = IntCounterVec::new(
+            Opts::new(
+                "jobs_processed_total",
+                "Validation jobs by outcome: ready, failed, refused, retry, exhausted (dead-lettered), malformed (dead-lettered)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let job_duration = HistogramVec::new(
+            HistogramOpts::new("job_duration_seconds", "Time to process one validation job, by outcome")
+                .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0]),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let outbox_backlog = IntGauge::new("outbox_backlog", "Validation jobs waiting in the outbox to be published")
+            .expect("valid metric");
+        for collector in [
+            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_duration.clone()),
+            Box::new(db_pool.clone()),
+            Box::new(jobs_published.clone()),
+            Box::new(jobs_processed.clone()),
+            Box::new(job_duration.clone()),
+            Box::new(outbox_backlog.clone()),
+        ] {
+            registry.register(collector).expect("metric registered once");
+        }
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            db_pool,
+            jobs_published,
+            jobs_processed,
+            job_duration,
+            outbox_backlog,
+        }
+    }
+
+    /// Samples the gauges that are read rather than counted (pool state, outbox backlog), then
+    /// renders every series. A database that does not answer leaves the backlog at its last
+    /// value rather than failing the scrape.
+    pub async fn scrape(&self, db: &crate::db::Db) -> String {
+        let pool = db.pool_status();
+        self.db_pool.with_label_values(&["size"]).set(pool.size as i64);
+        self.db_pool.with_label_values(&["available"]).set(pool.available as i64);
+        self.db_pool.with_label_values(&["waiting"]).set(pool.waiting as i64);
+        let backlog = async {
+            let conn = db.system_conn().await?;
+            crate::db::system::outbox_backlog(&conn).await
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(1), backlog).await {
+            Ok(Ok(backlog)) => self.outbox_backlog.set(backlog),
+            Ok(Err(e)) => tracing::debug!(error = %e, "outbox backlog not sampled"),
+            Err(_) => tracing::debug!("outbox backlog not sampled: timeout"),
+        }
+        self.render()
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
