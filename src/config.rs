@@ -104,6 +104,10 @@ pub struct Config {
     #[arg(long, env = "MAINTENANCE_INTERVAL_MS", default_value_t = 5000)]
     pub maintenance_interval_ms: u64,
 
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before they are cut.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub shutdown_timeout_seconds: u64,
+
     /// `--mode worker` only: serve `/metrics` and `/healthz` on this address (off by default; in
     /// `--mode all` and `api` the API serves them).
     #[arg(long, env = "METRICS_BIND")]

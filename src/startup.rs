@@ -55,6 +55,7 @@ impl Application {
             TcpListener::bind(config.bind).with_context(|| format!("cannot listen on BIND {}", config.bind))?;
         let port = listener.local_addr()?.port();
 
+        let shutdown_timeout = config.shutdown_timeout_seconds;
         let secure = config.cookie_secure();
         let cookie_name = if secure { SECURE_COOKIE_NAME } else { DEV_COOKIE_NAME };
         let state = web::Data::new(AppState { db: db.clone(), store, config: Arc::new(config), decoy_hash });
@@ -76,6 +77,8 @@ impl Application {
                 .app_data(state.clone())
                 .configure(http::routes)
         })
+        // SIGTERM/SIGINT: stop accepting, let in-flight requests finish (bounded), then return.
+        .shutdown_timeout(shutdown_timeout)
         .listen(listener)?
         .run();
         Ok(Self { port, server })

@@ -11,5 +11,6 @@ mod isolation;
 mod ops;
 mod org;
 mod quota;
+mod shutdown;
 mod worker;
 mod worker_process;

@@ -1,0 +1,66 @@
+//! The API as a real process: SIGTERM lets in-flight requests finish, then it exits 0.
+
+use std::{process::Stdio, time::Duration};
+
+use bytes::Bytes;
+use futures_util::stream;
+use reqwest::StatusCode;
+use tokio::process::Command;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn sigterm_finishes_the_request_in_flight_then_the_api_exits_0() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut api = Command::new(env!("CARGO_BIN_EXE_tenant-files"))
+        .args(app.args[1..].iter().filter(|arg| !arg.starts_with("--bind=")))
+        .args(["--mode=api", &format!("--bind=127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "the API came up");
+    // The same database and session store: the test's session works against this process too
+    // (same SESSION_KEY is needed for the cookie, so authenticate with a token instead).
+    let (_, secret) = owner.create_token("shutdown").await;
+
+    // An upload that trickles in over ~1.5 s.
+    let chunks = stream::unfold(0, |n| async move {
+        if n == 15 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Some((Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 1024])), n + 1))
+    });
+    let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(chunks)).file_name("slow.txt");
+    let upload = tokio::spawn(
+        client
+            .post(format!("{base}/api/files/upload"))
+            .bearer_auth(&secret)
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let pid = nix::unistd::Pid::from_raw(api.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+
+    let response = upload.await.unwrap().expect("the in-flight upload is answered");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let exit = tokio::time::timeout(Duration::from_secs(15), api.wait()).await.expect("exits").unwrap();
+    assert_eq!(exit.code(), Some(0));
+    assert!(client.get(format!("{base}/healthz")).send().await.is_err(), "no longer accepting");
+}
