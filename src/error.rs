@@ -66,15 +66,19 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
+/// Every error answer: `{"error": {"code": "snake_case", "message": "…"}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: String,
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `not_found`, `csrf_failed`, `quota_exceeded`, …
+    #[schema(value_type = String, example = "not_found")]
+    pub code: &'static str,
+    /// Safe to show; never contains internals.
+    pub message: String,
 }
 
 impl ResponseError for ApiError {

@@ -11,6 +11,7 @@ use actix_web::{
 use anyhow::Context;
 use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
+use utoipa_actix_web::AppExt;
 
 use crate::{
     auth::{password, session::PgSessionStore},
@@ -58,7 +59,9 @@ impl Application {
         let shutdown_timeout = config.shutdown_timeout_seconds;
         let secure = config.cookie_secure();
         let cookie_name = if secure { SECURE_COOKIE_NAME } else { DEV_COOKIE_NAME };
-        let state = web::Data::new(AppState { db: db.clone(), store, config: Arc::new(config), decoy_hash });
+        let openapi_json: Arc<str> = http::openapi().to_pretty_json()?.into();
+        let state =
+            web::Data::new(AppState { db: db.clone(), store, config: Arc::new(config), decoy_hash, openapi_json });
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(PgSessionStore::new(db.clone()), key.clone())
                 .cookie_name(cookie_name.to_owned())
@@ -69,13 +72,15 @@ impl Application {
                 .cookie_content_security(CookieContentSecurity::Private)
                 .build();
             App::new()
+                .into_utoipa_app()
+                .configure(http::routes)
+                .into_app()
                 .wrap(sessions)
                 .wrap(actix_web::middleware::from_fn(http::session_errors))
                 .wrap(http::error_bodies())
                 .wrap(TracingLogger::<ApiRootSpan>::new())
                 .wrap(actix_web::middleware::from_fn(http::request_id))
                 .app_data(state.clone())
-                .configure(http::routes)
         })
         // SIGTERM/SIGINT: stop accepting, let in-flight requests finish (bounded), then return.
         .shutdown_timeout(shutdown_timeout)

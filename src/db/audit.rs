@@ -72,13 +72,14 @@ pub async fn record(tx: &TenantTx<'_>, event: Event<'_>) -> Result<(), DbError> 
     Ok(())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditRow {
     pub id: Uuid,
     pub action: String,
     pub actor_user_id: Option<Uuid>,
     pub target_type: Option<String>,
     pub target_id: Option<Uuid>,
+    #[schema(value_type = Object)]
     pub details: serde_json::Value,
     pub request_id: Option<String>,
     pub created_at: DateTime<Utc>,

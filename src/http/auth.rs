@@ -1,29 +1,27 @@
 //! `/api/auth`: register, login, logout, me.
 
 use actix_session::Session;
-use actix_web::{web, HttpRequest, HttpResponse, Scope};
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_actix_web::{scope, service_config::ServiceConfig};
 
 use super::{extract::request_id, ApiResult, AppState, Authed};
 use crate::{
     auth::{password, session, token},
     db::{self, audit::Action, system, TenantCtx},
     domain::{Email, OrgId, OrgName, Password, Role, UserId},
-    error::ApiError,
+    error::{ApiError, ErrorBody},
 };
 
-pub fn scope() -> Scope {
-    web::scope("/auth")
-        .route("/register", web::post().to(register))
-        .route("/login", web::post().to(login))
-        .route("/logout", web::post().to(logout))
-        .route("/me", web::get().to(me))
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(scope("/auth").service(register).service(login).service(logout).service(me));
 }
 
 /// Either `organization_name` (a new organization, with the caller as owner) or
 /// `invitation_token` (join the inviting organization with the invited role).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterRequest {
     email: String,
@@ -32,7 +30,7 @@ struct RegisterRequest {
     invitation_token: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginRequest {
     email: String,
@@ -40,7 +38,7 @@ struct LoginRequest {
 }
 
 /// Register and login answer the same shape.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SignedInResponse {
     user_id: UserId,
     email: String,
@@ -49,7 +47,7 @@ struct SignedInResponse {
     csrf_token: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct MeResponse {
     user_id: UserId,
     email: String,
@@ -62,6 +60,17 @@ struct MeResponse {
 
 /// Creates a new organization with the caller as its owner, or joins one by invitation; either
 /// way the caller is signed in.
+#[utoipa::path(
+    tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Signed in (session cookie set)", body = SignedInResponse),
+        (status = 400, description = "Invalid input or invitation", body = ErrorBody),
+        (status = 409, description = "`organization_name_taken` or `email_taken`", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+    )
+)]
+#[post("/register")]
 #[tracing::instrument(skip_all)]
 async fn register(
     state: web::Data<AppState>,
@@ -116,6 +125,11 @@ async fn register(
     }))
 }
 
+#[derive(Serialize, ToSchema)]
+struct SuccessResponse {
+    success: bool,
+}
+
 enum Join {
     NewOrganization(OrgName),
     Invitation(String),
@@ -123,6 +137,17 @@ enum Join {
 
 /// Unknown email, wrong password and deactivated user answer the same 401 after the same
 /// bcrypt work; too many recent failures for the email answer 429 before any work.
+#[utoipa::path(
+    tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in (a new session cookie)", body = SignedInResponse),
+        (status = 400, body = ErrorBody),
+        (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`", body = ErrorBody),
+    )
+)]
+#[post("/login")]
 #[tracing::instrument(skip_all)]
 async fn login(
     state: web::Data<AppState>,
@@ -160,6 +185,13 @@ async fn login(
     }))
 }
 
+/// End the session, server-side.
+#[utoipa::path(
+    tag = "auth",
+    responses((status = 200, body = SuccessResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("session" = []), ("bearer" = []))
+)]
+#[post("/logout")]
 #[tracing::instrument(skip_all, fields(user_id = %authed.ctx.user_id))]
 async fn logout(state: web::Data<AppState>, authed: Authed, session: Session) -> ApiResult {
     let mut conn = state.db.tenant_conn().await?;
@@ -167,9 +199,16 @@ async fn logout(state: web::Data<AppState>, authed: Authed, session: Session) ->
     db::audit::record(&tx, authed.event(Action::Logout, Some(("user", authed.ctx.user_id.into())), json!({}))).await?;
     tx.commit().await?;
     session::end(&session);
-    Ok(HttpResponse::Ok().json(json!({ "success": true })))
+    Ok(HttpResponse::Ok().json(SuccessResponse { success: true }))
 }
 
+/// The caller, their organization, role and CSRF token.
+#[utoipa::path(
+    tag = "auth",
+    responses((status = 200, body = MeResponse), (status = 401, body = ErrorBody)),
+    security(("session" = []), ("bearer" = []))
+)]
+#[get("/me")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn me(state: web::Data<AppState>, authed: Authed) -> ApiResult {
     let mut conn = state.db.tenant_conn().await?;

@@ -9,14 +9,17 @@ use std::collections::HashSet;
 use actix_files::NamedFile;
 use actix_multipart::{Multipart, MultipartError};
 use actix_web::{
+    delete, get,
     http::header::{self, ContentDisposition, DispositionParam, DispositionType, ExtendedValue},
-    mime, web, HttpRequest, HttpResponse, Scope,
+    mime, patch, post, web, HttpRequest, HttpResponse,
 };
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::{scope, service_config::ServiceConfig};
 use uuid::Uuid;
 
 use super::{ApiResult, AppState, Authed, Paging};
@@ -28,7 +31,7 @@ use crate::{
         TenantTx,
     },
     domain::{FileId, FileStatus, Filename, UserId},
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     storage::{FileStore, PartFile, Received, StorageError},
 };
 
@@ -36,25 +39,27 @@ const MAX_BULK_IDS: usize = 100;
 /// Form fields other than `file` are ignored, but not read without bound.
 const MAX_OTHER_FIELD_BYTES: usize = 64 * 1024;
 
-pub fn scope() -> Scope {
-    web::scope("/files")
-        .route("", web::get().to(list_files))
-        .route("/upload", web::post().to(upload_file))
-        .route("/bulk-delete", web::post().to(bulk_delete_files))
-        .route("/{id}", web::get().to(get_file))
-        .route("/{id}", web::patch().to(rename_file))
-        .route("/{id}", web::delete().to(delete_file))
-        .route("/{id}/download", web::get().to(download_file))
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(
+        scope("/files")
+            .service(list_files)
+            .service(upload_file)
+            .service(bulk_delete_files)
+            .service(get_file)
+            .service(rename_file)
+            .service(delete_file)
+            .service(download_file),
+    );
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct UploadResponse {
     file_id: FileId,
     filename: String,
     status: FileStatus,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct FileDetail {
     id: FileId,
     filename: String,
@@ -85,7 +90,7 @@ impl From<FileRow> for FileDetail {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct FileSummary {
     id: FileId,
     filename: String,
@@ -108,7 +113,7 @@ impl From<FileRow> for FileSummary {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ListResponse {
     files: Vec<FileSummary>,
     total: i64,
@@ -116,27 +121,64 @@ struct ListResponse {
     limit: u32,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Page number, from 1 (default 1).
+    #[param(minimum = 1)]
     page: Option<u32>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// Only files with this status (`pending`, `ready`, `failed`); empty means all.
+    #[param(pattern = "^(pending|ready|failed)?$")]
     status: Option<String>,
 }
 
 /// Only the name may change; any other field is refused (`deny_unknown_fields`), so ownership,
 /// status or size can never be set by a client.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RenameRequest {
     filename: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BulkDeleteRequest {
+    /// 1 to 100 file ids.
+    #[schema(min_items = 1, max_items = 100)]
     ids: Vec<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+struct BulkDeleteResponse {
+    deleted: u64,
+}
+
+/// The multipart form of an upload (for the OpenAPI document; the handler streams it).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct UploadForm {
+    /// The file; its name is taken from the part's `filename`.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// Upload a file (multipart field `file`), streamed to disk; validation follows in the background.
+#[utoipa::path(
+    tag = "files",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "Stored, pending validation", body = UploadResponse),
+        (status = 400, description = "No `file` part, empty file or unacceptable filename", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, description = "`file_too_large` or `quota_exceeded`", body = ErrorBody),
+        (status = 415, description = "Not multipart/form-data", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
+#[post("/upload")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id, file_id))]
 async fn upload_file(state: web::Data<AppState>, authed: Authed, multipart: Multipart) -> ApiResult {
     let file_id = FileId::new();
@@ -232,6 +274,14 @@ fn multipart_error(err: MultipartError) -> ApiError {
     }
 }
 
+/// List the organization's files, newest first.
+#[utoipa::path(
+    tag = "files",
+    params(ListQuery),
+    responses((status = 200, body = ListResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("session" = []), ("bearer" = []))
+)]
+#[get("")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn list_files(state: web::Data<AppState>, authed: Authed, query: web::Query<ListQuery>) -> ApiResult {
     let ListQuery { page, limit, status } = query.into_inner();
@@ -257,6 +307,14 @@ async fn list_files(state: web::Data<AppState>, authed: Authed, query: web::Quer
     }))
 }
 
+/// One file.
+#[utoipa::path(
+    tag = "files",
+    params(("id" = Uuid, Path, description = "File id")),
+    responses((status = 200, body = FileDetail), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("session" = []), ("bearer" = []))
+)]
+#[get("/{id}")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id, file_id = %id))]
 async fn get_file(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
     let id = FileId::from_uuid(id.into_inner());
@@ -267,6 +325,18 @@ async fn get_file(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid
     Ok(HttpResponse::Ok().json(FileDetail::from(file)))
 }
 
+/// The file's bytes, as an attachment, once validation marked it ready.
+#[utoipa::path(
+    tag = "files",
+    params(("id" = Uuid, Path, description = "File id")),
+    responses(
+        (status = 200, description = "The bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "`file_not_ready`", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
+#[get("/{id}/download")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id, file_id = %id))]
 async fn download_file(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>, req: HttpRequest) -> ApiResult {
     let id = FileId::from_uuid(id.into_inner());
@@ -317,6 +387,18 @@ fn attachment(filename: &str) -> ContentDisposition {
     }
 }
 
+/// Rename a file (the only changeable field).
+#[utoipa::path(
+    tag = "files",
+    params(("id" = Uuid, Path, description = "File id")),
+    request_body = RenameRequest,
+    responses(
+        (status = 200, body = FileDetail), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
+#[patch("/{id}")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id, file_id = %id))]
 async fn rename_file(
     state: web::Data<AppState>,
@@ -339,6 +421,17 @@ async fn rename_file(
     Ok(HttpResponse::Ok().json(FileDetail::from(file)))
 }
 
+/// Delete a file (soft delete; the bytes are purged in the background).
+#[utoipa::path(
+    tag = "files",
+    params(("id" = Uuid, Path, description = "File id")),
+    responses(
+        (status = 204, description = "Deleted"), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
+#[delete("/{id}")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id, file_id = %id))]
 async fn delete_file(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
     let ids = [FileId::from_uuid(id.into_inner())];
@@ -355,6 +448,16 @@ async fn delete_file(state: web::Data<AppState>, authed: Authed, id: web::Path<U
 
 /// All or nothing: one id that is foreign, deleted, malformed (404) or not the caller's to
 /// delete (403) and nothing is deleted.
+#[utoipa::path(
+    tag = "files",
+    request_body = BulkDeleteRequest,
+    responses(
+        (status = 200, body = BulkDeleteResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
+#[post("/bulk-delete")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn bulk_delete_files(
     state: web::Data<AppState>,
@@ -382,7 +485,7 @@ async fn bulk_delete_files(
     let details = json!({ "file_ids": ids, "deleted": deleted });
     db::audit::record(&tx, authed.event(Action::FilesBulkDeleted, None, details)).await?;
     tx.commit().await?;
-    Ok(HttpResponse::Ok().json(json!({ "deleted": deleted })))
+    Ok(HttpResponse::Ok().json(BulkDeleteResponse { deleted }))
 }
 
 /// Checks that every file is visible (else 404) and the caller's to change: their own upload,

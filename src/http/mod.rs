@@ -18,6 +18,7 @@ use actix_web::{
 };
 
 pub use extract::Authed;
+use utoipa_actix_web::{scope, service_config::ServiceConfig};
 
 use crate::{
     config::Config,
@@ -37,23 +38,78 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// A bcrypt hash to verify against when the email is unknown (equal login timing).
     pub decoy_hash: String,
+    /// The OpenAPI document, generated once at start from the routes.
+    pub openapi_json: Arc<str>,
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// Document-level OpenAPI settings; the paths and schemas come from the handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "tenant-files",
+        description = "Multi-tenant file API where PostgreSQL row-level security enforces tenant isolation. \
+            Errors are `{\"error\": {\"code\", \"message\"}}`; another tenant's object, a deleted object \
+            and a malformed id all answer the same 404."
+    ),
+    modifiers(&SecuritySchemes),
+    components(schemas(crate::error::ErrorBody))
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "tf_session",
+                "Session cookie from register/login (`__Host-tf_session` when Secure). State-changing \
+                 requests must also send the session's CSRF token in `X-CSRF-Token`.",
+            ))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("Personal API token from POST /api/tokens (no CSRF token needed)"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document of [`routes`], as served at `/api/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    use utoipa_actix_web::AppExt;
+    let (_, openapi) =
+        actix_web::App::new().into_utoipa_app().openapi(ApiDoc::openapi()).configure(routes).split_for_parts();
+    openapi
+}
+
+/// Every route. Only `service(...)` of handlers annotated with `#[utoipa::path]` is used (no
+/// `route(...)`), so a route cannot exist without its OpenAPI entry: it would not compile.
+pub fn routes(cfg: &mut ServiceConfig) {
     cfg.app_data(web::JsonConfig::default().limit(JSON_LIMIT_BYTES).error_handler(|err, _| json_error(err).into()))
         .app_data(web::PathConfig::default().error_handler(|_: PathError, _| ApiError::NotFound.into()))
         .app_data(
             web::QueryConfig::default()
                 .error_handler(|err: QueryPayloadError, _| ApiError::invalid("invalid_query", err.to_string()).into()),
         )
-        .service(
-            web::scope("/api")
-                .service(auth::scope())
-                .service(files::scope())
-                .service(org::scope())
-                .service(tokens::scope()),
-        )
+        // Before the /api scope: once a scope's prefix matches, actix looks no further, and
+        // /api/openapi.json lives here.
         .configure(ops::configure)
+        .service(
+            scope("/api")
+                .configure(auth::configure)
+                .configure(files::configure)
+                .configure(org::configure)
+                .configure(tokens::configure),
+        )
         .default_service(web::to(|| async { ApiError::NotFound.error_response() }));
 }
 
@@ -150,9 +206,14 @@ const MAX_PAGE_SIZE: u32 = 100;
 const DEFAULT_PAGE_SIZE: u32 = 20;
 
 /// `?page=&limit=` of every list endpoint: page from 1, limit 1–100 (default 20).
-#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Page number, from 1 (default 1).
+    #[param(minimum = 1)]
     page: Option<u32>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 

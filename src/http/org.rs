@@ -4,38 +4,47 @@
 //! that first for a clear 403, and the database enforces it again (restrictive policies and
 //! the `users_guard_changes` trigger), whose refusals map to the same answers.
 
-use actix_web::{web, HttpResponse, Scope};
+use actix_web::{get, patch, post, web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_actix_web::{scope, service_config::ServiceConfig};
 use uuid::Uuid;
 
-use super::{ApiResult, AppState, Authed, PageQuery, Paging};
+use super::{ApiResult, AppState, Authed, PageQuery};
 use crate::{
     auth::token,
-    db::{self, audit::Action, invitations::InvitationRow, users::UserRow},
+    db::{
+        self,
+        audit::{Action, AuditRow},
+        invitations::InvitationRow,
+        users::UserRow,
+    },
     domain::{Email, OrgId, Role, UserId},
-    error::ApiError,
+    error::{ApiError, ErrorBody},
 };
 
 const INVITATION_VALIDITY_DAYS: i64 = 7;
 
-pub fn scope() -> Scope {
-    web::scope("/org")
-        .route("", web::get().to(get_org))
-        .route("/users", web::get().to(list_users))
-        .route("/users/{id}", web::get().to(get_user))
-        .route("/users/{id}", web::patch().to(change_role))
-        .route("/users/{id}/deactivate", web::post().to(deactivate_user))
-        .route("/users/{id}/reactivate", web::post().to(reactivate_user))
-        .route("/invitations", web::post().to(create_invitation))
-        .route("/invitations", web::get().to(list_invitations))
-        .route("/invitations/{id}", web::get().to(get_invitation))
-        .route("/audit", web::get().to(list_audit))
-        .route("/audit/{id}", web::get().to(get_audit_entry))
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(
+        scope("/org")
+            .service(get_org)
+            .service(list_users)
+            .service(get_user)
+            .service(change_role)
+            .service(deactivate_user)
+            .service(reactivate_user)
+            .service(create_invitation)
+            .service(list_invitations)
+            .service(get_invitation)
+            .service(list_audit)
+            .service(get_audit_entry),
+    );
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct OrgResponse {
     id: OrgId,
     name: String,
@@ -44,7 +53,7 @@ struct OrgResponse {
     member_count: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct UserResponse {
     id: UserId,
     email: String,
@@ -59,7 +68,7 @@ impl From<UserRow> for UserResponse {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct InvitationResponse {
     id: Uuid,
     email: String,
@@ -82,7 +91,7 @@ impl From<InvitationRow> for InvitationResponse {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct CreatedInvitation {
     id: Uuid,
     /// Shown once; only its SHA-256 is stored.
@@ -93,32 +102,45 @@ struct CreatedInvitation {
 }
 
 /// Only the role may change; any other field (is_active, email, organization_id, id) is refused.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChangeRoleRequest {
     role: Role,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InviteRequest {
     email: String,
     role: Role,
 }
 
-#[derive(Serialize)]
-struct Page<T> {
-    #[serde(flatten)]
-    items: T,
+#[derive(Serialize, ToSchema)]
+struct UserList {
+    users: Vec<UserResponse>,
     total: i64,
     page: u32,
     limit: u32,
 }
 
-fn page<T>(items: T, total: i64, paging: Paging) -> Page<T> {
-    Page { items, total, page: paging.page, limit: paging.limit }
+#[derive(Serialize, ToSchema)]
+struct InvitationList {
+    invitations: Vec<InvitationResponse>,
+    total: i64,
+    page: u32,
+    limit: u32,
 }
 
+#[derive(Serialize, ToSchema)]
+struct AuditList {
+    entries: Vec<AuditRow>,
+    total: i64,
+    page: u32,
+    limit: u32,
+}
+
+#[utoipa::path(tag = "org", responses((status = 200, body = OrgResponse), (status = 401, body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
+#[get("")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn get_org(state: web::Data<AppState>, authed: Authed) -> ApiResult {
     let mut conn = state.db.tenant_conn().await?;
@@ -134,6 +156,8 @@ async fn get_org(state: web::Data<AppState>, authed: Authed) -> ApiResult {
     }))
 }
 
+#[utoipa::path(tag = "org", params(PageQuery), responses((status = 200, body = UserList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
+#[get("/users")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn list_users(state: web::Data<AppState>, authed: Authed, query: web::Query<PageQuery>) -> ApiResult {
     authed.require_manager()?;
@@ -142,10 +166,12 @@ async fn list_users(state: web::Data<AppState>, authed: Authed, query: web::Quer
     let tx = conn.begin(&authed.ctx).await?;
     let (users, total) = db::users::list_page(&tx, paging.limit(), paging.offset()).await?;
     tx.commit().await?;
-    let users: Vec<UserResponse> = users.into_iter().map(UserResponse::from).collect();
-    Ok(HttpResponse::Ok().json(page(json!({ "users": users }), total, paging)))
+    let users = users.into_iter().map(UserResponse::from).collect();
+    Ok(HttpResponse::Ok().json(UserList { users, total, page: paging.page, limit: paging.limit }))
 }
 
+#[utoipa::path(tag = "org", params(("id" = Uuid, Path, description = "User id")), responses((status = 200, body = UserResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
+#[get("/users/{id}")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn get_user(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
     authed.require_manager()?;
@@ -159,6 +185,8 @@ async fn get_user(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid
 /// Allowed transitions: an owner changes the role of another member of the organization
 /// (granting or revoking owner or admin); admins and members change no roles; nobody changes
 /// their own; the last active owner stays an owner.
+#[utoipa::path(tag = "org", params(("id" = Uuid, Path, description = "User id")), request_body = ChangeRoleRequest, responses((status = 200, body = UserResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "`last_owner`", body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
+#[patch("/users/{id}")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn change_role(
     state: web::Data<AppState>,
@@ -188,10 +216,16 @@ async fn change_role(
     Ok(HttpResponse::Ok().json(UserResponse::from(after)))
 }
 
+/// Deactivate a member: their sessions and tokens end at once, their queued jobs are refused.
+#[utoipa::path(tag = "org", params(("id" = Uuid, Path, description = "User id")), responses((status = 200, body = UserResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "`last_owner`", body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
+#[post("/users/{id}/deactivate")]
 async fn deactivate_user(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
     set_active(state, authed, UserId::from_uuid(id.into_inner()), false).await
 }
 
+/// Reactivate a member.
+#[utoipa::path(tag = "org", params(("id" = Uuid, Path, description = "User id")), responses((status = 200, body = UserResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
+#[post("/users/{id}/reactivate")]
 async fn reactivate_user(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
     set_active(state, authed, UserId::from_uuid(id.into_inner()), true).await
 }
@@ -214,6 +248,8 @@ async fn set_active(state: web::Data<AppState>, authed: Authed, target: UserId, 
 
 /// Owners and admins invite; only owners invite owners. The token is single-use, expires after
 /// seven days and works only for the invited email.
+#[utoipa::path(tag = "org", request_body = InviteRequest, responses((status = 201, body = CreatedInvitation), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
+#[post("/invitations")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn create_invitation(state: web::Data<AppState>, authed: Authed, body: web::Json<InviteRequest>) -> ApiResult {
     authed.require_manager()?;
@@ -241,6 +277,9 @@ async fn create_invitation(state: web::Data<AppState>, authed: Authed, body: web
     }))
 }
 
+/// The organization's invitations, newest first (never their tokens).
+#[utoipa::path(tag = "org", params(PageQuery), responses((status = 200, body = InvitationList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
+#[get("/invitations")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn list_invitations(state: web::Data<AppState>, authed: Authed, query: web::Query<PageQuery>) -> ApiResult {
     authed.require_manager()?;
@@ -249,10 +288,13 @@ async fn list_invitations(state: web::Data<AppState>, authed: Authed, query: web
     let tx = conn.begin(&authed.ctx).await?;
     let (invitations, total) = db::invitations::list_page(&tx, paging.limit(), paging.offset()).await?;
     tx.commit().await?;
-    let invitations: Vec<InvitationResponse> = invitations.into_iter().map(InvitationResponse::from).collect();
-    Ok(HttpResponse::Ok().json(page(json!({ "invitations": invitations }), total, paging)))
+    let invitations = invitations.into_iter().map(InvitationResponse::from).collect();
+    Ok(HttpResponse::Ok().json(InvitationList { invitations, total, page: paging.page, limit: paging.limit }))
 }
 
+/// One invitation.
+#[utoipa::path(tag = "org", params(("id" = Uuid, Path, description = "Invitation id")), responses((status = 200, body = InvitationResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
+#[get("/invitations/{id}")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn get_invitation(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
     authed.require_manager()?;
@@ -263,6 +305,9 @@ async fn get_invitation(state: web::Data<AppState>, authed: Authed, id: web::Pat
     Ok(HttpResponse::Ok().json(InvitationResponse::from(invitation)))
 }
 
+/// The audit log, newest first.
+#[utoipa::path(tag = "org", params(PageQuery), responses((status = 200, body = AuditList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
+#[get("/audit")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn list_audit(state: web::Data<AppState>, authed: Authed, query: web::Query<PageQuery>) -> ApiResult {
     authed.require_manager()?;
@@ -271,9 +316,12 @@ async fn list_audit(state: web::Data<AppState>, authed: Authed, query: web::Quer
     let tx = conn.begin(&authed.ctx).await?;
     let (entries, total) = db::audit::list_page(&tx, paging.limit(), paging.offset()).await?;
     tx.commit().await?;
-    Ok(HttpResponse::Ok().json(page(json!({ "entries": entries }), total, paging)))
+    Ok(HttpResponse::Ok().json(AuditList { entries, total, page: paging.page, limit: paging.limit }))
 }
 
+/// One audit entry.
+#[utoipa::path(tag = "org", params(("id" = Uuid, Path, description = "Audit entry id")), responses((status = 200, body = AuditRow), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
+#[get("/audit/{id}")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn get_audit_entry(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
     authed.require_manager()?;

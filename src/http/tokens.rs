@@ -2,37 +2,35 @@
 //! A token acts as its owner (organization, user, current role), needs no CSRF token, and dies
 //! with revocation, expiry or its owner's deactivation.
 
-use actix_web::{web, HttpResponse, Scope};
+use actix_web::{delete, get, post, web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_actix_web::{scope, service_config::ServiceConfig};
 use uuid::Uuid;
 
 use super::{ApiResult, AppState, Authed};
 use crate::{
     auth::token,
     db::{self, audit::Action, tokens::TokenRow},
-    error::ApiError,
+    error::{ApiError, ErrorBody},
 };
 
 const MAX_VALIDITY_DAYS: u32 = 365;
 
-pub fn scope() -> Scope {
-    web::scope("/tokens")
-        .route("", web::post().to(create_token))
-        .route("", web::get().to(list_tokens))
-        .route("/{id}", web::get().to(get_token))
-        .route("/{id}", web::delete().to(revoke_token))
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(scope("/tokens").service(create_token).service(list_tokens).service(get_token).service(revoke_token));
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateTokenRequest {
     name: String,
     expires_in_days: u32,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct TokenResponse {
     id: Uuid,
     name: String,
@@ -53,7 +51,12 @@ impl From<TokenRow> for TokenResponse {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+struct TokenList {
+    tokens: Vec<TokenResponse>,
+}
+
+#[derive(Serialize, ToSchema)]
 struct CreatedToken {
     #[serde(flatten)]
     token: TokenResponse,
@@ -61,6 +64,14 @@ struct CreatedToken {
     secret: String,
 }
 
+/// Create a personal API token; its secret is shown once.
+#[utoipa::path(
+    tag = "tokens",
+    request_body = CreateTokenRequest,
+    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("session" = []), ("bearer" = []))
+)]
+#[post("")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn create_token(state: web::Data<AppState>, authed: Authed, body: web::Json<CreateTokenRequest>) -> ApiResult {
     let CreateTokenRequest { name, expires_in_days } = body.into_inner();
@@ -82,6 +93,13 @@ async fn create_token(state: web::Data<AppState>, authed: Authed, body: web::Jso
     Ok(HttpResponse::Created().json(CreatedToken { token: created.into(), secret }))
 }
 
+/// The caller's live tokens (never their secrets).
+#[utoipa::path(
+    tag = "tokens",
+    responses((status = 200, body = TokenList), (status = 401, body = ErrorBody)),
+    security(("session" = []), ("bearer" = []))
+)]
+#[get("")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn list_tokens(state: web::Data<AppState>, authed: Authed) -> ApiResult {
     let mut conn = state.db.tenant_conn().await?;
@@ -89,9 +107,16 @@ async fn list_tokens(state: web::Data<AppState>, authed: Authed) -> ApiResult {
     let tokens = db::tokens::list(&tx).await?;
     tx.commit().await?;
     let tokens: Vec<TokenResponse> = tokens.into_iter().map(TokenResponse::from).collect();
-    Ok(HttpResponse::Ok().json(json!({ "tokens": tokens })))
+    Ok(HttpResponse::Ok().json(TokenList { tokens }))
 }
 
+#[utoipa::path(
+    tag = "tokens",
+    params(("id" = Uuid, Path, description = "Token id")),
+    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("session" = []), ("bearer" = []))
+)]
+#[get("/{id}")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn get_token(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
     let mut conn = state.db.tenant_conn().await?;
@@ -101,6 +126,14 @@ async fn get_token(state: web::Data<AppState>, authed: Authed, id: web::Path<Uui
     Ok(HttpResponse::Ok().json(TokenResponse::from(found)))
 }
 
+/// Revoke one of the caller's tokens.
+#[utoipa::path(
+    tag = "tokens",
+    params(("id" = Uuid, Path, description = "Token id")),
+    responses((status = 204, description = "Revoked"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("session" = []), ("bearer" = []))
+)]
+#[delete("/{id}")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn revoke_token(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
     let id = id.into_inner();

@@ -8,6 +8,7 @@ mod database_guard;
 mod files;
 mod helpers;
 mod isolation;
+mod openapi;
 mod ops;
 mod org;
 mod quota;
