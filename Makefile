@@ -6,7 +6,7 @@ DEV := scripts/dev-services.sh
 # Owner-role URL of the dev cluster's maintenance database (tests create one database each).
 PG_ADMIN_URL ?= postgres://tenant_files_owner@127.0.0.1:54329/postgres
 
-.PHONY: run test stop services migrate lint clean-test-dbs
+.PHONY: run test fuzz stop services migrate lint clean-test-dbs
 
 ## Start PostgreSQL + RabbitMQ, migrate, then serve the API on 127.0.0.1:5000 and run the worker.
 run: migrate
@@ -18,6 +18,11 @@ test: services clean-test-dbs
 	$(CARGO) run --quiet -- --mode migrate
 	$(CARGO) run --quiet -- --mode rls-audit
 	$(CARGO) test --all-targets
+
+## Fuzz the running service against its own OpenAPI document (schemathesis, in .dev/venv).
+## FUZZ_MAX_EXAMPLES bounds the run (CI uses a small number).
+fuzz:
+	scripts/fuzz.sh
 
 ## Stop the PostgreSQL and RabbitMQ that `run`/`test` started.
 stop:

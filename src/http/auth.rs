@@ -7,7 +7,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_actix_web::{scope, service_config::ServiceConfig};
 
-use super::{extract::request_id, ApiResult, AppState, Authed};
+use super::{extract::request_id, ApiResult, AppState, Authed, BodyErrors};
 use crate::{
     auth::{password, session, token},
     db::{self, audit::Action, system, TenantCtx},
@@ -59,16 +59,16 @@ struct MeResponse {
 }
 
 /// Creates a new organization with the caller as its owner, or joins one by invitation; either
-/// way the caller is signed in.
+/// way the caller is signed in. A bad invitation (unknown, used, expired, for another email)
+/// answers 400 `invalid_invitation`.
 #[utoipa::path(
     tag = "auth",
     request_body = RegisterRequest,
     responses(
+        BodyErrors,
         (status = 201, description = "Signed in (session cookie set)", body = SignedInResponse),
-        (status = 400, description = "Invalid input or invitation", body = ErrorBody),
         (status = 409, description = "`organization_name_taken` or `email_taken`", body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-    )
+        )
 )]
 #[post("/register")]
 #[tracing::instrument(skip_all)]
@@ -141,8 +141,8 @@ enum Join {
     tag = "auth",
     request_body = LoginRequest,
     responses(
+        BodyErrors,
         (status = 200, description = "Signed in (a new session cookie)", body = SignedInResponse),
-        (status = 400, body = ErrorBody),
         (status = 401, description = "`invalid_credentials`", body = ErrorBody),
         (status = 429, description = "`too_many_attempts`", body = ErrorBody),
     )

@@ -22,7 +22,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::{scope, service_config::ServiceConfig};
 use uuid::Uuid;
 
-use super::{ApiResult, AppState, Authed, Paging};
+use super::{ApiResult, AppState, Authed, BodyErrors, Paging};
 use crate::{
     db::{
         self,
@@ -330,7 +330,7 @@ async fn get_file(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid
     tag = "files",
     params(("id" = Uuid, Path, description = "File id")),
     responses(
-        (status = 200, description = "The bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The bytes, with the MIME type validation recorded", content_type = "*/*", body = Vec<u8>),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "`file_not_ready`", body = ErrorBody),
     ),
@@ -393,7 +393,8 @@ fn attachment(filename: &str) -> ContentDisposition {
     params(("id" = Uuid, Path, description = "File id")),
     request_body = RenameRequest,
     responses(
-        (status = 200, body = FileDetail), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        BodyErrors,
+        (status = 200, body = FileDetail), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
     ),
     security(("session" = []), ("bearer" = []))
@@ -452,7 +453,8 @@ async fn delete_file(state: web::Data<AppState>, authed: Authed, id: web::Path<U
     tag = "files",
     request_body = BulkDeleteRequest,
     responses(
-        (status = 200, body = BulkDeleteResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        BodyErrors,
+        (status = 200, body = BulkDeleteResponse), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
     ),
     security(("session" = []), ("bearer" = []))

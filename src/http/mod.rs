@@ -252,5 +252,20 @@ impl Paging {
     }
 }
 
+/// The refusals of every endpoint that takes a JSON body, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum BodyErrors {
+    /// Malformed JSON, a missing, unknown or invalid field (`invalid_json`, `invalid_body`, …).
+    #[response(status = 400)]
+    Invalid(crate::error::ErrorBody),
+    /// `body_too_large`: JSON bodies are at most 64 KiB.
+    #[response(status = 413)]
+    TooLarge(crate::error::ErrorBody),
+    /// The body is not `application/json`.
+    #[response(status = 415)]
+    UnsupportedMediaType(crate::error::ErrorBody),
+}
+
 /// Shorthand for handler results.
 pub type ApiResult = Result<HttpResponse, ApiError>;

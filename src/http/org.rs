@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::{scope, service_config::ServiceConfig};
 use uuid::Uuid;
 
-use super::{ApiResult, AppState, Authed, PageQuery};
+use super::{ApiResult, AppState, Authed, BodyErrors, PageQuery};
 use crate::{
     auth::token,
     db::{
@@ -185,7 +185,9 @@ async fn get_user(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid
 /// Allowed transitions: an owner changes the role of another member of the organization
 /// (granting or revoking owner or admin); admins and members change no roles; nobody changes
 /// their own; the last active owner stays an owner.
-#[utoipa::path(tag = "org", params(("id" = Uuid, Path, description = "User id")), request_body = ChangeRoleRequest, responses((status = 200, body = UserResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "`last_owner`", body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
+#[utoipa::path(tag = "org", params(("id" = Uuid, Path, description = "User id")), request_body = ChangeRoleRequest, responses(
+        BodyErrors,
+        (status = 200, body = UserResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "`last_owner`", body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
 #[patch("/users/{id}")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn change_role(
@@ -248,7 +250,9 @@ async fn set_active(state: web::Data<AppState>, authed: Authed, target: UserId, 
 
 /// Owners and admins invite; only owners invite owners. The token is single-use, expires after
 /// seven days and works only for the invited email.
-#[utoipa::path(tag = "org", request_body = InviteRequest, responses((status = 201, body = CreatedInvitation), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
+#[utoipa::path(tag = "org", request_body = InviteRequest, responses(
+        BodyErrors,
+        (status = 201, body = CreatedInvitation), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
 #[post("/invitations")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn create_invitation(state: web::Data<AppState>, authed: Authed, body: web::Json<InviteRequest>) -> ApiResult {

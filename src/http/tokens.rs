@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::{scope, service_config::ServiceConfig};
 use uuid::Uuid;
 
-use super::{ApiResult, AppState, Authed};
+use super::{ApiResult, AppState, Authed, BodyErrors};
 use crate::{
     auth::token,
     db::{self, audit::Action, tokens::TokenRow},
@@ -68,7 +68,9 @@ struct CreatedToken {
 #[utoipa::path(
     tag = "tokens",
     request_body = CreateTokenRequest,
-    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses(
+        BodyErrors,
+        (status = 201, body = CreatedToken), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("session" = []), ("bearer" = []))
 )]
 #[post("")]
