@@ -30,9 +30,12 @@ impl Metrics {
         )
         .expect("valid metric");
         let http_duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by method and route pattern")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]),
-            &["method", "route"],
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by method, route pattern and status",
+            )
+            .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]),
+            &["method", "route", "status"],
         )
         .expect("valid metric");
         let db_pool = IntGaugeVec::new(

@@ -93,8 +93,9 @@ impl tracing_actix_web::RootSpanBuilder for ApiRootSpan {
         let seconds = started.map(|s| s.0.elapsed().as_secs_f64()).unwrap_or_default();
         if let Some((method, route)) = labels {
             let metrics = &crate::metrics::METRICS;
-            metrics.http_requests.with_label_values(&[method.as_str(), route.as_str(), &status.to_string()]).inc();
-            metrics.http_duration.with_label_values(&[method.as_str(), route.as_str()]).observe(seconds);
+            let labels = [method.as_str(), route.as_str(), &status.to_string()];
+            metrics.http_requests.with_label_values(&labels).inc();
+            metrics.http_duration.with_label_values(&labels).observe(seconds);
         }
         span.record("status", status);
         span.in_scope(|| tracing::info!(status, duration_ms = seconds * 1000.0, "request finished"));

@@ -118,7 +118,7 @@ async fn metrics_are_exposed_and_move_with_requests_and_jobs() {
     assert!(sample(&after, ready) >= sample(&before, ready) + 1.0);
     assert!(sample(&after, "jobs_published_total") >= 1.0);
     for series in [
-        r#"http_request_duration_seconds_count{method="GET",route="/api/files"}"#,
+        r#"http_request_duration_seconds_count{method="GET",route="/api/files",status="200"}"#,
         r#"db_pool_connections{state="size"}"#,
         r#"db_pool_connections{state="available"}"#,
         r#"db_pool_connections{state="waiting"}"#,

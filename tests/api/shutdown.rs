@@ -64,3 +64,77 @@ async fn sigterm_finishes_the_request_in_flight_then_the_api_exits_0() {
     assert_eq!(exit.code(), Some(0));
     assert!(client.get(format!("{base}/healthz")).send().await.is_err(), "no longer accepting");
 }
+
+/// With LOG_FORMAT=json every line is a JSON object; each request ends with one line carrying
+/// method, route, status, duration, request id, organization and user, and nothing secret.
+#[tokio::test]
+async fn json_logs_have_one_line_per_request_and_no_secrets() {
+    let app = spawn_app().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut api = Command::new(env!("CARGO_BIN_EXE_tenant-files"))
+        .args(app.args[1..].iter().filter(|arg| !arg.starts_with("--bind=")))
+        .args(["--mode=api", &format!("--bind=127.0.0.1:{port}")])
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let password = "a very secret password";
+    let registered: serde_json::Value = client
+        .post(format!("{base}/api/auth/register"))
+        .json(&serde_json::json!({ "email": crate::helpers::random_email(), "password": password, "organization_name": uuid::Uuid::new_v4().to_string() }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let csrf = registered["csrf_token"].as_str().unwrap().to_owned();
+    let listed =
+        client.get(format!("{base}/api/files?page=1")).header("X-Request-Id", "json-log-1").send().await.unwrap();
+    assert_eq!(listed.status(), StatusCode::OK);
+    let token: serde_json::Value = client
+        .post(format!("{base}/api/tokens"))
+        .header("X-CSRF-Token", &csrf)
+        .json(&serde_json::json!({ "name": "t", "expires_in_days": 1 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = token["secret"].as_str().unwrap().to_owned();
+    client.get(format!("{base}/api/files")).bearer_auth(&secret).send().await.unwrap();
+
+    let pid = nix::unistd::Pid::from_raw(api.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(15), api.wait_with_output()).await.unwrap().unwrap();
+    let logs = String::from_utf8(output.stderr).unwrap();
+
+    let lines: Vec<serde_json::Value> =
+        logs.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let finished: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "request finished" && l["span"]["request_id"] == "json-log-1")
+        .collect();
+    assert_eq!(finished.len(), 1, "one line for the request");
+    let span = &finished[0]["span"];
+    assert_eq!((span["method"].as_str(), span["route"].as_str()), (Some("GET"), Some("/api/files")));
+    assert_eq!(span["org_id"], registered["organization_id"]);
+    assert_eq!(span["user_id"], registered["user_id"]);
+    assert_eq!(finished[0]["status"], 200);
+    assert!(finished[0]["duration_ms"].is_number());
+    for secret_value in [password, &csrf, &secret, "tf_session="] {
+        assert!(!logs.contains(secret_value), "a secret reached the logs");
+    }
+}
