@@ -71,7 +71,7 @@ async fn sigterm_finishes_the_request_in_flight_then_the_api_exits_0() {
 async fn json_logs_have_one_line_per_request_and_no_secrets() {
     let app = spawn_app().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut api = Command::new(env!("CARGO_BIN_EXE_tenant-files"))
+    let api = Command::new(env!("CARGO_BIN_EXE_tenant-files"))
         .args(app.args[1..].iter().filter(|arg| !arg.starts_with("--bind=")))
         .args(["--mode=api", &format!("--bind=127.0.0.1:{port}")])
         .env("LOG_FORMAT", "json")
