@@ -210,7 +210,11 @@ async fn change_role(
     if authed.role != Role::Owner {
         return Err(ApiError::Forbidden("only owners change roles"));
     }
-    db::users::set_role(&tx, target, role).await?;
+    // Visible but not updated: the database's rules refused (e.g. the caller was demoted a
+    // moment ago by another owner). Never report a change that did not happen.
+    if !db::users::set_role(&tx, target, role).await? {
+        return Err(ApiError::Forbidden("not allowed (your own role may have just changed)"));
+    }
     let details = json!({ "from": before.role, "to": role });
     db::audit::record(&tx, authed.event(Action::RoleChanged, Some(("user", target.into())), details)).await?;
     let after = db::users::find(&tx, target).await?.ok_or(ApiError::NotFound)?;
@@ -240,7 +244,9 @@ async fn set_active(state: web::Data<AppState>, authed: Authed, target: UserId, 
     let mut conn = state.db.tenant_conn().await?;
     let tx = conn.begin(&authed.ctx).await?;
     db::users::find(&tx, target).await?.ok_or(ApiError::NotFound)?;
-    db::users::set_active(&tx, target, active).await?;
+    if !db::users::set_active(&tx, target, active).await? {
+        return Err(ApiError::Forbidden("not allowed (your own role may have just changed)"));
+    }
     let action = if active { Action::UserReactivated } else { Action::UserDeactivated };
     db::audit::record(&tx, authed.event(action, Some(("user", target.into())), json!({}))).await?;
     let user = db::users::find(&tx, target).await?.ok_or(ApiError::NotFound)?;

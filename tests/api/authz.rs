@@ -281,7 +281,8 @@ async fn tmkb_authz_009_only_listed_role_transitions_are_allowed() {
         join_all([first.set_role(&second_owner.user_id, "member"), second_owner.set_role(&first.user_id, "member")])
             .await;
     let won = results.iter().filter(|r| r.status() == StatusCode::OK).count();
-    assert_eq!(won, 1, "{:?}", results.iter().map(|r| r.status()).collect::<Vec<_>>());
+    let statuses: Vec<_> = results.iter().map(|r| r.status()).collect();
+    assert_eq!(won, 1, "{statuses:?}");
     let owners: i64 = app
         .superuser()
         .await

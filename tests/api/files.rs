@@ -357,3 +357,40 @@ async fn unknown_routes_and_methods_answer_json_errors() {
     assert!(put.status().is_client_error());
     assert!(put.json::<Value>().await.unwrap()["error"]["code"].is_string());
 }
+
+#[tokio::test]
+async fn list_totals_kept_by_the_database_match_the_rows_through_every_change() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let member = app.add_user(&owner, "member").await;
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(member.upload_ok(&format!("{n}.txt"), format!("{n}")).await);
+    }
+    mark_ready(&app, &owner, &ids[0]).await;
+    mark_ready(&app, &owner, &ids[1]).await;
+    app.as_user(&owner, &format!("update app.files set status = 'failed' where id = '{}'", ids[2])).await;
+    owner.delete(&ids[1]).await; // a ready one
+    owner.delete(&ids[3]).await; // a pending one
+    member.bulk_delete(&[&ids[4]]).await;
+
+    let db = app.superuser().await;
+    for status in ["", "pending", "ready", "failed"] {
+        let listed: Value = owner.list(&format!("?status={status}")).await.json().await.unwrap();
+        let counted: i64 = db
+            .query_one(
+                "select count(*) from app.files where organization_id = $1::text::uuid and deleted_at is null \
+                 and ($2 = '' or status = $2)",
+                &[&owner.org_id, &status],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(listed["total"], counted, "status={status}");
+    }
+    // Left: ids[0] ready, ids[2] failed, ids[5] pending.
+    let totals: Value = owner.list("").await.json().await.unwrap();
+    assert_eq!(totals["total"], 3);
+    let failed: Value = owner.list("?status=failed").await.json().await.unwrap();
+    assert_eq!(failed["total"], 1);
+}
