@@ -50,7 +50,7 @@ pub struct Event<'a> {
 }
 
 #[tracing::instrument(name = "db.audit.record", skip_all, fields(action = event.action.as_str()))]
-pub async fn record(tx: &TenantTx<'_>, event: Event<'_>) -> Result<(), DbError> {
+pub async fn record(tx: &TenantTx, event: Event<'_>) -> Result<(), DbError> {
     let ctx = tx.ctx();
     let (target_type, target_id) = event.target.unzip();
     tx.execute(
@@ -102,7 +102,7 @@ impl AuditRow {
 
 /// Newest first, with the total.
 #[tracing::instrument(name = "db.audit.list_page", skip_all)]
-pub async fn list_page(tx: &TenantTx<'_>, limit: i64, offset: i64) -> Result<(Vec<AuditRow>, i64), DbError> {
+pub async fn list_page(tx: &TenantTx, limit: i64, offset: i64) -> Result<(Vec<AuditRow>, i64), DbError> {
     let org_id = tx.ctx().org_id;
     let (rows, total) = tx
         .query_page(
@@ -123,7 +123,7 @@ pub async fn list_page(tx: &TenantTx<'_>, limit: i64, offset: i64) -> Result<(Ve
 }
 
 #[tracing::instrument(name = "db.audit.find", skip_all)]
-pub async fn find(tx: &TenantTx<'_>, id: Uuid) -> Result<Option<AuditRow>, DbError> {
+pub async fn find(tx: &TenantTx, id: Uuid) -> Result<Option<AuditRow>, DbError> {
     tx.query_opt(
         r#"
         select id, action, actor_user_id, target_type, target_id, details, request_id, created_at

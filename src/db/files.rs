@@ -52,7 +52,7 @@ pub struct NewFile<'a> {
 /// Records a pending upload. The usage trigger adds its size to the organization in the same
 /// statement; over quota it fails with `organizations_within_quota`.
 #[tracing::instrument(name = "db.files.insert_pending", skip_all, fields(file_id = %file.id))]
-pub async fn insert_pending(tx: &TenantTx<'_>, file: &NewFile<'_>) -> Result<(), DbError> {
+pub async fn insert_pending(tx: &TenantTx, file: &NewFile<'_>) -> Result<(), DbError> {
     let ctx = tx.ctx();
     tx.execute(
         r#"
@@ -89,7 +89,7 @@ macro_rules! select_files {
 }
 
 #[tracing::instrument(name = "db.files.find", skip_all, fields(file_id = %id))]
-pub async fn find(tx: &TenantTx<'_>, id: FileId) -> Result<Option<FileRow>, DbError> {
+pub async fn find(tx: &TenantTx, id: FileId) -> Result<Option<FileRow>, DbError> {
     let sql = select_files!(
         r#"
         where f.id = $1
@@ -106,12 +106,7 @@ pub struct Page {
 
 /// One page, newest first, plus the total for the same filter (kept by the database, O(1)).
 #[tracing::instrument(name = "db.files.list_page", skip_all)]
-pub async fn list_page(
-    tx: &TenantTx<'_>,
-    status: Option<FileStatus>,
-    limit: i64,
-    offset: i64,
-) -> Result<Page, DbError> {
+pub async fn list_page(tx: &TenantTx, status: Option<FileStatus>, limit: i64, offset: i64) -> Result<Page, DbError> {
     let org_id = tx.ctx().org_id;
     let status = status.map(FileStatus::as_str);
     let page_sql = select_files!(
@@ -151,7 +146,7 @@ pub async fn list_page(
 /// absent. (Not `FOR UPDATE`: that would apply the UPDATE policy and hide the files the caller
 /// may see but not change, turning a clear 403 into a 404. The changing statement re-checks.)
 #[tracing::instrument(name = "db.files.uploaders", skip_all, fields(count = ids.len()))]
-pub async fn uploaders(tx: &TenantTx<'_>, ids: &[FileId]) -> Result<Vec<(FileId, UserId)>, DbError> {
+pub async fn uploaders(tx: &TenantTx, ids: &[FileId]) -> Result<Vec<(FileId, UserId)>, DbError> {
     let ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
     let rows = tx
         .query(
@@ -174,7 +169,7 @@ pub async fn uploaders(tx: &TenantTx<'_>, ids: &[FileId]) -> Result<Vec<(FileId,
 /// Renames a live file; `false` if it is not there (or the policies do not let the caller
 /// change it).
 #[tracing::instrument(name = "db.files.rename", skip_all, fields(file_id = %id))]
-pub async fn rename(tx: &TenantTx<'_>, id: FileId, filename: &Filename) -> Result<bool, DbError> {
+pub async fn rename(tx: &TenantTx, id: FileId, filename: &Filename) -> Result<bool, DbError> {
     let renamed = tx
         .execute(
             r#"
@@ -192,7 +187,7 @@ pub async fn rename(tx: &TenantTx<'_>, id: FileId, filename: &Filename) -> Resul
 /// Soft-deletes and returns how many were deleted; the usage trigger gives the bytes back to
 /// the quota in the same statement.
 #[tracing::instrument(name = "db.files.mark_deleted", skip_all, fields(count = ids.len()))]
-pub async fn mark_deleted(tx: &TenantTx<'_>, ids: &[FileId]) -> Result<u64, DbError> {
+pub async fn mark_deleted(tx: &TenantTx, ids: &[FileId]) -> Result<u64, DbError> {
     let ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
     tx.execute(
         r#"

@@ -34,7 +34,7 @@ impl InvitationRow {
 /// owners may invite an owner: the `invitations_by_admins` policy refuses anything else.
 #[tracing::instrument(name = "db.invitations.insert", skip_all)]
 pub async fn insert(
-    tx: &TenantTx<'_>,
+    tx: &TenantTx,
     id: Uuid,
     email: &Email,
     role: Role,
@@ -54,7 +54,7 @@ pub async fn insert(
 }
 
 #[tracing::instrument(name = "db.invitations.list_page", skip_all)]
-pub async fn list_page(tx: &TenantTx<'_>, limit: i64, offset: i64) -> Result<(Vec<InvitationRow>, i64), DbError> {
+pub async fn list_page(tx: &TenantTx, limit: i64, offset: i64) -> Result<(Vec<InvitationRow>, i64), DbError> {
     let org_id = tx.ctx().org_id;
     let (rows, total) = tx
         .query_page(
@@ -75,7 +75,7 @@ pub async fn list_page(tx: &TenantTx<'_>, limit: i64, offset: i64) -> Result<(Ve
 }
 
 #[tracing::instrument(name = "db.invitations.find", skip_all)]
-pub async fn find(tx: &TenantTx<'_>, id: Uuid) -> Result<Option<InvitationRow>, DbError> {
+pub async fn find(tx: &TenantTx, id: Uuid) -> Result<Option<InvitationRow>, DbError> {
     tx.query_opt(
         r#"
         select id, email, role, expires_at, accepted_at, created_at

@@ -15,7 +15,7 @@ pub struct PendingFile {
 /// The file, if it is live and pending and the job's user is still an active member of the
 /// job's organization; `None` for every stale or forged job.
 #[tracing::instrument(name = "db.jobs.find_pending", skip_all, fields(file_id = %file_id))]
-pub async fn find_pending(tx: &TenantTx<'_>, file_id: FileId) -> Result<Option<PendingFile>, DbError> {
+pub async fn find_pending(tx: &TenantTx, file_id: FileId) -> Result<Option<PendingFile>, DbError> {
     let row = tx
         .query_opt(
             r#"
@@ -48,7 +48,7 @@ pub async fn find_pending(tx: &TenantTx<'_>, file_id: FileId) -> Result<Option<P
 /// or the job went stale meanwhile; nothing changed (processing is idempotent).
 #[tracing::instrument(name = "db.jobs.record_outcome", skip_all, fields(file_id = %file_id, status = status.as_str()))]
 pub async fn record_outcome(
-    tx: &TenantTx<'_>,
+    tx: &TenantTx,
     file_id: FileId,
     status: FileStatus,
     mime_type: Option<&str>,
@@ -78,7 +78,7 @@ pub async fn record_outcome(
 
 /// Adds the validation job for a just-inserted file (same transaction as the file row).
 #[tracing::instrument(name = "db.jobs.enqueue", skip_all, fields(file_id = %file_id))]
-pub async fn enqueue(tx: &TenantTx<'_>, job_id: uuid::Uuid, file_id: FileId) -> Result<(), DbError> {
+pub async fn enqueue(tx: &TenantTx, job_id: uuid::Uuid, file_id: FileId) -> Result<(), DbError> {
     let ctx = tx.ctx();
     tx.execute(
         r#"

@@ -1,8 +1,8 @@
 //! The database layer: the pool (private), the two ways to get a connection, and SQLSTATE →
 //! [`DbError`] mapping. SQL text lives in the resource modules, one function per query.
 //!
-//! Handlers never see the pool. They get a [`TenantConn`] and must [`TenantConn::begin`] a
-//! transaction with a tenant context before any query runs; the few cross-tenant needs go
+//! Handlers never see the pool. They get a [`TenantTx`] from [`Db::begin`], bound to a tenant
+//! context before any query runs; the few cross-tenant needs go
 //! through [`SystemConn`], whose queries can only usefully call the SECURITY DEFINER registry
 //! (without a tenant context, every tenant table reads as empty).
 
@@ -22,7 +22,7 @@ use std::time::Duration;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::{error::SqlState, types::ToSql, NoTls, Row};
 
-pub use tenant::{TenantConn, TenantCtx, TenantTx};
+pub use tenant::{TenantCtx, TenantTx};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -119,9 +119,10 @@ impl Db {
         PoolStatus { size: status.size, available: status.available, waiting: status.waiting }
     }
 
-    /// A connection for tenant data; usable only through [`TenantConn::begin`].
-    pub async fn tenant_conn(&self) -> Result<TenantConn, DbError> {
-        Ok(TenantConn::new(self.pool.get().await?))
+    /// A transaction for tenant data, bound to `ctx`: the only way to reach tenant rows.
+    #[tracing::instrument(name = "db.begin", skip_all, fields(org_id = %ctx.org_id))]
+    pub async fn begin(&self, ctx: &TenantCtx) -> Result<TenantTx, DbError> {
+        TenantTx::new(self.pool.get().await?, ctx).await
     }
 
     /// A connection without tenant context, for the SECURITY DEFINER registry.
@@ -181,9 +182,4 @@ async fn query_opt<C: GenericClient>(
 ) -> Result<Option<Row>, DbError> {
     let statement = client.prepare_cached(sql).await?;
     Ok(client.query_opt(&statement, params).await?)
-}
-
-async fn execute<C: GenericClient>(client: &C, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
-    let statement = client.prepare_cached(sql).await?;
-    Ok(client.execute(&statement, params).await?)
 }

@@ -6,7 +6,7 @@ use crate::domain::{OrgId, OrgName};
 /// Creates the organization named by the transaction's context (registration). A taken name
 /// fails with the `organizations_name_key` constraint.
 #[tracing::instrument(name = "db.orgs.insert", skip_all)]
-pub async fn insert(tx: &TenantTx<'_>, name: &OrgName) -> Result<(), DbError> {
+pub async fn insert(tx: &TenantTx, name: &OrgName) -> Result<(), DbError> {
     tx.execute(
         r#"
         insert into app.organizations (id, name)
@@ -28,7 +28,7 @@ pub struct OrgRow {
 
 /// The caller's organization with its active member count.
 #[tracing::instrument(name = "db.orgs.find_current", skip_all)]
-pub async fn find_current(tx: &TenantTx<'_>) -> Result<Option<OrgRow>, DbError> {
+pub async fn find_current(tx: &TenantTx) -> Result<Option<OrgRow>, DbError> {
     let row = tx
         .query_opt(
             r#"

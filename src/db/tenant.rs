@@ -1,22 +1,28 @@
 //! THE way to reach tenant rows.
 //!
-//! A [`TenantConn`] has no query methods. [`TenantConn::begin`] opens a transaction and, as its
-//! first statement, sets `app.org_id` and `app.user_id` with transaction scope
-//! (`set_config(..., true)`, bound parameters, both in one statement). Every query then runs
-//! under the RLS policies for that organization. The settings die with the transaction, so a
-//! pooled connection never carries one request's tenant into the next.
+//! [`Db::begin`](super::Db::begin) hands out a [`TenantTx`]: a pooled connection with a
+//! tenant context, and nothing else. Its first query is sent together with `BEGIN` and
+//! `select set_config('app.org_id', $1, true), set_config('app.user_id', $2, true)` (bound
+//! parameters, transaction scope) in one pipelined round trip, so every query runs inside the
+//! transaction, under the RLS policies for that organization, and a read costs one round trip.
+//! The settings die with the transaction: a pooled connection never carries one request's
+//! tenant into the next.
 //!
-//! [`TenantTx`] rolls back when dropped without [`TenantTx::commit`], so a handler that returns
-//! early with `?` leaves nothing half-written.
+//! Ending: [`TenantTx::commit`] for writes (waits for COMMIT). A transaction dropped without
+//! commit — a read that is done, or a handler returning early with `?` — is rolled back in the
+//! background and only then returns to the pool: nothing half-written, and no reader waits for
+//! the end of a transaction that wrote nothing.
 
-use deadpool_postgres::{Object, Transaction};
-use tokio_postgres::{types::ToSql, Row};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use deadpool_postgres::{GenericClient, Object};
+use tokio_postgres::{types::ToSql, Row, Statement};
 
 use super::DbError;
 use crate::domain::{OrgId, UserId};
 
-/// Who is acting: built by the HTTP extractor from the server-side session (or by the worker
-/// from a message), never from request parameters.
+/// Who is acting: built by the HTTP extractor from the server-side session or a bearer token
+/// (or by the worker from a message), never from request parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TenantCtx {
     pub org_id: OrgId,
@@ -29,51 +35,88 @@ select set_config('app.org_id', $1, true),
        set_config('app.user_id', $2, true)
 "#;
 
-pub struct TenantConn(Object);
-
-impl TenantConn {
-    pub(super) fn new(object: Object) -> Self {
-        Self(object)
-    }
-
-    #[tracing::instrument(name = "db.begin", skip_all, fields(org_id = %ctx.org_id))]
-    pub async fn begin(&mut self, ctx: &TenantCtx) -> Result<TenantTx<'_>, DbError> {
-        let tx = self.0.transaction().await?;
-        let set_context = tx.prepare_cached(SET_TENANT_CONTEXT).await?;
-        tx.execute(&set_context, &[&ctx.org_id.to_string(), &ctx.user_id.to_string()]).await?;
-        Ok(TenantTx { tx, ctx: *ctx })
-    }
-}
-
-/// An open transaction with the tenant context set. Queries go through `db::*` functions.
-pub struct TenantTx<'a> {
-    tx: Transaction<'a>,
+/// A transaction bound to one tenant. Queries go through `db::*` functions.
+pub struct TenantTx {
+    /// `None` only once handed to the background rollback.
+    conn: Option<Object>,
     ctx: TenantCtx,
+    ctx_params: [String; 2],
+    set_context: Statement,
+    /// BEGIN and the context have been sent (with the first query).
+    started: AtomicBool,
+    /// COMMIT succeeded; nothing to roll back.
+    finished: bool,
 }
 
-impl TenantTx<'_> {
+impl TenantTx {
+    pub(super) async fn new(conn: Object, ctx: &TenantCtx) -> Result<Self, DbError> {
+        // Prepared once per pooled connection (cached), so that from then on it is sent
+        // without a round trip of its own.
+        let set_context = conn.prepare_cached(SET_TENANT_CONTEXT).await?;
+        Ok(Self {
+            conn: Some(conn),
+            ctx: *ctx,
+            ctx_params: [ctx.org_id.to_string(), ctx.user_id.to_string()],
+            set_context,
+            started: AtomicBool::new(false),
+            finished: false,
+        })
+    }
+
     pub fn ctx(&self) -> &TenantCtx {
         &self.ctx
     }
 
-    pub async fn commit(self) -> Result<(), DbError> {
-        Ok(self.tx.commit().await?)
+    fn conn(&self) -> &Object {
+        self.conn.as_ref().expect("the connection is only taken when the transaction is dropped")
+    }
+
+    async fn prepare(&self, sql: &str) -> Result<Statement, DbError> {
+        Ok(self.conn().prepare_cached(sql).await?)
+    }
+
+    /// Runs `statement`, preceded — the first time — by BEGIN and the context, all sent in
+    /// the same write. `biased` polls in order, and each future sends its message on its first
+    /// poll, so BEGIN and the context always reach the server before the first query; any
+    /// query started later finds `started` set and follows them.
+    async fn run<T>(
+        &self,
+        statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, DbError> {
+        if self.started.swap(true, Ordering::SeqCst) {
+            return Ok(statement.await?);
+        }
+        let conn = self.conn();
+        let params: [&(dyn ToSql + Sync); 2] = [&self.ctx_params[0], &self.ctx_params[1]];
+        let (_, _, result) = tokio::try_join!(
+            biased;
+            conn.batch_execute("BEGIN"),
+            conn.execute(&self.set_context, &params),
+            statement,
+        )?;
+        Ok(result)
     }
 
     pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
-        super::query(&self.tx, sql, params).await
+        let statement = self.prepare(sql).await?;
+        self.run(self.conn().query(&statement, params)).await
     }
 
     pub async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, DbError> {
-        super::query_opt(&self.tx, sql, params).await
+        let statement = self.prepare(sql).await?;
+        self.run(self.conn().query_opt(&statement, params)).await
     }
 
     pub async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, DbError> {
         self.query_opt(sql, params).await?.ok_or_else(|| DbError::Decode(anyhow::anyhow!("query returned no row")))
     }
 
-    /// A page of rows and the total for the same filter, sent together (tokio-postgres
-    /// pipelines concurrent queries on one connection: one round trip, not two).
+    pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
+        let statement = self.prepare(sql).await?;
+        self.run(self.conn().execute(&statement, params)).await
+    }
+
+    /// A page of rows and the total for the same filter, sent together: one round trip.
     pub async fn query_page(
         &self,
         page_sql: &str,
@@ -81,12 +124,44 @@ impl TenantTx<'_> {
         count_sql: &str,
         count_params: &[&(dyn ToSql + Sync)],
     ) -> Result<(Vec<Row>, i64), DbError> {
-        let (rows, total) =
-            tokio::try_join!(self.query(page_sql, page_params), self.query_one(count_sql, count_params))?;
+        let (page, count) = tokio::try_join!(self.prepare(page_sql), self.prepare(count_sql))?;
+        let conn = self.conn();
+        let (rows, total) = tokio::try_join!(biased; self.run(conn.query(&page, page_params)), self.run(conn.query_one(&count, count_params)))?;
         Ok((rows, super::decode(total.try_get(0))?))
     }
 
-    pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
-        super::execute(&self.tx, sql, params).await
+    /// Commits and waits for it: what was written is durable and visible once this returns.
+    pub async fn commit(mut self) -> Result<(), DbError> {
+        if self.started.load(Ordering::SeqCst) {
+            self.conn().batch_execute("COMMIT").await?;
+        }
+        self.finished = true;
+        Ok(())
+    }
+
+    /// Ends a transaction that only read: it is rolled back in the background, so the answer
+    /// does not wait for it. (What it wrote, if anything, is discarded.)
+    pub fn end_read(self) {}
+}
+
+impl Drop for TenantTx {
+    fn drop(&mut self) {
+        if self.finished || !self.started.load(Ordering::SeqCst) {
+            return;
+        }
+        let Some(conn) = self.conn.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(e) = conn.batch_execute("ROLLBACK").await {
+                        // Never return a connection in an unknown state to the pool.
+                        tracing::warn!(error = %e, "rollback failed; discarding the connection");
+                        let _ = Object::take(conn);
+                    }
+                });
+            }
+            // No runtime to roll back on: close the connection instead (the server rolls back).
+            Err(_) => drop(Object::take(conn)),
+        }
     }
 }

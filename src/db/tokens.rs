@@ -29,7 +29,7 @@ impl TokenRow {
 
 #[tracing::instrument(name = "db.tokens.insert", skip_all)]
 pub async fn insert(
-    tx: &TenantTx<'_>,
+    tx: &TenantTx,
     id: Uuid,
     name: &str,
     token_hash: &[u8],
@@ -51,7 +51,7 @@ pub async fn insert(
 
 /// The caller's live tokens (not revoked), newest first.
 #[tracing::instrument(name = "db.tokens.list", skip_all)]
-pub async fn list(tx: &TenantTx<'_>) -> Result<Vec<TokenRow>, DbError> {
+pub async fn list(tx: &TenantTx) -> Result<Vec<TokenRow>, DbError> {
     let ctx = tx.ctx();
     let rows = tx
         .query(
@@ -70,7 +70,7 @@ pub async fn list(tx: &TenantTx<'_>) -> Result<Vec<TokenRow>, DbError> {
 }
 
 #[tracing::instrument(name = "db.tokens.find", skip_all)]
-pub async fn find(tx: &TenantTx<'_>, id: Uuid) -> Result<Option<TokenRow>, DbError> {
+pub async fn find(tx: &TenantTx, id: Uuid) -> Result<Option<TokenRow>, DbError> {
     tx.query_opt(
         r#"
         select id, name, created_at, expires_at, last_used_at
@@ -88,7 +88,7 @@ pub async fn find(tx: &TenantTx<'_>, id: Uuid) -> Result<Option<TokenRow>, DbErr
 
 /// Revokes one of the caller's tokens; `false` when there is no such live token.
 #[tracing::instrument(name = "db.tokens.revoke", skip_all)]
-pub async fn revoke(tx: &TenantTx<'_>, id: Uuid) -> Result<bool, DbError> {
+pub async fn revoke(tx: &TenantTx, id: Uuid) -> Result<bool, DbError> {
     let revoked = tx
         .execute(
             r#"

@@ -6,7 +6,7 @@ use crate::domain::{Email, OrgId, Role, UserId};
 /// Adds the transaction's user to its organization. A taken email fails with the
 /// `users_email_key` constraint.
 #[tracing::instrument(name = "db.users.insert", skip_all)]
-pub async fn insert(tx: &TenantTx<'_>, email: &Email, password_hash: &str, role: Role) -> Result<(), DbError> {
+pub async fn insert(tx: &TenantTx, email: &Email, password_hash: &str, role: Role) -> Result<(), DbError> {
     let ctx = tx.ctx();
     tx.execute(
         r#"
@@ -29,7 +29,7 @@ pub struct MeRow {
 }
 
 #[tracing::instrument(name = "db.users.find_me", skip_all)]
-pub async fn find_me(tx: &TenantTx<'_>) -> Result<Option<MeRow>, DbError> {
+pub async fn find_me(tx: &TenantTx) -> Result<Option<MeRow>, DbError> {
     let row = tx
         .query_opt(
             r#"
@@ -76,7 +76,7 @@ impl UserRow {
 }
 
 #[tracing::instrument(name = "db.users.list_page", skip_all)]
-pub async fn list_page(tx: &TenantTx<'_>, limit: i64, offset: i64) -> Result<(Vec<UserRow>, i64), DbError> {
+pub async fn list_page(tx: &TenantTx, limit: i64, offset: i64) -> Result<(Vec<UserRow>, i64), DbError> {
     let org_id = tx.ctx().org_id;
     let (rows, total) = tx
         .query_page(
@@ -97,7 +97,7 @@ pub async fn list_page(tx: &TenantTx<'_>, limit: i64, offset: i64) -> Result<(Ve
 }
 
 #[tracing::instrument(name = "db.users.find", skip_all, fields(user_id = %id))]
-pub async fn find(tx: &TenantTx<'_>, id: UserId) -> Result<Option<UserRow>, DbError> {
+pub async fn find(tx: &TenantTx, id: UserId) -> Result<Option<UserRow>, DbError> {
     tx.query_opt(
         r#"
         select id, email, role, is_active, created_at
@@ -115,14 +115,14 @@ pub async fn find(tx: &TenantTx<'_>, id: UserId) -> Result<Option<UserRow>, DbEr
 /// Changes a member's role. The `users_guard_changes` trigger enforces who may do what; the
 /// answer is `false` when the user is not visible (another organization, unknown).
 #[tracing::instrument(name = "db.users.set_role", skip_all, fields(user_id = %id, role = role.as_str()))]
-pub async fn set_role(tx: &TenantTx<'_>, id: UserId, role: Role) -> Result<bool, DbError> {
+pub async fn set_role(tx: &TenantTx, id: UserId, role: Role) -> Result<bool, DbError> {
     let updated = tx.execute("update app.users set role = $2 where id = $1", &[id.as_uuid(), &role.as_str()]).await?;
     Ok(updated == 1)
 }
 
 /// Deactivates or reactivates a member (their sessions end with the deactivation, by trigger).
 #[tracing::instrument(name = "db.users.set_active", skip_all, fields(user_id = %id, active))]
-pub async fn set_active(tx: &TenantTx<'_>, id: UserId, active: bool) -> Result<bool, DbError> {
+pub async fn set_active(tx: &TenantTx, id: UserId, active: bool) -> Result<bool, DbError> {
     let updated = tx.execute("update app.users set is_active = $2 where id = $1", &[id.as_uuid(), &active]).await?;
     Ok(updated == 1)
 }

@@ -94,8 +94,7 @@ async fn register(
             // Created inside its own tenant context: the policies' WITH CHECK admits exactly
             // this organization and this user, and nothing else.
             let ctx = TenantCtx { org_id: OrgId::new(), user_id };
-            let mut conn = state.db.tenant_conn().await?;
-            let tx = conn.begin(&ctx).await?;
+            let tx = state.db.begin(&ctx).await?;
             db::orgs::insert(&tx, &name).await?;
             db::users::insert(&tx, &email, &password_hash, Role::Owner).await?;
             tx.commit().await?;
@@ -194,8 +193,7 @@ async fn login(
 #[post("/logout")]
 #[tracing::instrument(skip_all, fields(user_id = %authed.ctx.user_id))]
 async fn logout(state: web::Data<AppState>, authed: Authed, session: Session) -> ApiResult {
-    let mut conn = state.db.tenant_conn().await?;
-    let tx = conn.begin(&authed.ctx).await?;
+    let tx = state.db.begin(&authed.ctx).await?;
     db::audit::record(&tx, authed.event(Action::Logout, Some(("user", authed.ctx.user_id.into())), json!({}))).await?;
     tx.commit().await?;
     session::end(&session);
@@ -211,10 +209,9 @@ async fn logout(state: web::Data<AppState>, authed: Authed, session: Session) ->
 #[get("/me")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn me(state: web::Data<AppState>, authed: Authed) -> ApiResult {
-    let mut conn = state.db.tenant_conn().await?;
-    let tx = conn.begin(&authed.ctx).await?;
+    let tx = state.db.begin(&authed.ctx).await?;
     let me = db::users::find_me(&tx).await?.ok_or(ApiError::Unauthenticated)?;
-    tx.commit().await?;
+    tx.end_read();
     Ok(HttpResponse::Ok().json(MeResponse {
         user_id: me.user_id,
         email: me.email,

@@ -190,8 +190,7 @@ async fn upload_file(state: web::Data<AppState>, authed: Authed, multipart: Mult
     let size = i64::try_from(received.size).context("file size out of range")?;
     let file_path = FileStore::relative_path(authed.ctx.org_id, file_id);
 
-    let mut conn = state.db.tenant_conn().await?;
-    let tx = conn.begin(&authed.ctx).await?;
+    let tx = state.db.begin(&authed.ctx).await?;
     let new_file = NewFile { id: file_id, filename: &filename, file_path: &file_path, size, sha256: &received.sha256 };
     db::files::insert_pending(&tx, &new_file).await?;
     // The validation job commits with the file row or not at all (transactional outbox).
@@ -294,10 +293,9 @@ async fn list_files(state: web::Data<AppState>, authed: Authed, query: web::Quer
         ),
     };
 
-    let mut conn = state.db.tenant_conn().await?;
-    let tx = conn.begin(&authed.ctx).await?;
+    let tx = state.db.begin(&authed.ctx).await?;
     let found = db::files::list_page(&tx, status, paging.limit(), paging.offset()).await?;
-    tx.commit().await?;
+    tx.end_read();
 
     Ok(HttpResponse::Ok().json(ListResponse {
         files: found.files.into_iter().map(FileSummary::from).collect(),
@@ -318,10 +316,9 @@ async fn list_files(state: web::Data<AppState>, authed: Authed, query: web::Quer
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id, file_id = %id))]
 async fn get_file(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
     let id = FileId::from_uuid(id.into_inner());
-    let mut conn = state.db.tenant_conn().await?;
-    let tx = conn.begin(&authed.ctx).await?;
+    let tx = state.db.begin(&authed.ctx).await?;
     let file = db::files::find(&tx, id).await?.ok_or(ApiError::NotFound)?;
-    tx.commit().await?;
+    tx.end_read();
     Ok(HttpResponse::Ok().json(FileDetail::from(file)))
 }
 
@@ -341,10 +338,9 @@ async fn get_file(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid
 async fn download_file(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>, req: HttpRequest) -> ApiResult {
     let id = FileId::from_uuid(id.into_inner());
     let file = {
-        let mut conn = state.db.tenant_conn().await?;
-        let tx = conn.begin(&authed.ctx).await?;
+        let tx = state.db.begin(&authed.ctx).await?;
         let file = db::files::find(&tx, id).await?.ok_or(ApiError::NotFound)?;
-        tx.commit().await?;
+        tx.end_read();
         file
     };
     if file.status != FileStatus::Ready {
@@ -409,8 +405,7 @@ async fn rename_file(
 ) -> ApiResult {
     let id = FileId::from_uuid(id.into_inner());
     let filename = Filename::parse(&body.filename)?;
-    let mut conn = state.db.tenant_conn().await?;
-    let tx = conn.begin(&authed.ctx).await?;
+    let tx = state.db.begin(&authed.ctx).await?;
     ensure_may_change(&tx, &authed, &[id]).await?;
     if !db::files::rename(&tx, id, &filename).await? {
         return Err(ApiError::NotFound); // gone meanwhile; the transaction rolls back
@@ -436,8 +431,7 @@ async fn rename_file(
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id, file_id = %id))]
 async fn delete_file(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
     let ids = [FileId::from_uuid(id.into_inner())];
-    let mut conn = state.db.tenant_conn().await?;
-    let tx = conn.begin(&authed.ctx).await?;
+    let tx = state.db.begin(&authed.ctx).await?;
     ensure_may_change(&tx, &authed, &ids).await?;
     if db::files::mark_deleted(&tx, &ids).await? != 1 {
         return Err(ApiError::NotFound); // gone meanwhile; the transaction rolls back
@@ -477,8 +471,7 @@ async fn bulk_delete_files(
         .collect::<Result<_, _>>()?;
     let ids: Vec<FileId> = ids.into_iter().collect();
 
-    let mut conn = state.db.tenant_conn().await?;
-    let tx = conn.begin(&authed.ctx).await?;
+    let tx = state.db.begin(&authed.ctx).await?;
     ensure_may_change(&tx, &authed, &ids).await?;
     let deleted = db::files::mark_deleted(&tx, &ids).await?;
     if deleted != ids.len() as u64 {
@@ -493,7 +486,7 @@ async fn bulk_delete_files(
 /// Checks that every file is visible (else 404) and the caller's to change: their own upload,
 /// or any file for owners and admins (else 403). The database enforces the same rule again on
 /// the change itself (`files_change_by_uploader_or_manager`).
-async fn ensure_may_change(tx: &TenantTx<'_>, authed: &Authed, ids: &[FileId]) -> Result<(), ApiError> {
+async fn ensure_may_change(tx: &TenantTx, authed: &Authed, ids: &[FileId]) -> Result<(), ApiError> {
     let uploaders = db::files::uploaders(tx, ids).await?;
     if uploaders.len() != ids.len() {
         return Err(ApiError::NotFound);

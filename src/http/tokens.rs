@@ -86,8 +86,7 @@ async fn create_token(state: web::Data<AppState>, authed: Authed, body: web::Jso
     }
     let (secret, digest) = token::new_secret("tfp_");
     let expires_at = Utc::now() + Duration::days(i64::from(expires_in_days));
-    let mut conn = state.db.tenant_conn().await?;
-    let tx = conn.begin(&authed.ctx).await?;
+    let tx = state.db.begin(&authed.ctx).await?;
     let created = db::tokens::insert(&tx, Uuid::new_v4(), name, &digest, expires_at).await?;
     let details = json!({ "name": name, "expires_at": expires_at });
     db::audit::record(&tx, authed.event(Action::TokenCreated, Some(("token", created.id)), details)).await?;
@@ -104,10 +103,9 @@ async fn create_token(state: web::Data<AppState>, authed: Authed, body: web::Jso
 #[get("")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn list_tokens(state: web::Data<AppState>, authed: Authed) -> ApiResult {
-    let mut conn = state.db.tenant_conn().await?;
-    let tx = conn.begin(&authed.ctx).await?;
+    let tx = state.db.begin(&authed.ctx).await?;
     let tokens = db::tokens::list(&tx).await?;
-    tx.commit().await?;
+    tx.end_read();
     let tokens: Vec<TokenResponse> = tokens.into_iter().map(TokenResponse::from).collect();
     Ok(HttpResponse::Ok().json(TokenList { tokens }))
 }
@@ -121,10 +119,9 @@ async fn list_tokens(state: web::Data<AppState>, authed: Authed) -> ApiResult {
 #[get("/{id}")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn get_token(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
-    let mut conn = state.db.tenant_conn().await?;
-    let tx = conn.begin(&authed.ctx).await?;
+    let tx = state.db.begin(&authed.ctx).await?;
     let found = db::tokens::find(&tx, id.into_inner()).await?.ok_or(ApiError::NotFound)?;
-    tx.commit().await?;
+    tx.end_read();
     Ok(HttpResponse::Ok().json(TokenResponse::from(found)))
 }
 
@@ -139,8 +136,7 @@ async fn get_token(state: web::Data<AppState>, authed: Authed, id: web::Path<Uui
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn revoke_token(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
     let id = id.into_inner();
-    let mut conn = state.db.tenant_conn().await?;
-    let tx = conn.begin(&authed.ctx).await?;
+    let tx = state.db.begin(&authed.ctx).await?;
     if !db::tokens::revoke(&tx, id).await? {
         return Err(ApiError::NotFound);
     }

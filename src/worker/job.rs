@@ -105,10 +105,9 @@ pub async fn process(ctx: &WorkerCtx, body: &[u8]) -> Outcome {
 async fn run(ctx: &WorkerCtx, job: &JobMessage) -> anyhow::Result<Result<FileStatus, &'static str>> {
     let tenant = job.tenant();
     let pending = {
-        let mut conn = ctx.db.tenant_conn().await?;
-        let tx = conn.begin(&tenant).await?;
+        let tx = ctx.db.begin(&tenant).await?;
         let pending = db::jobs::find_pending(&tx, job.file_id).await?;
-        tx.commit().await?;
+        tx.end_read();
         pending
     };
     let Some(pending) = pending else {
@@ -134,8 +133,7 @@ async fn run(ctx: &WorkerCtx, job: &JobMessage) -> anyhow::Result<Result<FileSta
 
     // A second, short transaction: no lock or connection is held while the file is hashed, and
     // the update re-checks everything, so a concurrent duplicate changes nothing twice.
-    let mut conn = ctx.db.tenant_conn().await?;
-    let tx = conn.begin(&tenant).await?;
+    let tx = ctx.db.begin(&tenant).await?;
     let recorded = db::jobs::record_outcome(&tx, job.file_id, status, mime_type, error_message).await?;
     tx.commit().await?;
     Ok(if recorded { Ok(status) } else { Err("the file changed while it was being validated") })
@@ -146,8 +144,7 @@ async fn run(ctx: &WorkerCtx, job: &JobMessage) -> anyhow::Result<Result<FileSta
 async fn give_up(ctx: &WorkerCtx, job: &JobMessage, error: &str) {
     let reason = format!("validation could not complete after {} attempts", job.attempt);
     let result = async {
-        let mut conn = ctx.db.tenant_conn().await?;
-        let tx = conn.begin(&job.tenant()).await?;
+        let tx = ctx.db.begin(&job.tenant()).await?;
         db::jobs::record_outcome(&tx, job.file_id, FileStatus::Failed, None, Some(&reason)).await?;
         tx.commit().await
     }

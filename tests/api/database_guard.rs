@@ -213,12 +213,10 @@ async fn a_pooled_connection_carries_no_tenant_after_its_transaction() {
     // One connection in the pool: every checkout below gets the same server session.
     let db = lib_db(&app, 1);
 
-    let mut conn = db.tenant_conn().await.unwrap();
-    let tx = conn.begin(&ctx(&a)).await.unwrap();
+    let tx = db.begin(&ctx(&a)).await.unwrap();
     let seen = tx.query("select id from app.files", &[]).await.unwrap();
     assert_eq!(seen.len(), 1);
     tx.commit().await.unwrap();
-    drop(conn);
 
     let same_connection = db.system_conn().await.unwrap();
     let rows = same_connection
@@ -231,11 +229,9 @@ async fn a_pooled_connection_carries_no_tenant_after_its_transaction() {
 
     // A transaction dropped without commit (a handler's early return) rolls back and also
     // leaves nothing behind.
-    let mut conn = db.tenant_conn().await.unwrap();
-    let tx = conn.begin(&ctx(&b)).await.unwrap();
+    let tx = db.begin(&ctx(&b)).await.unwrap();
     tx.execute("update app.files set filename = 'rolled back'", &[]).await.unwrap();
     drop(tx);
-    drop(conn);
     let check = db.system_conn().await.unwrap();
     let setting = check.query("select current_setting('app.org_id', true)", &[]).await.unwrap();
     assert_eq!(setting[0].get::<_, Option<String>>(0).as_deref(), Some(""));
@@ -257,15 +253,13 @@ async fn a_cached_prepared_statement_run_as_a_many_times_then_as_b_sees_only_b()
     // Past PostgreSQL's 5 custom plans, a generic plan is cached: a folded tenant id would
     // show here.
     for _ in 0..12 {
-        let mut conn = db.tenant_conn().await.unwrap();
-        let tx = conn.begin(&ctx(&a)).await.unwrap();
+        let tx = db.begin(&ctx(&a)).await.unwrap();
         let rows = tx.query("select organization_id from app.files where deleted_at is null", &[]).await.unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].get::<_, Uuid>(0).to_string(), a.org_id);
         tx.commit().await.unwrap();
     }
-    let mut conn = db.tenant_conn().await.unwrap();
-    let tx = conn.begin(&ctx(&b)).await.unwrap();
+    let tx = db.begin(&ctx(&b)).await.unwrap();
     let rows = tx.query("select organization_id from app.files where deleted_at is null", &[]).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].get::<_, Uuid>(0).to_string(), b.org_id);
