@@ -6,7 +6,7 @@ DEV := scripts/dev-services.sh
 # Owner-role URL of the dev cluster's maintenance database (tests create one database each).
 PG_ADMIN_URL ?= postgres://tenant_files_owner@127.0.0.1:54329/postgres
 
-.PHONY: run test fuzz stop services migrate lint clean-test-dbs
+.PHONY: run test fuzz bench stop services migrate lint clean-test-dbs
 
 ## Start PostgreSQL + RabbitMQ, migrate, then serve the API on 127.0.0.1:5000 and run the worker.
 run: migrate
@@ -23,6 +23,10 @@ test: services clean-test-dbs
 ## FUZZ_MAX_EXAMPLES bounds the run (CI uses a small number).
 fuzz:
 	scripts/fuzz.sh
+
+## Benchmark the service against PostgreSQL's own ceiling (release build; see docs/performance.md).
+bench:
+	bench/run.sh
 
 ## Stop the PostgreSQL and RabbitMQ that `run`/`test` started.
 stop:

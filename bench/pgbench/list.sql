@@ -1,0 +1,25 @@
+-- GET /api/files?page=1&limit=20 (with total).
+select state, user_id, organization_id, role from app.session_load(:keyhash::bytea);
+\startpipeline
+begin;
+select set_config('app.org_id', :org, true), set_config('app.user_id', :usr, true);
+select f.id, f.filename, f.file_size_bytes, f.mime_type, f.sha256, f.status,
+       f.error_message, f.uploaded_at, f.processed_at, u.email as uploaded_by_email
+  from app.files f
+  join app.users u on u.id = f.uploaded_by
+ where f.organization_id = :org::uuid
+   and f.deleted_at is null
+   and (null::text is null or f.status = null::text)
+ order by f.uploaded_at desc, f.id desc
+ limit 20
+offset 0;
+select case null::text
+         when 'pending' then files_pending
+         when 'ready' then files_ready
+         when 'failed' then files_failed
+         else files_pending + files_ready + files_failed
+       end
+  from app.organizations
+ where id = :org::uuid;
+rollback;
+\endpipeline

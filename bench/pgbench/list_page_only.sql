@@ -1,0 +1,17 @@
+-- The ceiling the list target compares with: the page query alone (no total), same round trips.
+select state, user_id, organization_id, role from app.session_load(:keyhash::bytea);
+\startpipeline
+begin;
+select set_config('app.org_id', :org, true), set_config('app.user_id', :usr, true);
+select f.id, f.filename, f.file_size_bytes, f.mime_type, f.sha256, f.status,
+       f.error_message, f.uploaded_at, f.processed_at, u.email as uploaded_by_email
+  from app.files f
+  join app.users u on u.id = f.uploaded_by
+ where f.organization_id = :org::uuid
+   and f.deleted_at is null
+   and (null::text is null or f.status = null::text)
+ order by f.uploaded_at desc, f.id desc
+ limit 20
+offset 0;
+rollback;
+\endpipeline

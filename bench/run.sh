@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# `make bench`: the service against PostgreSQL's own ceiling, on this machine, in one run.
+#
+# Builds in release mode, starts the services as `make run` does, seeds a dedicated database
+# (two organizations with 10,000 files each, one with 1,000,000 file rows), then measures with
+# wrk on loopback (-t2 -c32, fixed duration) and replays the exact statements of each request
+# with pgbench at the same concurrency (bench/pgbench/*.sql). Prints a Markdown report and
+# keeps it in bench/results/. A benchmark, not a test: nothing here is timed by CI.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+DURATION=${BENCH_SECONDS:-10}
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+PORT=${BENCH_PORT:-5077}
+API="http://127.0.0.1:$PORT"
+PG_PORT=${PG_PORT:-54329}
+DB=tenant_files_bench
+SUPER="postgres://postgres@127.0.0.1:$PG_PORT"
+OWNER_URL="postgres://tenant_files_owner@127.0.0.1:$PG_PORT/$DB"
+APP_URL="postgres://tenant_files_app@127.0.0.1:$PG_PORT/$DB"
+OUT=bench/results
+mkdir -p "$OUT" .dev
+REPORT="$OUT/$(date -u +%Y%m%dT%H%M%SZ).md"
+BIN=./target/release/tenant-files
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+command -v wrk >/dev/null || { as_root apt-get update -qq; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+scripts/dev-services.sh start
+PGBENCH=$(ls -d /usr/lib/postgresql/*/bin/pgbench | sort -V | tail -n 1)
+
+log "building (release)"
+cargo build --release --quiet
+
+log "fresh database $DB"
+psql -X -q "$SUPER/postgres" -c "drop database if exists $DB with (force)" -c "create database $DB owner tenant_files_owner"
+MIGRATION_DATABASE_URL=$OWNER_URL $BIN --mode migrate 2>/dev/null
+psql -X -q "$SUPER/$DB" -c "create extension if not exists pg_stat_statements"
+
+UPLOADS=.dev/bench-uploads
+rm -rf "$UPLOADS"
+start_service() {
+  DATABASE_URL=$APP_URL BIND=127.0.0.1:$PORT UPLOAD_DIR=$UPLOADS RUST_LOG=warn DB_POOL_SIZE=${BENCH_POOL:-32} \
+    MAX_FILE_SIZE_MB=2048 QUEUE_PREFIX=tenant_files_bench LOGIN_MAX_FAILURES=1000000 \
+    WORKER_PREFETCH=${BENCH_WORKER_PREFETCH:-32} \
+    "$BIN" --mode "$1" >".dev/bench-$1.log" 2>&1 &
+  echo $!
+}
+SERVICE=$(start_service api)
+trap 'kill $SERVICE 2>/dev/null || true; [ -n "${WORKER:-}" ] && kill $WORKER 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do curl -sf "$API/healthz" >/dev/null && break; sleep 0.1; done
+
+# --- Seed ---------------------------------------------------------------------------------
+register() { # email org -> "org_id user_id"
+  curl -sf "$API/api/auth/register" -H 'content-type: application/json' \
+    -d "{\"email\":\"$1\",\"password\":\"bench password\",\"organization_name\":\"$2\"}" \
+    | python3 -c 'import json,sys; b=json.load(sys.stdin); print(b["organization_id"], b["user_id"])'
+}
+read -r ORG_A USER_A < <(register bench-a@example.com "Bench A")
+read -r ORG_B USER_B < <(register bench-b@example.com "Bench B")
+read -r ORG_C USER_C < <(register bench-c@example.com "Bench C")
+log "seeding 10,000 + 10,000 + 1,000,000 file rows"
+psql -X -q -v ON_ERROR_STOP=1 "$SUPER/$DB" <<SQL
+-- Seeding bypasses the triggers (superuser, replica role) and sets the counters once.
+set session_replication_role = replica;
+insert into app.files (id, organization_id, filename, file_path, file_size_bytes, mime_type, sha256, status,
+                       uploaded_by, uploaded_at, processed_at)
+select gen_random_uuid(), o.org, 'file-' || g || '.txt', o.org || '/x', 1000, 'text/plain', repeat('a', 64), 'ready',
+       o.usr, now() - g * interval '1 second', now()
+  from (values ('$ORG_A'::uuid, '$USER_A'::uuid, 10000), ('$ORG_B'::uuid, '$USER_B'::uuid, 10000),
+               ('$ORG_C'::uuid, '$USER_C'::uuid, 1000000)) as o (org, usr, n),
+       generate_series(1, o.n) as g;
+update app.organizations o
+   set files_ready = c.n, storage_used_bytes = c.n * 1000, storage_quota_mb = 100000
+  from (select organization_id, count(*) as n from app.files group by organization_id) c
+ where c.organization_id = o.id;
+reset session_replication_role;
+vacuum analyze;
+SQL
+
+login() { # email jar -> csrf
+  curl -sf -c "$2" -b "$2" "$API/api/auth/login" -H 'content-type: application/json' \
+    -d "{\"email\":\"$1\",\"password\":\"bench password\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["csrf_token"])'
+}
+JAR_A=$(mktemp); JAR_C=$(mktemp)
+CSRF_A=$(login bench-a@example.com "$JAR_A")
+login bench-c@example.com "$JAR_C" >/dev/null
+cookie_of() { awk '$6 ~ /tf_session/ {print $6"="$7}' "$1"; }
+COOKIE_A=$(cookie_of "$JAR_A"); COOKIE_C=$(cookie_of "$JAR_C")
+FILE_A=$(psql -X -At "$SUPER/$DB" -c "select id from app.files where organization_id = '$ORG_A' order by uploaded_at desc limit 1 offset 500")
+KEYHASH_A=$(psql -X -At "$SUPER/$DB" -c "select '\\x' || encode(key_hash, 'hex') from app.sessions where user_id = '$USER_A' order by created_at desc limit 1")
+KEYHASH_C=$(psql -X -At "$SUPER/$DB" -c "select '\\x' || encode(key_hash, 'hex') from app.sessions where user_id = '$USER_C' order by created_at desc limit 1")
+
+# --- Measure ------------------------------------------------------------------------------
+# wrk: prints "req/s p50_ms p99_ms"
+wrk_run() { # path cookie
+  wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Cookie: $2" "$API$1" | python3 -c '
+import re, sys
+out = sys.stdin.read()
+def ms(label):
+    m = re.search(r"^\s+" + label + r"%\s+([\d.]+)(us|ms|s)", out, re.M)
+    v, unit = float(m.group(1)), m.group(2)
+    return v / 1000.0 if unit == "us" else (v * 1000.0 if unit == "s" else v)
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+if non2xx: sys.exit("non-2xx responses: " + non2xx.group(1))
+p50, p99 = ms("50"), ms("99")
+print(f"{rps:.0f} {p50:.2f} {p99:.2f}")'
+}
+# pgbench: prints tps
+pgbench_run() { # script org user file keyhash
+  "$PGBENCH" -n -M prepared -c"$CONNECTIONS" -j2 -T"$DURATION" -f "bench/pgbench/$1.sql" \
+    -D org="$2" -D usr="$3" -D file="$4" -D keyhash="$5" "$APP_URL" 2>&1 \
+    | python3 -c 'import re,sys; out=sys.stdin.read(); m=re.search(r"tps = ([\d.]+)", out); print(f"{float(m.group(1)):.0f}" if m else sys.exit(out))'
+}
+
+declare -A RESULT
+measure() { # name path cookie script org user keyhash [ceiling_script]
+  log "wrk $2 (after a 2 s warm-up: pool connections, prepared statements)"
+  wrk -t2 -c"$CONNECTIONS" -d2s -H "Cookie: $3" "$API$2" >/dev/null
+  RESULT[$1]=$(wrk_run "$2" "$3")
+  log "pgbench ${8:-$4}"
+  RESULT[$1_ceiling]=$(pgbench_run "${8:-$4}" "$5" "$6" "$FILE_A" "$7")
+}
+measure detail "/api/files/$FILE_A" "$COOKIE_A" detail "$ORG_A" "$USER_A" "$KEYHASH_A"
+measure list "/api/files?page=1&limit=20" "$COOKIE_A" list "$ORG_A" "$USER_A" "$KEYHASH_A" list_page_only
+measure me "/api/auth/me" "$COOKIE_A" me "$ORG_A" "$USER_A" "$KEYHASH_A"
+log "wrk list, 1,000,000-file organization"
+wrk -t2 -c"$CONNECTIONS" -d2s -H "Cookie: $COOKIE_C" "$API/api/files?page=1&limit=20" >/dev/null
+RESULT[list_1m]=$(wrk_run "/api/files?page=1&limit=20" "$COOKIE_C")
+
+# Hashing never stalls reads: detail p99 while 16 logins hash (bcrypt cost 12) all along.
+log "detail under 16 concurrent logins"
+cat > .dev/bench-login.lua <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"email":"bench-b@example.com","password":"bench password"}'
+LUA
+wrk -t1 -c16 -d"$((DURATION + 2))s" -s .dev/bench-login.lua "$API/api/auth/login" >.dev/bench-logins.txt 2>&1 &
+LOGINS=$!
+sleep 1
+RESULT[detail_logins]=$(wrk_run "/api/files/$FILE_A" "$COOKIE_A")
+wait $LOGINS || true
+LOGIN_RPS=$(awk '/Requests\/sec/ {print $2}' .dev/bench-logins.txt)
+
+# Upload of 1 GiB: service throughput (streamed, hashed, fsynced) vs a plain write of the same
+# size to the same disk (dd with fsync), and the server's peak RSS (VmHWM) during it.
+log "1 GiB upload vs plain disk write"
+BIG=.dev/bench-1GiB.bin
+[ -f "$BIG" ] || head -c 1073741824 /dev/urandom >"$BIG"
+sync
+DD_START=$(date +%s.%N)
+dd if="$BIG" of=.dev/bench-dd.bin bs=1M conv=fsync status=none
+DD_END=$(date +%s.%N)
+rm -f .dev/bench-dd.bin
+RSS_BEFORE=$(awk '/VmHWM/ {print $2}' /proc/$SERVICE/status)
+RSS_SAMPLES=.dev/bench-rss.txt; : >"$RSS_SAMPLES"
+( while kill -0 $SERVICE 2>/dev/null; do awk '/VmRSS/ {print $2}' /proc/$SERVICE/status >>"$RSS_SAMPLES"; sleep 0.05; done ) &
+SAMPLER=$!
+UPLOAD_SECONDS=$(curl -sf -o /dev/null -w '%{time_total}' -b "$JAR_A" -H "X-CSRF-Token: $CSRF_A" -F "file=@$BIG;filename=big.bin" "$API/api/files/upload")
+kill $SAMPLER 2>/dev/null || true
+RSS_PEAK_KB=$(sort -n "$RSS_SAMPLES" | tail -n 1)
+DD_SECONDS=$(python3 -c "print($DD_END - $DD_START)")
+
+# Worker: 5,000 small uploads drained by one worker process.
+log "5,000 small uploads, then one worker drains them"
+seq 1 5000 | xargs -P 8 -I{} curl -sf -o /dev/null -b "$JAR_A" -H "X-CSRF-Token: $CSRF_A" \
+  -F "file=@bench/pgbench/me.sql;filename=job-{}.txt" "$API/api/files/upload"
+PENDING_FILE=$(psql -X -At "$SUPER/$DB" -c "select id from app.files where organization_id = '$ORG_A' and status = 'pending' limit 1")
+WORKER_START=$(date +%s.%N)
+WORKER=$(start_service worker)
+while [ "$(psql -X -At "$SUPER/$DB" -c "select count(*) from app.files where status = 'pending'")" != 0 ]; do sleep 0.2; done
+WORKER_END=$(date +%s.%N)
+kill $WORKER; wait $WORKER 2>/dev/null || true; WORKER=
+WORKER_JOBS_S=$(python3 -c "print(round(5000 / ($WORKER_END - $WORKER_START)))")
+# Ceiling: the worker's per-job statements replayed with the same concurrency as its prefetch.
+psql -X -q "$SUPER/$DB" -c "insert into app.files (id, organization_id, filename, file_path, file_size_bytes, sha256, uploaded_by)
+  values ('00000000-0000-4000-8000-000000000001', '$ORG_A', 'ceiling.txt', 'x', 1, repeat('a', 64), '$USER_A')" 2>/dev/null || true
+WORKER_CEILING=$("$PGBENCH" -n -M prepared -c"${BENCH_WORKER_PREFETCH:-32}" -j2 -T"$DURATION" -f bench/pgbench/worker_job.sql \
+  -D org="$ORG_A" -D usr="$USER_A" -D file=00000000-0000-4000-8000-000000000001 "$APP_URL" 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | cut -d. -f1)
+
+# --- Report -------------------------------------------------------------------------------
+python3 - "$REPORT" <<PY
+import sys
+r = {k: v.split() for k, v in {
+    "detail": "${RESULT[detail]}", "list": "${RESULT[list]}", "me": "${RESULT[me]}",
+    "list_1m": "${RESULT[list_1m]}", "detail_logins": "${RESULT[detail_logins]}"}.items()}
+ceil = {"detail": float("${RESULT[detail_ceiling]}"), "list": float("${RESULT[list_ceiling]}"), "me": float("${RESULT[me_ceiling]}")}
+target = {"detail": 0.5, "list": 0.5, "me": 0.6}
+lines = []
+cpu = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].split(":", 1)[1].strip()
+lines.append(f"Machine: {cpu}, {__import__('os').cpu_count()} cores; wrk -t2 -c$CONNECTIONS -d${DURATION}s, pgbench -c$CONNECTIONS -j2 -T${DURATION} -M prepared.\n")
+lines.append("| request | service req/s | p50 ms | p99 ms | pgbench ceiling tps | ratio | target |")
+lines.append("|---|---|---|---|---|---|---|")
+for name, label in [("detail", "GET /api/files/{id}"), ("list", "GET /api/files?page=1&limit=20 (ceiling: page query alone)"), ("me", "GET /api/auth/me")]:
+    rps, p50, p99 = r[name]
+    ratio = float(rps) / ceil[name]
+    lines.append(f"| {label} | {rps} | {p50} | {p99} | {ceil[name]:.0f} | {ratio:.2f} | ≥ {target[name]} {'✓' if ratio >= target[name] else '✗'} |")
+l10k, l1m = float(r["list"][1]), float(r["list_1m"][1])
+lines.append("")
+lines.append(f"- List p50 with 1,000,000 files in the organization: {l1m} ms vs {l10k} ms with 10,000 "
+             f"({(l1m / l10k - 1) * 100:+.0f}%; target within 25%) — req/s {r['list_1m'][0]} vs {r['list'][0]}.")
+idle_p99, busy_p99 = float(r["detail"][2]), float(r["detail_logins"][2])
+lines.append(f"- Detail p99 while 16 logins hash (bcrypt cost 12, {float('${LOGIN_RPS}' or 0):.1f} logins/s): {busy_p99} ms vs idle {idle_p99} ms "
+             f"(×{busy_p99 / idle_p99:.2f}; target ≤ ×3); req/s {r['detail_logins'][0]}.")
+upload_mb_s = 1024 / float("$UPLOAD_SECONDS"); dd_mb_s = 1024 / float("$DD_SECONDS")
+lines.append(f"- 1 GiB upload: {upload_mb_s:.0f} MiB/s (hashing and fsync included) vs plain write {dd_mb_s:.0f} MiB/s "
+             f"(ratio {upload_mb_s / dd_mb_s:.2f}; target ≥ 0.7); server peak RSS during the upload {int('$RSS_PEAK_KB') / 1024:.0f} MiB "
+             f"(target < 100 MiB; VmHWM before it {int('$RSS_BEFORE') / 1024:.0f} MiB).")
+wc = float("${WORKER_CEILING:-0}" or 0)
+lines.append(f"- Worker: 5,000 small uploads drained at {int('$WORKER_JOBS_S')} jobs/s end to end by one worker process; "
+             f"pgbench replay of its per-job statements at the same concurrency (prefetch ${BENCH_WORKER_PREFETCH:-32}): {wc:.0f} jobs/s "
+             f"(ratio {int('$WORKER_JOBS_S') / wc if wc else 0:.2f}; target ≥ 0.5).")
+text = "\n".join(lines) + "\n"
+open(sys.argv[1], "w").write(text)
+print(text)
+PY
+log "report: $REPORT"
