@@ -1,23 +1,35 @@
-//! bcrypt, always on a blocking thread: at cost 12 one hash takes ~250 ms of CPU, which would
-//! stall every request sharing an async worker.
+//! bcrypt, always on a blocking thread and never more than a few at once: at cost 12 one hash
+//! takes ~250 ms of CPU. On async workers it would stall every request sharing them; unbounded
+//! on blocking threads, a burst of logins would take every core and starve the reads. So hashes
+//! run on blocking threads, at most [`HASH_CONCURRENCY`] at a time; more logins wait their turn
+//! (their latency grows, everyone else's does not).
+
+use std::sync::LazyLock;
 
 use anyhow::Context;
+use tokio::sync::Semaphore;
 
 use crate::{domain::Password, telemetry::spawn_blocking_with_tracing};
 
+/// Half the cores (at least one) may hash at once; the rest stay free for requests.
+static HASH_CONCURRENCY: LazyLock<Semaphore> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(2);
+    Semaphore::new((cores / 2).max(1))
+});
+
+async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+    let _permit = HASH_CONCURRENCY.acquire().await.context("password hashing is shut down")?;
+    spawn_blocking_with_tracing(work).await.context("password hashing task failed")
+}
+
 pub async fn hash(password: Password, cost: u32) -> anyhow::Result<String> {
-    spawn_blocking_with_tracing(move || bcrypt::hash(password.expose(), cost))
-        .await
-        .context("password hashing task failed")?
-        .context("password hashing failed")
+    off_thread(move || bcrypt::hash(password.expose(), cost)).await?.context("password hashing failed")
 }
 
 /// True when `password` matches `hash`. A malformed stored hash counts as a mismatch (and is
 /// logged): it must never let anyone in, nor turn a login into a 500 that tells them apart.
 pub async fn verify(password: String, hash: String) -> anyhow::Result<bool> {
-    let result = spawn_blocking_with_tracing(move || bcrypt::verify(password, &hash))
-        .await
-        .context("password verification task failed")?;
+    let result = off_thread(move || bcrypt::verify(password, &hash)).await?;
     Ok(result.unwrap_or_else(|e| {
         tracing::error!(error = %e, "stored password hash is not valid bcrypt");
         false
