@@ -1,6 +1,6 @@
 //! Builds the HTTP application from a [`Config`]: pool, storage, session middleware, routes.
 
-use std::{net::TcpListener, sync::Arc, time::Duration};
+use std::{net::TcpListener, sync::Arc};
 
 use actix_session::{config::CookieContentSecurity, SessionMiddleware};
 use actix_web::{
@@ -16,9 +16,7 @@ use utoipa_actix_web::AppExt;
 use crate::{
     auth::{password, session::PgSessionStore},
     config::Config,
-    db::Db,
     http::{self, AppState},
-    storage::FileStore,
     telemetry::ApiRootSpan,
 };
 
@@ -36,14 +34,7 @@ impl Application {
     /// Binds the listener (port 0 picks a free one, as tests do) and prepares the server.
     /// Nothing is served until [`Application::run_until_stopped`].
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let db = Db::new(
-            config.database_url.clone(),
-            usize::from(config.db_pool_size),
-            Duration::from_millis(config.db_pool_timeout_ms),
-        )
-        .context("invalid DATABASE_URL")?;
-        let store = FileStore::new(&config.upload_dir)
-            .with_context(|| format!("cannot create UPLOAD_DIR {}", config.upload_dir.display()))?;
+        let (db, store) = config.open_db_and_store()?;
         let key = match &config.session_key {
             Some(secret) => Key::try_from(secret.expose_secret().as_bytes()).context("invalid SESSION_KEY")?,
             None => {

@@ -29,14 +29,7 @@ pub struct WorkerCtx {
 
 impl WorkerCtx {
     pub fn new(config: Config) -> anyhow::Result<Self> {
-        let db = Db::new(
-            config.database_url.clone(),
-            usize::from(config.db_pool_size),
-            Duration::from_millis(config.db_pool_timeout_ms),
-        )
-        .context("invalid DATABASE_URL")?;
-        let store = FileStore::new(&config.upload_dir)
-            .with_context(|| format!("cannot create UPLOAD_DIR {}", config.upload_dir.display()))?;
+        let (db, store) = config.open_db_and_store()?;
         let topology = Topology::from_config(&config);
         Ok(Self { config: Arc::new(config), db, store, topology })
     }

@@ -7,32 +7,38 @@ use futures_util::stream;
 use reqwest::StatusCode;
 use tokio::process::Command;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, TestApp};
 
-#[tokio::test]
-async fn sigterm_finishes_the_request_in_flight_then_the_api_exits_0() {
-    let app = spawn_app().await;
-    let owner = app.register_org().await;
+/// Starts `tenant-files --mode api` as its own process with the test app's configuration on a
+/// free port (plus `env`), waits until it answers, and returns it with its base URL.
+async fn spawn_api_process(app: &TestApp, env: &[(&str, &str)], stderr: Stdio) -> (tokio::process::Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut api = Command::new(env!("CARGO_BIN_EXE_tenant-files"))
+    let api = Command::new(env!("CARGO_BIN_EXE_tenant-files"))
         .args(app.args[1..].iter().filter(|arg| !arg.starts_with("--bind=")))
         .args(["--mode=api", &format!("--bind=127.0.0.1:{port}")])
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let mut up = false;
     for _ in 0..100 {
         if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
+            return (api, base);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(up, "the API came up");
+    panic!("the API did not come up");
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_request_in_flight_then_the_api_exits_0() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let (mut api, base) = spawn_api_process(&app, &[], Stdio::null()).await;
+    let client = reqwest::Client::new();
     // The same database and session store: the test's session works against this process too
     // (same SESSION_KEY is needed for the cookie, so authenticate with a token instead).
     let (_, secret) = owner.create_token("shutdown").await;
@@ -70,25 +76,8 @@ async fn sigterm_finishes_the_request_in_flight_then_the_api_exits_0() {
 #[tokio::test]
 async fn json_logs_have_one_line_per_request_and_no_secrets() {
     let app = spawn_app().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let api = Command::new(env!("CARGO_BIN_EXE_tenant-files"))
-        .args(app.args[1..].iter().filter(|arg| !arg.starts_with("--bind=")))
-        .args(["--mode=api", &format!("--bind=127.0.0.1:{port}")])
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let (api, base) = spawn_api_process(&app, &[("LOG_FORMAT", "json"), ("RUST_LOG", "info")], Stdio::piped()).await;
     let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let password = "a very secret password";
     let registered: serde_json::Value = client
         .post(format!("{base}/api/auth/register"))
