@@ -12,12 +12,20 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DEV_DIR=${DEV_DIR:-$ROOT/.dev}
+# As root, PostgreSQL and RabbitMQ run as their own users, who must reach their data. A checkout
+# inside a private directory (a home like /root) is out of their reach: their data then lives
+# in /var/tmp, in a folder named after the checkout (so start and stop agree on it).
+if [ "$(id -u)" -eq 0 ] && ! runuser -u nobody -- test -x "$ROOT" 2>/dev/null; then
+  DATA_DIR=${DATA_DIR:-/var/tmp/tenant-files-$(printf '%s' "$ROOT" | md5sum | cut -c1-12)}
+else
+  DATA_DIR=${DATA_DIR:-$DEV_DIR}
+fi
 PG_PORT=${PG_PORT:-54329}
 AMQP_PORT=${AMQP_PORT:-56729}
 RABBIT_DIST_PORT=${RABBIT_DIST_PORT:-25679}
 RABBIT_NODE=${RABBIT_NODE:-tenant_files_$AMQP_PORT@localhost}
-PG_DATA=$DEV_DIR/pg
-RABBIT_BASE=$DEV_DIR/rabbitmq
+PG_DATA=$DATA_DIR/pg
+RABBIT_BASE=$DATA_DIR/rabbitmq
 
 log() { printf '[dev-services] %s\n' "$*" >&2; }
 
@@ -29,7 +37,8 @@ as_root() {
 # user when started as root: run each as its service user then.
 as_service_user() {
   local user=$1; shift
-  if [ "$(id -u)" -eq 0 ]; then runuser -u "$user" -- "$@"; else "$@"; fi
+  # From / so the service user is never left in a directory it may not enter.
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u "$user" -- "$@"); else "$@"; fi
 }
 
 pg_bin() {
@@ -58,7 +67,7 @@ pg_running() {
 
 start_postgres() {
   local bin; bin=$(pg_bin)
-  mkdir -p "$DEV_DIR"
+  mkdir -p "$DEV_DIR" "$DATA_DIR"
   if [ ! -f "$PG_DATA/PG_VERSION" ]; then
     log "initdb $PG_DATA"
     mkdir -p "$PG_DATA"
@@ -94,7 +103,7 @@ rabbit_env() {
     RABBITMQ_DIST_PORT="$RABBIT_DIST_PORT" \
     RABBITMQ_MNESIA_BASE="$RABBIT_BASE/mnesia" \
     RABBITMQ_LOG_BASE="$RABBIT_BASE/log" \
-    RABBITMQ_CONFIG_FILE="$ROOT/rabbitmq/rabbitmq" \
+    RABBITMQ_CONFIG_FILE="$RABBIT_BASE/rabbitmq" \
     RABBITMQ_ENABLED_PLUGINS_FILE="$RABBIT_BASE/enabled_plugins" \
     RABBITMQ_PID_FILE="$RABBIT_BASE/rabbit.pid" \
     "$@"
@@ -118,13 +127,16 @@ start_rabbitmq() {
   fi
   mkdir -p "$RABBIT_BASE/mnesia" "$RABBIT_BASE/log"
   [ -f "$RABBIT_BASE/enabled_plugins" ] || echo '[].' >"$RABBIT_BASE/enabled_plugins"
+  # Copies the node reads as the rabbitmq user, wherever the checkout is.
+  cp "$ROOT/rabbitmq/rabbitmq.conf" "$RABBIT_BASE/rabbitmq.conf"
+  cp "$ROOT/rabbitmq/definitions.json" "$RABBIT_BASE/definitions.json"
   [ "$(id -u)" -eq 0 ] && chown -R rabbitmq:rabbitmq "$RABBIT_BASE"
   log "starting rabbitmq node $RABBIT_NODE on 127.0.0.1:$AMQP_PORT"
   rabbit_env rabbitmq-server -detached
   for _ in $(seq 1 120); do
     if port_open "$AMQP_PORT"; then
       log "rabbitmq is up; importing rabbitmq/definitions.json"
-      rabbitmqctl_ import_definitions "$ROOT/rabbitmq/definitions.json" >/dev/null
+      rabbitmqctl_ import_definitions "$RABBIT_BASE/definitions.json" >/dev/null
       return
     fi
     sleep 0.5
