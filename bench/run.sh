@@ -22,7 +22,7 @@ APP_URL="postgres://tenant_files_app@127.0.0.1:$PG_PORT/$DB"
 OUT=bench/results
 mkdir -p "$OUT" .dev
 REPORT="$OUT/$(date -u +%Y%m%dT%H%M%SZ).md"
-BIN=./target/release/tenant-files
+BIN=${CARGO_TARGET_DIR:-target}/release/tenant-files
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -21,11 +21,12 @@ if [ ! -x "$VENV/bin/schemathesis" ]; then
   "$VENV/bin/pip" install -q 'schemathesis>=4,<5'
 fi
 cargo build --quiet
-./target/debug/tenant-files --mode migrate
+BIN=${CARGO_TARGET_DIR:-target}/debug/tenant-files
+"$BIN" --mode migrate
 
 rm -rf .dev/fuzz-uploads
 BIND=127.0.0.1:$PORT UPLOAD_DIR=.dev/fuzz-uploads BCRYPT_COST=4 LOGIN_MAX_FAILURES=100000 \
-  QUEUE_PREFIX=tenant_files_fuzz ./target/debug/tenant-files --mode all >.dev/fuzz.log 2>&1 &
+  QUEUE_PREFIX=tenant_files_fuzz "$BIN" --mode all >.dev/fuzz.log 2>&1 &
 SERVICE=$!
 trap 'kill $SERVICE 2>/dev/null || true; wait $SERVICE 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
