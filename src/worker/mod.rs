@@ -14,8 +14,7 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-pub use job::{process, JobMessage, Outcome};
-pub use validate::Verdict;
+pub use job::{JobMessage, Outcome};
 
 use crate::{config::Config, db::Db, queue::Topology, storage::FileStore};
 
