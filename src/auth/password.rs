@@ -4,7 +4,7 @@
 //! run on blocking threads, at most [`HASH_CONCURRENCY`] at a time; more logins wait their turn
 //! (their latency grows, everyone else's does not).
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use anyhow::Context;
 use tokio::sync::Semaphore;
@@ -12,14 +12,25 @@ use tokio::sync::Semaphore;
 use crate::{domain::Password, telemetry::spawn_blocking_with_tracing};
 
 /// Half the cores (at least one) may hash at once; the rest stay free for requests.
-static HASH_CONCURRENCY: LazyLock<Semaphore> = LazyLock::new(|| {
-    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(2);
-    Semaphore::new((cores / 2).max(1))
-});
+static HASH_CONCURRENCY: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(hash_permits())));
 
+fn hash_permits() -> usize {
+    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(2);
+    (cores / 2).max(1)
+}
+
+/// The permit travels with the work and is released when the hash is done, not when the
+/// request is: a client that gives up (a timeout, a closed connection) drops its future, but
+/// a blocking thread cannot be stopped, and releasing the permit then would let the next login
+/// start a second hash beside the orphaned one.
 async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
-    let _permit = HASH_CONCURRENCY.acquire().await.context("password hashing is shut down")?;
-    spawn_blocking_with_tracing(work).await.context("password hashing task failed")
+    let permit = HASH_CONCURRENCY.clone().acquire_owned().await.context("password hashing is shut down")?;
+    spawn_blocking_with_tracing(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
+    .context("password hashing task failed")
 }
 
 pub async fn hash(password: Password, cost: u32) -> anyhow::Result<String> {
@@ -41,4 +52,35 @@ pub async fn verify(password: String, hash: String) -> anyhow::Result<bool> {
 pub async fn decoy_hash(cost: u32) -> anyhow::Result<String> {
     let random = hex::encode(rand::random::<[u8; 16]>());
     hash(Password::parse(random).expect("32 hex characters are a valid password"), cost).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::atomic::{AtomicUsize, Ordering},
+        time::Duration,
+    };
+
+    use super::*;
+
+    /// A client that gives up mid-hash must not free a slot while its hash still runs.
+    #[tokio::test]
+    async fn an_abandoned_hash_keeps_its_slot_until_it_ends() {
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let work = |running: Arc<AtomicUsize>, most: Arc<AtomicUsize>| {
+            move || {
+                most.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(200));
+                running.fetch_sub(1, Ordering::SeqCst);
+            }
+        };
+        let abandoned: Vec<_> =
+            (0..hash_permits()).map(|_| tokio::spawn(off_thread(work(running.clone(), most.clone())))).collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        abandoned.iter().for_each(|task| task.abort());
+
+        off_thread(work(running.clone(), most.clone())).await.unwrap();
+        assert_eq!(most.load(Ordering::SeqCst), hash_permits(), "more hashes ran at once than there are slots");
+    }
 }

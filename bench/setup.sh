@@ -1,0 +1,87 @@
+# Sourced by bench/run.sh and bench/profile.sh: builds in release mode, starts the services as
+# `make run` does, seeds a dedicated database (two organizations with 10,000 files each, one with
+# 1,000,000 file rows), starts the API and signs in. Leaves SERVICE, API, COOKIE_A/C, JAR_A,
+# CSRF_A, ORG_A/B/C, USER_A/B/C, FILE_A and KEYHASH_A/C for the caller.
+DURATION=${BENCH_SECONDS:-10}
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+PORT=${BENCH_PORT:-5077}
+API="http://127.0.0.1:$PORT"
+PG_PORT=${PG_PORT:-54329}
+DB=tenant_files_bench
+SUPER="postgres://postgres@127.0.0.1:$PG_PORT"
+OWNER_URL="postgres://tenant_files_owner@127.0.0.1:$PG_PORT/$DB"
+APP_URL="postgres://tenant_files_app@127.0.0.1:$PG_PORT/$DB"
+OUT=bench/results
+mkdir -p "$OUT" .dev
+REPORT="$OUT/$(date -u +%Y%m%dT%H%M%SZ).md"
+BIN=${CARGO_TARGET_DIR:-target}/release/tenant-files
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+command -v wrk >/dev/null || { as_root apt-get update -qq; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+scripts/dev-services.sh start
+PGBENCH=$(ls -d /usr/lib/postgresql/*/bin/pgbench | sort -V | tail -n 1)
+
+log "building (release)"
+cargo build --release --quiet
+
+log "fresh database $DB"
+psql -X -q "$SUPER/postgres" -c "drop database if exists $DB with (force)" -c "create database $DB owner tenant_files_owner"
+MIGRATION_DATABASE_URL=$OWNER_URL $BIN --mode migrate 2>/dev/null
+psql -X -q "$SUPER/$DB" -c "create extension if not exists pg_stat_statements"
+
+UPLOADS=.dev/bench-uploads
+rm -rf "$UPLOADS"
+start_service() {
+  DATABASE_URL=$APP_URL BIND=127.0.0.1:$PORT UPLOAD_DIR=$UPLOADS RUST_LOG=warn DB_POOL_SIZE=${BENCH_POOL:-32} \
+    MAX_FILE_SIZE_MB=2048 QUEUE_PREFIX=tenant_files_bench LOGIN_MAX_FAILURES=1000000 \
+    WORKER_PREFETCH=${BENCH_WORKER_PREFETCH:-32} \
+    "$BIN" --mode "$1" >".dev/bench-$1.log" 2>&1 &
+  echo $!
+}
+SERVICE=$(start_service api)
+trap 'kill $SERVICE 2>/dev/null || true; [ -n "${WORKER:-}" ] && kill $WORKER 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do curl -sf "$API/healthz" >/dev/null && break; sleep 0.1; done
+
+# --- Seed ---------------------------------------------------------------------------------
+register() { # email org -> "org_id user_id"
+  curl -sf "$API/api/auth/register" -H 'content-type: application/json' \
+    -d "{\"email\":\"$1\",\"password\":\"bench password\",\"organization_name\":\"$2\"}" \
+    | python3 -c 'import json,sys; b=json.load(sys.stdin); print(b["organization_id"], b["user_id"])'
+}
+read -r ORG_A USER_A < <(register bench-a@example.com "Bench A")
+read -r ORG_B USER_B < <(register bench-b@example.com "Bench B")
+read -r ORG_C USER_C < <(register bench-c@example.com "Bench C")
+log "seeding 10,000 + 10,000 + 1,000,000 file rows"
+psql -X -q -v ON_ERROR_STOP=1 "$SUPER/$DB" <<SQL
+-- Seeding bypasses the triggers (superuser, replica role) and sets the counters once.
+set session_replication_role = replica;
+insert into app.files (id, organization_id, filename, file_path, file_size_bytes, mime_type, sha256, status,
+                       uploaded_by, uploaded_at, processed_at)
+select gen_random_uuid(), o.org, 'file-' || g || '.txt', o.org || '/x', 1000, 'text/plain', repeat('a', 64), 'ready',
+       o.usr, now() - g * interval '1 second', now()
+  from (values ('$ORG_A'::uuid, '$USER_A'::uuid, 10000), ('$ORG_B'::uuid, '$USER_B'::uuid, 10000),
+               ('$ORG_C'::uuid, '$USER_C'::uuid, 1000000)) as o (org, usr, n),
+       generate_series(1, o.n) as g;
+update app.organizations o
+   set files_ready = c.n, storage_used_bytes = c.n * 1000, storage_quota_mb = 100000
+  from (select organization_id, count(*) as n from app.files group by organization_id) c
+ where c.organization_id = o.id;
+reset session_replication_role;
+vacuum analyze;
+SQL
+
+login() { # email jar -> csrf
+  curl -sf -c "$2" -b "$2" "$API/api/auth/login" -H 'content-type: application/json' \
+    -d "{\"email\":\"$1\",\"password\":\"bench password\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["csrf_token"])'
+}
+JAR_A=$(mktemp); JAR_C=$(mktemp)
+CSRF_A=$(login bench-a@example.com "$JAR_A")
+login bench-c@example.com "$JAR_C" >/dev/null
+cookie_of() { awk '$6 ~ /tf_session/ {print $6"="$7}' "$1"; }
+COOKIE_A=$(cookie_of "$JAR_A"); COOKIE_C=$(cookie_of "$JAR_C")
+FILE_A=$(psql -X -At "$SUPER/$DB" -c "select id from app.files where organization_id = '$ORG_A' order by uploaded_at desc limit 1 offset 500")
+KEYHASH_A=$(psql -X -At "$SUPER/$DB" -c "select '\\x' || encode(key_hash, 'hex') from app.sessions where user_id = '$USER_A' order by created_at desc limit 1")
+KEYHASH_C=$(psql -X -At "$SUPER/$DB" -c "select '\\x' || encode(key_hash, 'hex') from app.sessions where user_id = '$USER_C' order by created_at desc limit 1")
+
