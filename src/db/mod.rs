@@ -42,6 +42,9 @@ pub enum DbError {
     Decode(#[source] anyhow::Error),
     #[error("database query failed")]
     Query(#[source] tokio_postgres::Error),
+    /// The code asked a transaction for something it cannot do (a bug, not bad input).
+    #[error("database layer misused: {0}")]
+    Misuse(&'static str),
 }
 
 impl DbError {
@@ -119,10 +122,18 @@ impl Db {
         PoolStatus { size: status.size, available: status.available, waiting: status.waiting }
     }
 
-    /// A transaction for tenant data, bound to `ctx`: the only way to reach tenant rows.
+    /// A transaction for tenant data, bound to `ctx`: the only way to reach tenant rows. Any
+    /// number of statements; ends with [`TenantTx::commit`].
     #[tracing::instrument(name = "db.begin", skip_all, fields(org_id = %ctx.org_id))]
     pub async fn begin(&self, ctx: &TenantCtx) -> Result<TenantTx, DbError> {
-        TenantTx::new(self.pool.get().await?, ctx).await
+        TenantTx::new(self.pool.get().await?, ctx, tenant::Kind::Write).await
+    }
+
+    /// A read of tenant data bound to `ctx`: one statement (or a page and its total), sent
+    /// with its BEGIN, context and ROLLBACK in one round trip.
+    #[tracing::instrument(name = "db.read", skip_all, fields(org_id = %ctx.org_id))]
+    pub async fn read(&self, ctx: &TenantCtx) -> Result<TenantTx, DbError> {
+        TenantTx::new(self.pool.get().await?, ctx, tenant::Kind::Read).await
     }
 
     /// A connection without tenant context, for the SECURITY DEFINER registry.

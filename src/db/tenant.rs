@@ -1,19 +1,26 @@
 //! THE way to reach tenant rows.
 //!
-//! [`Db::begin`](super::Db::begin) hands out a [`TenantTx`]: a pooled connection with a
-//! tenant context, and nothing else. Its first query is sent together with `BEGIN` and
-//! `select set_config('app.org_id', $1, true), set_config('app.user_id', $2, true)` (bound
-//! parameters, transaction scope) in one pipelined round trip, so every query runs inside the
-//! transaction, under the RLS policies for that organization, and a read costs one round trip.
-//! The settings die with the transaction: a pooled connection never carries one request's
-//! tenant into the next.
+//! [`Db::read`](super::Db::read) and [`Db::begin`](super::Db::begin) hand out a [`TenantTx`]:
+//! a pooled connection with a tenant context, and nothing else. Its first query is sent
+//! together with `BEGIN` and `select set_config('app.org_id', $1, true), set_config('app.user_id',
+//! $2, true)` (bound parameters, transaction scope) in one write, so every query runs inside the
+//! transaction, under the RLS policies for that organization. The settings die with the
+//! transaction: a pooled connection never carries one request's tenant into the next.
 //!
-//! Ending: [`TenantTx::commit`] for writes (waits for COMMIT). A transaction dropped without
-//! commit — a read that is done, or a handler returning early with `?` — is rolled back in the
-//! background and only then returns to the pool: nothing half-written, and no reader waits for
-//! the end of a transaction that wrote nothing.
+//! Two kinds, so that a read costs one round trip and one wake-up of the server:
+//! - a **read** sends `ROLLBACK` in the same write, right behind its one query (or a page and
+//!   its total): `BEGIN · context · query · ROLLBACK`. Nothing more can be sent through it.
+//! - a **write** runs any number of statements and ends with [`TenantTx::commit`] (awaited). A
+//!   write dropped without commit — a handler returning early with `?` — is rolled back in the
+//!   background and only then returns to the pool: nothing half-written.
+//!
+//! `BEGIN`, `COMMIT` and `ROLLBACK` are prepared statements like the rest (cached per pooled
+//! connection), so the server never parses them again.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::{
+    future::Future,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use deadpool_postgres::{GenericClient, Object};
 use tokio_postgres::{types::ToSql, Row, Statement};
@@ -35,31 +42,53 @@ select set_config('app.org_id', $1, true),
        set_config('app.user_id', $2, true)
 "#;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Read,
+    Write,
+}
+
 /// A transaction bound to one tenant. Queries go through `db::*` functions.
 pub struct TenantTx {
     /// `None` only once handed to the background rollback.
     conn: Option<Object>,
+    kind: Kind,
     ctx: TenantCtx,
     ctx_params: [String; 2],
+    begin: Statement,
     set_context: Statement,
+    /// `ROLLBACK` for a read, `COMMIT` for a write.
+    end: Statement,
     /// BEGIN and the context have been sent (with the first query).
     started: AtomicBool,
-    /// COMMIT succeeded; nothing to roll back.
-    finished: bool,
+    /// The transaction is over (committed, or a read's rollback answered): the connection
+    /// goes back to the pool as it is.
+    finished: AtomicBool,
 }
 
 impl TenantTx {
-    pub(super) async fn new(conn: Object, ctx: &TenantCtx) -> Result<Self, DbError> {
-        // Prepared once per pooled connection (cached), so that from then on it is sent
-        // without a round trip of its own.
-        let set_context = conn.prepare_cached(SET_TENANT_CONTEXT).await?;
+    pub(super) async fn new(conn: Object, ctx: &TenantCtx, kind: Kind) -> Result<Self, DbError> {
+        // Prepared once per pooled connection (cached, the three together on first use), so
+        // that from then on they are sent without a round trip of their own.
+        let end = match kind {
+            Kind::Read => "ROLLBACK",
+            Kind::Write => "COMMIT",
+        };
+        let (begin, set_context, end) = tokio::try_join!(
+            conn.prepare_cached("BEGIN"),
+            conn.prepare_cached(SET_TENANT_CONTEXT),
+            conn.prepare_cached(end)
+        )?;
         Ok(Self {
             conn: Some(conn),
+            kind,
             ctx: *ctx,
             ctx_params: [ctx.org_id.to_string(), ctx.user_id.to_string()],
+            begin,
             set_context,
+            end,
             started: AtomicBool::new(false),
-            finished: false,
+            finished: AtomicBool::new(false),
         })
     }
 
@@ -75,26 +104,41 @@ impl TenantTx {
         Ok(self.conn().prepare_cached(sql).await?)
     }
 
-    /// Runs `statement`, preceded — the first time — by BEGIN and the context, all sent in
-    /// the same write. `biased` polls in order, and each future sends its message on its first
-    /// poll, so BEGIN and the context always reach the server before the first query; any
-    /// query started later finds `started` set and follows them.
-    async fn run<T>(
-        &self,
-        statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
-    ) -> Result<T, DbError> {
+    /// Runs `statement`, preceded — the first time — by BEGIN and the context (and, for a read,
+    /// followed by ROLLBACK), all sent in the same write. `biased` polls in order, and each
+    /// future sends its message on its first poll, so the order on the wire is fixed; a
+    /// write's later statements find `started` set and follow them.
+    async fn run<T>(&self, statement: impl Future<Output = Result<T, tokio_postgres::Error>>) -> Result<T, DbError> {
         if self.started.swap(true, Ordering::SeqCst) {
+            if self.kind == Kind::Read {
+                return Err(DbError::Misuse("a read sends one statement (or a page and its total)"));
+            }
             return Ok(statement.await?);
         }
         let conn = self.conn();
         let params: [&(dyn ToSql + Sync); 2] = [&self.ctx_params[0], &self.ctx_params[1]];
-        let (_, _, result) = tokio::try_join!(
-            biased;
-            conn.batch_execute("BEGIN"),
-            conn.execute(&self.set_context, &params),
-            statement,
-        )?;
-        Ok(result)
+        match self.kind {
+            Kind::Write => {
+                let (_, _, result) = tokio::try_join!(
+                    biased;
+                    conn.execute(&self.begin, &[]),
+                    conn.execute(&self.set_context, &params),
+                    statement,
+                )?;
+                Ok(result)
+            }
+            Kind::Read => {
+                let (_, _, result, _) = tokio::try_join!(
+                    biased;
+                    conn.execute(&self.begin, &[]),
+                    conn.execute(&self.set_context, &params),
+                    statement,
+                    conn.execute(&self.end, &[]),
+                )?;
+                self.finished.store(true, Ordering::SeqCst);
+                Ok(result)
+            }
+        }
     }
 
     pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
@@ -126,27 +170,26 @@ impl TenantTx {
     ) -> Result<(Vec<Row>, i64), DbError> {
         let (page, count) = tokio::try_join!(self.prepare(page_sql), self.prepare(count_sql))?;
         let conn = self.conn();
-        let (rows, total) = tokio::try_join!(biased; self.run(conn.query(&page, page_params)), self.run(conn.query_one(&count, count_params)))?;
+        let both =
+            async { tokio::try_join!(biased; conn.query(&page, page_params), conn.query_one(&count, count_params)) };
+        let (rows, total) = self.run(both).await?;
         Ok((rows, super::decode(total.try_get(0))?))
     }
 
     /// Commits and waits for it: what was written is durable and visible once this returns.
-    pub async fn commit(mut self) -> Result<(), DbError> {
+    pub async fn commit(self) -> Result<(), DbError> {
+        debug_assert_eq!(self.kind, Kind::Write, "reads end by themselves");
         if self.started.load(Ordering::SeqCst) {
-            self.conn().batch_execute("COMMIT").await?;
+            self.conn().execute(&self.end, &[]).await?;
         }
-        self.finished = true;
+        self.finished.store(true, Ordering::SeqCst);
         Ok(())
     }
-
-    /// Ends a transaction that only read: it is rolled back in the background, so the answer
-    /// does not wait for it. (What it wrote, if anything, is discarded.)
-    pub fn end_read(self) {}
 }
 
 impl Drop for TenantTx {
     fn drop(&mut self) {
-        if self.finished || !self.started.load(Ordering::SeqCst) {
+        if self.finished.load(Ordering::SeqCst) || !self.started.load(Ordering::SeqCst) {
             return;
         }
         let Some(conn) = self.conn.take() else { return };

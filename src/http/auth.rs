@@ -209,9 +209,8 @@ async fn logout(state: web::Data<AppState>, authed: Authed, session: Session) ->
 #[get("/me")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn me(state: web::Data<AppState>, authed: Authed) -> ApiResult {
-    let tx = state.db.begin(&authed.ctx).await?;
+    let tx = state.db.read(&authed.ctx).await?;
     let me = db::users::find_me(&tx).await?.ok_or(ApiError::Unauthenticated)?;
-    tx.end_read();
     Ok(HttpResponse::Ok().json(MeResponse {
         user_id: me.user_id,
         email: me.email,

@@ -298,9 +298,8 @@ async fn list_files(state: web::Data<AppState>, authed: Authed, query: web::Quer
         ),
     };
 
-    let tx = state.db.begin(&authed.ctx).await?;
+    let tx = state.db.read(&authed.ctx).await?;
     let found = db::files::list_page(&tx, status, paging.limit(), paging.offset()).await?;
-    tx.end_read();
 
     Ok(HttpResponse::Ok().json(ListResponse {
         files: found.files.into_iter().map(FileSummary::from).collect(),
@@ -321,9 +320,8 @@ async fn list_files(state: web::Data<AppState>, authed: Authed, query: web::Quer
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id, file_id = %id))]
 async fn get_file(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
     let id = FileId::from_uuid(id.into_inner());
-    let tx = state.db.begin(&authed.ctx).await?;
+    let tx = state.db.read(&authed.ctx).await?;
     let file = db::files::find(&tx, id).await?.ok_or(ApiError::NotFound)?;
-    tx.end_read();
     Ok(HttpResponse::Ok().json(FileDetail::from(file)))
 }
 
@@ -343,9 +341,8 @@ async fn get_file(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid
 async fn download_file(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>, req: HttpRequest) -> ApiResult {
     let id = FileId::from_uuid(id.into_inner());
     let file = {
-        let tx = state.db.begin(&authed.ctx).await?;
+        let tx = state.db.read(&authed.ctx).await?;
         let file = db::files::find(&tx, id).await?.ok_or(ApiError::NotFound)?;
-        tx.end_read();
         file
     };
     if file.status != FileStatus::Ready {

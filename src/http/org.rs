@@ -143,9 +143,8 @@ struct AuditList {
 #[get("")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn get_org(state: web::Data<AppState>, authed: Authed) -> ApiResult {
-    let tx = state.db.begin(&authed.ctx).await?;
+    let tx = state.db.read(&authed.ctx).await?;
     let org = db::orgs::find_current(&tx).await?.ok_or(ApiError::NotFound)?;
-    tx.end_read();
     Ok(HttpResponse::Ok().json(OrgResponse {
         id: org.id,
         name: org.name,
@@ -161,9 +160,8 @@ async fn get_org(state: web::Data<AppState>, authed: Authed) -> ApiResult {
 async fn list_users(state: web::Data<AppState>, authed: Authed, query: web::Query<PageQuery>) -> ApiResult {
     authed.require_manager()?;
     let paging = query.into_inner().paging()?;
-    let tx = state.db.begin(&authed.ctx).await?;
+    let tx = state.db.read(&authed.ctx).await?;
     let (users, total) = db::users::list_page(&tx, paging.limit(), paging.offset()).await?;
-    tx.end_read();
     let users = users.into_iter().map(UserResponse::from).collect();
     Ok(HttpResponse::Ok().json(UserList { users, total, page: paging.page, limit: paging.limit }))
 }
@@ -173,9 +171,8 @@ async fn list_users(state: web::Data<AppState>, authed: Authed, query: web::Quer
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn get_user(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
     authed.require_manager()?;
-    let tx = state.db.begin(&authed.ctx).await?;
+    let tx = state.db.read(&authed.ctx).await?;
     let user = db::users::find(&tx, UserId::from_uuid(id.into_inner())).await?.ok_or(ApiError::NotFound)?;
-    tx.end_read();
     Ok(HttpResponse::Ok().json(UserResponse::from(user)))
 }
 
@@ -288,9 +285,8 @@ async fn create_invitation(state: web::Data<AppState>, authed: Authed, body: web
 async fn list_invitations(state: web::Data<AppState>, authed: Authed, query: web::Query<PageQuery>) -> ApiResult {
     authed.require_manager()?;
     let paging = query.into_inner().paging()?;
-    let tx = state.db.begin(&authed.ctx).await?;
+    let tx = state.db.read(&authed.ctx).await?;
     let (invitations, total) = db::invitations::list_page(&tx, paging.limit(), paging.offset()).await?;
-    tx.end_read();
     let invitations = invitations.into_iter().map(InvitationResponse::from).collect();
     Ok(HttpResponse::Ok().json(InvitationList { invitations, total, page: paging.page, limit: paging.limit }))
 }
@@ -301,9 +297,8 @@ async fn list_invitations(state: web::Data<AppState>, authed: Authed, query: web
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn get_invitation(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
     authed.require_manager()?;
-    let tx = state.db.begin(&authed.ctx).await?;
+    let tx = state.db.read(&authed.ctx).await?;
     let invitation = db::invitations::find(&tx, id.into_inner()).await?.ok_or(ApiError::NotFound)?;
-    tx.end_read();
     Ok(HttpResponse::Ok().json(InvitationResponse::from(invitation)))
 }
 
@@ -314,9 +309,8 @@ async fn get_invitation(state: web::Data<AppState>, authed: Authed, id: web::Pat
 async fn list_audit(state: web::Data<AppState>, authed: Authed, query: web::Query<PageQuery>) -> ApiResult {
     authed.require_manager()?;
     let paging = query.into_inner().paging()?;
-    let tx = state.db.begin(&authed.ctx).await?;
+    let tx = state.db.read(&authed.ctx).await?;
     let (entries, total) = db::audit::list_page(&tx, paging.limit(), paging.offset()).await?;
-    tx.end_read();
     Ok(HttpResponse::Ok().json(AuditList { entries, total, page: paging.page, limit: paging.limit }))
 }
 
@@ -326,8 +320,7 @@ async fn list_audit(state: web::Data<AppState>, authed: Authed, query: web::Quer
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn get_audit_entry(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
     authed.require_manager()?;
-    let tx = state.db.begin(&authed.ctx).await?;
+    let tx = state.db.read(&authed.ctx).await?;
     let entry = db::audit::find(&tx, id.into_inner()).await?.ok_or(ApiError::NotFound)?;
-    tx.end_read();
     Ok(HttpResponse::Ok().json(entry))
 }

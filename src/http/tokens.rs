@@ -103,9 +103,8 @@ async fn create_token(state: web::Data<AppState>, authed: Authed, body: web::Jso
 #[get("")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn list_tokens(state: web::Data<AppState>, authed: Authed) -> ApiResult {
-    let tx = state.db.begin(&authed.ctx).await?;
+    let tx = state.db.read(&authed.ctx).await?;
     let tokens = db::tokens::list(&tx).await?;
-    tx.end_read();
     let tokens: Vec<TokenResponse> = tokens.into_iter().map(TokenResponse::from).collect();
     Ok(HttpResponse::Ok().json(TokenList { tokens }))
 }
@@ -119,9 +118,8 @@ async fn list_tokens(state: web::Data<AppState>, authed: Authed) -> ApiResult {
 #[get("/{id}")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn get_token(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
-    let tx = state.db.begin(&authed.ctx).await?;
+    let tx = state.db.read(&authed.ctx).await?;
     let found = db::tokens::find(&tx, id.into_inner()).await?.ok_or(ApiError::NotFound)?;
-    tx.end_read();
     Ok(HttpResponse::Ok().json(TokenResponse::from(found)))
 }
 

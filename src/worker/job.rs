@@ -104,12 +104,7 @@ pub async fn process(ctx: &WorkerCtx, body: &[u8]) -> Outcome {
 /// `Ok(Ok(status))` committed, `Ok(Err(reason))` refused, `Err` transient.
 async fn run(ctx: &WorkerCtx, job: &JobMessage) -> anyhow::Result<Result<FileStatus, &'static str>> {
     let tenant = job.tenant();
-    let pending = {
-        let tx = ctx.db.begin(&tenant).await?;
-        let pending = db::jobs::find_pending(&tx, job.file_id).await?;
-        tx.end_read();
-        pending
-    };
+    let pending = db::jobs::find_pending(&ctx.db.read(&tenant).await?, job.file_id).await?;
     let Some(pending) = pending else {
         return Ok(Err("no pending file for this organization and active user"));
     };

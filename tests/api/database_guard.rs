@@ -246,6 +246,45 @@ async fn a_pooled_connection_carries_no_tenant_after_its_transaction() {
 }
 
 #[tokio::test]
+async fn a_read_ends_its_own_transaction_sends_one_statement_and_never_writes() {
+    let app = spawn_app().await;
+    let (a, _b) = two_tenants(&app).await;
+    let db = lib_db(&app, 1);
+
+    // Its ROLLBACK goes with its query: even a write sent through a read is undone, and the
+    // connection goes back to the pool with no transaction and no tenant.
+    let read = db.read(&ctx(&a)).await.unwrap();
+    let changed = read.execute("update app.files set filename = 'never kept'", &[]).await.unwrap();
+    assert_eq!(changed, 1, "the update ran, under a's policies");
+    let second = read.query("select id from app.files", &[]).await;
+    assert!(second.is_err(), "a read sends one statement; a second one is refused, not sent outside the transaction");
+    drop(read);
+
+    let same_connection = db.system_conn().await.unwrap();
+    let rows = same_connection
+        .query("select current_setting('app.org_id', true), (select count(*) from app.files)", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, Option<String>>(0).as_deref(), Some(""), "no tenant left on the connection");
+    assert_eq!(rows[0].get::<_, i64>(1), 0);
+    drop(same_connection);
+    let name: String = app
+        .superuser()
+        .await
+        .query_one("select filename from app.files where organization_id = $1::text::uuid", &[&a.org_id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(name, "a.txt");
+
+    // And an unfiltered read through it sees one tenant.
+    let read = db.read(&ctx(&a)).await.unwrap();
+    let orgs: Vec<Uuid> =
+        read.query("select organization_id from app.files", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(orgs.iter().map(Uuid::to_string).collect::<Vec<_>>(), [a.org_id.clone()]);
+}
+
+#[tokio::test]
 async fn a_cached_prepared_statement_run_as_a_many_times_then_as_b_sees_only_b() {
     let app = spawn_app().await;
     let (a, b) = two_tenants(&app).await;
