@@ -281,7 +281,7 @@ async fn a_read_ends_its_own_transaction_sends_one_statement_and_never_writes() 
     let read = db.read(&ctx(&a)).await.unwrap();
     let orgs: Vec<Uuid> =
         read.query("select organization_id from app.files", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
-    assert_eq!(orgs.iter().map(Uuid::to_string).collect::<Vec<_>>(), [a.org_id.clone()]);
+    assert_eq!(orgs.iter().map(Uuid::to_string).collect::<Vec<_>>(), [a.org_id.as_str()]);
 }
 
 #[tokio::test]
