@@ -2,7 +2,8 @@
 select state, user_id, organization_id, role from app.session_load(:keyhash::bytea);
 \startpipeline
 begin;
-select set_config('app.org_id', :org, true), set_config('app.user_id', :usr, true);
+select set_config('app.org_id', :org, true), set_config('app.user_id', :usr, true),
+       set_config('plan_cache_mode', 'force_generic_plan', true);
 select f.id, f.filename, f.file_size_bytes, f.mime_type, f.sha256, f.status,
        f.error_message, f.uploaded_at, f.processed_at, u.email as uploaded_by_email
   from app.files f

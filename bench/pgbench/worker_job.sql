@@ -3,7 +3,8 @@
 -- time: the update finds and re-checks the row; rolled back so the file stays pending).
 \startpipeline
 begin;
-select set_config('app.org_id', :org, true), set_config('app.user_id', :usr, true);
+select set_config('app.org_id', :org, true), set_config('app.user_id', :usr, true),
+       set_config('plan_cache_mode', 'force_generic_plan', true);
 select f.filename, f.file_size_bytes, f.sha256,
        o.storage_used_bytes <= o.storage_quota_mb * 1048576 as org_within_quota
   from app.files f
@@ -17,7 +18,8 @@ rollback;
 \endpipeline
 \startpipeline
 begin;
-select set_config('app.org_id', :org, true), set_config('app.user_id', :usr, true);
+select set_config('app.org_id', :org, true), set_config('app.user_id', :usr, true),
+       set_config('plan_cache_mode', 'force_generic_plan', true);
 update app.files f
    set status = 'ready',
        mime_type = 'text/plain',

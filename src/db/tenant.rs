@@ -39,7 +39,8 @@ pub struct TenantCtx {
 /// Setting names are fixed here and in the policies' helper functions (migrations/V1).
 const SET_TENANT_CONTEXT: &str = r#"
 select set_config('app.org_id', $1, true),
-       set_config('app.user_id', $2, true)
+       set_config('app.user_id', $2, true),
+       set_config('plan_cache_mode', 'force_generic_plan', true)
 "#;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
