@@ -90,7 +90,9 @@ seq 1 5000 | xargs -P 8 -I{} curl -sf -o /dev/null -b "$JAR_A" -H "X-CSRF-Token:
 PENDING_FILE=$(psql -X -At "$SUPER/$DB" -c "select id from app.files where organization_id = '$ORG_A' and status = 'pending' limit 1")
 WORKER_START=$(date +%s.%N)
 WORKER=$(start_service worker)
-while [ "$(psql -X -At "$SUPER/$DB" -c "select count(*) from app.files where status = 'pending'")" != 0 ]; do sleep 0.2; done
+# Polls the organization's own pending counter (O(1)): a count(*) over the million-row table
+# would take a core away from the worker being measured.
+while [ "$(psql -X -At "$SUPER/$DB" -c "select files_pending from app.organizations where id = '$ORG_A'")" != 0 ]; do sleep 0.2; done
 WORKER_END=$(date +%s.%N)
 kill $WORKER; wait $WORKER 2>/dev/null || true; WORKER=
 WORKER_JOBS_S=$(python3 -c "print(round(5000 / ($WORKER_END - $WORKER_START)))")

@@ -126,6 +126,13 @@ impl Db {
     /// number of statements; ends with [`TenantTx::commit`].
     #[tracing::instrument(name = "db.begin", skip_all, fields(org_id = %ctx.org_id))]
     pub async fn begin(&self, ctx: &TenantCtx) -> Result<TenantTx, DbError> {
+        TenantTx::new(self.pool.get().await?, ctx, tenant::Kind::Transaction).await
+    }
+
+    /// A write of tenant data bound to `ctx`: one statement (or several sent at once), sent
+    /// with its BEGIN, context and COMMIT in one round trip. Committed once it returns `Ok`.
+    #[tracing::instrument(name = "db.write", skip_all, fields(org_id = %ctx.org_id))]
+    pub async fn write(&self, ctx: &TenantCtx) -> Result<TenantTx, DbError> {
         TenantTx::new(self.pool.get().await?, ctx, tenant::Kind::Write).await
     }
 

@@ -7,12 +7,17 @@
 //! transaction, under the RLS policies for that organization. The settings die with the
 //! transaction: a pooled connection never carries one request's tenant into the next.
 //!
-//! Two kinds, so that a read costs one round trip and one wake-up of the server:
+//! Three kinds, so that what can be sent at once costs one round trip and one wake-up of the
+//! server:
 //! - a **read** sends `ROLLBACK` in the same write, right behind its one query (or a page and
 //!   its total): `BEGIN · context · query · ROLLBACK`. Nothing more can be sent through it.
-//! - a **write** runs any number of statements and ends with [`TenantTx::commit`] (awaited). A
-//!   write dropped without commit — a handler returning early with `?` — is rolled back in the
-//!   background and only then returns to the pool: nothing half-written.
+//! - a **write** likewise sends `COMMIT` right behind its one statement: row locks (the
+//!   organization's counters row, say) are held for the server's work only, not for a round
+//!   trip to the client and back. Should the statement fail, PostgreSQL turns that COMMIT into
+//!   a rollback.
+//! - a **transaction** runs any number of statements and ends with [`TenantTx::commit`]
+//!   (awaited). One dropped without commit — a handler returning early with `?` — is rolled
+//!   back in the background and only then returns to the pool: nothing half-written.
 //!
 //! `BEGIN`, `COMMIT` and `ROLLBACK` are prepared statements like the rest (cached per pooled
 //! connection), so the server never parses them again.
@@ -47,6 +52,7 @@ select set_config('app.org_id', $1, true),
 pub(super) enum Kind {
     Read,
     Write,
+    Transaction,
 }
 
 /// A transaction bound to one tenant. Queries go through `db::*` functions.
@@ -58,7 +64,7 @@ pub struct TenantTx {
     ctx_params: [String; 2],
     begin: Statement,
     set_context: Statement,
-    /// `ROLLBACK` for a read, `COMMIT` for a write.
+    /// `ROLLBACK` for a read, `COMMIT` otherwise.
     end: Statement,
     /// BEGIN and the context have been sent (with the first query).
     started: AtomicBool,
@@ -73,7 +79,7 @@ impl TenantTx {
         // that from then on they are sent without a round trip of their own.
         let end = match kind {
             Kind::Read => "ROLLBACK",
-            Kind::Write => "COMMIT",
+            Kind::Write | Kind::Transaction => "COMMIT",
         };
         let (begin, set_context, end) = tokio::try_join!(
             conn.prepare_cached("BEGIN"),
@@ -105,21 +111,21 @@ impl TenantTx {
         Ok(self.conn().prepare_cached(sql).await?)
     }
 
-    /// Runs `statement`, preceded — the first time — by BEGIN and the context (and, for a read,
-    /// followed by ROLLBACK), all sent in the same write. `biased` polls in order, and each
-    /// future sends its message on its first poll, so the order on the wire is fixed; a
-    /// write's later statements find `started` set and follow them.
+    /// Runs `statement`, preceded — the first time — by BEGIN and the context (and, for a read
+    /// or a write, followed by its end), all sent in the same write. `biased` polls in order,
+    /// and each future sends its message on its first poll, so the order on the wire is fixed;
+    /// a transaction's later statements find `started` set and follow them.
     async fn run<T>(&self, statement: impl Future<Output = Result<T, tokio_postgres::Error>>) -> Result<T, DbError> {
         if self.started.swap(true, Ordering::SeqCst) {
-            if self.kind == Kind::Read {
-                return Err(DbError::Misuse("a read sends one statement (or a page and its total)"));
+            if self.kind != Kind::Transaction {
+                return Err(DbError::Misuse("a read or write sends one statement (or several at once)"));
             }
             return Ok(statement.await?);
         }
         let conn = self.conn();
         let params: [&(dyn ToSql + Sync); 2] = [&self.ctx_params[0], &self.ctx_params[1]];
         match self.kind {
-            Kind::Write => {
+            Kind::Transaction => {
                 let (_, _, result) = tokio::try_join!(
                     biased;
                     conn.execute(&self.begin, &[]),
@@ -128,7 +134,7 @@ impl TenantTx {
                 )?;
                 Ok(result)
             }
-            Kind::Read => {
+            Kind::Read | Kind::Write => {
                 let (_, _, result, _) = tokio::try_join!(
                     biased;
                     conn.execute(&self.begin, &[]),
@@ -179,7 +185,7 @@ impl TenantTx {
 
     /// Commits and waits for it: what was written is durable and visible once this returns.
     pub async fn commit(self) -> Result<(), DbError> {
-        debug_assert_eq!(self.kind, Kind::Write, "reads end by themselves");
+        debug_assert_eq!(self.kind, Kind::Transaction, "reads and writes end by themselves");
         if self.started.load(Ordering::SeqCst) {
             self.conn().execute(&self.end, &[]).await?;
         }

@@ -128,9 +128,10 @@ async fn run(ctx: &WorkerCtx, job: &JobMessage) -> anyhow::Result<Result<FileSta
 
     // A second, short transaction: no lock or connection is held while the file is hashed, and
     // the update re-checks everything, so a concurrent duplicate changes nothing twice.
-    let tx = ctx.db.begin(&tenant).await?;
-    let recorded = db::jobs::record_outcome(&tx, job.file_id, status, mime_type, error_message).await?;
-    tx.commit().await?;
+    // Committed in the same round trip: the organization's counters row, which every outcome
+    // of the organization updates, stays locked for the server's work only.
+    let recorded =
+        db::jobs::record_outcome(&ctx.db.write(&tenant).await?, job.file_id, status, mime_type, error_message).await?;
     Ok(if recorded { Ok(status) } else { Err("the file changed while it was being validated") })
 }
 
@@ -139,9 +140,14 @@ async fn run(ctx: &WorkerCtx, job: &JobMessage) -> anyhow::Result<Result<FileSta
 async fn give_up(ctx: &WorkerCtx, job: &JobMessage, error: &str) {
     let reason = format!("validation could not complete after {} attempts", job.attempt);
     let result = async {
-        let tx = ctx.db.begin(&job.tenant()).await?;
-        db::jobs::record_outcome(&tx, job.file_id, FileStatus::Failed, None, Some(&reason)).await?;
-        tx.commit().await
+        db::jobs::record_outcome(
+            &ctx.db.write(&job.tenant()).await?,
+            job.file_id,
+            FileStatus::Failed,
+            None,
+            Some(&reason),
+        )
+        .await
     }
     .await;
     if let Err(e) = result {

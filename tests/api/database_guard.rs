@@ -285,6 +285,45 @@ async fn a_read_ends_its_own_transaction_sends_one_statement_and_never_writes() 
 }
 
 #[tokio::test]
+async fn a_write_commits_with_its_statement_or_leaves_nothing() {
+    let app = spawn_app().await;
+    let (a, b) = two_tenants(&app).await;
+    let db = lib_db(&app, 1);
+    let filename_of = |user: &TestUser| {
+        let org = user.org_id.clone();
+        let app = &app;
+        async move {
+            let row = app
+                .superuser()
+                .await
+                .query_one("select filename from app.files where organization_id = $1::text::uuid", &[&org])
+                .await
+                .unwrap();
+            row.get::<_, String>(0)
+        }
+    };
+
+    // Committed once it returns: no commit() to call.
+    let write = db.write(&ctx(&a)).await.unwrap();
+    assert_eq!(write.execute("update app.files set filename = 'kept'", &[]).await.unwrap(), 1);
+    assert!(write.execute("update app.files set filename = 'twice'", &[]).await.is_err(), "one statement only");
+    drop(write);
+    assert_eq!(filename_of(&a).await, "kept");
+
+    // A statement the policies refuse (moving b's file into a's organization): the COMMIT sent
+    // behind it rolls back, and the connection comes back clean.
+    let write = db.write(&ctx(&b)).await.unwrap();
+    let moved =
+        write.execute("update app.files set filename = 'moved', organization_id = $1::text::uuid", &[&a.org_id]).await;
+    assert!(moved.is_err(), "WITH CHECK refuses the row");
+    drop(write);
+    assert_eq!(filename_of(&b).await, "b.txt");
+    let same_connection = db.system_conn().await.unwrap();
+    let rows = same_connection.query("select current_setting('app.org_id', true)", &[]).await.unwrap();
+    assert_eq!(rows[0].get::<_, Option<String>>(0).as_deref(), Some(""));
+}
+
+#[tokio::test]
 async fn a_cached_prepared_statement_run_as_a_many_times_then_as_b_sees_only_b() {
     let app = spawn_app().await;
     let (a, b) = two_tenants(&app).await;
