@@ -43,6 +43,24 @@ fn lib_db(app: &TestApp, pool_size: usize) -> Db {
     Db::new(url.parse().unwrap(), pool_size, Duration::from_secs(5)).unwrap()
 }
 
+/// The filename of `user`'s organization's one file, as stored (read as superuser).
+async fn stored_filename(app: &TestApp, user: &TestUser) -> String {
+    app.superuser()
+        .await
+        .query_one("select filename from app.files where organization_id = $1::text::uuid", &[&user.org_id])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The tenant setting and the files visible on the pool's (only) connection, checked out again.
+async fn left_on_the_connection(db: &Db) -> (Option<String>, i64) {
+    let conn = db.system_conn().await.unwrap();
+    let rows =
+        conn.query("select current_setting('app.org_id', true), (select count(*) from app.files)", &[]).await.unwrap();
+    (rows[0].get(0), rows[0].get(1))
+}
+
 fn ctx(user: &TestUser) -> TenantCtx {
     TenantCtx {
         org_id: OrgId::from_uuid(user.org_id.parse().unwrap()),
@@ -217,32 +235,15 @@ async fn a_pooled_connection_carries_no_tenant_after_its_transaction() {
     let seen = tx.query("select id from app.files", &[]).await.unwrap();
     assert_eq!(seen.len(), 1);
     tx.commit().await.unwrap();
-
-    let same_connection = db.system_conn().await.unwrap();
-    let rows = same_connection
-        .query("select current_setting('app.org_id', true), pg_backend_pid(), (select count(*) from app.files)", &[])
-        .await
-        .unwrap();
-    assert_eq!(rows[0].get::<_, Option<String>>(0).as_deref(), Some(""), "no tenant left on the connection");
-    assert_eq!(rows[0].get::<_, i64>(2), 0, "and nothing visible through it");
-    drop(same_connection);
+    assert_eq!(left_on_the_connection(&db).await, (Some(String::new()), 0), "no tenant left, nothing visible");
 
     // A transaction dropped without commit (a handler's early return) rolls back and also
     // leaves nothing behind.
     let tx = db.begin(&ctx(&b)).await.unwrap();
     tx.execute("update app.files set filename = 'rolled back'", &[]).await.unwrap();
     drop(tx);
-    let check = db.system_conn().await.unwrap();
-    let setting = check.query("select current_setting('app.org_id', true)", &[]).await.unwrap();
-    assert_eq!(setting[0].get::<_, Option<String>>(0).as_deref(), Some(""));
-    let name: String = app
-        .superuser()
-        .await
-        .query_one("select filename from app.files where organization_id = $1::text::uuid", &[&b.org_id])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(name, "b.txt");
+    assert_eq!(left_on_the_connection(&db).await, (Some(String::new()), 0));
+    assert_eq!(stored_filename(&app, &b).await, "b.txt");
 }
 
 #[tokio::test]
@@ -259,23 +260,8 @@ async fn a_read_ends_its_own_transaction_sends_one_statement_and_never_writes() 
     let second = read.query("select id from app.files", &[]).await;
     assert!(second.is_err(), "a read sends one statement; a second one is refused, not sent outside the transaction");
     drop(read);
-
-    let same_connection = db.system_conn().await.unwrap();
-    let rows = same_connection
-        .query("select current_setting('app.org_id', true), (select count(*) from app.files)", &[])
-        .await
-        .unwrap();
-    assert_eq!(rows[0].get::<_, Option<String>>(0).as_deref(), Some(""), "no tenant left on the connection");
-    assert_eq!(rows[0].get::<_, i64>(1), 0);
-    drop(same_connection);
-    let name: String = app
-        .superuser()
-        .await
-        .query_one("select filename from app.files where organization_id = $1::text::uuid", &[&a.org_id])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(name, "a.txt");
+    assert_eq!(left_on_the_connection(&db).await, (Some(String::new()), 0), "no tenant left, nothing visible");
+    assert_eq!(stored_filename(&app, &a).await, "a.txt");
 
     // And an unfiltered read through it sees one tenant.
     let read = db.read(&ctx(&a)).await.unwrap();
@@ -289,26 +275,13 @@ async fn a_write_commits_with_its_statement_or_leaves_nothing() {
     let app = spawn_app().await;
     let (a, b) = two_tenants(&app).await;
     let db = lib_db(&app, 1);
-    let filename_of = |user: &TestUser| {
-        let org = user.org_id.clone();
-        let app = &app;
-        async move {
-            let row = app
-                .superuser()
-                .await
-                .query_one("select filename from app.files where organization_id = $1::text::uuid", &[&org])
-                .await
-                .unwrap();
-            row.get::<_, String>(0)
-        }
-    };
 
     // Committed once it returns: no commit() to call.
     let write = db.write(&ctx(&a)).await.unwrap();
     assert_eq!(write.execute("update app.files set filename = 'kept'", &[]).await.unwrap(), 1);
     assert!(write.execute("update app.files set filename = 'twice'", &[]).await.is_err(), "one statement only");
     drop(write);
-    assert_eq!(filename_of(&a).await, "kept");
+    assert_eq!(stored_filename(&app, &a).await, "kept");
 
     // A statement the policies refuse (moving b's file into a's organization): the COMMIT sent
     // behind it rolls back, and the connection comes back clean.
@@ -317,10 +290,8 @@ async fn a_write_commits_with_its_statement_or_leaves_nothing() {
         write.execute("update app.files set filename = 'moved', organization_id = $1::text::uuid", &[&a.org_id]).await;
     assert!(moved.is_err(), "WITH CHECK refuses the row");
     drop(write);
-    assert_eq!(filename_of(&b).await, "b.txt");
-    let same_connection = db.system_conn().await.unwrap();
-    let rows = same_connection.query("select current_setting('app.org_id', true)", &[]).await.unwrap();
-    assert_eq!(rows[0].get::<_, Option<String>>(0).as_deref(), Some(""));
+    assert_eq!(stored_filename(&app, &b).await, "b.txt");
+    assert_eq!(left_on_the_connection(&db).await, (Some(String::new()), 0));
 }
 
 #[tokio::test]
