@@ -1,10 +1,10 @@
 //! THE way to reach tenant rows.
 //!
-//! [`Db::read`](super::Db::read) and [`Db::begin`](super::Db::begin) hand out a [`TenantTx`]:
-//! a pooled connection with a tenant context, and nothing else. Its first query is sent
-//! together with `BEGIN` and `select set_config('app.org_id', $1, true), set_config('app.user_id',
-//! $2, true)` (bound parameters, transaction scope) in one write, so every query runs inside the
-//! transaction, under the RLS policies for that organization. The settings die with the
+//! [`Db::read`](super::Db::read), [`Db::write`](super::Db::write) and
+//! [`Db::begin`](super::Db::begin) hand out a [`TenantTx`]: a pooled connection with a tenant
+//! context, and nothing else. Its first query is sent together with `BEGIN` and the context
+//! ([`SET_TENANT_CONTEXT`]: bound parameters, transaction scope) in one write, so every query
+//! runs inside the transaction, under the RLS policies for that organization. The settings die with the
 //! transaction: a pooled connection never carries one request's tenant into the next.
 //!
 //! Three kinds, so that what can be sent at once costs one round trip and one wake-up of the
