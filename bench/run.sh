@@ -29,22 +29,22 @@ p50, p99 = ms("50"), ms("99")
 print(f"{rps:.0f} {p50:.2f} {p99:.2f}")'
 }
 # pgbench: prints tps
-pgbench_run() { # script org user file keyhash
+pgbench_run() { # script org user file keyhash [total: 0 replays the list page without its total]
   "$PGBENCH" -n -M prepared -c"$CONNECTIONS" -j2 -T"$DURATION" -f "bench/pgbench/$1.sql" \
-    -D org="$2" -D usr="$3" -D file="$4" -D keyhash="$5" "$APP_URL" 2>&1 \
+    -D org="$2" -D usr="$3" -D file="$4" -D keyhash="$5" -D total="${6:-1}" "$APP_URL" 2>&1 \
     | python3 -c 'import re,sys; out=sys.stdin.read(); m=re.search(r"tps = ([\d.]+)", out); print(f"{float(m.group(1)):.0f}" if m else sys.exit(out))'
 }
 
 declare -A RESULT
-measure() { # name path cookie script org user keyhash [ceiling_script]
+measure() { # name path cookie script org user keyhash [total]
   log "wrk $2 (after a 2 s warm-up: pool connections, prepared statements)"
   wrk -t2 -c"$CONNECTIONS" -d2s -H "Cookie: $3" "$API$2" >/dev/null
   RESULT[$1]=$(wrk_run "$2" "$3")
-  log "pgbench ${8:-$4}"
-  RESULT[$1_ceiling]=$(pgbench_run "${8:-$4}" "$5" "$6" "$FILE_A" "$7")
+  log "pgbench $4${8:+ (total=$8)}"
+  RESULT[$1_ceiling]=$(pgbench_run "$4" "$5" "$6" "$FILE_A" "$7" "${8:-1}")
 }
 measure detail "/api/files/$FILE_A" "$COOKIE_A" detail "$ORG_A" "$USER_A" "$KEYHASH_A"
-measure list "/api/files?page=1&limit=20" "$COOKIE_A" list "$ORG_A" "$USER_A" "$KEYHASH_A" list_page_only
+measure list "/api/files?page=1&limit=20" "$COOKIE_A" list "$ORG_A" "$USER_A" "$KEYHASH_A" 0 # ceiling: the page query alone
 measure me "/api/auth/me" "$COOKIE_A" me "$ORG_A" "$USER_A" "$KEYHASH_A"
 log "wrk list, 1,000,000-file organization"
 wrk -t2 -c"$CONNECTIONS" -d2s -H "Cookie: $COOKIE_C" "$API/api/files?page=1&limit=20" >/dev/null

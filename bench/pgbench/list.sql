@@ -1,4 +1,5 @@
--- GET /api/files?page=1&limit=20 (with total).
+-- GET /api/files?page=1&limit=20, with its total; `-D total=0` leaves the total out (the ceiling
+-- the list target compares with: the page query alone, same round trips).
 select state, user_id, organization_id, role from app.session_load(:keyhash::bytea);
 \startpipeline
 begin;
@@ -10,10 +11,10 @@ select f.id, f.filename, f.file_size_bytes, f.mime_type, f.sha256, f.status,
   join app.users u on u.id = f.uploaded_by
  where f.organization_id = :org::uuid
    and f.deleted_at is null
-   and (null::text is null or f.status = null::text)
  order by f.uploaded_at desc, f.id desc
  limit 20
 offset 0;
+\if :total
 select case null::text
          when 'pending' then files_pending
          when 'ready' then files_ready
@@ -22,5 +23,6 @@ select case null::text
        end
   from app.organizations
  where id = :org::uuid;
+\endif
 rollback;
 \endpipeline

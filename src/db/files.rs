@@ -109,9 +109,9 @@ pub struct Page {
 pub async fn list_page(tx: &TenantTx, status: Option<FileStatus>, limit: i64, offset: i64) -> Result<Page, DbError> {
     let org_id = tx.ctx().org_id;
     let status = status.map(FileStatus::as_str);
-    // Two texts, not `($4 is null or f.status = $4)`: with a parameter that is sometimes null,
-    // PostgreSQL finds each custom plan cheaper than the generic one and so parses, inlines
-    // and plans the query again on every call (measured: most of the server's time per list).
+    // Two texts, not `($4 is null or f.status = $4)`: the plan is generic (see `db::tenant`),
+    // and a generic plan for that OR cannot use the (organization, status, uploaded_at) index,
+    // so a filtered page in a large organization would scan all its files.
     let (page_sql, page_params): (&str, &[&(dyn ToSql + Sync)]) = match &status {
         None => (
             select_files!(

@@ -1,8 +1,8 @@
-//! The database layer: the pool (private), the two ways to get a connection, and SQLSTATE →
+//! The database layer: the pool (private), the ways to get a connection, and SQLSTATE →
 //! [`DbError`] mapping. SQL text lives in the resource modules, one function per query.
 //!
-//! Handlers never see the pool. They get a [`TenantTx`] from [`Db::begin`], bound to a tenant
-//! context before any query runs; the few cross-tenant needs go
+//! Handlers never see the pool. They get a [`TenantTx`] from [`Db::read`], [`Db::write`] or
+//! [`Db::begin`], bound to a tenant context before any query runs; the few cross-tenant needs go
 //! through [`SystemConn`], whose queries can only usefully call the SECURITY DEFINER registry
 //! (without a tenant context, every tenant table reads as empty).
 
