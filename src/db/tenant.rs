@@ -185,7 +185,9 @@ impl TenantTx {
 
     /// Commits and waits for it: what was written is durable and visible once this returns.
     pub async fn commit(self) -> Result<(), DbError> {
-        debug_assert_eq!(self.kind, Kind::Transaction, "reads and writes end by themselves");
+        if self.kind != Kind::Transaction {
+            return Err(DbError::Misuse("reads and writes end by themselves; only a transaction commits"));
+        }
         if self.started.load(Ordering::SeqCst) {
             self.conn().execute(&self.end, &[]).await?;
         }

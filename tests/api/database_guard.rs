@@ -280,7 +280,7 @@ async fn a_write_commits_with_its_statement_or_leaves_nothing() {
     let write = db.write(&ctx(&a)).await.unwrap();
     assert_eq!(write.execute("update app.files set filename = 'kept'", &[]).await.unwrap(), 1);
     assert!(write.execute("update app.files set filename = 'twice'", &[]).await.is_err(), "one statement only");
-    drop(write);
+    assert!(write.commit().await.is_err(), "it has no commit of its own to send");
     assert_eq!(stored_filename(&app, &a).await, "kept");
 
     // A statement the policies refuse (moving b's file into a's organization): the COMMIT sent
