@@ -174,6 +174,16 @@ pub struct Config {
     #[arg(long, env = "LOGIN_WINDOW_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u32).range(1..))]
     pub login_window_seconds: u32,
 
+    /// Sign-in requests (login and register together) one client address may make per minute,
+    /// on average; protects this process's bcrypt slots from anonymous floods.
+    #[arg(long, env = "AUTH_RATE_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_rate_per_minute: u32,
+
+    /// How many sign-in requests one client address may make in a burst before the per-minute
+    /// rate applies.
+    #[arg(long, env = "AUTH_RATE_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_rate_burst: u32,
+
     /// Log output format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

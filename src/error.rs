@@ -34,6 +34,9 @@ pub enum ApiError {
     UnsupportedMediaType(&'static str),
     #[error("too many failed login attempts; try again later")]
     TooManyAttempts,
+    /// Too many requests from one client address (per-process limit on sign-in endpoints).
+    #[error("too many requests from this address; slow down")]
+    RateLimited,
     #[error("service temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
     /// Readiness: the named dependencies do not answer.
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::Conflict { code, .. } | ApiError::TooLarge { code, .. } => code,
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::TooManyAttempts => "too_many_attempts",
+            ApiError::RateLimited => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotReady(_) => "not_ready",
             ApiError::Internal(_) => "internal_error",
@@ -91,7 +95,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyAttempts | ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub jobs_processed: IntCounterVec,
     pub job_duration: HistogramVec,
     pub outbox_backlog: IntGauge,
+    pub broker_up: IntGauge,
 }
 
 /// The process's metrics.
@@ -62,6 +63,8 @@ impl Metrics {
         .expect("valid metric");
         let outbox_backlog = IntGauge::new("outbox_backlog", "Validation jobs waiting in the outbox to be published")
             .expect("valid metric");
+        let broker_up = IntGauge::new("broker_up", "1 while this process's connection to RabbitMQ is open, else 0")
+            .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -70,6 +73,7 @@ impl Metrics {
             Box::new(jobs_processed.clone()),
             Box::new(job_duration.clone()),
             Box::new(outbox_backlog.clone()),
+            Box::new(broker_up.clone()),
         ] {
             registry.register(collector).expect("metric registered once");
         }
@@ -82,6 +86,7 @@ impl Metrics {
             jobs_processed,
             job_duration,
             outbox_backlog,
+            broker_up,
         }
     }
 

@@ -10,13 +10,15 @@ use actix_web::{
 };
 use anyhow::Context;
 use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
 use utoipa_actix_web::AppExt;
 
 use crate::{
     auth::{password, session::PgSessionStore},
     config::Config,
-    http::{self, AppState},
+    http::{self, AppState, ClientLimiter},
+    queue::BrokerStatus,
     telemetry::ApiRootSpan,
 };
 
@@ -28,6 +30,8 @@ const DEV_COOKIE_NAME: &str = "tf_session";
 pub struct Application {
     port: u16,
     server: Server,
+    /// Stops the process's background tasks (the broker monitor) once the server has stopped.
+    stop: CancellationToken,
 }
 
 impl Application {
@@ -51,8 +55,19 @@ impl Application {
         let secure = config.cookie_secure();
         let cookie_name = if secure { SECURE_COOKIE_NAME } else { DEV_COOKIE_NAME };
         let openapi_json: Arc<str> = http::openapi().to_pretty_json()?.into();
-        let state =
-            web::Data::new(AppState { db: db.clone(), store, config: Arc::new(config), decoy_hash, openapi_json });
+        let sign_in_limiter = ClientLimiter::from_config(&config);
+        let stop = CancellationToken::new();
+        let broker = BrokerStatus::default();
+        broker.watch(config.amqp_url.clone(), stop.clone());
+        let state = web::Data::new(AppState {
+            db: db.clone(),
+            store,
+            config: Arc::new(config),
+            decoy_hash,
+            openapi_json,
+            sign_in_limiter,
+            broker,
+        });
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(PgSessionStore::new(db.clone()), key.clone())
                 .cookie_name(cookie_name.to_owned())
@@ -77,7 +92,7 @@ impl Application {
         .shutdown_timeout(shutdown_timeout)
         .listen(listener)?
         .run();
-        Ok(Self { port, server })
+        Ok(Self { port, server, stop })
     }
 
     pub fn port(&self) -> u16 {
@@ -85,6 +100,8 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        self.stop.cancel();
+        served
     }
 }

@@ -143,6 +143,12 @@ impl Db {
         TenantTx::new(self.pool.get().await?, ctx, tenant::Kind::Read).await
     }
 
+    /// Whether the database answers a query as the app role within `timeout` (readiness).
+    pub async fn reachable(&self, timeout: Duration) -> bool {
+        let ping = async { system::ping(&self.system_conn().await?).await };
+        matches!(tokio::time::timeout(timeout, ping).await, Ok(Ok(())))
+    }
+
     /// A connection without tenant context, for the SECURITY DEFINER registry.
     pub async fn system_conn(&self) -> Result<SystemConn, DbError> {
         Ok(SystemConn(self.pool.get().await?))

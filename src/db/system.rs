@@ -80,11 +80,11 @@ pub async fn session_delete(conn: &SystemConn, key_hash: &[u8]) -> Result<(), Db
     Ok(())
 }
 
-/// A login candidate. The user fields are `None` when no user has this email; the failure
-/// count is there either way.
-pub struct LoginCandidate {
+/// A login attempt, counted before the password is checked. The user fields are `None` when no
+/// user has this email; `allowed` is false once the email used up its attempts in the window.
+pub struct LoginAttempt {
     pub user: Option<LoginUser>,
-    pub recent_failures: i32,
+    pub allowed: bool,
 }
 
 pub struct LoginUser {
@@ -95,17 +95,24 @@ pub struct LoginUser {
     pub is_active: bool,
 }
 
-pub async fn login_lookup(conn: &SystemConn, email: &str, window_seconds: i64) -> Result<LoginCandidate, DbError> {
+/// Takes one of the email's `max_attempts` slots in the window, atomically (concurrent attempts
+/// for one email queue on its throttling row), and returns who the email belongs to.
+pub async fn login_attempt(
+    conn: &SystemConn,
+    email: &str,
+    window_seconds: i64,
+    max_attempts: i32,
+) -> Result<LoginAttempt, DbError> {
     let rows = conn
         .query(
             r#"
-            select user_id, organization_id, password_hash, role, is_active, recent_failures
-              from app.login_lookup($1, $2)
+            select user_id, organization_id, password_hash, role, is_active, allowed
+              from app.login_attempt($1, $2, $3)
             "#,
-            &[&email, &window_seconds],
+            &[&email, &window_seconds, &max_attempts],
         )
         .await?;
-    let row = rows.first().ok_or_else(|| DbError::Decode(anyhow::anyhow!("login_lookup returned no row")))?;
+    let row = rows.first().ok_or_else(|| DbError::Decode(anyhow::anyhow!("login_attempt returned no row")))?;
     let user = match decode(row.try_get::<_, Option<uuid::Uuid>>("user_id"))? {
         None => None,
         Some(user_id) => Some(LoginUser {
@@ -116,20 +123,24 @@ pub async fn login_lookup(conn: &SystemConn, email: &str, window_seconds: i64) -
             is_active: decode(row.try_get("is_active"))?,
         }),
     };
-    Ok(LoginCandidate { user, recent_failures: decode(row.try_get("recent_failures"))? })
+    Ok(LoginAttempt { user, allowed: decode(row.try_get("allowed"))? })
 }
 
-/// Counts a failed login for this email, or clears the count after a success, and records
-/// the attempt in the audit log of the email's organization.
-pub async fn login_record(
-    conn: &SystemConn,
-    email: &str,
-    success: bool,
-    window_seconds: i64,
-    request_id: &str,
-) -> Result<(), DbError> {
-    conn.query("select app.login_record($1, $2, $3, $4)", &[&email, &success, &window_seconds, &request_id]).await?;
+/// After the password check: a success gives the email its attempts back; either way the
+/// attempt goes to the audit log of the email's organization.
+pub async fn login_finish(conn: &SystemConn, email: &str, success: bool, request_id: &str) -> Result<(), DbError> {
+    conn.query("select app.login_finish($1, $2, $3)", &[&email, &success, &request_id]).await?;
     Ok(())
+}
+
+/// Removes expired sessions and finished throttling windows, at most `limit` of each; returns
+/// how many rows went.
+pub async fn prune_expired(conn: &SystemConn, login_window_seconds: i64, limit: i32) -> Result<i32, DbError> {
+    let row = conn
+        .query_opt("select app.prune_expired($1, $2) as pruned", &[&login_window_seconds, &limit])
+        .await?
+        .ok_or_else(|| DbError::Decode(anyhow::anyhow!("prune_expired returned no row")))?;
+    decode(row.try_get("pruned"))
 }
 
 /// Who a bearer token acts as, right now: `None` once it expired or was revoked, or its user
@@ -144,6 +155,16 @@ pub async fn token_load(conn: &SystemConn, token_hash: &[u8]) -> Result<Option<(
         ))
     })
     .transpose()
+}
+
+/// Whether an invitation token is usable by `email` right now (checked before the password is
+/// hashed, so a bad token costs no bcrypt time).
+pub async fn invitation_valid(conn: &SystemConn, token_hash: &[u8], email: &str) -> Result<bool, DbError> {
+    let row = conn
+        .query_opt("select app.invitation_valid($1, $2) as valid", &[&token_hash, &email])
+        .await?
+        .ok_or_else(|| DbError::Decode(anyhow::anyhow!("invitation_valid returned no row")))?;
+    decode(row.try_get("valid"))
 }
 
 /// Consumes an invitation for `email` and creates the user; `None` when the token is unknown,

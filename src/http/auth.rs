@@ -68,7 +68,8 @@ struct MeResponse {
         BodyErrors,
         (status = 201, description = "Signed in (session cookie set)", body = SignedInResponse),
         (status = 409, description = "`organization_name_taken` or `email_taken`", body = ErrorBody),
-        )
+        (status = 429, description = "`rate_limited`: too many sign-ins from this address", body = ErrorBody),
+    )
 )]
 #[post("/register")]
 #[tracing::instrument(skip_all)]
@@ -78,16 +79,25 @@ async fn register(
     req: HttpRequest,
     body: web::Json<RegisterRequest>,
 ) -> ApiResult {
+    state.sign_in_limiter.check(client_address(&req))?;
     let body = body.into_inner();
     let email = Email::parse(&body.email)?;
     let target = match (body.organization_name, body.invitation_token) {
         (Some(name), None) => Join::NewOrganization(OrgName::parse(&name)?),
-        (None, Some(token)) => Join::Invitation(token),
+        (None, Some(token)) => Join::Invitation(token::digest(token.trim())),
         _ => {
             return Err(ApiError::invalid("invalid_body", "give either organization_name or invitation_token"));
         }
     };
-    let password_hash = password::hash(Password::parse(body.password)?, state.config.bcrypt_cost).await?;
+    let password = Password::parse(body.password)?;
+    if let Join::Invitation(digest) = &target {
+        // Before the password is hashed: a bad token costs no bcrypt time.
+        let conn = state.db.system_conn().await?;
+        if !system::invitation_valid(&conn, digest, email.as_str()).await? {
+            return Err(invalid_invitation());
+        }
+    }
+    let password_hash = password::hash(password, state.config.bcrypt_cost).await?;
     let user_id = UserId::new();
     let (org_id, role) = match target {
         Join::NewOrganization(name) => {
@@ -100,17 +110,12 @@ async fn register(
             tx.commit().await?;
             (ctx.org_id, Role::Owner)
         }
-        Join::Invitation(token) => {
+        Join::Invitation(digest) => {
             let conn = state.db.system_conn().await?;
-            let digest = token::digest(token.trim());
+            // Checked again as it is consumed: another registration may have taken it meanwhile.
             system::invitation_accept(&conn, &digest, email.as_str(), user_id, &password_hash, &request_id(&req))
                 .await?
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        "invalid_invitation",
-                        "the invitation is unknown, used, expired or for another email",
-                    )
-                })?
+                .ok_or_else(invalid_invitation)?
         }
     };
 
@@ -131,11 +136,23 @@ struct SuccessResponse {
 
 enum Join {
     NewOrganization(OrgName),
-    Invitation(String),
+    /// The SHA-256 of the invitation token.
+    Invitation(Vec<u8>),
+}
+
+fn invalid_invitation() -> ApiError {
+    ApiError::invalid("invalid_invitation", "the invitation is unknown, used, expired or for another email")
+}
+
+/// The TCP peer's address (see `throttle` for why not a forwarded header).
+fn client_address(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    req.peer_addr().map(|addr| addr.ip())
 }
 
 /// Unknown email, wrong password and deactivated user answer the same 401 after the same
-/// bcrypt work; too many recent failures for the email answer 429 before any work.
+/// bcrypt work. Every attempt is counted before the password is checked: once an email has
+/// used its attempts in the window without a success, 429 before any work (`too_many_attempts`);
+/// too many sign-ins from one address, 429 `rate_limited`.
 #[utoipa::path(
     tag = "auth",
     request_body = LoginRequest,
@@ -143,7 +160,7 @@ enum Join {
         BodyErrors,
         (status = 200, description = "Signed in (a new session cookie)", body = SignedInResponse),
         (status = 401, description = "`invalid_credentials`", body = ErrorBody),
-        (status = 429, description = "`too_many_attempts`", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts` (this email) or `rate_limited` (this address)", body = ErrorBody),
     )
 )]
 #[post("/login")]
@@ -154,23 +171,25 @@ async fn login(
     req: HttpRequest,
     body: web::Json<LoginRequest>,
 ) -> ApiResult {
+    state.sign_in_limiter.check(client_address(&req))?;
     let LoginRequest { email, password } = body.into_inner();
     let email = email.trim().to_owned();
     let window = i64::from(state.config.login_window_seconds);
+    let max_attempts = i32::try_from(state.config.login_max_failures).unwrap_or(i32::MAX);
 
-    let candidate = {
+    let attempt = {
         let conn = state.db.system_conn().await?;
-        system::login_lookup(&conn, &email, window).await?
+        system::login_attempt(&conn, &email, window, max_attempts).await?
     }; // the connection goes back to the pool before the slow hash check
-    if candidate.recent_failures >= state.config.login_max_failures as i32 {
+    if !attempt.allowed {
         return Err(ApiError::TooManyAttempts);
     }
-    let stored_hash = candidate.user.as_ref().map_or(&state.decoy_hash, |u| &u.password_hash);
+    let stored_hash = attempt.user.as_ref().map_or(&state.decoy_hash, |u| &u.password_hash);
     let password_matches = password::verify(password, stored_hash.clone()).await?;
 
-    let signed_in = candidate.user.filter(|user| password_matches && user.is_active);
+    let signed_in = attempt.user.filter(|user| password_matches && user.is_active);
     let conn = state.db.system_conn().await?;
-    system::login_record(&conn, &email, signed_in.is_some(), window, &request_id(&req)).await?;
+    system::login_finish(&conn, &email, signed_in.is_some(), &request_id(&req)).await?;
     let user = signed_in.ok_or(ApiError::InvalidCredentials)?;
 
     let csrf_token = session::start(&session, user.user_id)?;

@@ -5,6 +5,7 @@ mod extract;
 mod files;
 mod ops;
 mod org;
+mod throttle;
 mod tokens;
 
 use std::sync::Arc;
@@ -18,12 +19,14 @@ use actix_web::{
 };
 
 pub use extract::Authed;
+pub use throttle::ClientLimiter;
 use utoipa_actix_web::{scope, service_config::ServiceConfig};
 
 use crate::{
     config::Config,
     db::{Db, DbError},
     error::ApiError,
+    queue::BrokerStatus,
     storage::FileStore,
     telemetry::{RequestId, RequestStart},
 };
@@ -40,6 +43,10 @@ pub struct AppState {
     pub decoy_hash: String,
     /// The OpenAPI document, generated once at start from the routes.
     pub openapi_json: Arc<str>,
+    /// Per-address limit on login and register.
+    pub sign_in_limiter: ClientLimiter,
+    /// The broker as this process last saw it (reported, not required: see `http::ops`).
+    pub broker: BrokerStatus,
 }
 
 /// Document-level OpenAPI settings; the paths and schemas come from the handlers.

@@ -10,7 +10,6 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{ApiResult, AppState};
 use crate::{
-    db::system,
     error::{ApiError, ErrorBody},
     metrics::METRICS,
 };
@@ -30,7 +29,8 @@ struct Health {
 #[derive(Serialize, ToSchema)]
 struct Readiness {
     status: String,
-    /// `ok` per dependency.
+    /// `ok` per dependency the api needs; `broker` is `ok` or `unreachable` and never fails
+    /// readiness (uploads wait in the outbox while it is away).
     #[schema(value_type = Object)]
     checks: serde_json::Value,
 }
@@ -56,29 +56,16 @@ async fn openapi(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(state.openapi_json.to_string())
 }
 
-/// The database (as the app role) and the broker answer; 503 naming the one that does not.
+/// Ready when what the api needs answers: the database, as the app role (503 naming it
+/// otherwise). The broker's state is reported beside it, from the process's one monitoring
+/// connection; the api does not need the broker to serve (uploads wait in the outbox).
 #[utoipa::path(tag = "operations", responses((status = 200, body = Readiness), (status = 503, description = "`not_ready`", body = ErrorBody)))]
 #[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> ApiResult {
-    let database = tokio::time::timeout(PROBE_TIMEOUT, async {
-        let conn = state.db.system_conn().await?;
-        system::ping(&conn).await
-    });
-    let broker = tokio::time::timeout(PROBE_TIMEOUT, async {
-        let connection =
-            lapin::Connection::connect(&state.config.amqp_url, lapin::ConnectionProperties::default()).await?;
-        connection.close(200, "readiness probe".into()).await
-    });
-    let (database, broker) = tokio::join!(database, broker);
-    let database_ok = matches!(database, Ok(Ok(())));
-    let broker_ok = matches!(broker, Ok(Ok(())));
-    let failing: Vec<&str> = [("database", database_ok), ("broker", broker_ok)]
-        .into_iter()
-        .filter_map(|(name, ok)| (!ok).then_some(name))
-        .collect();
-    if !failing.is_empty() {
-        return Err(ApiError::NotReady(failing.join(", ")));
+    if !state.db.reachable(PROBE_TIMEOUT).await {
+        return Err(ApiError::NotReady("database".into()));
     }
+    let broker = if state.broker.is_up() { "ok" } else { "unreachable" };
     Ok(HttpResponse::Ok()
-        .json(Readiness { status: "ready".into(), checks: json!({ "database": "ok", "broker": "ok" }) }))
+        .json(Readiness { status: "ready".into(), checks: json!({ "database": "ok", "broker": broker }) }))
 }

@@ -16,6 +16,7 @@
 //! One retry queue per delay: TTLs in a single queue only expire at its head, so mixing delays
 //! in one queue would hold short retries behind long ones.
 
+mod monitor;
 mod publisher;
 
 use lapin::{
@@ -24,6 +25,7 @@ use lapin::{
     Channel, Connection, ConnectionProperties, ExchangeKind,
 };
 
+pub use monitor::BrokerStatus;
 pub use publisher::Publisher;
 
 use crate::config::Config;

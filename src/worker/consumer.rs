@@ -2,7 +2,7 @@
 //! unacknowledged at once, which also bounds the jobs in progress), processes each, and settles
 //! it only after its outcome is committed (at-least-once; processing is idempotent).
 
-use std::sync::Arc;
+use std::sync::{atomic::Ordering, Arc};
 
 use futures_util::StreamExt;
 use lapin::{
@@ -59,6 +59,7 @@ async fn consume(ctx: &Arc<WorkerCtx>, shutdown: &CancellationToken, backoff: &m
         .await?;
     backoff.reset();
     tracing::info!(queue = %ctx.topology.work_queue, consumer = %tag, "consuming validation jobs");
+    ctx.consuming.store(true, Ordering::Relaxed);
 
     let mut in_flight = JoinSet::new();
     let ended = loop {
@@ -79,6 +80,7 @@ async fn consume(ctx: &Arc<WorkerCtx>, shutdown: &CancellationToken, backoff: &m
             },
         }
     };
+    ctx.consuming.store(false, Ordering::Relaxed);
     // Finish the jobs in hand (their acks need this channel), then close it. Deliveries the
     // broker sent but we did not start go back to the queue when the channel closes.
     while let Some(finished) = in_flight.join_next().await {

@@ -1,5 +1,6 @@
-//! Periodic housekeeping: removes the bytes of soft-deleted files, and gives files stuck in
-//! `pending` (a lost message, a crash between steps) a new job.
+//! Periodic housekeeping: removes the bytes of soft-deleted files, gives files stuck in
+//! `pending` (a lost message, a crash between steps) a new job, and prunes expired sessions
+//! and finished login-throttling windows so those tables do not only grow.
 
 use std::{sync::Arc, time::Duration};
 
@@ -18,6 +19,9 @@ pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
         }
         if let Err(e) = requeue_stale(&ctx).await {
             tracing::warn!(error = format!("{e:#}"), "pending sweep failed; will retry");
+        }
+        if let Err(e) = prune_expired(&ctx).await {
+            tracing::warn!(error = format!("{e:#}"), "pruning expired sessions failed; will retry");
         }
     }
 }
@@ -39,12 +43,25 @@ pub async fn purge_deleted(ctx: &WorkerCtx) -> anyhow::Result<usize> {
     Ok(ids.len())
 }
 
+/// Gives stuck pending files a new job, or marks them failed when their uploader was
+/// deactivated (no job could be authorized for them any more); returns how many it settled.
 pub async fn requeue_stale(ctx: &WorkerCtx) -> anyhow::Result<i32> {
     let conn = ctx.db.system_conn().await?;
     let after = i64::try_from(ctx.config.pending_sweep_after_seconds).unwrap_or(i64::MAX);
-    let queued = system::requeue_stale_pending(&conn, after, BATCH).await?;
-    if queued > 0 {
-        tracing::warn!(queued, "re-enqueued files stuck in pending");
+    let settled = system::requeue_stale_pending(&conn, after, BATCH).await?;
+    if settled > 0 {
+        tracing::warn!(settled, "re-enqueued (or failed, for deactivated uploaders) files stuck in pending");
     }
-    Ok(queued)
+    Ok(settled)
+}
+
+/// One bounded batch each of expired sessions and finished throttling windows; the loop's next
+/// round takes the next batch.
+pub async fn prune_expired(ctx: &WorkerCtx) -> anyhow::Result<i32> {
+    let conn = ctx.db.system_conn().await?;
+    let pruned = system::prune_expired(&conn, i64::from(ctx.config.login_window_seconds), BATCH).await?;
+    if pruned > 0 {
+        tracing::info!(pruned, "pruned expired sessions and login windows");
+    }
+    Ok(pruned)
 }

@@ -9,14 +9,20 @@ mod maintenance;
 mod relay;
 mod validate;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 pub use job::{JobMessage, Outcome};
 
-use crate::{config::Config, db::Db, queue::Topology, storage::FileStore};
+use crate::{config::Config, db::Db, error::ApiError, queue::Topology, storage::FileStore};
 
 /// What the worker's tasks share.
 pub struct WorkerCtx {
@@ -24,13 +30,15 @@ pub struct WorkerCtx {
     pub db: Db,
     pub store: FileStore,
     pub topology: Topology,
+    /// Whether the consumer is attached to the work queue: the worker's readiness.
+    pub consuming: Arc<AtomicBool>,
 }
 
 impl WorkerCtx {
     pub fn new(config: Config) -> anyhow::Result<Self> {
         let (db, store) = config.open_db_and_store()?;
         let topology = Topology::from_config(&config);
-        Ok(Self { config: Arc::new(config), db, store, topology })
+        Ok(Self { config: Arc::new(config), db, store, topology, consuming: Arc::default() })
     }
 
     /// How long to wait before retrying attempt `attempt` (1-based); the last delay repeats.
@@ -46,7 +54,7 @@ pub async fn run_worker_until_stopped(config: Config, shutdown: CancellationToke
     let ctx = Arc::new(WorkerCtx::new(config)?);
     tracing::info!(queue = %ctx.topology.work_queue, "worker starting");
     let metrics = match ctx.config.metrics_bind {
-        Some(addr) => Some(serve_metrics(addr, ctx.db.clone(), shutdown.clone())?),
+        Some(addr) => Some(serve_metrics(addr, ctx.clone(), shutdown.clone())?),
         None => None,
     };
     tokio::join!(
@@ -61,31 +69,31 @@ pub async fn run_worker_until_stopped(config: Config, shutdown: CancellationToke
     Ok(())
 }
 
-/// `/metrics` and `/healthz` for a worker-only process, stopped with the worker.
+/// `/metrics`, `/healthz` and `/readyz` for a worker-only process, stopped with the worker.
+/// Ready means able to work: the database answers and the consumer is attached to its queue.
 fn serve_metrics(
     addr: std::net::SocketAddr,
-    db: Db,
+    ctx: Arc<WorkerCtx>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     use actix_web::{web, App, HttpResponse, HttpServer};
+    let ctx = web::Data::from(ctx);
     let server = HttpServer::new(move || {
-        let db = db.clone();
         App::new()
+            .app_data(ctx.clone())
             .route(
                 "/metrics",
-                web::get().to(move || {
-                    let db = db.clone();
-                    async move {
-                        HttpResponse::Ok()
-                            .content_type("text/plain; version=0.0.4")
-                            .body(crate::metrics::METRICS.scrape(&db).await)
-                    }
+                web::get().to(|ctx: web::Data<WorkerCtx>| async move {
+                    HttpResponse::Ok()
+                        .content_type("text/plain; version=0.0.4")
+                        .body(crate::metrics::METRICS.scrape(&ctx.db).await)
                 }),
             )
             .route(
                 "/healthz",
                 web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({ "status": "ok" })) }),
             )
+            .route("/readyz", web::get().to(readiness))
     })
     .workers(1)
     .disable_signals()
@@ -99,6 +107,24 @@ fn serve_metrics(
     });
     Ok(tokio::spawn(server))
 }
+
+async fn readiness(ctx: actix_web::web::Data<WorkerCtx>) -> Result<actix_web::HttpResponse, ApiError> {
+    let database = ctx.db.reachable(READINESS_TIMEOUT).await;
+    let consuming = ctx.consuming.load(Ordering::Relaxed);
+    let failing: Vec<&str> = [("database", database), ("broker", consuming)]
+        .into_iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(name, _)| name)
+        .collect();
+    if !failing.is_empty() {
+        return Err(ApiError::NotReady(failing.join(", ")));
+    }
+    let checks = serde_json::json!({ "database": "ok", "broker": "ok" });
+    Ok(actix_web::HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "checks": checks })))
+}
+
+/// How long the readiness probe waits for the database.
+const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Sleeps, or returns `false` at once when shutdown is requested.
 async fn pause(shutdown: &CancellationToken, duration: Duration) -> bool {

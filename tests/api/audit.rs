@@ -91,7 +91,7 @@ const WEAKNESSES: &[(&str, &str)] = &[
     ("alter function app.session_delete(bytea) reset search_path", "definer_functions"),
     ("alter function app.session_delete(bytea) owner to tenant_files_owner", "definer_functions"),
     ("grant select on app.files to public", "public_grants"),
-    ("grant execute on function app.login_lookup(text, bigint) to public", "public_grants"),
+    ("grant execute on function app.login_attempt(text, bigint, integer) to public", "public_grants"),
     ("grant update on app.files to tenant_files_app", "app_role"),
     ("grant delete on app.users to tenant_files_app", "app_role"),
     (

@@ -184,6 +184,73 @@ async fn repeated_failed_logins_answer_429_even_for_the_right_password() {
     assert_eq!(app.post_login(&client, &other.email, PASSWORD).await.status(), StatusCode::OK);
 }
 
+/// Every attempt takes its slot before the password is checked: parallel guesses cannot all
+/// be evaluated because each read "no failures yet" before any of them was counted.
+#[tokio::test]
+async fn parallel_wrong_guesses_are_evaluated_at_most_the_limit() {
+    let app = spawn_app_with(Settings { login_max_failures: 5, ..Settings::default() }).await;
+    let owner = app.register_org().await;
+
+    let guesses = (0..30).map(|_| {
+        let client = app.client();
+        let (app, email) = (&app, owner.email.clone());
+        async move { app.post_login(&client, &email, "wrong password").await.status() }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+
+    let evaluated = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let throttled = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((evaluated, throttled), (5, 25), "statuses: {statuses:?}");
+    // The failed guesses are in the audit log; the throttled ones never reached the password.
+    let logged: i64 = app
+        .superuser()
+        .await
+        .query_one("select count(*) from app.audit_log where action = 'login_failed'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(logged, 5);
+}
+
+/// A success gives the email its attempts back.
+#[tokio::test]
+async fn a_successful_login_resets_the_attempts() {
+    let app = spawn_app_with(Settings { login_max_failures: 2, ..Settings::default() }).await;
+    let owner = app.register_org().await;
+    let client = app.client();
+    for _ in 0..3 {
+        assert_eq!(app.post_login(&client, &owner.email, "wrong password").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(app.post_login(&client, &owner.email, PASSWORD).await.status(), StatusCode::OK);
+    }
+}
+
+/// One address cannot spend the process's bcrypt slots on sign-ins without bound, whatever
+/// emails it tries; other endpoints are not limited.
+#[tokio::test]
+async fn sign_ins_from_one_address_are_rate_limited() {
+    let app = spawn_app_with(Settings { auth_rate_burst: 3, auth_rate_per_minute: 1, ..Settings::default() }).await;
+    let client = app.client();
+    for _ in 0..3 {
+        let response = app.post_login(&client, &random_email(), "wrong password").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    assert_error(
+        app.post_login(&client, &random_email(), PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    )
+    .await;
+    let register = client
+        .post(app.url("/api/auth/register"))
+        .json(&json!({ "email": random_email(), "password": PASSWORD, "organization_name": "late" }))
+        .send()
+        .await
+        .unwrap();
+    assert_error(register, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    assert_eq!(client.get(app.url("/healthz")).send().await.unwrap().status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn logout_ends_the_session_server_side() {
     let app = spawn_app().await;

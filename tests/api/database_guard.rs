@@ -73,11 +73,11 @@ async fn without_a_tenant_context_every_tenant_table_reads_empty() {
     let app = spawn_app().await;
     two_tenants(&app).await;
     let db = app.app_role().await;
-    for table in ["files", "users", "organizations", "sessions", "login_failures"] {
+    for table in ["files", "users", "organizations", "sessions", "login_attempts"] {
         let rows = db.query(&format!("select * from app.{table}"), &[]).await;
-        // sessions/login_failures: no grant at all; tenant tables: zero rows (fail closed).
+        // sessions/login_attempts: no grant at all; tenant tables: zero rows (fail closed).
         match table {
-            "sessions" | "login_failures" => assert!(rows.is_err(), "{table} must not be readable"),
+            "sessions" | "login_attempts" => assert!(rows.is_err(), "{table} must not be readable"),
             _ => assert_eq!(rows.unwrap().len(), 0, "{table} without context"),
         }
     }

@@ -60,6 +60,12 @@ pub struct Settings {
     /// Connect the app role through this port instead (a `TcpProxy` in front of PostgreSQL).
     pub app_db_port: Option<u16>,
     pub db_pool_timeout_ms: u64,
+    /// Per-address sign-in limit: every request of a test comes from 127.0.0.1, so it is loose
+    /// unless a test is about it.
+    pub auth_rate_per_minute: u32,
+    pub auth_rate_burst: u32,
+    /// Reach the broker here instead (a `TcpProxy`, or a port nobody listens on).
+    pub amqp_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -74,6 +80,9 @@ impl Default for Settings {
             pending_sweep_after_seconds: 600,
             app_db_port: None,
             db_pool_timeout_ms: 5000,
+            auth_rate_per_minute: 100_000,
+            auth_rate_burst: 10_000,
+            amqp_url: None,
         }
     }
 }
@@ -105,9 +114,11 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         format!("--max-file-size-mb={}", settings.max_file_size_mb),
         format!("--db-pool-size={}", settings.db_pool_size),
         format!("--login-max-failures={}", settings.login_max_failures),
+        format!("--auth-rate-per-minute={}", settings.auth_rate_per_minute),
+        format!("--auth-rate-burst={}", settings.auth_rate_burst),
         "--bcrypt-cost=4".into(),
         format!("--cookie-secure={}", settings.cookie_secure),
-        format!("--amqp-url={}", amqp_url()),
+        format!("--amqp-url={}", settings.amqp_url.unwrap_or_else(amqp_url)),
         // Exchanges and queues of their own per test; unused queues vanish after a while.
         format!("--queue-prefix={db_name}"),
         "--queue-expires-ms=300000".into(),
@@ -596,6 +607,40 @@ impl TcpProxy {
 
     pub fn set_up(&self, up: bool) {
         self.up.send_replace(up);
+    }
+}
+
+/// The RabbitMQ address of the test broker.
+pub fn broker_addr() -> std::net::SocketAddr {
+    let url = amqp_url();
+    let authority = url.split('@').next_back().unwrap_or_default();
+    let host_port = authority.split('/').next().unwrap_or_default();
+    host_port.replace("localhost", "127.0.0.1").parse().expect("TEST_AMQP_URL host:port")
+}
+
+/// The broker URL as seen through a proxy on `port`.
+pub fn amqp_url_via(port: u16) -> String {
+    format!("amqp://guest:guest@127.0.0.1:{port}/%2f")
+}
+
+/// A local port nobody listens on (bound, then released).
+pub fn unused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `check` every 50 ms until it returns `Some` (10 s at most) and returns that value.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{assert_error, postgres_addr, spawn_app, spawn_app_with, Settings, TcpProxy};
+use crate::helpers::{
+    amqp_url_via, assert_error, broker_addr, eventually, postgres_addr, spawn_app, spawn_app_with, unused_port,
+    Settings, TcpProxy,
+};
 
 #[tokio::test]
 async fn healthz_and_readyz_answer_when_everything_is_up() {
@@ -14,10 +17,74 @@ async fn healthz_and_readyz_answer_when_everything_is_up() {
     let health = client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
     assert_eq!(health.json::<Value>().await.unwrap()["status"], "ok");
-    let ready: Value = client.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    // The broker monitor connects in the background once the app starts.
+    let ready = eventually("the broker is reported", || async {
+        let ready: Value = client.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
+        (ready["checks"]["broker"] == "ok").then_some(ready)
+    })
+    .await;
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["checks"]["database"], "ok");
-    assert_eq!(ready["checks"]["broker"], "ok");
+}
+
+/// The api serves without the broker (uploads wait in the outbox), so a broker outage must not
+/// take it out of a load balancer: readiness reports the broker and stays 200.
+#[tokio::test]
+async fn the_api_stays_ready_without_the_broker_and_reports_it() {
+    let proxy = TcpProxy::start(broker_addr()).await;
+    proxy.set_up(true);
+    let app = spawn_app_with(Settings { amqp_url: Some(amqp_url_via(proxy.port)), ..Settings::default() }).await;
+    let readiness = || async {
+        let response = app.client().get(app.url("/readyz")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json::<Value>().await.unwrap()
+    };
+    eventually("the monitor sees the broker", || async {
+        (readiness().await["checks"]["broker"] == "ok").then_some(())
+    })
+    .await;
+
+    proxy.set_up(false);
+
+    let ready = eventually("the monitor notices the outage", || async {
+        let ready = readiness().await;
+        (ready["checks"]["broker"] == "unreachable").then_some(ready)
+    })
+    .await;
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["checks"]["database"], "ok");
+    let metrics = app.client().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "broker_up 0"), "{metrics}");
+    let owner = app.register_org().await;
+    assert_eq!(owner.upload("during.txt", "queued in the outbox").await.status(), StatusCode::CREATED);
+}
+
+/// A worker is ready when it can work: its consumer is attached and the database answers.
+#[tokio::test]
+async fn the_worker_is_ready_only_while_its_consumer_is_attached() {
+    let proxy = TcpProxy::start(broker_addr()).await;
+    proxy.set_up(true);
+    let app = spawn_app().await;
+    let port = unused_port();
+    let mut config = app.config.clone();
+    config.amqp_url = amqp_url_via(proxy.port);
+    config.metrics_bind = Some(format!("127.0.0.1:{port}").parse().unwrap());
+    let _worker = app.start_worker_with(config);
+    let client = app.client();
+    let readiness = || async {
+        let response = client.get(format!("http://127.0.0.1:{port}/readyz")).send().await.ok()?;
+        Some((response.status(), response.json::<Value>().await.unwrap()))
+    };
+    eventually("the worker is ready", || async { readiness().await.filter(|(s, _)| *s == StatusCode::OK) }).await;
+
+    proxy.set_up(false);
+
+    let (_, body) = eventually("the worker notices the outage", || async {
+        readiness().await.filter(|(s, _)| *s == StatusCode::SERVICE_UNAVAILABLE)
+    })
+    .await;
+    assert_eq!(body["error"]["code"], "not_ready");
+    assert!(body["error"]["message"].as_str().unwrap().contains("broker"), "{body}");
 }
 
 #[tokio::test]

@@ -231,3 +231,65 @@ async fn a_file_whose_job_was_lost_is_re_enqueued_by_the_sweep() {
 
     app.wait_for_status(&owner, &id, "ready").await;
 }
+
+/// Nobody can validate the pending files of a deactivated uploader (every job is re-authorized
+/// as its uploader and refused); the sweep settles them as failed instead of re-enqueueing
+/// them every period, forever.
+#[tokio::test]
+async fn a_deactivated_uploaders_pending_file_fails_instead_of_looping() {
+    let app = spawn_app_with(Settings { pending_sweep_after_seconds: 1, ..Settings::default() }).await;
+    let owner = app.register_org().await;
+    let member = app.add_user(&owner, "member").await;
+    let id = member.upload_ok("orphan.txt", "uploaded, then the uploader left").await;
+    assert_eq!(owner.deactivate(&member.user_id).await.status(), StatusCode::OK);
+
+    let _worker = app.start_worker();
+
+    let detail = app.wait_for_status(&owner, &id, "failed").await;
+    assert!(detail["error_message"].as_str().unwrap().contains("deactivated"), "{detail}");
+    let queued: i64 = app
+        .superuser()
+        .await
+        .query_one("select count(*) from app.outbox where file_id = $1::text::uuid", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(queued, 0, "nothing is enqueued for it any more");
+}
+
+/// Expired sessions and finished throttling windows (for any email anyone typed) are pruned by
+/// the maintenance loop; live ones stay.
+#[tokio::test]
+async fn maintenance_prunes_expired_sessions_and_old_login_windows() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let superuser = app.superuser().await;
+    superuser
+        .batch_execute(&format!(
+            "insert into app.sessions (key_hash, user_id, state, expires_at)
+             values ('\\x01', '{user}', '{{}}', now() - interval '1 second');
+             insert into app.login_attempts (email_key, attempts, window_started)
+             values ('typo@example.com', 3, now() - interval '1 day'),
+                    ('recent@example.com', 1, now())",
+            user = owner.user_id
+        ))
+        .await
+        .unwrap();
+    let count = |sql: &'static str| {
+        let superuser = &superuser;
+        async move { superuser.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+
+    let _worker = app.start_worker();
+
+    crate::helpers::eventually("expired rows are pruned", || async {
+        (count("select count(*) from app.sessions where expires_at <= now()").await == 0).then_some(())
+    })
+    .await;
+    crate::helpers::eventually("old windows are pruned", || async {
+        (count("select count(*) from app.login_attempts where email_key = 'typo@example.com'").await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(count("select count(*) from app.login_attempts where email_key = 'recent@example.com'").await, 1);
+    assert_eq!(owner.me().await.status(), StatusCode::OK, "the live session stays");
+}
