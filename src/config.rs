@@ -92,6 +92,12 @@ pub struct Config {
     #[arg(long, env = "JOB_RETRY_DELAYS_MS", value_delimiter = ',', default_value = "1000,10000,60000")]
     pub job_retry_delays_ms: Vec<u32>,
 
+    /// How long any single wait on the broker may take (connecting, a publisher confirm, an ack)
+    /// before it counts as failed: a blocked or hung broker must not hold the relay's claimed
+    /// outbox rows, or a job's prefetch slot, for ever.
+    #[arg(long, env = "BROKER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub broker_timeout_ms: u64,
+
     /// How often the outbox relay looks for unpublished jobs when idle.
     #[arg(long, env = "RELAY_INTERVAL_MS", default_value_t = 250)]
     pub relay_interval_ms: u64,
@@ -262,6 +268,10 @@ impl Config {
         let store = crate::storage::FileStore::new(&self.upload_dir)
             .with_context(|| format!("cannot create UPLOAD_DIR {}", self.upload_dir.display()))?;
         Ok((db, store))
+    }
+
+    pub fn broker_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.broker_timeout_ms)
     }
 
     pub fn max_file_size_bytes(&self) -> u64 {

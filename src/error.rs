@@ -39,6 +39,10 @@ pub enum ApiError {
     RateLimited,
     #[error("service temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// A client error that actix answered before our handlers (a failed precondition, an
+    /// unsatisfiable range, a wrong method): its status is kept, only the body becomes ours.
+    #[error("{}", .0.canonical_reason().unwrap_or("request refused"))]
+    Http(StatusCode),
     /// Readiness: the named dependencies do not answer.
     #[error("not ready: {0} unreachable")]
     NotReady(String),
@@ -65,8 +69,25 @@ impl ApiError {
             ApiError::RateLimited => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotReady(_) => "not_ready",
+            ApiError::Http(status) => http_code(*status),
             ApiError::Internal(_) => "internal_error",
         }
+    }
+}
+
+/// The `code` of a status that only actix answers.
+fn http_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::NOT_ACCEPTABLE => "not_acceptable",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::LENGTH_REQUIRED => "length_required",
+        StatusCode::PRECONDITION_FAILED => "precondition_failed",
+        StatusCode::URI_TOO_LONG => "uri_too_long",
+        StatusCode::RANGE_NOT_SATISFIABLE => "range_not_satisfiable",
+        StatusCode::EXPECTATION_FAILED => "expectation_failed",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
+        _ => "bad_request",
     }
 }
 
@@ -97,6 +118,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyAttempts | ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Http(status) => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -55,6 +55,14 @@ impl RequestId {
 #[derive(Debug, Clone, Copy)]
 pub struct RequestStart(pub std::time::Instant);
 
+/// A metric label for the request method: one of the methods HTTP defines, or `other`. Any
+/// token is a valid method, and each distinct label value is a new series kept for the
+/// process's life, so a client must not be able to mint them.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    const KNOWN: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"];
+    KNOWN.into_iter().find(|known| *known == method.as_str()).unwrap_or("other")
+}
+
 /// The root span of every request, and its one log line when it ends: method, route pattern,
 /// status, duration, request id, and the organization and user once `Authed` knows them.
 /// Never headers, cookies, bodies or query strings (tokens and passwords live there).
@@ -86,14 +94,14 @@ impl tracing_actix_web::RootSpanBuilder for ApiRootSpan {
                 let request = response.request();
                 let route = request.match_pattern().unwrap_or_else(|| "unmatched".into());
                 let started = request.extensions().get::<RequestStart>().copied();
-                (response.status().as_u16(), started, Some((request.method().to_string(), route)))
+                (response.status().as_u16(), started, Some((method_label(request.method()), route)))
             }
             Err(error) => (error.as_response_error().status_code().as_u16(), None, None),
         };
         let seconds = started.map(|s| s.0.elapsed().as_secs_f64()).unwrap_or_default();
         if let Some((method, route)) = labels {
             let metrics = &crate::metrics::METRICS;
-            let labels = [method.as_str(), route.as_str(), &status.to_string()];
+            let labels = [method, route.as_str(), &status.to_string()];
             metrics.http_requests.with_label_values(&labels).inc();
             metrics.http_duration.with_label_values(&labels).observe(seconds);
         }

@@ -28,7 +28,7 @@ pub use tenant::{TenantCtx, TenantTx};
 pub enum DbError {
     /// The database could not be reached in time (pool exhausted, server down, connection
     /// lost). Worth a 503 and a retry, not a 500.
-    #[error("{}", DbError::UNAVAILABLE)]
+    #[error("database unavailable")]
     Unavailable(#[source] anyhow::Error),
     /// A named constraint (or a trigger raising with a constraint name) refused the write.
     #[error("constraint {0} violated")]
@@ -45,12 +45,6 @@ pub enum DbError {
     /// The code asked a transaction for something it cannot do (a bug, not bad input).
     #[error("database layer misused: {0}")]
     Misuse(&'static str),
-}
-
-impl DbError {
-    /// The message of [`DbError::Unavailable`], recognised where only the text survives (the
-    /// session middleware's error).
-    pub const UNAVAILABLE: &'static str = "database unavailable";
 }
 
 impl From<tokio_postgres::Error> for DbError {

@@ -52,6 +52,15 @@ impl Authed {
         Event { action, target, details, request_id: &self.request_id }
     }
 
+    /// Signed in with a password (a session), not a bearer token: for what a token must not be
+    /// able to do on its own, like minting tokens that would outlive it.
+    pub fn require_session(&self) -> Result<(), ApiError> {
+        match self.csrf_token {
+            Some(_) => Ok(()),
+            None => Err(ApiError::Forbidden("this needs a signed-in session, not an API token")),
+        }
+    }
+
     /// Owners and admins only.
     pub fn require_manager(&self) -> Result<(), ApiError> {
         if self.role.is_manager() {

@@ -24,7 +24,7 @@ use utoipa_actix_web::{scope, service_config::ServiceConfig};
 
 use crate::{
     config::Config,
-    db::{Db, DbError},
+    db::Db,
     error::ApiError,
     queue::BrokerStatus,
     storage::FileStore,
@@ -153,8 +153,9 @@ pub async fn request_id(
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// A safety net for answers produced outside our handlers (actix's own 404/405): every error
-/// response gets the JSON error body of the contract.
+/// A safety net for answers produced outside our handlers (actix's own 404, a file's 412 or
+/// 416): every error response gets the JSON error body of the contract, and keeps its status
+/// and its other headers (a 416's `Content-Range: bytes */size`, say).
 pub fn error_bodies<B: 'static>() -> ErrorHandlers<B> {
     ErrorHandlers::new().default_handler(|res: ServiceResponse<B>| {
         let is_json = res
@@ -166,15 +167,21 @@ pub fn error_bodies<B: 'static>() -> ErrorHandlers<B> {
             return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
         }
         let (req, res) = res.into_parts();
-        let replacement = status_error(res.status()).error_response();
+        let mut replacement = status_error(res.status()).error_response();
+        for (name, value) in res.headers() {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                replacement.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
         Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, replacement).map_into_right_body()))
     })
 }
 
 /// Wraps the session middleware, whose failures (a session that cannot be loaded or saved)
 /// arrive as errors rather than responses, and come out as a bare 500. They leave as the JSON
-/// error body instead, with the request id, and as 503 when the database is unreachable: the
-/// truthful answer is "retry later".
+/// error body instead, with the request id. A failure of the store is a 503: the store is the
+/// database, the request may well have done its work (a login's user row is committed before
+/// its session is saved), and the truthful answer is "retry later".
 pub async fn session_errors(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
@@ -182,12 +189,9 @@ pub async fn session_errors(
     use actix_web::HttpMessage;
     let request_id = req.extensions().get::<RequestId>().cloned();
     next.call(req).await.map_err(|error| {
-        let cause = anyhow::anyhow!("session middleware: {error}");
-        let api_error = if error.to_string() == DbError::UNAVAILABLE {
-            ApiError::Unavailable(cause)
-        } else {
-            ApiError::Internal(cause)
-        };
+        let cause = anyhow::anyhow!("session middleware: {error:?}");
+        let api_error =
+            if is_session_store_failure(&error) { ApiError::Unavailable(cause) } else { ApiError::Internal(cause) };
         let mut response = api_error.error_response();
         if let Some(value) = request_id.and_then(|id| header::HeaderValue::from_str(&id.0).ok()) {
             response.headers_mut().insert(header::HeaderName::from_static(REQUEST_ID_HEADER), value);
@@ -196,14 +200,24 @@ pub async fn session_errors(
     })
 }
 
+/// actix-session hands every store failure over as an `InternalError` wrapping the store's
+/// error type (its cause is not reachable from outside; the log line keeps it).
+fn is_session_store_failure(error: &actix_web::Error) -> bool {
+    use actix_session::storage::{LoadError, SaveError, UpdateError};
+    use actix_web::error::InternalError;
+    error.as_error::<InternalError<anyhow::Error>>().is_some()
+        || error.as_error::<InternalError<LoadError>>().is_some()
+        || error.as_error::<InternalError<SaveError>>().is_some()
+        || error.as_error::<InternalError<UpdateError>>().is_some()
+}
+
 fn status_error(status: StatusCode) -> ApiError {
     match status {
         StatusCode::NOT_FOUND => ApiError::NotFound,
-        StatusCode::METHOD_NOT_ALLOWED => ApiError::invalid("method_not_allowed", "method not allowed here"),
         StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::TooLarge { code: "body_too_large", message: "request body too large".into() }
         }
-        s if s.is_client_error() => ApiError::invalid("bad_request", s.canonical_reason().unwrap_or("bad request")),
+        s if s.is_client_error() => ApiError::Http(s),
         StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(anyhow::anyhow!("upstream unavailable")),
         _ => ApiError::Internal(anyhow::anyhow!("unhandled error response {status}")),
     }

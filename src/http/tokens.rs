@@ -64,7 +64,8 @@ struct CreatedToken {
     secret: String,
 }
 
-/// Create a personal API token; its secret is shown once.
+/// Create a personal API token; its secret is shown once. Only from a signed-in session: a
+/// token cannot create tokens (which could outlive it and survive its revocation).
 #[utoipa::path(
     tag = "tokens",
     request_body = CreateTokenRequest,
@@ -76,6 +77,7 @@ struct CreatedToken {
 #[post("")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn create_token(state: web::Data<AppState>, authed: Authed, body: web::Json<CreateTokenRequest>) -> ApiResult {
+    authed.require_session()?;
     let CreateTokenRequest { name, expires_in_days } = body.into_inner();
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {

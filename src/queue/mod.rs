@@ -19,6 +19,8 @@
 mod monitor;
 mod publisher;
 
+use std::time::Duration;
+
 use lapin::{
     options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
     types::{AMQPValue, FieldTable, LongString, ShortString},
@@ -39,6 +41,19 @@ pub enum QueueError {
     Broker(#[from] lapin::Error),
     #[error("the broker did not confirm the message ({0})")]
     NotConfirmed(&'static str),
+    #[error("the broker did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Awaits a broker operation for at most `timeout`.
+pub async fn bounded<T, E: Into<QueueError>>(
+    timeout: Duration,
+    operation: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, QueueError> {
+    match tokio::time::timeout(timeout, operation).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(_) => Err(QueueError::Timeout(timeout)),
+    }
 }
 
 /// Every exchange and queue name and argument, derived from the prefix.
@@ -176,13 +191,22 @@ fn long_string(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
 }
 
-/// Opens a connection and declares the topology on a first channel, which is returned.
-pub async fn connect(url: &str, topology: &Topology, name: &str) -> Result<(Connection, Channel), QueueError> {
-    let properties = ConnectionProperties::default().with_connection_name(name.into());
-    let connection = Connection::connect(url, properties).await?;
-    let channel = connection.create_channel().await?;
-    topology.declare(&channel).await?;
-    Ok((connection, channel))
+/// Opens a connection and declares the topology on a first channel, which is returned; gives
+/// up after `timeout` (a broker that accepts TCP but never answers would hang it otherwise).
+pub async fn connect(
+    url: &str,
+    topology: &Topology,
+    name: &str,
+    timeout: Duration,
+) -> Result<(Connection, Channel), QueueError> {
+    bounded(timeout, async {
+        let properties = ConnectionProperties::default().with_connection_name(name.into());
+        let connection = Connection::connect(url, properties).await?;
+        let channel = connection.create_channel().await?;
+        topology.declare(&channel).await?;
+        Ok::<_, QueueError>((connection, channel))
+    })
+    .await
 }
 
 #[cfg(test)]

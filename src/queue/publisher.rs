@@ -7,25 +7,40 @@ use lapin::{
     BasicProperties, Channel,
 };
 
-use super::QueueError;
+use std::time::Duration;
+
+use super::{bounded, QueueError};
 
 /// AMQP delivery mode 2: the broker writes the message to disk.
 const PERSISTENT: u8 = 2;
 
 pub struct Publisher {
     channel: Channel,
+    /// The longest a batch may wait for its confirms (the relay holds row locks meanwhile).
+    timeout: Duration,
 }
 
 impl Publisher {
     /// Puts the channel in confirm mode (all later publishes on it are confirmed).
-    pub async fn new(channel: Channel) -> Result<Self, QueueError> {
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
-        Ok(Self { channel })
+    pub async fn new(channel: Channel, timeout: Duration) -> Result<Self, QueueError> {
+        bounded(timeout, channel.confirm_select(ConfirmSelectOptions::default())).await?;
+        Ok(Self { channel, timeout })
     }
 
-    /// Sends persistent JSON messages and waits until the broker confirmed every one of them.
-    /// The messages are all sent before the first confirm is awaited (one round trip for many).
+    /// Sends persistent JSON messages and waits until the broker confirmed every one of them,
+    /// for at most the publisher's timeout ([`QueueError::Timeout`]: then nothing counts as
+    /// sent, and the caller tries again later). The messages are all sent before the first
+    /// confirm is awaited (one round trip for many).
     pub async fn publish_confirmed(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        messages: &[(String, Vec<u8>)],
+    ) -> Result<(), QueueError> {
+        bounded(self.timeout, self.publish_all(exchange, routing_key, messages)).await
+    }
+
+    async fn publish_all(
         &self,
         exchange: &str,
         routing_key: &str,

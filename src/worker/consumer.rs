@@ -39,13 +39,15 @@ pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
 /// Consumes until shutdown (`Ok`) or until the connection fails (`Err`, the caller reconnects).
 /// Either way the jobs already in progress finish first.
 async fn consume(ctx: &Arc<WorkerCtx>, shutdown: &CancellationToken, backoff: &mut Backoff) -> anyhow::Result<()> {
-    let (connection, channel) = queue::connect(&ctx.config.amqp_url, &ctx.topology, "tenant-files worker").await?;
+    let timeout = ctx.config.broker_timeout();
+    let (connection, channel) =
+        queue::connect(&ctx.config.amqp_url, &ctx.topology, "tenant-files worker", timeout).await?;
     // basic.qos: the broker sends at most this many unacknowledged deliveries to this channel
     // (https://www.rabbitmq.com/amqp-0-9-1-reference.html#basic.qos). Small, so a busy worker
     // leaves the rest of the queue to other workers.
-    channel.basic_qos(ctx.config.worker_prefetch, BasicQosOptions::default()).await?;
+    queue::bounded(timeout, channel.basic_qos(ctx.config.worker_prefetch, BasicQosOptions::default())).await?;
     // Retries are published on their own confirming channel.
-    let retries = Arc::new(Publisher::new(connection.create_channel().await?).await?);
+    let retries = Arc::new(Publisher::new(queue::bounded(timeout, connection.create_channel()).await?, timeout).await?);
     let tag = format!("tenant-files-worker-{}", uuid::Uuid::new_v4());
     // no_ack: false (the default): a delivery stays ours until we ack or reject it, and is
     // redelivered to another consumer if this connection dies first.
@@ -99,24 +101,26 @@ async fn consume(ctx: &Arc<WorkerCtx>, shutdown: &CancellationToken, backoff: &m
 /// retries and dead-lettering are decided.
 async fn settle(ctx: Arc<WorkerCtx>, retries: Arc<Publisher>, delivery: Delivery) {
     let outcome = job::process(&ctx, &delivery.data).await;
-    let dead_letter = BasicRejectOptions { requeue: false };
+    let timeout = ctx.config.broker_timeout();
+    let ack = || queue::bounded(timeout, delivery.ack(BasicAckOptions::default()));
+    let dead_letter = || queue::bounded(timeout, delivery.reject(BasicRejectOptions { requeue: false }));
     let settled = match &outcome {
-        Outcome::Validated { .. } | Outcome::Refused { .. } => delivery.ack(BasicAckOptions::default()).await,
+        Outcome::Validated { .. } | Outcome::Refused { .. } => ack().await,
         Outcome::Retry { job, .. } => {
             let next = JobMessage { attempt: job.attempt + 1, ..job.clone() };
             let retry_queue = ctx.topology.retry_queue(ctx.retry_delay_ms(job.attempt));
             // Publish the retry first, then ack: a crash in between duplicates the job (harmless)
             // rather than losing it.
             match retries.publish_confirmed("", retry_queue, &[(next.job_id.to_string(), next.encode())]).await {
-                Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+                Ok(()) => ack().await,
                 Err(e) => {
                     tracing::warn!(job_id = %job.job_id, error = %e,
                         "cannot schedule the retry; dead-lettering (the pending sweep re-enqueues the file)");
-                    delivery.reject(dead_letter).await
+                    dead_letter().await
                 }
             }
         }
-        Outcome::Exhausted { .. } | Outcome::Malformed { .. } => delivery.reject(dead_letter).await,
+        Outcome::Exhausted { .. } | Outcome::Malformed { .. } => dead_letter().await,
     };
     if let Err(e) = settled {
         tracing::warn!(error = %e, outcome = outcome.label(), "could not settle the delivery; the broker will redeliver it");

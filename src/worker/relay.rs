@@ -65,8 +65,10 @@ pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
 }
 
 async fn connect(ctx: &WorkerCtx) -> anyhow::Result<(lapin::Connection, Publisher)> {
-    let (connection, channel) = queue::connect(&ctx.config.amqp_url, &ctx.topology, "tenant-files relay").await?;
-    Ok((connection, Publisher::new(channel).await?))
+    let timeout = ctx.config.broker_timeout();
+    let (connection, channel) =
+        queue::connect(&ctx.config.amqp_url, &ctx.topology, "tenant-files relay", timeout).await?;
+    Ok((connection, Publisher::new(channel, timeout).await?))
 }
 
 /// Publishes up to one batch; returns how many jobs left the outbox.

@@ -251,6 +251,40 @@ async fn sign_ins_from_one_address_are_rate_limited() {
     assert_eq!(client.get(app.url("/healthz")).send().await.unwrap().status(), StatusCode::OK);
 }
 
+/// The session is saved after the handler's own work has committed (a registration's user row,
+/// a login's audit entry). A database blip at that moment is "retry later", a 503 with the
+/// JSON body, never an opaque 500; nothing half-done stops the retry from working.
+#[tokio::test]
+async fn a_database_blip_while_saving_the_session_answers_503_json() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    // Every session write fails as a terminated connection would (SQLSTATE 57P01).
+    app.superuser()
+        .await
+        .batch_execute(
+            "create function app.test_blip() returns trigger language plpgsql as
+               $$ begin raise exception 'blip' using errcode = '57P01'; end $$;
+             create trigger test_blip before insert or update on app.sessions
+               for each row execute function app.test_blip();",
+        )
+        .await
+        .unwrap();
+
+    let register = app
+        .client()
+        .post(app.url("/api/auth/register"))
+        .json(&json!({ "email": random_email(), "password": PASSWORD, "organization_name": "blip" }))
+        .send()
+        .await
+        .unwrap();
+    assert_error(register, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+    let login = app.post_login(&app.client(), &owner.email, PASSWORD).await;
+    assert_error(login, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+
+    app.superuser().await.batch_execute("drop trigger test_blip on app.sessions").await.unwrap();
+    assert_eq!(app.post_login(&app.client(), &owner.email, PASSWORD).await.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn logout_ends_the_session_server_side() {
     let app = spawn_app().await;

@@ -233,6 +233,28 @@ async fn download_waits_for_ready_then_sends_the_bytes_as_a_safe_attachment() {
     assert_eq!(response.bytes().await.unwrap(), "the bytes");
 }
 
+/// Ranges and preconditions answer with their own statuses (and the JSON error body), never a
+/// generic 400 that tells a resuming client nothing.
+#[tokio::test]
+async fn download_keeps_range_and_precondition_statuses() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let id = owner.upload_ok("ten.txt", "0123456789").await;
+    mark_ready(&app, &owner, &id).await;
+    let url = app.url(&format!("/api/files/{id}/download"));
+
+    let partial = owner.client.get(&url).header(header::RANGE, "bytes=2-4").send().await.unwrap();
+    assert_eq!(partial.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(partial.bytes().await.unwrap(), "234");
+
+    let beyond = owner.client.get(&url).header(header::RANGE, "bytes=50-60").send().await.unwrap();
+    assert_eq!(beyond.headers()[header::CONTENT_RANGE], "bytes */10");
+    assert_error(beyond, StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable").await;
+
+    let stale = owner.client.get(&url).header(header::IF_MATCH, "\"not-the-etag\"").send().await.unwrap();
+    assert_error(stale, StatusCode::PRECONDITION_FAILED, "precondition_failed").await;
+}
+
 #[tokio::test]
 async fn rename_changes_only_the_name_and_refuses_every_other_field() {
     let app = spawn_app().await;

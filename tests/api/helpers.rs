@@ -532,7 +532,8 @@ impl TestApp {
         let (_connection, channel) = self.broker().await;
         let topology = self.topology();
         topology.declare(&channel).await.expect("declare");
-        let publisher = tenant_files::queue::Publisher::new(channel).await.expect("publisher");
+        let publisher =
+            tenant_files::queue::Publisher::new(channel, std::time::Duration::from_secs(10)).await.expect("publisher");
         publisher
             .publish_confirmed(
                 &topology.exchange,
@@ -575,10 +576,18 @@ impl Bearer {
 }
 
 /// A TCP proxy in front of PostgreSQL or RabbitMQ that a test can take down (refusing and
-/// cutting every connection) and bring back: an outage and a restart, seen from the service.
+/// cutting every connection), freeze (connections stay open but nothing gets through: a hung
+/// peer) and bring back: outages and restarts, seen from the service.
 pub struct TcpProxy {
     pub port: u16,
-    up: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    state: std::sync::Arc<tokio::sync::watch::Sender<ProxyState>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProxyState {
+    Up,
+    Down,
+    Frozen,
 }
 
 impl TcpProxy {
@@ -586,41 +595,69 @@ impl TcpProxy {
     pub async fn start(target: std::net::SocketAddr) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (up, watcher) = tokio::sync::watch::channel(false);
+        let (state, watcher) = tokio::sync::watch::channel(ProxyState::Down);
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let mut watcher = watcher.clone();
-                if !*watcher.borrow() {
-                    continue; // down: the connection is dropped at once
-                }
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = watcher.wait_for(|up| !*up) => {}
+                let at_accept = *watcher.borrow();
+                match at_accept {
+                    ProxyState::Down => continue, // the connection is dropped at once
+                    ProxyState::Frozen => {
+                        // Held open, never answered, until the state changes; then cut.
+                        tokio::spawn(async move {
+                            let _held = inbound;
+                            let _ = watcher.wait_for(|state| *state != ProxyState::Frozen).await;
+                        });
                     }
-                });
+                    ProxyState::Up => {
+                        tokio::spawn(async move {
+                            let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => return,
+                                _ = watcher.wait_for(|state| *state != ProxyState::Up) => {}
+                            }
+                            // Frozen: keep both ends open without forwarding a byte, until the
+                            // state changes again; down or back up, the connection is cut.
+                            if *watcher.borrow() == ProxyState::Frozen {
+                                let _ = watcher.wait_for(|state| *state != ProxyState::Frozen).await;
+                            }
+                        });
+                    }
+                }
             }
         });
-        Self { port, up: std::sync::Arc::new(up) }
+        Self { port, state: std::sync::Arc::new(state) }
     }
 
     pub fn set_up(&self, up: bool) {
-        self.up.send_replace(up);
+        self.state.send_replace(if up { ProxyState::Up } else { ProxyState::Down });
     }
+
+    /// A hung peer: open connections stay open and new ones are accepted, but nothing is
+    /// forwarded either way until `set_up`.
+    pub fn freeze(&self) {
+        self.state.send_replace(ProxyState::Frozen);
+    }
+}
+
+/// The test broker's URL split around its address: `(scheme and user, address, vhost path)`.
+fn broker_url_parts() -> (String, std::net::SocketAddr, String) {
+    let url = amqp_url();
+    let (prefix, rest) = url.rsplit_once('@').expect("TEST_AMQP_URL has user@host");
+    let (host_port, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let addr = host_port.replace("localhost", "127.0.0.1").parse().expect("TEST_AMQP_URL host:port");
+    (prefix.to_owned(), addr, path.to_owned())
 }
 
 /// The RabbitMQ address of the test broker.
 pub fn broker_addr() -> std::net::SocketAddr {
-    let url = amqp_url();
-    let authority = url.split('@').next_back().unwrap_or_default();
-    let host_port = authority.split('/').next().unwrap_or_default();
-    host_port.replace("localhost", "127.0.0.1").parse().expect("TEST_AMQP_URL host:port")
+    broker_url_parts().1
 }
 
-/// The broker URL as seen through a proxy on `port`.
+/// The test broker's URL, reached through a proxy on `port` instead.
 pub fn amqp_url_via(port: u16) -> String {
-    format!("amqp://guest:guest@127.0.0.1:{port}/%2f")
+    let (prefix, _, path) = broker_url_parts();
+    format!("{prefix}@127.0.0.1:{port}/{path}")
 }
 
 /// A local port nobody listens on (bound, then released).

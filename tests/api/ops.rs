@@ -196,3 +196,21 @@ async fn metrics_are_exposed_and_move_with_requests_and_jobs() {
     }
     assert!(sample(&after, r#"db_pool_connections{state="size"}"#) >= 1.0);
 }
+
+/// Any token is a valid HTTP method; metric labels take theirs from a fixed set, so a client
+/// cannot mint new series (each is kept for the process's life).
+#[tokio::test]
+async fn metric_labels_stay_within_known_values_whatever_the_client_sends() {
+    let app = spawn_app().await;
+    let client = app.client();
+    for (method, path) in [("FOOBAR", "/healthz"), ("BAZ-QUUX", "/api/whatever/123"), ("GET", "/api/nope?x=1")] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        client.request(method, app.url(path)).send().await.unwrap();
+    }
+
+    let page = client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let labels: Vec<&str> = page.lines().filter(|l| l.starts_with("http_requests_total{")).collect();
+    assert!(!page.contains("FOOBAR") && !page.contains("BAZ-QUUX") && !page.contains("whatever"), "{page}");
+    assert!(labels.iter().any(|l| l.contains(r#"method="other""#)), "{labels:?}");
+    assert!(labels.iter().any(|l| l.contains(r#"route="unmatched""#)), "{labels:?}");
+}

@@ -161,6 +161,27 @@ async fn a_personal_token_authenticates_scripts_without_csrf_until_revoked() {
     assert_error(owner.get(&format!("/api/tokens/{id}")).await, StatusCode::NOT_FOUND, "not_found").await;
 }
 
+/// A token must not be able to outlive itself: a 1-day token minting a 365-day one would turn
+/// a short-lived leak into a year's access, and survive the revocation of the leaked token.
+#[tokio::test]
+async fn a_token_cannot_create_tokens() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let (_, secret) = owner.create_token("short-lived").await;
+    let script = Bearer::new(&app, &secret);
+
+    let minted = script
+        .request(Method::POST, "/api/tokens")
+        .json(&json!({ "name": "forever", "expires_in_days": 365 }))
+        .send()
+        .await
+        .unwrap();
+
+    assert_error(minted, StatusCode::FORBIDDEN, "forbidden").await;
+    let listed: Value = owner.get("/api/tokens").await.json().await.unwrap();
+    assert_eq!(listed["tokens"].as_array().unwrap().len(), 1, "{listed}");
+}
+
 #[tokio::test]
 async fn malformed_expired_or_unknown_bearer_tokens_are_401() {
     let app = spawn_app().await;

@@ -10,7 +10,9 @@ use std::{
 use reqwest::StatusCode;
 use tokio::process::{Child, Command};
 
-use crate::helpers::{amqp_url, spawn_app, spawn_app_with, Settings, TcpProxy, TestApp, TestUser};
+use crate::helpers::{
+    amqp_url_via, broker_addr, eventually, spawn_app, spawn_app_with, Settings, TcpProxy, TestApp, TestUser,
+};
 
 /// Starts `tenant-files --mode worker` with the test app's configuration.
 fn spawn_worker_process(app: &TestApp) -> Child {
@@ -101,10 +103,9 @@ async fn sigterm_lets_the_job_in_hand_finish_then_the_worker_exits_0() {
 async fn uploads_during_a_broker_outage_are_validated_once_it_is_back() {
     let app = spawn_app().await;
     let owner = app.register_org().await;
-    let broker: url_parts::Broker = amqp_url().parse().unwrap();
-    let proxy = TcpProxy::start(broker.addr).await;
+    let proxy = TcpProxy::start(broker_addr()).await;
     let mut config = app.config.clone();
-    config.amqp_url = broker.via_port(proxy.port);
+    config.amqp_url = amqp_url_via(proxy.port);
     let _worker = app.start_worker_with(config);
 
     // Broker unreachable: uploads still succeed, their jobs wait in the outbox.
@@ -127,34 +128,42 @@ async fn uploads_during_a_broker_outage_are_validated_once_it_is_back() {
     app.wait_for_status(&owner, &second, "ready").await;
 }
 
-mod url_parts {
-    use std::{net::SocketAddr, str::FromStr};
+/// A broker that accepts connections but never answers (blocked by a resource alarm, hung)
+/// must not keep the relay idle in a transaction that holds its claimed outbox rows: every
+/// wait on the broker is bounded, the rows are let go, and the job is published once the
+/// broker answers again.
+#[tokio::test]
+async fn a_hung_broker_never_leaves_the_relay_idle_in_transaction() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let proxy = TcpProxy::start(broker_addr()).await;
+    proxy.set_up(true);
+    let mut config = app.config.clone();
+    config.amqp_url = amqp_url_via(proxy.port);
+    config.broker_timeout_ms = 1000;
+    let _worker = app.start_worker_with(config);
+    let first = owner.upload_ok("before.txt", "connected").await;
+    app.wait_for_status(&owner, &first, "ready").await;
+    let superuser = app.superuser().await;
+    let count = |sql: &'static str| {
+        let superuser = &superuser;
+        async move { superuser.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    let idle_in_transaction =
+        "select count(*) from pg_stat_activity where datname = current_database() and state = 'idle in transaction'";
+    let outbox = "select count(*) from app.outbox";
 
-    /// The broker URL split into its address and the rest, to point a copy at the proxy.
-    pub struct Broker {
-        pub addr: SocketAddr,
-        scheme_and_user: String,
-        path: String,
-    }
+    proxy.freeze();
+    let second = owner.upload_ok("while-hung.txt", "waits in the outbox").await;
 
-    impl FromStr for Broker {
-        type Err = String;
+    eventually("the relay claims the job and waits for its confirm", || async {
+        (count(idle_in_transaction).await > 0).then_some(())
+    })
+    .await;
+    eventually("the relay gives up the claim", || async { (count(idle_in_transaction).await == 0).then_some(()) })
+        .await;
+    assert_eq!(count(outbox).await, 1, "the job is still in the outbox");
 
-        fn from_str(url: &str) -> Result<Self, String> {
-            let (prefix, rest) = url.rsplit_once('@').ok_or("no @ in AMQP URL")?;
-            let (host_port, path) = rest.split_once('/').unwrap_or((rest, ""));
-            let host_port = host_port.replace("localhost", "127.0.0.1");
-            Ok(Self {
-                addr: host_port.parse().map_err(|e| format!("{e}"))?,
-                scheme_and_user: prefix.to_owned(),
-                path: path.to_owned(),
-            })
-        }
-    }
-
-    impl Broker {
-        pub fn via_port(&self, port: u16) -> String {
-            format!("{}@127.0.0.1:{port}/{}", self.scheme_and_user, self.path)
-        }
-    }
+    proxy.set_up(true);
+    app.wait_for_status(&owner, &second, "ready").await;
 }
