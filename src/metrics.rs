@@ -14,6 +14,7 @@ pub struct Metrics {
     pub db_pool: IntGaugeVec,
     pub jobs_published: IntCounter,
     pub jobs_processed: IntCounterVec,
+    pub jobs_panicked: IntCounter,
     pub job_duration: HistogramVec,
     pub outbox_backlog: IntGauge,
     pub broker_up: IntGauge,
@@ -55,6 +56,11 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let jobs_panicked = IntCounter::new(
+            "jobs_panicked_total",
+            "Validation jobs whose processing panicked (a bug); each is retried, then dead-lettered",
+        )
+        .expect("valid metric");
         let job_duration = HistogramVec::new(
             HistogramOpts::new("job_duration_seconds", "Time to process one validation job, by outcome")
                 .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0]),
@@ -71,6 +77,7 @@ impl Metrics {
             Box::new(db_pool.clone()),
             Box::new(jobs_published.clone()),
             Box::new(jobs_processed.clone()),
+            Box::new(jobs_panicked.clone()),
             Box::new(job_duration.clone()),
             Box::new(outbox_backlog.clone()),
             Box::new(broker_up.clone()),
@@ -84,6 +91,7 @@ impl Metrics {
             db_pool,
             jobs_published,
             jobs_processed,
+            jobs_panicked,
             job_duration,
             outbox_backlog,
             broker_up,

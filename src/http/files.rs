@@ -193,8 +193,9 @@ async fn upload_file(state: web::Data<AppState>, authed: Authed, multipart: Mult
     let tx = state.db.begin(&authed.ctx).await?;
     let new_file = NewFile { id: file_id, filename: &filename, file_path: &file_path, size, sha256: &received.sha256 };
     // The file row, its validation job (transactional outbox: the job commits with the row or
-    // not at all) and the audit entry are sent together, in this order (`biased`), in one round
-    // trip; a refusal of the first (quota) is the error reported.
+    // not at all) and the audit entry are sent together in one round trip. Their order on the
+    // wire does not matter for correctness (the job's foreign key is checked at commit, V8);
+    // `biased` only makes a refusal of the first (quota) the error reported.
     let details = json!({ "filename": filename.as_str(), "size": size });
     tokio::try_join!(
         biased;

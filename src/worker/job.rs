@@ -86,19 +86,48 @@ pub async fn process(ctx: &WorkerCtx, body: &[u8]) -> Outcome {
     let started = Instant::now();
     let outcome = match JobMessage::decode(body) {
         Err(reason) => Outcome::Malformed { reason },
-        Ok(job) => match run(ctx, &job).await {
-            Ok(Ok(status)) => Outcome::Validated { job, status },
-            Ok(Err(reason)) => Outcome::Refused { job, reason },
-            Err(e) if job.attempt >= ctx.config.job_max_attempts => {
-                let error = format!("{e:#}");
-                give_up(ctx, &job, &error).await;
-                Outcome::Exhausted { job, error }
-            }
-            Err(e) => Outcome::Retry { job, error: format!("{e:#}") },
-        },
+        Ok(job) => {
+            let result = catch_panic(run(ctx, &job)).await;
+            decide(ctx, job, result).await
+        }
     };
     log(&outcome, started);
     outcome
+}
+
+/// A panic while processing (a bug: nothing in processing panics on purpose) becomes an error
+/// like any other, so the job is retried with its next attempt and then dead-lettered, instead
+/// of its delivery staying unsettled, holding a prefetch slot until the channel closes. Nothing
+/// observes what the panic left behind: the job's transactions roll back when dropped, and a
+/// retry is a new message.
+async fn catch_panic<T>(work: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            METRICS.jobs_panicked.inc();
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(anyhow::anyhow!("processing panicked: {message}"))
+        }
+    }
+}
+
+/// The outcome of a job from what processing it returned.
+async fn decide(ctx: &WorkerCtx, job: JobMessage, result: anyhow::Result<Result<FileStatus, &'static str>>) -> Outcome {
+    match result {
+        Ok(Ok(status)) => Outcome::Validated { job, status },
+        Ok(Err(reason)) => Outcome::Refused { job, reason },
+        Err(e) if job.attempt >= ctx.config.job_max_attempts => {
+            let error = format!("{e:#}");
+            give_up(ctx, &job, &error).await;
+            Outcome::Exhausted { job, error }
+        }
+        Err(e) => Outcome::Retry { job, error: format!("{e:#}") },
+    }
 }
 
 /// `Ok(Ok(status))` committed, `Ok(Err(reason))` refused, `Err` transient.
@@ -179,5 +208,52 @@ fn log(outcome: &Outcome, started: Instant) {
             tracing::warn!(job_id = %job.job_id, file_id = %job.file_id, organization_id = %job.organization_id,
             user_id = %job.user_id, attempt = job.attempt, outcome = label, duration_ms, detail, "job finished")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> WorkerCtx {
+        let upload_dir = std::env::temp_dir().join(format!("tf-job-test-{}", Uuid::new_v4()));
+        let config = crate::config::Config::from_args([
+            "tenant-files".to_owned(),
+            format!("--upload-dir={}", upload_dir.display()),
+            "--job-max-attempts=3".into(),
+        ])
+        .unwrap();
+        WorkerCtx::new(config).unwrap()
+    }
+
+    fn job(attempt: u32) -> JobMessage {
+        JobMessage {
+            job_id: Uuid::new_v4(),
+            file_id: FileId::new(),
+            organization_id: OrgId::new(),
+            user_id: UserId::new(),
+            attempt,
+        }
+    }
+
+    /// A panic inside processing is an outcome like any other (retry with the next attempt),
+    /// counted, instead of unwinding out of the job's task and leaving its delivery unsettled.
+    #[tokio::test]
+    async fn a_panic_while_processing_becomes_a_retry_and_is_counted() {
+        let ctx = ctx();
+        let panicked_before = METRICS.jobs_panicked.get();
+
+        let result: anyhow::Result<Result<FileStatus, &'static str>> =
+            catch_panic(async { panic!("a bug in validation") }).await;
+        let outcome = decide(&ctx, job(1), result).await;
+
+        match outcome {
+            Outcome::Retry { job, error } => {
+                assert_eq!(job.attempt, 1);
+                assert!(error.contains("a bug in validation"), "{error}");
+            }
+            other => panic!("expected a retry, got {other:?}"),
+        }
+        assert!(METRICS.jobs_panicked.get() > panicked_before);
     }
 }

@@ -346,3 +346,35 @@ async fn every_tenant_table_has_forced_rls_policies_and_an_organization_index() 
         assert!(row.get::<_, bool>(4), "{table}: index led by organization_id");
     }
 }
+
+/// An upload sends its file row and its job together; the order they reach the server in must
+/// not matter. The job's foreign key is checked at commit: a job ahead of its file commits,
+/// and a job for a file that never comes still fails, taking the transaction with it.
+#[tokio::test]
+async fn an_uploads_job_may_arrive_before_its_file_row_but_never_outlives_it() {
+    use tenant_files::{
+        db::{files, files::NewFile, jobs},
+        domain::{FileId, Filename},
+    };
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let db = lib_db(&app, 1);
+    let file_id = FileId::new();
+    let filename = Filename::parse("late.txt").unwrap();
+    let new_file = NewFile { id: file_id, filename: &filename, file_path: "unused", size: 4, sha256: &"0".repeat(64) };
+
+    let tx = db.begin(&ctx(&owner)).await.unwrap();
+    jobs::enqueue(&tx, Uuid::new_v4(), file_id).await.unwrap();
+    files::insert_pending(&tx, &new_file).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let orphan = db.begin(&ctx(&owner)).await.unwrap();
+    jobs::enqueue(&orphan, Uuid::new_v4(), FileId::new()).await.unwrap();
+    assert!(orphan.commit().await.is_err(), "a job without its file does not commit");
+
+    let superuser = app.superuser().await;
+    let jobs: i64 = superuser.query_one("select count(*) from app.outbox", &[]).await.unwrap().get(0);
+    let files: i64 =
+        superuser.query_one("select count(*) from app.files where id = $1", &[file_id.as_uuid()]).await.unwrap().get(0);
+    assert_eq!((jobs, files), (1, 1));
+}
