@@ -160,6 +160,10 @@ pub struct Config {
     #[arg(long, env = "MAX_FILE_SIZE_MB", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub max_file_size_mb: u64,
 
+    /// The longest one upload may take; its reserved quota is held until then at most.
+    #[arg(long, env = "UPLOAD_TIMEOUT_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub upload_timeout_seconds: u64,
+
     /// Secret for signing and encrypting session cookies, 64 bytes or more. Required outside dev.
     #[arg(long, env = "SESSION_KEY", value_parser = parse_secret, hide_env_values = true)]
     pub session_key: Option<SecretString>,

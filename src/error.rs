@@ -34,6 +34,9 @@ pub enum ApiError {
     UnsupportedMediaType(&'static str),
     #[error("too many failed login attempts; try again later")]
     TooManyAttempts,
+    /// The organization already has its maximum of uploads in flight.
+    #[error("too many uploads in progress for this organization; retry when one has finished")]
+    TooManyUploads,
     /// Too many requests from one client address (per-process limit on sign-in endpoints).
     #[error("too many requests from this address; slow down")]
     RateLimited,
@@ -67,6 +70,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::TooManyAttempts => "too_many_attempts",
             ApiError::RateLimited => "rate_limited",
+            ApiError::TooManyUploads => "too_many_uploads",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotReady(_) => "not_ready",
             ApiError::Http(status) => http_code(*status),
@@ -116,7 +120,9 @@ impl ResponseError for ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::TooManyAttempts | ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyAttempts | ApiError::RateLimited | ApiError::TooManyUploads => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Http(status) => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -159,6 +165,7 @@ impl From<DbError> for ApiError {
                     code: "quota_exceeded",
                     message: "this upload would exceed the organization's storage quota".into(),
                 },
+                "organizations_uploads_in_flight" => ApiError::TooManyUploads,
                 "files_deleted_are_final" => ApiError::NotFound,
                 "users_no_self_change" => {
                     ApiError::Forbidden("nobody changes their own role or deactivates themselves")

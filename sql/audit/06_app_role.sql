@@ -1,6 +1,6 @@
 -- The role the service connects as: LOGIN, not superuser, no BYPASSRLS, CREATEROLE or CREATEDB,
 -- owns nothing, is a member of no role (so it can SET ROLE to none), and holds no privilege on
--- a schema, table, column or sequence beyond the explicit grants listed here (migrations V1-V3).
+-- a schema, table, column or sequence beyond the explicit grants listed here (migrations V1-V3, V9).
 \if :{?app_role} \else \set app_role tenant_files_app \endif
 \if :{?definer_role} \else \set definer_role tenant_files_definer \endif
 with params as (select :'app_role'::name as app_role, :'definer_role'::name as definer_role),
@@ -19,7 +19,9 @@ expected (object, privilege) as (values
   ('table app.invitations', 'SELECT'), ('table app.invitations', 'INSERT'),
   ('table app.api_tokens', 'SELECT'), ('table app.api_tokens', 'INSERT'),
   ('column app.api_tokens.revoked_at', 'UPDATE'),
-  ('table app.audit_log', 'SELECT'), ('table app.audit_log', 'INSERT')
+  ('table app.audit_log', 'SELECT'), ('table app.audit_log', 'INSERT'),
+  ('table app.upload_reservations', 'SELECT'), ('table app.upload_reservations', 'INSERT'),
+  ('table app.upload_reservations', 'DELETE')
 ),
 granted (object, privilege) as (
   select format('schema %s', n.nspname), g.privilege_type

@@ -17,6 +17,7 @@ registry (signature) as (values
   ('app.token_load(bytea)'),
   ('app.users_end_sessions()'),
   ('app.files_track_usage()'),
+  ('app.upload_reservations_track()'),
   ('app.outbox_claim(integer)'),
   ('app.outbox_delete(uuid[])'),
   ('app.requeue_stale_pending(bigint,integer)'),

@@ -15,6 +15,7 @@ pub mod orgs;
 pub mod system;
 mod tenant;
 pub mod tokens;
+pub mod uploads;
 pub mod users;
 
 use std::time::Duration;

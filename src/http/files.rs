@@ -4,13 +4,14 @@
 //! → response. Files are shared within an organization; changing one (rename, delete) is for
 //! its uploader, or any admin or owner.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, time::Duration};
 
 use actix_files::NamedFile;
 use actix_multipart::{Multipart, MultipartError};
 use actix_web::{
     delete, get,
     http::header::{self, ContentDisposition, DispositionParam, DispositionType, ExtendedValue},
+    http::StatusCode,
     mime, patch, post, web, HttpRequest, HttpResponse,
 };
 use anyhow::Context;
@@ -28,6 +29,7 @@ use crate::{
         self,
         audit::Action,
         files::{FileRow, NewFile},
+        uploads::Reservation,
         TenantTx,
     },
     domain::{FileId, FileStatus, Filename, UserId},
@@ -173,17 +175,19 @@ struct UploadForm {
         (status = 201, description = "Stored, pending validation", body = UploadResponse),
         (status = 400, description = "No `file` part, empty file or unacceptable filename", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 413, description = "`file_too_large` or `quota_exceeded`", body = ErrorBody),
+        (status = 408, description = "`request_timeout`: the upload took longer than UPLOAD_TIMEOUT_SECONDS", body = ErrorBody),
+        (status = 413, description = "`file_too_large`, or `quota_exceeded` (checked against the request's size before anything is written, and again on the stored size)", body = ErrorBody),
+        (status = 429, description = "`too_many_uploads`: the organization has its maximum of uploads in flight", body = ErrorBody),
         (status = 415, description = "Not multipart/form-data", body = ErrorBody),
     ),
     security(("session" = []), ("bearer" = []))
 )]
 #[post("/upload")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id, file_id))]
-async fn upload_file(state: web::Data<AppState>, authed: Authed, multipart: Multipart) -> ApiResult {
+async fn upload_file(state: web::Data<AppState>, authed: Authed, req: HttpRequest, multipart: Multipart) -> ApiResult {
     let file_id = FileId::new();
     tracing::Span::current().record("file_id", tracing::field::display(file_id));
-    let (filename, part, received) = receive_upload(&state, &authed, file_id, multipart).await?;
+    let (filename, part, received, reservation) = receive_upload(&state, &authed, &req, file_id, multipart).await?;
     if received.size == 0 {
         return Err(ApiError::invalid("empty_file", "the uploaded file is empty"));
     }
@@ -195,19 +199,22 @@ async fn upload_file(state: web::Data<AppState>, authed: Authed, multipart: Mult
     // The file row, its validation job (transactional outbox: the job commits with the row or
     // not at all) and the audit entry are sent together in one round trip. Their order on the
     // wire does not matter for correctness (the job's foreign key is checked at commit, V8);
-    // `biased` only makes a refusal of the first (quota) the error reported.
+    // `biased` only makes a refusal of the first (quota) the error reported. The reservation
+    // goes with the row: from the commit on, the bytes count as stored instead.
     let details = json!({ "filename": filename.as_str(), "size": size });
     tokio::try_join!(
         biased;
         db::files::insert_pending(&tx, &new_file),
         db::jobs::enqueue(&tx, Uuid::new_v4(), file_id),
+        db::uploads::release(&tx, file_id),
         db::audit::record(&tx, authed.event(Action::FileUploaded, Some(("file", file_id.into())), details)),
     )?;
     // In place before the commit, so a committed row always has its bytes; if the commit
-    // fails, dropping `placed` removes them again.
+    // fails, dropping `placed` removes them again (and dropping `reservation` releases it).
     let placed = part.persist().await.context("cannot move upload into place")?;
     tx.commit().await?;
     placed.keep();
+    reservation.released();
 
     Ok(HttpResponse::Created().json(UploadResponse {
         file_id,
@@ -216,13 +223,15 @@ async fn upload_file(state: web::Data<AppState>, authed: Authed, multipart: Mult
     }))
 }
 
-/// Finds the `file` field and streams it to disk. Nothing is left behind on any error.
+/// Finds the `file` field, reserves quota for it, and streams it to disk. Nothing is left
+/// behind on any error: no part file, and the reservation is released when dropped.
 async fn receive_upload(
     state: &AppState,
     authed: &Authed,
+    req: &HttpRequest,
     file_id: FileId,
     mut multipart: Multipart,
-) -> Result<(Filename, PartFile, Received), ApiError> {
+) -> Result<(Filename, PartFile, Received, Reservation), ApiError> {
     let limit = state.config.max_file_size_bytes();
     while let Some(field) = multipart.next().await {
         let mut field = field.map_err(multipart_error)?;
@@ -235,24 +244,41 @@ async fn receive_upload(
             .and_then(|cd| cd.get_filename())
             .ok_or_else(|| ApiError::invalid("missing_filename", "the file field must carry a filename"))?;
         let filename = Filename::parse(raw_name)?;
-        return match state.store.receive(authed.ctx.org_id, file_id, &mut field, limit).await {
-            Ok((part, received)) => Ok((filename, part, received)),
-            Err(err @ StorageError::TooLarge { .. }) => {
-                // Read (and discard) a bounded remainder so the client gets to see the 413
-                // instead of a connection reset mid-send.
-                let mut drained = 0u64;
-                while let Some(Ok(chunk)) = field.next().await {
-                    drained += chunk.len() as u64;
-                    if drained > limit {
-                        break;
-                    }
-                }
-                Err(err.into())
-            }
-            Err(err) => Err(err.into()),
+        // Before the first byte is written: the file cannot be larger than the request body,
+        // nor than the limit. Over the quota or the organization's uploads in flight, it is
+        // refused here, with nothing written.
+        let bytes = content_length(req).map_or(limit, |length| length.min(limit));
+        let deadline = state.config.upload_timeout_seconds;
+        let reservation = match Reservation::take(&state.db, authed.ctx, file_id, bytes, deadline).await {
+            Ok(reservation) => reservation,
+            Err(err) => return Err(drained(&mut field, limit, err.into()).await),
+        };
+        let receiving = state.store.receive(authed.ctx.org_id, file_id, &mut field, limit);
+        return match tokio::time::timeout(Duration::from_secs(deadline), receiving).await {
+            Err(_) => Err(ApiError::Http(StatusCode::REQUEST_TIMEOUT)),
+            Ok(Ok((part, received))) => Ok((filename, part, received, reservation)),
+            Ok(Err(err @ StorageError::TooLarge { .. })) => Err(drained(&mut field, limit, err.into()).await),
+            Ok(Err(err)) => Err(err.into()),
         };
     }
     Err(ApiError::invalid("missing_file", "multipart field `file` is required"))
+}
+
+fn content_length(req: &HttpRequest) -> Option<u64> {
+    req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Reads (and discards) a bounded remainder of the field before answering with `error`, so the
+/// client gets to see the refusal instead of a connection reset mid-send.
+async fn drained(field: &mut actix_multipart::Field, limit: u64, error: ApiError) -> ApiError {
+    let mut drained = 0u64;
+    while let Some(Ok(chunk)) = field.next().await {
+        drained += chunk.len() as u64;
+        if drained > limit {
+            break;
+        }
+    }
+    error
 }
 
 async fn skip_field(field: &mut actix_multipart::Field) -> Result<(), ApiError> {

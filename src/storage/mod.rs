@@ -7,6 +7,10 @@
 use std::{
     io::{self, Write},
     path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
 };
 
 use bytes::Bytes;
@@ -84,7 +88,9 @@ impl FileStore {
         let handle = tokio::fs::File::create(&part.path).await?.into_std().await;
 
         let (chunks, mut incoming) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
-        let writer = spawn_blocking_with_tracing(move || write_and_hash(handle, &mut incoming));
+        let complete = Arc::new(AtomicBool::new(false));
+        let body_complete = complete.clone();
+        let writer = spawn_blocking_with_tracing(move || write_and_hash(handle, &mut incoming, &body_complete));
 
         let mut received: u64 = 0;
         let mut outcome = Ok(());
@@ -105,6 +111,9 @@ impl FileStore {
                 break; // the writer failed; its error is reported below
             }
         }
+        // Only a body that arrived whole is worth flushing and syncing; the writer drops the
+        // rest as it is (the part file is removed either way).
+        complete.store(outcome.is_ok(), Ordering::SeqCst);
         drop(chunks);
         let written = writer.await.map_err(io::Error::other)?;
         outcome?;
@@ -164,7 +173,14 @@ fn inspect_file(path: &Path) -> io::Result<Inspection> {
     Ok(Inspection { size, sha256: hex::encode(hasher.finalize()), head })
 }
 
-fn write_and_hash(file: std::fs::File, incoming: &mut mpsc::Receiver<Bytes>) -> io::Result<Received> {
+/// Writes and hashes chunks until the channel closes; then, if the body is `complete`, flushes
+/// and syncs. An abandoned body (over the limit, broken off) is not synced: its bytes are about
+/// to be removed, and an fsync of up to the size limit would only cost the disk.
+fn write_and_hash(
+    file: std::fs::File,
+    incoming: &mut mpsc::Receiver<Bytes>,
+    complete: &AtomicBool,
+) -> io::Result<Received> {
     let mut out = io::BufWriter::with_capacity(256 * 1024, file);
     let mut hasher = Sha256::new();
     let mut size = 0u64;
@@ -172,6 +188,9 @@ fn write_and_hash(file: std::fs::File, incoming: &mut mpsc::Receiver<Bytes>) -> 
         hasher.update(&chunk);
         out.write_all(&chunk)?;
         size += chunk.len() as u64;
+    }
+    if !complete.load(Ordering::SeqCst) {
+        return Err(io::Error::other("upload abandoned"));
     }
     let file = out.into_inner().map_err(|e| e.into_error())?;
     // Durable before the database row says the file exists.
@@ -202,7 +221,7 @@ impl PartFile {
 impl Drop for PartFile {
     fn drop(&mut self) {
         if self.armed {
-            remove_quietly(&self.path);
+            remove_in_background(std::mem::take(&mut self.path));
         }
     }
 }
@@ -222,9 +241,19 @@ impl Placed {
 
 impl Drop for Placed {
     fn drop(&mut self) {
-        if let Some(path) = &self.path {
-            remove_quietly(path);
+        if let Some(path) = self.path.take() {
+            remove_in_background(path);
         }
+    }
+}
+
+/// Removal from a `Drop`, which may run on an async worker thread: the unlink (which can block
+/// on a busy disk) goes to the blocking pool when there is a runtime, and happens in place
+/// only when there is none.
+fn remove_in_background(path: PathBuf) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(move || remove_quietly(&path))),
+        Err(_) => remove_quietly(&path),
     }
 }
 

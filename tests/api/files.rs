@@ -30,7 +30,7 @@ async fn upload_stores_the_bytes_under_org_and_id_and_records_size_and_sha256() 
     let id = body["file_id"].as_str().unwrap();
     let on_disk = std::fs::read(app.upload_dir.join(&owner.org_id).join(id)).expect("stored at UPLOAD_DIR/{org}/{id}");
     assert_eq!(on_disk, bytes);
-    assert_eq!(app.stored_files().len(), 1, "no part file left next to it");
+    app.assert_stored_files(1).await; // no part file left next to it
 
     let detail: Value = owner.get_file(id).await.json().await.unwrap();
     assert_eq!(detail["size"], bytes.len());
@@ -64,7 +64,7 @@ async fn upload_keeps_unicode_names_and_refuses_hostile_ones_leaving_nothing_beh
         assert_error(response, StatusCode::BAD_REQUEST, code).await;
     }
     assert_eq!(app.count_file_rows().await, 1);
-    assert_eq!(app.stored_files().len(), 1);
+    app.assert_stored_files(1).await;
 }
 
 #[tokio::test]
@@ -105,7 +105,7 @@ async fn upload_refuses_malformed_requests_with_4xx_and_writes_nothing() {
     assert!(truncated.status().is_client_error(), "truncated multipart: {}", truncated.status());
 
     assert_eq!(app.count_file_rows().await, 0);
-    assert!(app.stored_files().is_empty(), "left behind: {:?}", app.stored_files());
+    app.assert_stored_files(0).await;
 }
 
 #[tokio::test]
@@ -122,7 +122,7 @@ async fn upload_over_the_size_limit_answers_413_and_leaves_nothing() {
     assert_error(owner.upload("far.bin", far_over).await, StatusCode::PAYLOAD_TOO_LARGE, "file_too_large").await;
 
     assert_eq!(app.count_file_rows().await, 1);
-    assert_eq!(app.stored_files().len(), 1, "only the accepted file: {:?}", app.stored_files());
+    app.assert_stored_files(1).await; // only the accepted file
 }
 
 #[tokio::test]

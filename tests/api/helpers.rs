@@ -269,6 +269,13 @@ impl TestApp {
         out
     }
 
+    /// Waits until exactly `count` files are stored (abandoned uploads are removed in the
+    /// background, moments after the answer), and fails if that never happens.
+    pub async fn assert_stored_files(&self, count: usize) {
+        let what = format!("{count} stored files remain");
+        eventually(&what, || async { (self.stored_files().len() == count).then_some(()) }).await;
+    }
+
     /// A superuser connection: the test's view from outside the rules (RLS does not apply).
     pub async fn superuser(&self) -> tokio_postgres::Client {
         self.connect_as("postgres").await
@@ -387,6 +394,29 @@ impl TestUser {
             .send()
             .await
             .expect("upload")
+    }
+
+    /// Starts an upload of `length` bytes whose body the test feeds chunk by chunk through the
+    /// returned sender (its Content-Length is known up front, as a browser's is); the response
+    /// arrives once the sender has sent all of it.
+    pub fn upload_slowly(
+        &self,
+        filename: &str,
+        length: u64,
+    ) -> (tokio::sync::mpsc::Sender<Vec<u8>>, tokio::task::JoinHandle<Response>) {
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let chunks = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            let chunk = receiver.recv().await?;
+            Some((Ok::<_, std::io::Error>(chunk), receiver))
+        });
+        let part = multipart::Part::stream_with_length(reqwest::Body::wrap_stream(chunks), length)
+            .file_name(filename.to_owned());
+        let request = self
+            .client
+            .post(self.url("/api/files/upload"))
+            .header("X-CSRF-Token", &self.csrf)
+            .multipart(multipart::Form::new().part("file", part));
+        (sender, tokio::spawn(async move { request.send().await.expect("upload") }))
     }
 
     /// Uploads and returns the new file's id.

@@ -257,10 +257,11 @@ async fn a_deactivated_uploaders_pending_file_fails_instead_of_looping() {
     assert_eq!(queued, 0, "nothing is enqueued for it any more");
 }
 
-/// Expired sessions and finished throttling windows (for any email anyone typed) are pruned by
+/// Expired sessions, finished throttling windows (for any email anyone typed) and the quota
+/// reservations of uploads past their deadline (an api process died mid-upload) are pruned by
 /// the maintenance loop; live ones stay.
 #[tokio::test]
-async fn maintenance_prunes_expired_sessions_and_old_login_windows() {
+async fn maintenance_prunes_expired_sessions_login_windows_and_reservations() {
     let app = spawn_app().await;
     let owner = app.register_org().await;
     let superuser = app.superuser().await;
@@ -270,8 +271,11 @@ async fn maintenance_prunes_expired_sessions_and_old_login_windows() {
              values ('\\x01', '{user}', '{{}}', now() - interval '1 second');
              insert into app.login_attempts (email_key, attempts, window_started)
              values ('typo@example.com', 3, now() - interval '1 day'),
-                    ('recent@example.com', 1, now())",
-            user = owner.user_id
+                    ('recent@example.com', 1, now());
+             insert into app.upload_reservations (id, organization_id, user_id, bytes, expires_at)
+             values (gen_random_uuid(), '{org}', '{user}', 4096, now() - interval '1 second')",
+            user = owner.user_id,
+            org = owner.org_id,
         ))
         .await
         .unwrap();
@@ -288,6 +292,10 @@ async fn maintenance_prunes_expired_sessions_and_old_login_windows() {
     .await;
     crate::helpers::eventually("old windows are pruned", || async {
         (count("select count(*) from app.login_attempts where email_key = 'typo@example.com'").await == 0).then_some(())
+    })
+    .await;
+    crate::helpers::eventually("the dead upload's quota is given back", || async {
+        (count("select storage_reserved_bytes + uploads_in_flight from app.organizations").await == 0).then_some(())
     })
     .await;
     assert_eq!(count("select count(*) from app.login_attempts where email_key = 'recent@example.com'").await, 1);
