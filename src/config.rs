@@ -259,21 +259,6 @@ impl Config {
         self.cookie_secure.unwrap_or(!self.is_dev())
     }
 
-    /// The app role's pool and the file store, as api and worker both use them. The pool
-    /// connects lazily, so this never waits on the network.
-    pub fn open_db_and_store(&self) -> anyhow::Result<(crate::db::Db, crate::storage::FileStore)> {
-        use anyhow::Context;
-        let db = crate::db::Db::new(
-            self.database_url.clone(),
-            usize::from(self.db_pool_size),
-            std::time::Duration::from_millis(self.db_pool_timeout_ms),
-        )
-        .context("invalid DATABASE_URL")?;
-        let store = crate::storage::FileStore::new(&self.upload_dir)
-            .with_context(|| format!("cannot create UPLOAD_DIR {}", self.upload_dir.display()))?;
-        Ok((db, store))
-    }
-
     pub fn broker_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.broker_timeout_ms)
     }

@@ -1,7 +1,7 @@
 //! Prometheus metrics for `GET /metrics`. One registry per process (api and worker share it in
 //! `--mode all`); every series is documented in docs/operations.md.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -18,6 +18,17 @@ pub struct Metrics {
     pub job_duration: HistogramVec,
     pub outbox_backlog: IntGauge,
     pub broker_up: IntGauge,
+}
+
+/// What the serving process read for the gauges just before a scrape.
+#[derive(Debug, Clone, Copy)]
+pub struct Sampled {
+    pub pool_size: usize,
+    pub pool_available: usize,
+    pub pool_waiting: usize,
+    /// `None` when the database did not answer in time.
+    pub outbox_backlog: Option<i64>,
+    pub broker_up: bool,
 }
 
 /// The process's metrics.
@@ -69,8 +80,11 @@ impl Metrics {
         .expect("valid metric");
         let outbox_backlog = IntGauge::new("outbox_backlog", "Validation jobs waiting in the outbox to be published")
             .expect("valid metric");
-        let broker_up = IntGauge::new("broker_up", "1 while this process's connection to RabbitMQ is open, else 0")
-            .expect("valid metric");
+        let broker_up = IntGauge::new(
+            "broker_up",
+            "1 while this process reaches RabbitMQ (api: its monitoring connection; worker: its consumer), else 0",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -98,23 +112,21 @@ impl Metrics {
         }
     }
 
-    /// Samples the gauges that are read rather than counted (pool state, outbox backlog), then
-    /// renders every series. A database that does not answer leaves the backlog at its last
-    /// value rather than failing the scrape.
-    pub async fn scrape(&self, db: &crate::db::Db) -> String {
-        let pool = db.pool_status();
-        self.db_pool.with_label_values(&["size"]).set(pool.size as i64);
-        self.db_pool.with_label_values(&["available"]).set(pool.available as i64);
-        self.db_pool.with_label_values(&["waiting"]).set(pool.waiting as i64);
-        let backlog = async {
-            let conn = db.system_conn().await?;
-            crate::db::system::outbox_backlog(&conn).await
-        };
-        match tokio::time::timeout(std::time::Duration::from_secs(1), backlog).await {
-            Ok(Ok(backlog)) => self.outbox_backlog.set(backlog),
-            Ok(Err(e)) => tracing::debug!(error = %e, "outbox backlog not sampled"),
-            Err(_) => tracing::debug!("outbox backlog not sampled: timeout"),
+    /// Sets the gauges that are read rather than counted to `sampled`, then renders every
+    /// series. Serialized, so that two scrapes (an api and a worker in one process, or tests)
+    /// never render each other's samples.
+    pub fn scrape(&self, sampled: &Sampled) -> String {
+        static SCRAPE: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = SCRAPE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.db_pool.with_label_values(&["size"]).set(sampled.pool_size as i64);
+        self.db_pool.with_label_values(&["available"]).set(sampled.pool_available as i64);
+        self.db_pool.with_label_values(&["waiting"]).set(sampled.pool_waiting as i64);
+        // A database that does not answer leaves the backlog at its last value rather than
+        // failing the scrape.
+        if let Some(backlog) = sampled.outbox_backlog {
+            self.outbox_backlog.set(backlog);
         }
+        self.broker_up.set(i64::from(sampled.broker_up));
         self.render()
     }
 

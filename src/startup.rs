@@ -17,15 +17,30 @@ use utoipa_actix_web::AppExt;
 use crate::{
     auth::{password, session::PgSessionStore},
     config::Config,
-    http::{self, AppState, ClientLimiter},
+    db::Db,
+    http::{self, ApiRootSpan, AppState, ClientLimiter},
     queue::BrokerStatus,
-    telemetry::ApiRootSpan,
+    storage::FileStore,
 };
 
 /// With `Secure`, the `__Host-` prefix makes browsers refuse the cookie unless it is Secure,
 /// host-only and Path=/, so a sibling subdomain cannot plant or overwrite it.
 const SECURE_COOKIE_NAME: &str = "__Host-tf_session";
 const DEV_COOKIE_NAME: &str = "tf_session";
+
+/// The app role's pool and the file store, as api and worker both use them. The pool connects
+/// lazily, so this never waits on the network.
+pub fn open_db_and_store(config: &Config) -> anyhow::Result<(Db, FileStore)> {
+    let db = Db::new(
+        config.database_url.clone(),
+        usize::from(config.db_pool_size),
+        std::time::Duration::from_millis(config.db_pool_timeout_ms),
+    )
+    .context("invalid DATABASE_URL")?;
+    let store = FileStore::new(&config.upload_dir)
+        .with_context(|| format!("cannot create UPLOAD_DIR {}", config.upload_dir.display()))?;
+    Ok((db, store))
+}
 
 pub struct Application {
     port: u16,
@@ -38,7 +53,7 @@ impl Application {
     /// Binds the listener (port 0 picks a free one, as tests do) and prepares the server.
     /// Nothing is served until [`Application::run_until_stopped`].
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let (db, store) = config.open_db_and_store()?;
+        let (db, store) = open_db_and_store(&config)?;
         let key = match &config.session_key {
             Some(secret) => Key::try_from(secret.expose_secret().as_bytes()).context("invalid SESSION_KEY")?,
             None => {

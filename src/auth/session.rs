@@ -19,7 +19,6 @@ use sha2::{Digest, Sha256};
 use crate::{
     db::{system, Db, TenantCtx},
     domain::{OrgId, Role, UserId},
-    error::ApiError,
 };
 
 /// Keys we keep in the state.
@@ -140,11 +139,11 @@ pub struct SessionUser {
 
 /// Starts a fresh session for `user_id` (a new key: the session id rotates at every login)
 /// and returns its CSRF token.
-pub fn start(session: &Session, user_id: UserId) -> Result<String, ApiError> {
+pub fn start(session: &Session, user_id: UserId) -> anyhow::Result<String> {
     let csrf_token = hex::encode(rand::random::<[u8; 32]>());
     session.renew();
-    session.insert(USER_ID, user_id).map_err(|e| ApiError::Internal(anyhow!("{e}")))?;
-    session.insert(CSRF_TOKEN, &csrf_token).map_err(|e| ApiError::Internal(anyhow!("{e}")))?;
+    session.insert(USER_ID, user_id).map_err(|e| anyhow!("{e}"))?;
+    session.insert(CSRF_TOKEN, &csrf_token).map_err(|e| anyhow!("{e}"))?;
     Ok(csrf_token)
 }
 

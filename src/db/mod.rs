@@ -111,12 +111,6 @@ impl Db {
         Ok(Self { pool })
     }
 
-    /// Pool size, idle connections and waiting requests, for `/metrics`.
-    pub fn pool_status(&self) -> PoolStatus {
-        let status = self.pool.status();
-        PoolStatus { size: status.size, available: status.available, waiting: status.waiting }
-    }
-
     /// A transaction for tenant data, bound to `ctx`: the only way to reach tenant rows. Any
     /// number of statements; ends with [`TenantTx::commit`].
     #[tracing::instrument(name = "db.begin", skip_all, fields(org_id = %ctx.org_id))]
@@ -144,17 +138,32 @@ impl Db {
         matches!(tokio::time::timeout(timeout, ping).await, Ok(Ok(())))
     }
 
+    /// The gauges `/metrics` reads from the database and the pool; the backlog is `None` when the
+    /// database does not answer within `timeout`.
+    pub async fn sample(&self, timeout: Duration, broker_up: bool) -> crate::metrics::Sampled {
+        let backlog = async { system::outbox_backlog(&self.system_conn().await?).await };
+        let outbox_backlog = match tokio::time::timeout(timeout, backlog).await {
+            Ok(Ok(backlog)) => Some(backlog),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "outbox backlog not sampled");
+                None
+            }
+            Err(_) => None,
+        };
+        let pool = self.pool.status();
+        crate::metrics::Sampled {
+            pool_size: pool.size,
+            pool_available: pool.available,
+            pool_waiting: pool.waiting,
+            outbox_backlog,
+            broker_up,
+        }
+    }
+
     /// A connection without tenant context, for the SECURITY DEFINER registry.
     pub async fn system_conn(&self) -> Result<SystemConn, DbError> {
         Ok(SystemConn(self.pool.get().await?))
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct PoolStatus {
-    pub size: usize,
-    pub available: usize,
-    pub waiting: usize,
 }
 
 /// A pooled app-role connection with no tenant context. Tenant tables read as empty through it

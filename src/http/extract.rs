@@ -9,7 +9,7 @@ use actix_web::{
 use futures_util::future::LocalBoxFuture;
 use subtle::ConstantTimeEq;
 
-use super::AppState;
+use super::{AppState, RequestId};
 use crate::{
     auth::{session, token},
     db::{
@@ -18,7 +18,6 @@ use crate::{
     },
     domain::Role,
     error::ApiError,
-    telemetry::RequestId,
 };
 
 pub const CSRF_HEADER: &str = "X-CSRF-Token";

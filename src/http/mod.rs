@@ -3,6 +3,7 @@
 mod auth;
 mod extract;
 mod files;
+mod middleware;
 mod ops;
 mod org;
 mod throttle;
@@ -11,25 +12,16 @@ mod tokens;
 use std::sync::Arc;
 
 use actix_web::{
-    dev::ServiceResponse,
     error::{JsonPayloadError, PathError, QueryPayloadError},
-    http::{header, StatusCode},
-    middleware::{ErrorHandlerResponse, ErrorHandlers},
     web, HttpResponse, ResponseError,
 };
 
 pub use extract::Authed;
+pub use middleware::{error_bodies, request_id, session_errors, ApiRootSpan, RequestId};
 pub use throttle::ClientLimiter;
 use utoipa_actix_web::{scope, service_config::ServiceConfig};
 
-use crate::{
-    config::Config,
-    db::Db,
-    error::ApiError,
-    queue::BrokerStatus,
-    storage::FileStore,
-    telemetry::{RequestId, RequestStart},
-};
+use crate::{config::Config, db::Db, error::ApiError, queue::BrokerStatus, storage::FileStore};
 
 /// JSON bodies are small (credentials, a filename, up to 100 ids); files come as multipart.
 const JSON_LIMIT_BYTES: usize = 64 * 1024;
@@ -130,96 +122,6 @@ fn json_error(err: JsonPayloadError) -> ApiError {
         JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::invalid("invalid_body", e.to_string()),
         JsonPayloadError::Deserialize(e) => ApiError::invalid("invalid_json", format!("malformed JSON: {e}")),
         other => ApiError::invalid("invalid_body", other.to_string()),
-    }
-}
-
-/// Outermost middleware: fixes the request id (the caller's `X-Request-Id` or a new one) and
-/// the start time before anything else runs, and echoes the id on every response.
-pub async fn request_id(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> Result<ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    use actix_web::HttpMessage;
-    let id = RequestId::from_header(req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()));
-    let echoed = header::HeaderValue::from_str(&id.0).ok();
-    req.extensions_mut().insert(id);
-    req.extensions_mut().insert(RequestStart(std::time::Instant::now()));
-    let mut response = next.call(req).await?;
-    if let Some(value) = echoed {
-        response.headers_mut().insert(header::HeaderName::from_static(REQUEST_ID_HEADER), value);
-    }
-    Ok(response)
-}
-
-const REQUEST_ID_HEADER: &str = "x-request-id";
-
-/// A safety net for answers produced outside our handlers (actix's own 404, a file's 412 or
-/// 416): every error response gets the JSON error body of the contract, and keeps its status
-/// and its other headers (a 416's `Content-Range: bytes */size`, say).
-pub fn error_bodies<B: 'static>() -> ErrorHandlers<B> {
-    ErrorHandlers::new().default_handler(|res: ServiceResponse<B>| {
-        let is_json = res
-            .response()
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-        if is_json {
-            return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
-        }
-        let (req, res) = res.into_parts();
-        let mut replacement = status_error(res.status()).error_response();
-        for (name, value) in res.headers() {
-            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-                replacement.headers_mut().insert(name.clone(), value.clone());
-            }
-        }
-        Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, replacement).map_into_right_body()))
-    })
-}
-
-/// Wraps the session middleware, whose failures (a session that cannot be loaded or saved)
-/// arrive as errors rather than responses, and come out as a bare 500. They leave as the JSON
-/// error body instead, with the request id. A failure of the store is a 503: the store is the
-/// database, the request may well have done its work (a login's user row is committed before
-/// its session is saved), and the truthful answer is "retry later".
-pub async fn session_errors(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> Result<ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    use actix_web::HttpMessage;
-    let request_id = req.extensions().get::<RequestId>().cloned();
-    next.call(req).await.map_err(|error| {
-        let cause = anyhow::anyhow!("session middleware: {error:?}");
-        let api_error =
-            if is_session_store_failure(&error) { ApiError::Unavailable(cause) } else { ApiError::Internal(cause) };
-        let mut response = api_error.error_response();
-        if let Some(value) = request_id.and_then(|id| header::HeaderValue::from_str(&id.0).ok()) {
-            response.headers_mut().insert(header::HeaderName::from_static(REQUEST_ID_HEADER), value);
-        }
-        actix_web::error::InternalError::from_response(api_error.to_string(), response).into()
-    })
-}
-
-/// actix-session hands every store failure over as an `InternalError` wrapping the store's
-/// error type (its cause is not reachable from outside; the log line keeps it).
-fn is_session_store_failure(error: &actix_web::Error) -> bool {
-    use actix_session::storage::{LoadError, SaveError, UpdateError};
-    use actix_web::error::InternalError;
-    error.as_error::<InternalError<anyhow::Error>>().is_some()
-        || error.as_error::<InternalError<LoadError>>().is_some()
-        || error.as_error::<InternalError<SaveError>>().is_some()
-        || error.as_error::<InternalError<UpdateError>>().is_some()
-}
-
-fn status_error(status: StatusCode) -> ApiError {
-    match status {
-        StatusCode::NOT_FOUND => ApiError::NotFound,
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::TooLarge { code: "body_too_large", message: "request body too large".into() }
-        }
-        s if s.is_client_error() => ApiError::Http(s),
-        StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(anyhow::anyhow!("upstream unavailable")),
-        _ => ApiError::Internal(anyhow::anyhow!("unhandled error response {status}")),
     }
 }
 

@@ -39,7 +39,8 @@ struct Readiness {
 #[utoipa::path(tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
 #[get("/metrics")]
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(METRICS.scrape(&state.db).await)
+    let sampled = state.db.sample(PROBE_TIMEOUT, state.broker.is_up()).await;
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(METRICS.scrape(&sampled))
 }
 
 /// The process is up and serving.

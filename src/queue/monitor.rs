@@ -29,7 +29,6 @@ impl BrokerStatus {
 
     fn set(&self, up: bool) {
         self.0.store(up, Ordering::Relaxed);
-        crate::metrics::METRICS.broker_up.set(i64::from(up));
     }
 
     /// Keeps a connection to `url` open until `stop`, reconnecting with backoff, and keeps the

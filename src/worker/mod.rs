@@ -36,7 +36,7 @@ pub struct WorkerCtx {
 
 impl WorkerCtx {
     pub fn new(config: Config) -> anyhow::Result<Self> {
-        let (db, store) = config.open_db_and_store()?;
+        let (db, store) = crate::startup::open_db_and_store(&config)?;
         let topology = Topology::from_config(&config);
         Ok(Self { config: Arc::new(config), db, store, topology, consuming: Arc::default() })
     }
@@ -84,9 +84,10 @@ fn serve_metrics(
             .route(
                 "/metrics",
                 web::get().to(|ctx: web::Data<WorkerCtx>| async move {
+                    let sampled = ctx.db.sample(READINESS_TIMEOUT, ctx.consuming.load(Ordering::Relaxed)).await;
                     HttpResponse::Ok()
                         .content_type("text/plain; version=0.0.4")
-                        .body(crate::metrics::METRICS.scrape(&ctx.db).await)
+                        .body(crate::metrics::METRICS.scrape(&sampled))
                 }),
             )
             .route(

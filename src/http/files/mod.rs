@@ -2,44 +2,36 @@
 //!
 //! Handlers read as steps: extract → parse → tenant transaction → `db::`/`storage::` → commit
 //! → response. Files are shared within an organization; changing one (rename, delete) is for
-//! its uploader, or any admin or owner.
+//! its uploader, or any admin or owner. The upload (multipart streaming) is in `upload`, the
+//! request and response bodies in `types`.
 
-use std::{collections::HashSet, time::Duration};
+mod types;
+mod upload;
+
+use std::collections::HashSet;
 
 use actix_files::NamedFile;
-use actix_multipart::{Multipart, MultipartError};
 use actix_web::{
     delete, get,
     http::header::{self, ContentDisposition, DispositionParam, DispositionType, ExtendedValue},
-    http::StatusCode,
     mime, patch, post, web, HttpRequest, HttpResponse,
 };
 use anyhow::Context;
-use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::{scope, service_config::ServiceConfig};
 use uuid::Uuid;
 
 use super::{ApiResult, AppState, Authed, BodyErrors, Paging};
 use crate::{
-    db::{
-        self,
-        audit::Action,
-        files::{FileRow, NewFile},
-        uploads::Reservation,
-        TenantTx,
-    },
+    db::{self, audit::Action, TenantTx},
     domain::{FileId, FileStatus, Filename, UserId},
     error::{ApiError, ErrorBody},
-    storage::{FileStore, PartFile, Received, StorageError},
 };
 
+use types::{BulkDeleteRequest, BulkDeleteResponse, FileDetail, FileSummary, ListQuery, ListResponse, RenameRequest};
+use upload::upload_file;
+
 const MAX_BULK_IDS: usize = 100;
-/// Form fields other than `file` are ignored, but not read without bound.
-const MAX_OTHER_FIELD_BYTES: usize = 64 * 1024;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(
@@ -52,257 +44,6 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .service(delete_file)
             .service(download_file),
     );
-}
-
-#[derive(Serialize, ToSchema)]
-struct UploadResponse {
-    file_id: FileId,
-    filename: String,
-    status: FileStatus,
-}
-
-#[derive(Serialize, ToSchema)]
-struct FileDetail {
-    id: FileId,
-    filename: String,
-    size: i64,
-    mime_type: Option<String>,
-    sha256: String,
-    status: FileStatus,
-    error_message: Option<String>,
-    uploaded_at: DateTime<Utc>,
-    processed_at: Option<DateTime<Utc>>,
-    uploaded_by_email: String,
-}
-
-impl From<FileRow> for FileDetail {
-    fn from(f: FileRow) -> Self {
-        Self {
-            id: f.id,
-            filename: f.filename,
-            size: f.size,
-            mime_type: f.mime_type,
-            sha256: f.sha256,
-            status: f.status,
-            error_message: f.error_message,
-            uploaded_at: f.uploaded_at,
-            processed_at: f.processed_at,
-            uploaded_by_email: f.uploaded_by_email,
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-struct FileSummary {
-    id: FileId,
-    filename: String,
-    size: i64,
-    status: FileStatus,
-    uploaded_at: DateTime<Utc>,
-    uploaded_by_email: String,
-}
-
-impl From<FileRow> for FileSummary {
-    fn from(f: FileRow) -> Self {
-        Self {
-            id: f.id,
-            filename: f.filename,
-            size: f.size,
-            status: f.status,
-            uploaded_at: f.uploaded_at,
-            uploaded_by_email: f.uploaded_by_email,
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-struct ListResponse {
-    files: Vec<FileSummary>,
-    total: i64,
-    page: u32,
-    limit: u32,
-}
-
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct ListQuery {
-    /// Page number, from 1 (default 1).
-    #[param(minimum = 1)]
-    page: Option<u32>,
-    /// Page size, 1 to 100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
-    limit: Option<u32>,
-    /// Only files with this status (`pending`, `ready`, `failed`); empty means all.
-    #[param(pattern = "^(pending|ready|failed)?$")]
-    status: Option<String>,
-}
-
-/// Only the name may change; any other field is refused (`deny_unknown_fields`), so ownership,
-/// status or size can never be set by a client.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct RenameRequest {
-    filename: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct BulkDeleteRequest {
-    /// 1 to 100 file ids.
-    #[schema(min_items = 1, max_items = 100)]
-    ids: Vec<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct BulkDeleteResponse {
-    deleted: u64,
-}
-
-/// The multipart form of an upload (for the OpenAPI document; the handler streams it).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct UploadForm {
-    /// The file; its name is taken from the part's `filename`.
-    #[schema(value_type = String, format = Binary)]
-    file: Vec<u8>,
-}
-
-/// Upload a file (multipart field `file`), streamed to disk; validation follows in the background.
-#[utoipa::path(
-    tag = "files",
-    request_body(content = UploadForm, content_type = "multipart/form-data"),
-    responses(
-        (status = 201, description = "Stored, pending validation", body = UploadResponse),
-        (status = 400, description = "No `file` part, empty file or unacceptable filename", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 408, description = "`request_timeout`: the upload took longer than UPLOAD_TIMEOUT_SECONDS", body = ErrorBody),
-        (status = 413, description = "`file_too_large`, or `quota_exceeded` (checked against the request's size before anything is written, and again on the stored size)", body = ErrorBody),
-        (status = 429, description = "`too_many_uploads`: the organization has its maximum of uploads in flight", body = ErrorBody),
-        (status = 415, description = "Not multipart/form-data", body = ErrorBody),
-    ),
-    security(("session" = []), ("bearer" = []))
-)]
-#[post("/upload")]
-#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id, file_id))]
-async fn upload_file(state: web::Data<AppState>, authed: Authed, req: HttpRequest, multipart: Multipart) -> ApiResult {
-    let file_id = FileId::new();
-    tracing::Span::current().record("file_id", tracing::field::display(file_id));
-    let (filename, part, received, reservation) = receive_upload(&state, &authed, &req, file_id, multipart).await?;
-    if received.size == 0 {
-        return Err(ApiError::invalid("empty_file", "the uploaded file is empty"));
-    }
-    let size = i64::try_from(received.size).context("file size out of range")?;
-    let file_path = FileStore::relative_path(authed.ctx.org_id, file_id);
-
-    let tx = state.db.begin(&authed.ctx).await?;
-    let new_file = NewFile { id: file_id, filename: &filename, file_path: &file_path, size, sha256: &received.sha256 };
-    // The file row, its validation job (transactional outbox: the job commits with the row or
-    // not at all) and the audit entry are sent together in one round trip. Their order on the
-    // wire does not matter for correctness (the job's foreign key is checked at commit, V8);
-    // `biased` only makes a refusal of the first (quota) the error reported. The reservation
-    // goes with the row: from the commit on, the bytes count as stored instead.
-    let details = json!({ "filename": filename.as_str(), "size": size });
-    tokio::try_join!(
-        biased;
-        db::files::insert_pending(&tx, &new_file),
-        db::jobs::enqueue(&tx, Uuid::new_v4(), file_id),
-        db::uploads::release(&tx, file_id),
-        db::audit::record(&tx, authed.event(Action::FileUploaded, Some(("file", file_id.into())), details)),
-    )?;
-    // In place before the commit, so a committed row always has its bytes; if the commit
-    // fails, dropping `placed` removes them again (and dropping `reservation` releases it).
-    let placed = part.persist().await.context("cannot move upload into place")?;
-    tx.commit().await?;
-    placed.keep();
-    reservation.released();
-
-    Ok(HttpResponse::Created().json(UploadResponse {
-        file_id,
-        filename: filename.to_string(),
-        status: FileStatus::Pending,
-    }))
-}
-
-/// Finds the `file` field, reserves quota for it, and streams it to disk. Nothing is left
-/// behind on any error: no part file, and the reservation is released when dropped.
-async fn receive_upload(
-    state: &AppState,
-    authed: &Authed,
-    req: &HttpRequest,
-    file_id: FileId,
-    mut multipart: Multipart,
-) -> Result<(Filename, PartFile, Received, Reservation), ApiError> {
-    let limit = state.config.max_file_size_bytes();
-    while let Some(field) = multipart.next().await {
-        let mut field = field.map_err(multipart_error)?;
-        if field.name() != Some("file") {
-            skip_field(&mut field).await?;
-            continue;
-        }
-        let raw_name = field
-            .content_disposition()
-            .and_then(|cd| cd.get_filename())
-            .ok_or_else(|| ApiError::invalid("missing_filename", "the file field must carry a filename"))?;
-        let filename = Filename::parse(raw_name)?;
-        // Before the first byte is written: the file cannot be larger than the request body,
-        // nor than the limit. Over the quota or the organization's uploads in flight, it is
-        // refused here, with nothing written.
-        let bytes = content_length(req).map_or(limit, |length| length.min(limit));
-        let deadline = state.config.upload_timeout_seconds;
-        let reservation = match Reservation::take(&state.db, authed.ctx, file_id, bytes, deadline).await {
-            Ok(reservation) => reservation,
-            Err(err) => return Err(drained(&mut field, limit, err.into()).await),
-        };
-        let receiving = state.store.receive(authed.ctx.org_id, file_id, &mut field, limit);
-        return match tokio::time::timeout(Duration::from_secs(deadline), receiving).await {
-            Err(_) => Err(ApiError::Http(StatusCode::REQUEST_TIMEOUT)),
-            Ok(Ok((part, received))) => Ok((filename, part, received, reservation)),
-            Ok(Err(err @ StorageError::TooLarge { .. })) => Err(drained(&mut field, limit, err.into()).await),
-            Ok(Err(err)) => Err(err.into()),
-        };
-    }
-    Err(ApiError::invalid("missing_file", "multipart field `file` is required"))
-}
-
-fn content_length(req: &HttpRequest) -> Option<u64> {
-    req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
-/// Reads (and discards) a bounded remainder of the field before answering with `error`, so the
-/// client gets to see the refusal instead of a connection reset mid-send.
-async fn drained(field: &mut actix_multipart::Field, limit: u64, error: ApiError) -> ApiError {
-    let mut drained = 0u64;
-    while let Some(Ok(chunk)) = field.next().await {
-        drained += chunk.len() as u64;
-        if drained > limit {
-            break;
-        }
-    }
-    error
-}
-
-async fn skip_field(field: &mut actix_multipart::Field) -> Result<(), ApiError> {
-    let mut seen = 0usize;
-    while let Some(chunk) = field.next().await {
-        seen += chunk.map_err(multipart_error)?.len();
-        if seen > MAX_OTHER_FIELD_BYTES {
-            return Err(ApiError::TooLarge {
-                code: "body_too_large",
-                message: format!("form fields other than `file` must be at most {MAX_OTHER_FIELD_BYTES} bytes"),
-            });
-        }
-    }
-    Ok(())
-}
-
-fn multipart_error(err: MultipartError) -> ApiError {
-    match err {
-        MultipartError::ContentTypeMissing
-        | MultipartError::ContentTypeParse
-        | MultipartError::ContentTypeIncompatible
-        | MultipartError::BoundaryMissing => ApiError::UnsupportedMediaType("multipart/form-data"),
-        other => ApiError::invalid("invalid_multipart", other.to_string()),
-    }
 }
 
 /// List the organization's files, newest first.

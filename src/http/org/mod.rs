@@ -2,13 +2,14 @@
 //!
 //! Managing members, invitations and the audit log is for owners and admins; handlers check
 //! that first for a clear 403, and the database enforces it again (restrictive policies and
-//! the `users_guard_changes` trigger), whose refusals map to the same answers.
+//! the `users_guard_changes` trigger), whose refusals map to the same answers. The request and
+//! response bodies are in `types`.
+
+mod types;
 
 use actix_web::{get, patch, post, web, HttpResponse};
-use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::{Duration, Utc};
 use serde_json::json;
-use utoipa::ToSchema;
 use utoipa_actix_web::{scope, service_config::ServiceConfig};
 use uuid::Uuid;
 
@@ -18,11 +19,14 @@ use crate::{
     db::{
         self,
         audit::{Action, AuditRow},
-        invitations::InvitationRow,
-        users::UserRow,
     },
-    domain::{Email, OrgId, Role, UserId},
+    domain::{Email, Role, UserId},
     error::{ApiError, ErrorBody},
+};
+
+use types::{
+    AuditList, ChangeRoleRequest, CreatedInvitation, InvitationList, InvitationResponse, InviteRequest, OrgResponse,
+    UserList, UserResponse,
 };
 
 const INVITATION_VALIDITY_DAYS: i64 = 7;
@@ -42,101 +46,6 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .service(list_audit)
             .service(get_audit_entry),
     );
-}
-
-#[derive(Serialize, ToSchema)]
-struct OrgResponse {
-    id: OrgId,
-    name: String,
-    storage_quota_mb: i64,
-    storage_used_bytes: i64,
-    member_count: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-struct UserResponse {
-    id: UserId,
-    email: String,
-    role: Role,
-    is_active: bool,
-    created_at: DateTime<Utc>,
-}
-
-impl From<UserRow> for UserResponse {
-    fn from(u: UserRow) -> Self {
-        Self { id: u.id, email: u.email, role: u.role, is_active: u.is_active, created_at: u.created_at }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-struct InvitationResponse {
-    id: Uuid,
-    email: String,
-    role: Role,
-    expires_at: DateTime<Utc>,
-    accepted_at: Option<DateTime<Utc>>,
-    created_at: DateTime<Utc>,
-}
-
-impl From<InvitationRow> for InvitationResponse {
-    fn from(i: InvitationRow) -> Self {
-        Self {
-            id: i.id,
-            email: i.email,
-            role: i.role,
-            expires_at: i.expires_at,
-            accepted_at: i.accepted_at,
-            created_at: i.created_at,
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-struct CreatedInvitation {
-    id: Uuid,
-    /// Shown once; only its SHA-256 is stored.
-    invitation_token: String,
-    email: String,
-    role: Role,
-    expires_at: DateTime<Utc>,
-}
-
-/// Only the role may change; any other field (is_active, email, organization_id, id) is refused.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct ChangeRoleRequest {
-    role: Role,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct InviteRequest {
-    email: String,
-    role: Role,
-}
-
-#[derive(Serialize, ToSchema)]
-struct UserList {
-    users: Vec<UserResponse>,
-    total: i64,
-    page: u32,
-    limit: u32,
-}
-
-#[derive(Serialize, ToSchema)]
-struct InvitationList {
-    invitations: Vec<InvitationResponse>,
-    total: i64,
-    page: u32,
-    limit: u32,
-}
-
-#[derive(Serialize, ToSchema)]
-struct AuditList {
-    entries: Vec<AuditRow>,
-    total: i64,
-    page: u32,
-    limit: u32,
 }
 
 #[utoipa::path(tag = "org", responses((status = 200, body = OrgResponse), (status = 401, body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
