@@ -4,7 +4,6 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::self_named_module_files)]
 
-pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod db;
@@ -13,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod queue;
+pub mod rls_audit;
 pub mod shutdown;
 pub mod startup;
 pub mod storage;

@@ -3,9 +3,8 @@
 use std::process::ExitCode;
 
 use tenant_files::{
-    audit,
     config::{Config, Mode, OutputFormat},
-    db, shutdown,
+    db, rls_audit, shutdown,
     startup::Application,
     telemetry,
     worker::run_worker_until_stopped,
@@ -46,7 +45,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
         Mode::RlsAudit => {
             let target = config.audit_database_url.as_ref().unwrap_or(&config.migration_database_url);
-            let report = audit::run(target, &config.audit_app_role, &config.audit_definer_role).await?;
+            let report = rls_audit::run(target, &config.audit_app_role, &config.audit_definer_role).await?;
             match config.format {
                 OutputFormat::Text => print!("{}", report.to_text()),
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),

@@ -9,9 +9,9 @@
 pub mod audit;
 pub mod files;
 pub mod invitations;
-pub mod jobs;
 pub mod migrate;
 pub mod orgs;
+pub mod outbox;
 pub mod system;
 mod tenant;
 pub mod tokens;

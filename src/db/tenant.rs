@@ -42,6 +42,11 @@ pub struct TenantCtx {
 }
 
 /// Setting names are fixed here and in the policies' helper functions (migrations/V1).
+///
+/// `plan_cache_mode` rides along only to save a statement: it is a performance setting, not part
+/// of the security context (the policies hold under any plan). Without it PostgreSQL re-plans
+/// a tenant's list page on every call, because a custom plan for one organization's id always
+/// looks cheaper than the generic one (docs/decisions.md). Transaction-scoped like the rest.
 const SET_TENANT_CONTEXT: &str = r#"
 select set_config('app.org_id', $1, true),
        set_config('app.user_id', $2, true),

@@ -2,6 +2,7 @@
 //! so handlers and queries never re-check it.
 
 mod email;
+mod file_status;
 mod filename;
 mod ids;
 mod org_name;
@@ -9,11 +10,12 @@ mod password;
 mod role;
 
 pub use email::Email;
+pub use file_status::FileStatus;
 pub use filename::Filename;
 pub use ids::{FileId, OrgId, UserId};
 pub use org_name::OrgName;
 pub use password::Password;
-pub use role::{FileStatus, Role};
+pub use role::Role;
 
 /// Why a value was refused; becomes a 400 with this code and message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

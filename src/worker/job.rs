@@ -133,7 +133,7 @@ async fn decide(ctx: &WorkerCtx, job: JobMessage, result: anyhow::Result<Result<
 /// `Ok(Ok(status))` committed, `Ok(Err(reason))` refused, `Err` transient.
 async fn run(ctx: &WorkerCtx, job: &JobMessage) -> anyhow::Result<Result<FileStatus, &'static str>> {
     let tenant = job.tenant();
-    let pending = db::jobs::find_pending(&ctx.db.read(&tenant).await?, job.file_id).await?;
+    let pending = db::files::find_pending(&ctx.db.read(&tenant).await?, job.file_id).await?;
     let Some(pending) = pending else {
         return Ok(Err("no pending file for this organization and active user"));
     };
@@ -160,7 +160,7 @@ async fn run(ctx: &WorkerCtx, job: &JobMessage) -> anyhow::Result<Result<FileSta
     // Committed in the same round trip: the organization's counters row, which every outcome
     // of the organization updates, stays locked for the server's work only.
     let recorded =
-        db::jobs::record_outcome(&ctx.db.write(&tenant).await?, job.file_id, status, mime_type, error_message).await?;
+        db::files::record_outcome(&ctx.db.write(&tenant).await?, job.file_id, status, mime_type, error_message).await?;
     Ok(if recorded { Ok(status) } else { Err("the file changed while it was being validated") })
 }
 
@@ -169,7 +169,7 @@ async fn run(ctx: &WorkerCtx, job: &JobMessage) -> anyhow::Result<Result<FileSta
 async fn give_up(ctx: &WorkerCtx, job: &JobMessage, error: &str) {
     let reason = format!("validation could not complete after {} attempts", job.attempt);
     let result = async {
-        db::jobs::record_outcome(
+        db::files::record_outcome(
             &ctx.db.write(&job.tenant()).await?,
             job.file_id,
             FileStatus::Failed,

@@ -1,6 +1,6 @@
 //! The validation rules, as a pure function of the record and what is on disk.
 
-use crate::{db::jobs::PendingFile, storage::Inspection};
+use crate::{db::files::PendingFile, storage::Inspection};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

@@ -353,7 +353,7 @@ async fn every_tenant_table_has_forced_rls_policies_and_an_organization_index() 
 #[tokio::test]
 async fn an_uploads_job_may_arrive_before_its_file_row_but_never_outlives_it() {
     use tenant_files::{
-        db::{files, files::NewFile, jobs},
+        db::{files, files::NewFile, outbox},
         domain::{FileId, Filename},
     };
     let app = spawn_app().await;
@@ -364,12 +364,12 @@ async fn an_uploads_job_may_arrive_before_its_file_row_but_never_outlives_it() {
     let new_file = NewFile { id: file_id, filename: &filename, file_path: "unused", size: 4, sha256: &"0".repeat(64) };
 
     let tx = db.begin(&ctx(&owner)).await.unwrap();
-    jobs::enqueue(&tx, Uuid::new_v4(), file_id).await.unwrap();
+    outbox::enqueue(&tx, Uuid::new_v4(), file_id).await.unwrap();
     files::insert_pending(&tx, &new_file).await.unwrap();
     tx.commit().await.unwrap();
 
     let orphan = db.begin(&ctx(&owner)).await.unwrap();
-    jobs::enqueue(&orphan, Uuid::new_v4(), FileId::new()).await.unwrap();
+    outbox::enqueue(&orphan, Uuid::new_v4(), FileId::new()).await.unwrap();
     assert!(orphan.commit().await.is_err(), "a job without its file does not commit");
 
     let superuser = app.superuser().await;

@@ -1,7 +1,6 @@
 //! Integration tests against a real PostgreSQL (started by `make test`). One binary; each test
 //! gets a fresh database named by a uuid, migrated as the owner, served as the app role.
 
-mod audit;
 mod auth;
 mod authz;
 mod database_guard;
@@ -12,6 +11,7 @@ mod openapi;
 mod ops;
 mod org;
 mod quota;
+mod rls_audit;
 mod shutdown;
 mod worker;
 mod worker_process;

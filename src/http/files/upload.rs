@@ -86,7 +86,7 @@ pub(super) async fn upload_file(
     tokio::try_join!(
         biased;
         db::files::insert_pending(&tx, &new_file),
-        db::jobs::enqueue(&tx, Uuid::new_v4(), file_id),
+        db::outbox::enqueue(&tx, Uuid::new_v4(), file_id),
         db::uploads::release(&tx, file_id),
         db::audit::record(&tx, authed.event(Action::FileUploaded, Some(("file", file_id.into())), details)),
     )?;

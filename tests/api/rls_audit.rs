@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeSet, process::Command};
 
-use tenant_files::audit::{self, CHECKS};
+use tenant_files::rls_audit::{self, CHECKS};
 use uuid::Uuid;
 
 use crate::helpers::{as_superuser, db_url, migrated_database};
@@ -41,7 +41,7 @@ fn run_binary(db: &str, extra: &[&str]) -> std::process::Output {
 async fn the_audit_passes_on_the_real_schema() {
     let db = migrated_database().await;
 
-    let report = audit::run(&owner_config(&db), APP_ROLE, DEFINER_ROLE).await.unwrap();
+    let report = rls_audit::run(&owner_config(&db), APP_ROLE, DEFINER_ROLE).await.unwrap();
     assert!(report.passed(), "{}", report.to_text());
     assert!(report.objects.iter().any(|o| o == "table app.files"));
     assert!(report.objects.iter().any(|o| o == "function app.session_load(bytea)"));
@@ -107,7 +107,7 @@ async fn each_weakness_is_reported_as_exactly_that_finding() {
         let db = migrated_database().await;
         as_superuser(&db, weakness).await;
 
-        let report = audit::run(&owner_config(&db), APP_ROLE, DEFINER_ROLE).await.unwrap();
+        let report = rls_audit::run(&owner_config(&db), APP_ROLE, DEFINER_ROLE).await.unwrap();
 
         let checks: BTreeSet<&str> = report.findings.iter().map(|f| f.check.as_str()).collect();
         assert_eq!(checks, BTreeSet::from([*expected]), "{weakness}\n{}", report.to_text());
@@ -123,7 +123,7 @@ async fn an_app_role_with_bypassrls_is_reported() {
     let role = format!("tf_test_{}", Uuid::new_v4().simple());
     as_superuser(&db, &format!("create role {role} login bypassrls")).await;
 
-    let report = audit::run(&owner_config(&db), &role, DEFINER_ROLE).await.unwrap();
+    let report = rls_audit::run(&owner_config(&db), &role, DEFINER_ROLE).await.unwrap();
     let psql_rows = psql_file(&db, "06_app_role.sql", &role);
     as_superuser(&db, &format!("drop role {role}")).await;
     assert!(psql_rows.contains("has BYPASSRLS"), "{psql_rows}");
