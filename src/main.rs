@@ -1,10 +1,12 @@
 //! Entry point: configuration → telemetry → mode → report how it ended. Nothing else.
 
-use std::process::ExitCode;
+use std::{process::ExitCode, sync::Arc};
 
 use tenant_files::{
     config::{Config, Mode, OutputFormat},
-    db, rls_audit, shutdown,
+    db,
+    metrics::Metrics,
+    rls_audit, shutdown,
     startup::Application,
     telemetry,
     worker::run_worker_until_stopped,
@@ -38,7 +40,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Mode::Api => {
-            let app = Application::build(config).await?;
+            let app = Application::build(config, Arc::default()).await?;
             tracing::info!(port = app.port(), "serving the API");
             app.run_until_stopped().await?;
             Ok(())
@@ -56,16 +58,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 Err(anyhow::anyhow!("rls-audit found {} problem(s)", report.findings.len()))
             }
         }
-        Mode::Worker => run_worker_until_stopped(config, shutdown::on_signals()).await,
+        Mode::Worker => run_worker_until_stopped(config, shutdown::on_signals(), Arc::default()).await,
         Mode::All => {
             // The HTTP server stops itself gracefully on SIGINT/SIGTERM; the worker watches the
             // same signals through the token. Whichever ends first, the other is stopped and
             // drained before the process exits.
             let stop = shutdown::on_signals();
-            let app = Application::build(config.clone()).await?;
+            // One registry: the api's /metrics shows the worker's jobs too.
+            let metrics = Arc::new(Metrics::new());
+            let app = Application::build(config.clone(), metrics.clone()).await?;
             tracing::info!(port = app.port(), "serving the API and running the worker");
             let server = app.run_until_stopped();
-            let worker = run_worker_until_stopped(config, stop.clone());
+            let worker = run_worker_until_stopped(config, stop.clone(), metrics);
             tokio::pin!(server, worker);
             tokio::select! {
                 served = &mut server => {

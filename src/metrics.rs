@@ -1,7 +1,10 @@
-//! Prometheus metrics for `GET /metrics`. One registry per process (api and worker share it in
-//! `--mode all`); every series is documented in docs/operations.md.
+//! Prometheus metrics for `GET /metrics`; every series is documented in docs/operations.md.
+//!
+//! One registry per application, handed to the api and the worker it serves (they share it in
+//! `--mode all`), not a process-global: several applications in one process (tests) each count
+//! only their own requests and jobs, so a test can assert exact counts.
 
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -18,6 +21,8 @@ pub struct Metrics {
     pub job_duration: HistogramVec,
     pub outbox_backlog: IntGauge,
     pub broker_up: IntGauge,
+    /// Serializes sample-and-render, so two scrapes never render each other's samples.
+    scraping: Mutex<()>,
 }
 
 /// What the serving process read for the gauges just before a scrape.
@@ -31,11 +36,14 @@ pub struct Sampled {
     pub broker_up: bool,
 }
 
-/// The process's metrics.
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Metrics {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let registry = Registry::new();
         let http_requests = IntCounterVec::new(
             Opts::new("http_requests_total", "HTTP requests by method, route pattern and status"),
@@ -109,15 +117,15 @@ impl Metrics {
             job_duration,
             outbox_backlog,
             broker_up,
+            scraping: Mutex::new(()),
         }
     }
 
     /// Sets the gauges that are read rather than counted to `sampled`, then renders every
-    /// series. Serialized, so that two scrapes (an api and a worker in one process, or tests)
+    /// series. Serialized, so that two scrapes (the api's and the worker's in `--mode all`)
     /// never render each other's samples.
     pub fn scrape(&self, sampled: &Sampled) -> String {
-        static SCRAPE: Mutex<()> = Mutex::new(());
-        let _one_at_a_time = SCRAPE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _one_at_a_time = self.scraping.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         self.db_pool.with_label_values(&["size"]).set(sampled.pool_size as i64);
         self.db_pool.with_label_values(&["available"]).set(sampled.pool_available as i64);
         self.db_pool.with_label_values(&["waiting"]).set(sampled.pool_waiting as i64);

@@ -19,6 +19,7 @@ use crate::{
     config::Config,
     db::Db,
     http::{self, ApiRootSpan, AppState, ClientLimiter},
+    metrics::Metrics,
     queue::BrokerStatus,
     storage::FileStore,
 };
@@ -52,7 +53,8 @@ pub struct Application {
 impl Application {
     /// Binds the listener (port 0 picks a free one, as tests do) and prepares the server.
     /// Nothing is served until [`Application::run_until_stopped`].
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    /// Counts into `metrics`, which a worker in the same process may share.
+    pub async fn build(config: Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let (db, store) = open_db_and_store(&config)?;
         let key = match &config.session_key {
             Some(secret) => Key::try_from(secret.expose_secret().as_bytes()).context("invalid SESSION_KEY")?,
@@ -82,6 +84,7 @@ impl Application {
             openapi_json,
             sign_in_limiter,
             broker,
+            metrics,
         });
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(PgSessionStore::new(db.clone()), key.clone())

@@ -11,7 +11,8 @@ use actix_web::{
 };
 use tracing::Span;
 
-use crate::{error::ApiError, metrics::METRICS};
+use super::AppState;
+use crate::error::ApiError;
 
 /// Outermost middleware: fixes the request id (the caller's `X-Request-Id` or a new one) and
 /// the start time before anything else runs, and echoes the id on every response.
@@ -163,13 +164,13 @@ impl tracing_actix_web::RootSpanBuilder for ApiRootSpan {
                 let request = response.request();
                 let route = request.match_pattern().unwrap_or_else(|| "unmatched".into());
                 let started = request.extensions().get::<RequestStart>().copied();
-                (response.status().as_u16(), started, Some((method_label(request.method()), route)))
+                let metrics = request.app_data::<actix_web::web::Data<AppState>>().map(|state| state.metrics.clone());
+                (response.status().as_u16(), started, Some((method_label(request.method()), route, metrics)))
             }
             Err(error) => (error.as_response_error().status_code().as_u16(), None, None),
         };
         let seconds = started.map(|s| s.0.elapsed().as_secs_f64()).unwrap_or_default();
-        if let Some((method, route)) = labels {
-            let metrics = &METRICS;
+        if let Some((method, route, Some(metrics))) = labels {
             let labels = [method, route.as_str(), &status.to_string()];
             metrics.http_requests.with_label_values(&labels).inc();
             metrics.http_duration.with_label_values(&labels).observe(seconds);

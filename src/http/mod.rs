@@ -21,7 +21,7 @@ pub use middleware::{error_bodies, request_id, session_errors, ApiRootSpan, Requ
 pub use throttle::ClientLimiter;
 use utoipa_actix_web::{scope, service_config::ServiceConfig};
 
-use crate::{config::Config, db::Db, error::ApiError, queue::BrokerStatus, storage::FileStore};
+use crate::{config::Config, db::Db, error::ApiError, metrics::Metrics, queue::BrokerStatus, storage::FileStore};
 
 /// JSON bodies are small (credentials, a filename, up to 100 ids); files come as multipart.
 const JSON_LIMIT_BYTES: usize = 64 * 1024;
@@ -39,6 +39,8 @@ pub struct AppState {
     pub sign_in_limiter: ClientLimiter,
     /// The broker as this process last saw it (reported, not required: see `http::ops`).
     pub broker: BrokerStatus,
+    /// This application's metrics (shared with its worker in `--mode all`).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Document-level OpenAPI settings; the paths and schemas come from the handlers.

@@ -9,10 +9,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{ApiResult, AppState};
-use crate::{
-    error::{ApiError, ErrorBody},
-    metrics::METRICS,
-};
+use crate::error::{ApiError, ErrorBody};
 
 /// How long a readiness probe waits for each dependency.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -40,7 +37,7 @@ struct Readiness {
 #[get("/metrics")]
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let sampled = state.db.sample(PROBE_TIMEOUT, state.broker.is_up()).await;
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(METRICS.scrape(&sampled))
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.scrape(&sampled))
 }
 
 /// The process is up and serving.

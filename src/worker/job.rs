@@ -14,7 +14,7 @@ use super::{
 use crate::{
     db::{self, TenantCtx},
     domain::{FileId, FileStatus, OrgId, UserId},
-    metrics::METRICS,
+    metrics::Metrics,
 };
 
 /// A message of our own is ~200 bytes; anything far larger is not ours.
@@ -87,11 +87,11 @@ pub async fn process(ctx: &WorkerCtx, body: &[u8]) -> Outcome {
     let outcome = match JobMessage::decode(body) {
         Err(reason) => Outcome::Malformed { reason },
         Ok(job) => {
-            let result = catch_panic(run(ctx, &job)).await;
+            let result = catch_panic(&ctx.metrics, run(ctx, &job)).await;
             decide(ctx, job, result).await
         }
     };
-    log(&outcome, started);
+    log(&ctx.metrics, &outcome, started);
     outcome
 }
 
@@ -100,12 +100,15 @@ pub async fn process(ctx: &WorkerCtx, body: &[u8]) -> Outcome {
 /// of its delivery staying unsettled, holding a prefetch slot until the channel closes. Nothing
 /// observes what the panic left behind: the job's transactions roll back when dropped, and a
 /// retry is a new message.
-async fn catch_panic<T>(work: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+async fn catch_panic<T>(
+    metrics: &Metrics,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
     use futures_util::FutureExt;
     match std::panic::AssertUnwindSafe(work).catch_unwind().await {
         Ok(result) => result,
         Err(panic) => {
-            METRICS.jobs_panicked.inc();
+            metrics.jobs_panicked.inc();
             let message = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
@@ -186,12 +189,12 @@ async fn give_up(ctx: &WorkerCtx, job: &JobMessage, error: &str) {
 }
 
 /// One structured line and the metrics per job outcome.
-fn log(outcome: &Outcome, started: Instant) {
+fn log(metrics: &Metrics, outcome: &Outcome, started: Instant) {
     let elapsed = started.elapsed();
     let duration_ms = elapsed.as_millis() as u64;
     let label = outcome.label();
-    METRICS.jobs_processed.with_label_values(&[label]).inc();
-    METRICS.job_duration.with_label_values(&[label]).observe(elapsed.as_secs_f64());
+    metrics.jobs_processed.with_label_values(&[label]).inc();
+    metrics.job_duration.with_label_values(&[label]).observe(elapsed.as_secs_f64());
     let (job, detail) = match outcome {
         Outcome::Malformed { reason } => {
             tracing::warn!(outcome = label, duration_ms, reason = %reason, "job message rejected");
@@ -213,6 +216,8 @@ fn log(outcome: &Outcome, started: Instant) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn ctx() -> WorkerCtx {
@@ -223,7 +228,7 @@ mod tests {
             "--job-max-attempts=3".into(),
         ])
         .unwrap();
-        WorkerCtx::new(config).unwrap()
+        WorkerCtx::new(config, Arc::default()).unwrap()
     }
 
     fn job(attempt: u32) -> JobMessage {
@@ -241,10 +246,9 @@ mod tests {
     #[tokio::test]
     async fn a_panic_while_processing_becomes_a_retry_and_is_counted() {
         let ctx = ctx();
-        let panicked_before = METRICS.jobs_panicked.get();
 
         let result: anyhow::Result<Result<FileStatus, &'static str>> =
-            catch_panic(async { panic!("a bug in validation") }).await;
+            catch_panic(&ctx.metrics, async { panic!("a bug in validation") }).await;
         let outcome = decide(&ctx, job(1), result).await;
 
         match outcome {
@@ -254,6 +258,6 @@ mod tests {
             }
             other => panic!("expected a retry, got {other:?}"),
         }
-        assert!(METRICS.jobs_panicked.get() > panicked_before);
+        assert_eq!(ctx.metrics.jobs_panicked.get(), 1);
     }
 }

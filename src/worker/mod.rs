@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use job::{JobMessage, Outcome};
 
-use crate::{config::Config, db::Db, error::ApiError, queue::Topology, storage::FileStore};
+use crate::{config::Config, db::Db, error::ApiError, metrics::Metrics, queue::Topology, storage::FileStore};
 
 /// What the worker's tasks share.
 pub struct WorkerCtx {
@@ -32,13 +32,15 @@ pub struct WorkerCtx {
     pub topology: Topology,
     /// Whether the consumer is attached to the work queue: the worker's readiness.
     pub consuming: Arc<AtomicBool>,
+    /// The application's metrics (shared with the api in `--mode all`).
+    pub metrics: Arc<Metrics>,
 }
 
 impl WorkerCtx {
-    pub fn new(config: Config) -> anyhow::Result<Self> {
+    pub fn new(config: Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let (db, store) = crate::startup::open_db_and_store(&config)?;
         let topology = Topology::from_config(&config);
-        Ok(Self { config: Arc::new(config), db, store, topology, consuming: Arc::default() })
+        Ok(Self { config: Arc::new(config), db, store, topology, consuming: Arc::default(), metrics })
     }
 
     /// How long to wait before retrying attempt `attempt` (1-based); the last delay repeats.
@@ -50,8 +52,13 @@ impl WorkerCtx {
 }
 
 /// Runs every worker task until `shutdown` is cancelled, then lets the job in hand finish.
-pub async fn run_worker_until_stopped(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let ctx = Arc::new(WorkerCtx::new(config)?);
+/// Counts into `metrics` (the api's, when both run in one process).
+pub async fn run_worker_until_stopped(
+    config: Config,
+    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<()> {
+    let ctx = Arc::new(WorkerCtx::new(config, metrics)?);
     tracing::info!(queue = %ctx.topology.work_queue, "worker starting");
     let metrics = match ctx.config.metrics_bind {
         Some(addr) => Some(serve_metrics(addr, ctx.clone(), shutdown.clone())?),
@@ -85,9 +92,7 @@ fn serve_metrics(
                 "/metrics",
                 web::get().to(|ctx: web::Data<WorkerCtx>| async move {
                     let sampled = ctx.db.sample(READINESS_TIMEOUT, ctx.consuming.load(Ordering::Relaxed)).await;
-                    HttpResponse::Ok()
-                        .content_type("text/plain; version=0.0.4")
-                        .body(crate::metrics::METRICS.scrape(&sampled))
+                    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(ctx.metrics.scrape(&sampled))
                 }),
             )
             .route(

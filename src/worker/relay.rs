@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 use super::{pause, Backoff, JobMessage, WorkerCtx};
 use crate::{
     db::system,
-    metrics::METRICS,
     queue::{self, Publisher, VALIDATE_ROUTING_KEY},
 };
 
@@ -98,7 +97,7 @@ pub async fn relay_batch(ctx: &WorkerCtx, publisher: &Publisher) -> anyhow::Resu
     let ids: Vec<uuid::Uuid> = jobs.iter().map(|job| job.job_id).collect();
     system::outbox_delete(&tx, &ids).await?;
     tx.commit().await?;
-    METRICS.jobs_published.inc_by(ids.len() as u64);
+    ctx.metrics.jobs_published.inc_by(ids.len() as u64);
     tracing::debug!(published = ids.len(), "relayed jobs");
     Ok(ids.len())
 }

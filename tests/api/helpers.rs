@@ -45,6 +45,8 @@ pub struct TestApp {
     pub args: Vec<String>,
     pub db_name: String,
     pub upload_dir: PathBuf,
+    /// This app's metrics, shared with the workers the test starts in-process: exact counts.
+    pub metrics: std::sync::Arc<tenant_files::metrics::Metrics>,
     _upload_root: tempfile::TempDir,
 }
 
@@ -132,10 +134,11 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
     ];
     let config = Config::from_args(&args).expect("test config");
     migrate::run(&config.migration_database_url).await.expect("migrations apply");
-    let app = Application::build(config.clone()).await.expect("app builds");
+    let metrics = std::sync::Arc::new(tenant_files::metrics::Metrics::new());
+    let app = Application::build(config.clone(), metrics.clone()).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    TestApp { address, config, args, db_name, upload_dir, _upload_root: upload_root }
+    TestApp { address, config, args, db_name, upload_dir, metrics, _upload_root: upload_root }
 }
 
 /// A fresh database migrated as the owner, without a running app (for catalog-level tests).
@@ -324,16 +327,22 @@ impl TestUser {
         self.client.get(self.url(path)).send().await.expect("GET")
     }
 
+    /// A state-changing request as the web app sends it: the session cookie and the session's
+    /// CSRF token. Every POST, PATCH and DELETE helper below starts here.
+    pub fn changing(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path)).header("X-CSRF-Token", &self.csrf)
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> Response {
-        self.client.post(self.url(path)).header("X-CSRF-Token", &self.csrf).json(&body).send().await.expect("POST")
+        self.changing(reqwest::Method::POST, path).json(&body).send().await.expect("POST")
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> Response {
-        self.client.patch(self.url(path)).header("X-CSRF-Token", &self.csrf).json(&body).send().await.expect("PATCH")
+        self.changing(reqwest::Method::PATCH, path).json(&body).send().await.expect("PATCH")
     }
 
     pub async fn delete_path(&self, path: &str) -> Response {
-        self.client.delete(self.url(path)).header("X-CSRF-Token", &self.csrf).send().await.expect("DELETE")
+        self.changing(reqwest::Method::DELETE, path).send().await.expect("DELETE")
     }
 
     /// `POST /api/org/invitations`, returning the token.
@@ -387,13 +396,7 @@ impl TestUser {
     }
 
     pub async fn upload_form(&self, form: multipart::Form) -> Response {
-        self.client
-            .post(self.url("/api/files/upload"))
-            .header("X-CSRF-Token", &self.csrf)
-            .multipart(form)
-            .send()
-            .await
-            .expect("upload")
+        self.changing(reqwest::Method::POST, "/api/files/upload").multipart(form).send().await.expect("upload")
     }
 
     /// Starts an upload of `length` bytes whose body the test feeds chunk by chunk through the
@@ -412,9 +415,7 @@ impl TestUser {
         let part = multipart::Part::stream_with_length(reqwest::Body::wrap_stream(chunks), length)
             .file_name(filename.to_owned());
         let request = self
-            .client
-            .post(self.url("/api/files/upload"))
-            .header("X-CSRF-Token", &self.csrf)
+            .changing(reqwest::Method::POST, "/api/files/upload")
             .multipart(multipart::Form::new().part("file", part));
         (sender, tokio::spawn(async move { request.send().await.expect("upload") }))
     }
@@ -448,32 +449,15 @@ impl TestUser {
     }
 
     pub async fn rename(&self, id: &str, body: Value) -> Response {
-        self.client
-            .patch(self.url(&format!("/api/files/{id}")))
-            .header("X-CSRF-Token", &self.csrf)
-            .json(&body)
-            .send()
-            .await
-            .expect("rename")
+        self.patch(&format!("/api/files/{id}"), body).await
     }
 
     pub async fn delete(&self, id: &str) -> Response {
-        self.client
-            .delete(self.url(&format!("/api/files/{id}")))
-            .header("X-CSRF-Token", &self.csrf)
-            .send()
-            .await
-            .expect("delete")
+        self.delete_path(&format!("/api/files/{id}")).await
     }
 
     pub async fn bulk_delete(&self, ids: &[&str]) -> Response {
-        self.client
-            .post(self.url("/api/files/bulk-delete"))
-            .header("X-CSRF-Token", &self.csrf)
-            .json(&json!({ "ids": ids }))
-            .send()
-            .await
-            .expect("bulk delete")
+        self.post("/api/files/bulk-delete", json!({ "ids": ids })).await
     }
 }
 
@@ -513,21 +497,19 @@ impl TestApp {
 
     pub fn start_worker_with(&self, config: Config) -> RunningWorker {
         let stop = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn(tenant_files::worker::run_worker_until_stopped(config, stop.clone()));
+        let task =
+            tokio::spawn(tenant_files::worker::run_worker_until_stopped(config, stop.clone(), self.metrics.clone()));
         RunningWorker { stop, task: Some(task) }
     }
 
-    /// Polls the file's detail until its status is `status` (10 s at most) and returns it.
+    /// Polls the file's detail until its status is `status` and returns it.
     pub async fn wait_for_status(&self, user: &TestUser, id: &str, status: &str) -> Value {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
+        let what = format!("file {id} becomes {status}");
+        eventually(&what, || async {
             let detail: Value = user.get_file(id).await.json().await.expect("detail");
-            if detail["status"] == status {
-                return detail;
-            }
-            assert!(std::time::Instant::now() < deadline, "file {id} never became {status}: {detail}");
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+            (detail["status"] == status).then_some(detail)
+        })
+        .await
     }
 
     /// A channel on the test broker, for publishing forged messages and counting queues.
@@ -695,13 +677,14 @@ pub fn unused_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Polls `check` every 50 ms until it returns `Some` (10 s at most) and returns that value.
+/// Polls `check` every 50 ms until it returns `Some` (15 s at most) and returns that value: the
+/// one way tests wait for something that happens in the background.
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         if let Some(value) = check().await {
             return value;

@@ -7,7 +7,7 @@ use futures_util::stream;
 use reqwest::StatusCode;
 use tokio::process::Command;
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{eventually, spawn_app, TestApp};
 
 /// Starts `tenant-files --mode api` as its own process with the test app's configuration on a
 /// free port (plus `env`), waits until it answers, and returns it with its base URL.
@@ -24,13 +24,9 @@ async fn spawn_api_process(app: &TestApp, env: &[(&str, &str)], stderr: Stdio) -
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            return (api, base);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the API did not come up");
+    let health = format!("{base}/healthz");
+    eventually("the API comes up", || async { client.get(&health).send().await.ok().map(|_| ()) }).await;
+    (api, base)
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{spawn_app, spawn_app_with, Settings, TestApp, TestUser};
+use crate::helpers::{eventually, spawn_app, spawn_app_with, Settings, TestApp, TestUser};
 
 const PNG: &[u8] = &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, b'I', b'H', b'D', b'R', 1, 2, 3];
 
@@ -192,11 +192,10 @@ async fn a_job_out_of_attempts_marks_the_file_failed_and_is_dead_lettered() {
 
     let detail = app.wait_for_status(&owner, &id, "failed").await;
     assert_eq!(detail["error_message"], "validation could not complete after 3 attempts");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while app.queue_depth(&app.topology().dead_queue).await != 1 {
-        assert!(std::time::Instant::now() < deadline, "the exhausted job reaches the dead-letter queue");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually("the exhausted job reaches the dead-letter queue", || async {
+        (app.queue_depth(&app.topology().dead_queue).await == 1).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -211,11 +210,10 @@ async fn deleted_files_bytes_are_purged_in_the_background() {
 
     assert_eq!(owner.delete(&id).await.status(), StatusCode::NO_CONTENT);
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while app.stored_path(&owner, &id).exists() {
-        assert!(std::time::Instant::now() < deadline, "bytes of a deleted file are purged");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually("the bytes of the deleted file are purged", || async {
+        (!app.stored_path(&owner, &id).exists()).then_some(())
+    })
+    .await;
     assert!(app.stored_path(&owner, &kept).exists(), "other files stay");
     assert_eq!(app.count_file_rows().await, 2, "the deleted row stays, deleted");
 }
@@ -286,15 +284,15 @@ async fn maintenance_prunes_expired_sessions_login_windows_and_reservations() {
 
     let _worker = app.start_worker();
 
-    crate::helpers::eventually("expired rows are pruned", || async {
+    eventually("expired rows are pruned", || async {
         (count("select count(*) from app.sessions where expires_at <= now()").await == 0).then_some(())
     })
     .await;
-    crate::helpers::eventually("old windows are pruned", || async {
+    eventually("old windows are pruned", || async {
         (count("select count(*) from app.login_attempts where email_key = 'typo@example.com'").await == 0).then_some(())
     })
     .await;
-    crate::helpers::eventually("the dead upload's quota is given back", || async {
+    eventually("the dead upload's quota is given back", || async {
         (count("select storage_reserved_bytes + uploads_in_flight from app.organizations").await == 0).then_some(())
     })
     .await;

@@ -1,11 +1,7 @@
 //! The worker as a real process and the broker as a real network peer: SIGKILL and SIGTERM in
 //! the middle of a job, and the broker going away and coming back.
 
-use std::{
-    path::Path,
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::{path::Path, process::Stdio, time::Duration};
 
 use reqwest::StatusCode;
 use tokio::process::{Child, Command};
@@ -38,16 +34,12 @@ fn make_blocking(path: &Path) -> Vec<u8> {
 
 /// Waits until the job left the outbox and the work queue: a worker holds it, unacknowledged.
 async fn wait_until_taken(app: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    eventually("the worker takes the job", || async {
         let in_outbox: i64 =
             app.superuser().await.query_one("select count(*) from app.outbox", &[]).await.unwrap().get(0);
-        if in_outbox == 0 && app.queue_depth(&app.topology().work_queue).await == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the worker never took the job");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (in_outbox == 0 && app.queue_depth(&app.topology().work_queue).await == 0).then_some(())
+    })
+    .await;
 }
 
 async fn upload_blocking_file(app: &TestApp, owner: &TestUser) -> (String, Vec<u8>) {
