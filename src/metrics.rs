@@ -70,7 +70,7 @@ impl Metrics {
         let jobs_processed = IntCounterVec::new(
             Opts::new(
                 "jobs_processed_total",
-                "Validation jobs by outcome: ready, failed, refused, retry, exhausted (dead-lettered), malformed (dead-lettered)",
+                "Validation jobs by outcome: ready, failed, refused, retry, exhausted, permanent, malformed (the last three dead-lettered)",
             ),
             &["outcome"],
         )

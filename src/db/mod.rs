@@ -48,6 +48,24 @@ pub enum DbError {
     Misuse(&'static str),
 }
 
+impl DbError {
+    /// Whether the same statement may succeed if tried again later: the database was out of
+    /// reach, or the server rolled the transaction back for a reason of the moment (a
+    /// serialization failure or deadlock, class 40; a lack of resources, class 53; a lock not
+    /// available, 55P03). Anything else (a refusal, a row that does not decode, a bug in a
+    /// statement) fails the same way every time.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::Unavailable(_) => true,
+            DbError::Query(e) => e.code().is_some_and(|code| {
+                let code = code.code();
+                code.starts_with("40") || code.starts_with("53") || code == "55P03"
+            }),
+            _ => false,
+        }
+    }
+}
+
 impl From<tokio_postgres::Error> for DbError {
     fn from(err: tokio_postgres::Error) -> Self {
         if let Some(db) = err.as_db_error() {

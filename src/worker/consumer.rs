@@ -120,7 +120,7 @@ async fn settle(ctx: Arc<WorkerCtx>, retries: Arc<Publisher>, delivery: Delivery
                 }
             }
         }
-        Outcome::Exhausted { .. } | Outcome::Malformed { .. } => dead_letter().await,
+        Outcome::Exhausted { .. } | Outcome::Permanent { .. } | Outcome::Malformed { .. } => dead_letter().await,
     };
     if let Err(e) = settled {
         tracing::warn!(error = %e, outcome = outcome.label(), "could not settle the delivery; the broker will redeliver it");

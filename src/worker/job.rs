@@ -12,7 +12,7 @@ use super::{
     WorkerCtx,
 };
 use crate::{
-    db::{self, TenantCtx},
+    db::{self, DbError, TenantCtx},
     domain::{FileId, FileStatus, OrgId, UserId},
     metrics::Metrics,
 };
@@ -64,6 +64,10 @@ pub enum Outcome {
     Retry { job: JobMessage, error: String },
     /// Out of attempts: the file was marked failed (if the database allowed); dead-letter.
     Exhausted { job: JobMessage, error: String },
+    /// An error no attempt can get past (a refused statement, a row that does not decode: a bug
+    /// or a broken invariant): the file was marked failed at once, without burning the retries;
+    /// dead-letter.
+    Permanent { job: JobMessage, error: String },
     /// Not a job message at all: dead-letter without processing.
     Malformed { reason: String },
 }
@@ -76,6 +80,7 @@ impl Outcome {
             Outcome::Refused { .. } => "refused",
             Outcome::Retry { .. } => "retry",
             Outcome::Exhausted { .. } => "exhausted",
+            Outcome::Permanent { .. } => "permanent",
             Outcome::Malformed { .. } => "malformed",
         }
     }
@@ -102,8 +107,8 @@ pub async fn process(ctx: &WorkerCtx, body: &[u8]) -> Outcome {
 /// retry is a new message.
 async fn catch_panic<T>(
     metrics: &Metrics,
-    work: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
+    work: impl std::future::Future<Output = Result<T, JobError>>,
+) -> Result<T, JobError> {
     use futures_util::FutureExt;
     match std::panic::AssertUnwindSafe(work).catch_unwind().await {
         Ok(result) => result,
@@ -114,27 +119,57 @@ async fn catch_panic<T>(
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            Err(anyhow::anyhow!("processing panicked: {message}"))
+            Err(JobError::Transient(anyhow::anyhow!("processing panicked: {message}")))
+        }
+    }
+}
+
+/// Why a job could not finish, and whether another attempt can help.
+#[derive(Debug)]
+enum JobError {
+    /// The database or the stored bytes were out of reach (or processing panicked): retry.
+    Transient(anyhow::Error),
+    /// Every attempt would fail the same way: do not spend the retries on it.
+    Permanent(anyhow::Error),
+}
+
+/// The one place database errors are classified for the worker (see [`DbError::is_transient`]).
+impl From<DbError> for JobError {
+    fn from(err: DbError) -> Self {
+        if err.is_transient() {
+            JobError::Transient(err.into())
+        } else {
+            JobError::Permanent(err.into())
         }
     }
 }
 
 /// The outcome of a job from what processing it returned.
-async fn decide(ctx: &WorkerCtx, job: JobMessage, result: anyhow::Result<Result<FileStatus, &'static str>>) -> Outcome {
+async fn decide(
+    ctx: &WorkerCtx,
+    job: JobMessage,
+    result: Result<Result<FileStatus, &'static str>, JobError>,
+) -> Outcome {
     match result {
         Ok(Ok(status)) => Outcome::Validated { job, status },
         Ok(Err(reason)) => Outcome::Refused { job, reason },
-        Err(e) if job.attempt >= ctx.config.job_max_attempts => {
+        Err(JobError::Permanent(e)) => {
             let error = format!("{e:#}");
-            give_up(ctx, &job, &error).await;
+            give_up(ctx, &job, "validation could not complete (an internal error; see the worker's log)", &error).await;
+            Outcome::Permanent { job, error }
+        }
+        Err(JobError::Transient(e)) if job.attempt >= ctx.config.job_max_attempts => {
+            let error = format!("{e:#}");
+            let reason = format!("validation could not complete after {} attempts", job.attempt);
+            give_up(ctx, &job, &reason, &error).await;
             Outcome::Exhausted { job, error }
         }
-        Err(e) => Outcome::Retry { job, error: format!("{e:#}") },
+        Err(JobError::Transient(e)) => Outcome::Retry { job, error: format!("{e:#}") },
     }
 }
 
-/// `Ok(Ok(status))` committed, `Ok(Err(reason))` refused, `Err` transient.
-async fn run(ctx: &WorkerCtx, job: &JobMessage) -> anyhow::Result<Result<FileStatus, &'static str>> {
+/// `Ok(Ok(status))` committed, `Ok(Err(reason))` refused, `Err` failed (transient or not).
+async fn run(ctx: &WorkerCtx, job: &JobMessage) -> Result<Result<FileStatus, &'static str>, JobError> {
     let tenant = job.tenant();
     let pending = db::files::find_pending(&ctx.db.read(&tenant).await?, job.file_id).await?;
     let Some(pending) = pending else {
@@ -150,7 +185,7 @@ async fn run(ctx: &WorkerCtx, job: &JobMessage) -> anyhow::Result<Result<FileSta
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Verdict::Failed { reason: "the stored file is missing".into() }
             }
-            Err(e) => return Err(anyhow::Error::new(e).context("cannot read the stored file")),
+            Err(e) => return Err(JobError::Transient(anyhow::Error::new(e).context("cannot read the stored file"))),
         }
     };
     let (status, mime_type, error_message) = match &verdict {
@@ -167,19 +202,13 @@ async fn run(ctx: &WorkerCtx, job: &JobMessage) -> anyhow::Result<Result<FileSta
     Ok(if recorded { Ok(status) } else { Err("the file changed while it was being validated") })
 }
 
-/// After the last attempt: mark the file failed so it does not stay pending. Best effort: the
-/// database may be the very thing that is down, and then the pending sweep will try again.
-async fn give_up(ctx: &WorkerCtx, job: &JobMessage, error: &str) {
-    let reason = format!("validation could not complete after {} attempts", job.attempt);
+/// When no attempt is left (or none could help): mark the file failed with `reason` so it does
+/// not stay pending. Best effort: the database may be the very thing that is down, and then the
+/// pending sweep will try again.
+async fn give_up(ctx: &WorkerCtx, job: &JobMessage, reason: &str, error: &str) {
     let result = async {
-        db::files::record_outcome(
-            &ctx.db.write(&job.tenant()).await?,
-            job.file_id,
-            FileStatus::Failed,
-            None,
-            Some(&reason),
-        )
-        .await
+        let tx = ctx.db.write(&job.tenant()).await?;
+        db::files::record_outcome(&tx, job.file_id, FileStatus::Failed, None, Some(reason)).await
     }
     .await;
     if let Err(e) = result {
@@ -202,7 +231,9 @@ fn log(metrics: &Metrics, outcome: &Outcome, started: Instant) {
         }
         Outcome::Validated { job, .. } => (job, None),
         Outcome::Refused { job, reason } => (job, Some(*reason)),
-        Outcome::Retry { job, error } | Outcome::Exhausted { job, error } => (job, Some(error.as_str())),
+        Outcome::Retry { job, error } | Outcome::Exhausted { job, error } | Outcome::Permanent { job, error } => {
+            (job, Some(error.as_str()))
+        }
     };
     match detail {
         None => tracing::info!(job_id = %job.job_id, file_id = %job.file_id, organization_id = %job.organization_id,
@@ -247,7 +278,7 @@ mod tests {
     async fn a_panic_while_processing_becomes_a_retry_and_is_counted() {
         let ctx = ctx();
 
-        let result: anyhow::Result<Result<FileStatus, &'static str>> =
+        let result: Result<Result<FileStatus, &'static str>, JobError> =
             catch_panic(&ctx.metrics, async { panic!("a bug in validation") }).await;
         let outcome = decide(&ctx, job(1), result).await;
 

@@ -198,6 +198,28 @@ async fn a_job_out_of_attempts_marks_the_file_failed_and_is_dead_lettered() {
     .await;
 }
 
+/// An error that no attempt can get past (here a statement the database refuses: a broken
+/// deployment, or a bug) fails the file at once and dead-letters the job, instead of burning
+/// every retry on it; only transient errors are retried.
+#[tokio::test]
+async fn a_permanent_error_fails_the_file_at_once_without_retries() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let id = owner.upload_ok("doomed.txt", "never validated").await;
+    app.superuser().await.batch_execute("revoke select on app.organizations from tenant_files_app").await.unwrap();
+
+    let _worker = app.start_worker();
+
+    let detail = app.wait_for_status(&owner, &id, "failed").await;
+    assert_eq!(detail["error_message"], "validation could not complete (an internal error; see the worker's log)");
+    let outcomes = &app.metrics.jobs_processed;
+    assert_eq!((outcomes.with_label_values(&["permanent"]).get(), outcomes.with_label_values(&["retry"]).get()), (1, 0));
+    eventually("the job reaches the dead-letter queue", || async {
+        (app.queue_depth(&app.topology().dead_queue).await == 1).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn deleted_files_bytes_are_purged_in_the_background() {
     let app = spawn_app().await;
