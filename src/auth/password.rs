@@ -1,7 +1,7 @@
 //! bcrypt, always on a blocking thread and never more than a few at once: at cost 12 one hash
 //! takes ~250 ms of CPU. On async workers it would stall every request sharing them; unbounded
 //! on blocking threads, a burst of logins would take every core and starve the reads. So hashes
-//! run on blocking threads, at most [`HASH_CONCURRENCY`] at a time; more logins wait their turn
+//! run on blocking threads, at most `HASH_CONCURRENCY` at a time; more logins wait their turn
 //! (their latency grows, everyone else's does not).
 
 use std::sync::{Arc, LazyLock};

@@ -5,7 +5,7 @@ use serde::Serialize;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{decode, DbError, TenantTx};
+use super::{decode, DbError, ReadTx, Reading, Writing};
 
 /// What happened, as stored in `app.audit_log.action`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,8 +50,9 @@ pub struct Event<'a> {
 }
 
 #[tracing::instrument(name = "db.audit.record", skip_all, fields(action = event.action.as_str()))]
-pub async fn record(tx: &TenantTx, event: Event<'_>) -> Result<(), DbError> {
-    let ctx = tx.ctx();
+pub async fn record(tx: impl Into<Writing<'_>>, event: Event<'_>) -> Result<(), DbError> {
+    let tx = tx.into();
+    let ctx = *tx.ctx();
     let (target_type, target_id) = event.target.unzip();
     tx.execute(
         r#"
@@ -102,8 +103,9 @@ impl AuditRow {
 
 /// Newest first, with the total.
 #[tracing::instrument(name = "db.audit.list_page", skip_all)]
-pub async fn list_page(tx: &TenantTx, limit: i64, offset: i64) -> Result<(Vec<AuditRow>, i64), DbError> {
-    let org_id = tx.ctx().org_id;
+pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<AuditRow>, i64), DbError> {
+    let ctx = *tx.ctx();
+    let org_id = ctx.org_id;
     let (rows, total) = tx
         .query_page(
             r#"
@@ -123,7 +125,8 @@ pub async fn list_page(tx: &TenantTx, limit: i64, offset: i64) -> Result<(Vec<Au
 }
 
 #[tracing::instrument(name = "db.audit.find", skip_all)]
-pub async fn find(tx: &TenantTx, id: Uuid) -> Result<Option<AuditRow>, DbError> {
+pub async fn find(tx: impl Into<Reading<'_>>, id: Uuid) -> Result<Option<AuditRow>, DbError> {
+    let tx = tx.into();
     tx.query_opt(
         r#"
         select id, action, actor_user_id, target_type, target_id, details, request_id, created_at

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::{types::ToSql, Row};
 
-use super::{decode, DbError, TenantTx};
+use super::{decode, DbError, ReadTx, Reading, Writing};
 use crate::domain::{FileId, FileStatus, Filename, UserId};
 
 /// A file as the API shows it (detail and list).
@@ -52,8 +52,9 @@ pub struct NewFile<'a> {
 /// Records a pending upload. The usage trigger adds its size to the organization in the same
 /// statement; over quota it fails with `organizations_within_quota`.
 #[tracing::instrument(name = "db.files.insert_pending", skip_all, fields(file_id = %file.id))]
-pub async fn insert_pending(tx: &TenantTx, file: &NewFile<'_>) -> Result<(), DbError> {
-    let ctx = tx.ctx();
+pub async fn insert_pending(tx: impl Into<Writing<'_>>, file: &NewFile<'_>) -> Result<(), DbError> {
+    let tx = tx.into();
+    let ctx = *tx.ctx();
     tx.execute(
         r#"
         insert into app.files (id, organization_id, filename, file_path, file_size_bytes, sha256, uploaded_by)
@@ -89,7 +90,8 @@ macro_rules! select_files {
 }
 
 #[tracing::instrument(name = "db.files.find", skip_all, fields(file_id = %id))]
-pub async fn find(tx: &TenantTx, id: FileId) -> Result<Option<FileRow>, DbError> {
+pub async fn find(tx: impl Into<Reading<'_>>, id: FileId) -> Result<Option<FileRow>, DbError> {
+    let tx = tx.into();
     let sql = select_files!(
         r#"
         where f.id = $1
@@ -106,8 +108,9 @@ pub struct Page {
 
 /// One page, newest first, plus the total for the same filter (kept by the database, O(1)).
 #[tracing::instrument(name = "db.files.list_page", skip_all)]
-pub async fn list_page(tx: &TenantTx, status: Option<FileStatus>, limit: i64, offset: i64) -> Result<Page, DbError> {
-    let org_id = tx.ctx().org_id;
+pub async fn list_page(tx: ReadTx, status: Option<FileStatus>, limit: i64, offset: i64) -> Result<Page, DbError> {
+    let ctx = *tx.ctx();
+    let org_id = ctx.org_id;
     let status = status.map(FileStatus::as_str);
     // Two texts, not `($4 is null or f.status = $4)`: the plan is generic (see `db::tenant`),
     // and a generic plan for that OR cannot use the (organization, status, uploaded_at) index,
@@ -166,7 +169,8 @@ pub async fn list_page(tx: &TenantTx, status: Option<FileStatus>, limit: i64, of
 /// absent. (Not `FOR UPDATE`: that would apply the UPDATE policy and hide the files the caller
 /// may see but not change, turning a clear 403 into a 404. The changing statement re-checks.)
 #[tracing::instrument(name = "db.files.uploaders", skip_all, fields(count = ids.len()))]
-pub async fn uploaders(tx: &TenantTx, ids: &[FileId]) -> Result<Vec<(FileId, UserId)>, DbError> {
+pub async fn uploaders(tx: impl Into<Reading<'_>>, ids: &[FileId]) -> Result<Vec<(FileId, UserId)>, DbError> {
+    let tx = tx.into();
     let ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
     let rows = tx
         .query(
@@ -189,7 +193,8 @@ pub async fn uploaders(tx: &TenantTx, ids: &[FileId]) -> Result<Vec<(FileId, Use
 /// Renames a live file; `false` if it is not there (or the policies do not let the caller
 /// change it).
 #[tracing::instrument(name = "db.files.rename", skip_all, fields(file_id = %id))]
-pub async fn rename(tx: &TenantTx, id: FileId, filename: &Filename) -> Result<bool, DbError> {
+pub async fn rename(tx: impl Into<Writing<'_>>, id: FileId, filename: &Filename) -> Result<bool, DbError> {
+    let tx = tx.into();
     let renamed = tx
         .execute(
             r#"
@@ -207,7 +212,8 @@ pub async fn rename(tx: &TenantTx, id: FileId, filename: &Filename) -> Result<bo
 /// Soft-deletes and returns how many were deleted; the usage trigger gives the bytes back to
 /// the quota in the same statement.
 #[tracing::instrument(name = "db.files.mark_deleted", skip_all, fields(count = ids.len()))]
-pub async fn mark_deleted(tx: &TenantTx, ids: &[FileId]) -> Result<u64, DbError> {
+pub async fn mark_deleted(tx: impl Into<Writing<'_>>, ids: &[FileId]) -> Result<u64, DbError> {
+    let tx = tx.into();
     let ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
     tx.execute(
         r#"
@@ -235,7 +241,9 @@ pub struct PendingFile {
 /// The file, if it is live and pending and the job's user is still an active member of the
 /// job's organization; `None` for every stale or forged job.
 #[tracing::instrument(name = "db.files.find_pending", skip_all, fields(file_id = %file_id))]
-pub async fn find_pending(tx: &TenantTx, file_id: FileId) -> Result<Option<PendingFile>, DbError> {
+pub async fn find_pending(tx: impl Into<Reading<'_>>, file_id: FileId) -> Result<Option<PendingFile>, DbError> {
+    let tx = tx.into();
+    let ctx = *tx.ctx();
     let row = tx
         .query_opt(
             r#"
@@ -249,7 +257,7 @@ pub async fn find_pending(tx: &TenantTx, file_id: FileId) -> Result<Option<Pendi
                and f.deleted_at is null
                and u.is_active
             "#,
-            &[file_id.as_uuid(), tx.ctx().user_id.as_uuid()],
+            &[file_id.as_uuid(), ctx.user_id.as_uuid()],
         )
         .await?;
     row.map(|row| {
@@ -268,12 +276,14 @@ pub async fn find_pending(tx: &TenantTx, file_id: FileId) -> Result<Option<Pendi
 /// or the job went stale meanwhile; nothing changed (processing is idempotent).
 #[tracing::instrument(name = "db.files.record_outcome", skip_all, fields(file_id = %file_id, status = status.as_str()))]
 pub async fn record_outcome(
-    tx: &TenantTx,
+    tx: impl Into<Writing<'_>>,
     file_id: FileId,
     status: FileStatus,
     mime_type: Option<&str>,
     error_message: Option<&str>,
 ) -> Result<bool, DbError> {
+    let tx = tx.into();
+    let ctx = *tx.ctx();
     let updated = tx
         .execute(
             r#"
@@ -290,7 +300,7 @@ pub async fn record_outcome(
                               and u.organization_id = f.organization_id
                               and u.is_active)
             "#,
-            &[file_id.as_uuid(), &status.as_str(), &mime_type, &error_message, tx.ctx().user_id.as_uuid()],
+            &[file_id.as_uuid(), &status.as_str(), &mime_type, &error_message, ctx.user_id.as_uuid()],
         )
         .await?;
     Ok(updated == 1)

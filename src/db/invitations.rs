@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{decode, system::role, DbError, TenantTx};
+use super::{decode, system::role, DbError, ReadTx, Reading, Writing};
 use crate::domain::{Email, Role};
 
 pub struct InvitationRow {
@@ -34,14 +34,15 @@ impl InvitationRow {
 /// owners may invite an owner: the `invitations_by_admins` policy refuses anything else.
 #[tracing::instrument(name = "db.invitations.insert", skip_all)]
 pub async fn insert(
-    tx: &TenantTx,
+    tx: impl Into<Writing<'_>>,
     id: Uuid,
     email: &Email,
     role: Role,
     token_hash: &[u8],
     expires_at: DateTime<Utc>,
 ) -> Result<(), DbError> {
-    let ctx = tx.ctx();
+    let tx = tx.into();
+    let ctx = *tx.ctx();
     tx.execute(
         r#"
         insert into app.invitations (id, organization_id, email, role, token_hash, invited_by, expires_at)
@@ -54,8 +55,9 @@ pub async fn insert(
 }
 
 #[tracing::instrument(name = "db.invitations.list_page", skip_all)]
-pub async fn list_page(tx: &TenantTx, limit: i64, offset: i64) -> Result<(Vec<InvitationRow>, i64), DbError> {
-    let org_id = tx.ctx().org_id;
+pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<InvitationRow>, i64), DbError> {
+    let ctx = *tx.ctx();
+    let org_id = ctx.org_id;
     let (rows, total) = tx
         .query_page(
             r#"
@@ -75,7 +77,8 @@ pub async fn list_page(tx: &TenantTx, limit: i64, offset: i64) -> Result<(Vec<In
 }
 
 #[tracing::instrument(name = "db.invitations.find", skip_all)]
-pub async fn find(tx: &TenantTx, id: Uuid) -> Result<Option<InvitationRow>, DbError> {
+pub async fn find(tx: impl Into<Reading<'_>>, id: Uuid) -> Result<Option<InvitationRow>, DbError> {
+    let tx = tx.into();
     tx.query_opt(
         r#"
         select id, email, role, expires_at, accepted_at, created_at

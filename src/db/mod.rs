@@ -1,10 +1,12 @@
 //! The database layer: the pool (private), the ways to get a connection, and SQLSTATE →
 //! [`DbError`] mapping. SQL text lives in the resource modules, one function per query.
 //!
-//! Handlers never see the pool. They get a [`TenantTx`] from [`Db::read`], [`Db::write`] or
-//! [`Db::begin`], bound to a tenant context before any query runs; the few cross-tenant needs go
-//! through [`SystemConn`], whose queries can only usefully call the SECURITY DEFINER registry
-//! (without a tenant context, every tenant table reads as empty).
+//! Handlers never see the pool. They get a [`ReadTx`], [`WriteTx`] or [`Tx`] from [`Db::read`],
+//! [`Db::write`] or [`Db::begin`], bound to a tenant context before any query runs, and hand it
+//! to the query functions here (they cannot send SQL themselves: the raw methods are
+//! crate-private). The few cross-tenant needs go through [`SystemConn`], whose queries can only
+//! usefully call the SECURITY DEFINER registry (without a tenant context, every tenant table
+//! reads as empty).
 
 pub mod audit;
 pub mod files;
@@ -23,7 +25,7 @@ use std::time::Duration;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::{error::SqlState, types::ToSql, NoTls, Row};
 
-pub use tenant::{TenantCtx, TenantTx};
+pub use tenant::{ReadTx, Reading, TenantCtx, Tx, WriteTx, Writing};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -43,9 +45,6 @@ pub enum DbError {
     Decode(#[source] anyhow::Error),
     #[error("database query failed")]
     Query(#[source] tokio_postgres::Error),
-    /// The code asked a transaction for something it cannot do (a bug, not bad input).
-    #[error("database layer misused: {0}")]
-    Misuse(&'static str),
 }
 
 impl DbError {
@@ -130,24 +129,24 @@ impl Db {
     }
 
     /// A transaction for tenant data, bound to `ctx`: the only way to reach tenant rows. Any
-    /// number of statements; ends with [`TenantTx::commit`].
+    /// number of statements; ends with [`Tx::commit`].
     #[tracing::instrument(name = "db.begin", skip_all, fields(org_id = %ctx.org_id))]
-    pub async fn begin(&self, ctx: &TenantCtx) -> Result<TenantTx, DbError> {
-        TenantTx::new(self.pool.get().await?, ctx, tenant::Kind::Transaction).await
+    pub async fn begin(&self, ctx: &TenantCtx) -> Result<Tx, DbError> {
+        Tx::new(self.pool.get().await?, ctx).await
     }
 
-    /// A write of tenant data bound to `ctx`: one statement (or several sent at once), sent
-    /// with its BEGIN, context and COMMIT in one round trip. Committed once it returns `Ok`.
+    /// A write of tenant data bound to `ctx`: one statement, sent with its BEGIN, context and
+    /// COMMIT in one round trip. Committed once it returns `Ok`.
     #[tracing::instrument(name = "db.write", skip_all, fields(org_id = %ctx.org_id))]
-    pub async fn write(&self, ctx: &TenantCtx) -> Result<TenantTx, DbError> {
-        TenantTx::new(self.pool.get().await?, ctx, tenant::Kind::Write).await
+    pub async fn write(&self, ctx: &TenantCtx) -> Result<WriteTx, DbError> {
+        WriteTx::new(self.pool.get().await?, ctx).await
     }
 
     /// A read of tenant data bound to `ctx`: one statement (or a page and its total), sent
-    /// with its BEGIN, context and ROLLBACK in one round trip.
+    /// with its BEGIN READ ONLY, context and ROLLBACK in one round trip.
     #[tracing::instrument(name = "db.read", skip_all, fields(org_id = %ctx.org_id))]
-    pub async fn read(&self, ctx: &TenantCtx) -> Result<TenantTx, DbError> {
-        TenantTx::new(self.pool.get().await?, ctx, tenant::Kind::Read).await
+    pub async fn read(&self, ctx: &TenantCtx) -> Result<ReadTx, DbError> {
+        ReadTx::new(self.pool.get().await?, ctx).await
     }
 
     /// Whether the database answers a query as the app role within `timeout` (readiness).
@@ -189,11 +188,11 @@ impl Db {
 pub struct SystemConn(Object);
 
 impl SystemConn {
-    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
+    pub(crate) async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
         query(&self.0, sql, params).await
     }
 
-    pub async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, DbError> {
+    pub(crate) async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, DbError> {
         query_opt(&self.0, sql, params).await
     }
 
@@ -207,7 +206,7 @@ impl SystemConn {
 pub struct SystemTx<'a>(deadpool_postgres::Transaction<'a>);
 
 impl SystemTx<'_> {
-    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
+    pub(crate) async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
         query(&self.0, sql, params).await
     }
 
@@ -228,4 +227,63 @@ async fn query_opt<C: GenericClient>(
 ) -> Result<Option<Row>, DbError> {
     let statement = client.prepare_cached(sql).await?;
     Ok(client.query_opt(&statement, params).await?)
+}
+
+/// A scratch database for the `db` layer's own tests: created on the cluster `make test` starts
+/// (`TEST_PG_ADMIN_URL`, as the integration tests use), migrated as the owner, and reached as
+/// the app role, so the helpers are tested exactly as the service runs them.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::domain::{Email, FileId, Filename, OrgName, Role};
+
+    fn admin_url() -> tokio_postgres::Config {
+        std::env::var("TEST_PG_ADMIN_URL")
+            .unwrap_or_else(|_| "postgres://tenant_files_owner@127.0.0.1:54329/postgres".into())
+            .parse()
+            .expect("TEST_PG_ADMIN_URL")
+    }
+
+    /// A fresh, migrated database; the app role's pool of `pool_size` connections to it.
+    pub(crate) async fn scratch_db(pool_size: usize) -> Db {
+        let name = format!("tf_test_{}", uuid::Uuid::new_v4().simple());
+        let (admin, connection) = admin_url().connect(NoTls).await.expect("the test cluster is up (make test)");
+        tokio::spawn(connection);
+        admin.batch_execute(&format!("create database {name} owner tenant_files_owner")).await.unwrap();
+        let mut owner = admin_url();
+        owner.dbname(&name);
+        migrate::run(&owner).await.expect("migrations apply");
+        let mut app = owner;
+        app.user("tenant_files_app");
+        Db::new(app, pool_size, Duration::from_secs(5)).unwrap()
+    }
+
+    /// A new organization with an owner and one pending file named `filename`, made through the
+    /// same queries registration and upload use.
+    pub(crate) async fn tenant(db: &Db, filename: &str) -> (TenantCtx, FileId) {
+        let ctx = TenantCtx { org_id: crate::domain::OrgId::new(), user_id: crate::domain::UserId::new() };
+        let file_id = FileId::new();
+        let name = OrgName::parse(&format!("org-{}", ctx.org_id)).unwrap();
+        let email = Email::parse(&format!("{}@example.com", ctx.user_id)).unwrap();
+        let filename = Filename::parse(filename).unwrap();
+        let new_file =
+            files::NewFile { id: file_id, filename: &filename, file_path: "unused", size: 1, sha256: &"0".repeat(64) };
+        let tx = db.begin(&ctx).await.unwrap();
+        orgs::insert(&tx, &name).await.unwrap();
+        users::insert(&tx, &email, "not a hash", Role::Owner).await.unwrap();
+        files::insert_pending(&tx, &new_file).await.unwrap();
+        tx.commit().await.unwrap();
+        (ctx, file_id)
+    }
+
+    /// The tenant setting and the files visible on the pool's (only) connection, checked out
+    /// again: what one request leaves for the next.
+    pub(crate) async fn left_on_the_connection(db: &Db) -> (Option<String>, i64) {
+        let conn = db.system_conn().await.unwrap();
+        let rows = conn
+            .query("select current_setting('app.org_id', true), (select count(*) from app.files)", &[])
+            .await
+            .unwrap();
+        (rows[0].get(0), rows[0].get(1))
+    }
 }

@@ -1,18 +1,20 @@
 //! Queries on `app.organizations`. Under RLS a tenant transaction sees exactly one: its own.
 
-use super::{decode, DbError, TenantTx};
+use super::{decode, DbError, Reading, Writing};
 use crate::domain::{OrgId, OrgName};
 
 /// Creates the organization named by the transaction's context (registration). A taken name
 /// fails with the `organizations_name_key` constraint.
 #[tracing::instrument(name = "db.orgs.insert", skip_all)]
-pub async fn insert(tx: &TenantTx, name: &OrgName) -> Result<(), DbError> {
+pub async fn insert(tx: impl Into<Writing<'_>>, name: &OrgName) -> Result<(), DbError> {
+    let tx = tx.into();
+    let ctx = *tx.ctx();
     tx.execute(
         r#"
         insert into app.organizations (id, name)
         values ($1, $2)
         "#,
-        &[tx.ctx().org_id.as_uuid(), &name.as_str()],
+        &[ctx.org_id.as_uuid(), &name.as_str()],
     )
     .await?;
     Ok(())
@@ -28,7 +30,9 @@ pub struct OrgRow {
 
 /// The caller's organization with its active member count.
 #[tracing::instrument(name = "db.orgs.find_current", skip_all)]
-pub async fn find_current(tx: &TenantTx) -> Result<Option<OrgRow>, DbError> {
+pub async fn find_current(tx: impl Into<Reading<'_>>) -> Result<Option<OrgRow>, DbError> {
+    let tx = tx.into();
+    let ctx = *tx.ctx();
     let row = tx
         .query_opt(
             r#"
@@ -37,7 +41,7 @@ pub async fn find_current(tx: &TenantTx) -> Result<Option<OrgRow>, DbError> {
               from app.organizations o
              where o.id = $1
             "#,
-            &[tx.ctx().org_id.as_uuid()],
+            &[ctx.org_id.as_uuid()],
         )
         .await?;
     row.map(|row| {

@@ -1,23 +1,26 @@
 //! THE way to reach tenant rows.
 //!
 //! [`Db::read`](super::Db::read), [`Db::write`](super::Db::write) and
-//! [`Db::begin`](super::Db::begin) hand out a [`TenantTx`]: a pooled connection with a tenant
-//! context, and nothing else. Its first query is sent together with `BEGIN` and the context
-//! ([`SET_TENANT_CONTEXT`]: bound parameters, transaction scope) in one write, so every query
-//! runs inside the transaction, under the RLS policies for that organization. The settings die with the
-//! transaction: a pooled connection never carries one request's tenant into the next.
+//! [`Db::begin`](super::Db::begin) hand out a pooled connection bound to a tenant context, as one
+//! of three types, one per kind of transaction. The first statement is sent together with
+//! `BEGIN` and the context ([`SET_TENANT_CONTEXT`]: bound parameters, transaction scope) in one
+//! write, so every statement runs inside the transaction, under the RLS policies for that
+//! organization. The settings die with the transaction: a pooled connection never carries one
+//! request's tenant into the next.
 //!
-//! Three kinds, so that what can be sent at once costs one round trip and one wake-up of the
-//! server:
-//! - a **read** sends `ROLLBACK` in the same write, right behind its one query (or a page and
-//!   its total): `BEGIN · context · query · ROLLBACK`. Nothing more can be sent through it.
-//! - a **write** likewise sends `COMMIT` right behind its one statement: row locks (the
-//!   organization's counters row, say) are held for the server's work only, not for a round
-//!   trip to the client and back. Should the statement fail, PostgreSQL turns that COMMIT into
-//!   a rollback.
-//! - a **transaction** runs any number of statements and ends with [`TenantTx::commit`]
-//!   (awaited). One dropped without commit — a handler returning early with `?` — is rolled
-//!   back in the background and only then returns to the pool: nothing half-written.
+//! - [`ReadTx`]: `BEGIN READ ONLY · context · statement · ROLLBACK` in one write. Its methods take
+//!   it by value, so a second statement does not compile, and the database refuses a write.
+//! - [`WriteTx`]: `BEGIN · context · statement · COMMIT` in one write, likewise consumed: row
+//!   locks (the organization's counters row, say) are held for the server's work only, not for a
+//!   round trip to the client and back. Should the statement fail, PostgreSQL turns that COMMIT
+//!   into a rollback.
+//! - [`Tx`]: any number of statements, ending with [`Tx::commit`] (awaited). One dropped without
+//!   commit (a handler returning early with `?`) is rolled back in the background and only then
+//!   returns to the pool: nothing half-written.
+//!
+//! Query functions in `db::*` take `impl Into<`[`Reading`]`>` or `impl Into<`[`Writing`]`>`:
+//! a one-shot transaction, or a `&Tx` for a statement among others. The raw query methods are
+//! visible only inside the crate's `db` layer, so handlers cannot send SQL of their own.
 //!
 //! `BEGIN`, `COMMIT` and `ROLLBACK` are prepared statements like the rest (cached per pooled
 //! connection), so the server never parses them again.
@@ -53,47 +56,38 @@ select set_config('app.org_id', $1, true),
        set_config('plan_cache_mode', 'force_generic_plan', true)
 "#;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
-    Read,
-    Write,
-    Transaction,
-}
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
-/// A transaction bound to one tenant. Queries go through `db::*` functions.
-pub struct TenantTx {
+/// A pooled connection bound to a tenant context, with its transaction's framing statements
+/// prepared. Shared by the three kinds; owns the rule that a transaction that was started and
+/// not finished is rolled back before the connection is reused.
+struct Bound {
     /// `None` only once handed to the background rollback.
     conn: Option<Object>,
-    kind: Kind,
     ctx: TenantCtx,
     ctx_params: [String; 2],
     begin: Statement,
     set_context: Statement,
     /// `ROLLBACK` for a read, `COMMIT` otherwise.
     end: Statement,
-    /// BEGIN and the context have been sent (with the first query).
+    /// BEGIN and the context have been sent (with the first statement).
     started: AtomicBool,
-    /// The transaction is over (committed, or a read's rollback answered): the connection
-    /// goes back to the pool as it is.
+    /// The transaction is over (committed, or a read's rollback answered): the connection goes
+    /// back to the pool as it is.
     finished: AtomicBool,
 }
 
-impl TenantTx {
-    pub(super) async fn new(conn: Object, ctx: &TenantCtx, kind: Kind) -> Result<Self, DbError> {
+impl Bound {
+    async fn new(conn: Object, ctx: &TenantCtx, begin: &str, end: &str) -> Result<Self, DbError> {
         // Prepared once per pooled connection (cached, the three together on first use), so
         // that from then on they are sent without a round trip of their own.
-        let end = match kind {
-            Kind::Read => "ROLLBACK",
-            Kind::Write | Kind::Transaction => "COMMIT",
-        };
         let (begin, set_context, end) = tokio::try_join!(
-            conn.prepare_cached("BEGIN"),
+            conn.prepare_cached(begin),
             conn.prepare_cached(SET_TENANT_CONTEXT),
             conn.prepare_cached(end)
         )?;
         Ok(Self {
             conn: Some(conn),
-            kind,
             ctx: *ctx,
             ctx_params: [ctx.org_id.to_string(), ctx.user_id.to_string()],
             begin,
@@ -104,10 +98,6 @@ impl TenantTx {
         })
     }
 
-    pub fn ctx(&self) -> &TenantCtx {
-        &self.ctx
-    }
-
     fn conn(&self) -> &Object {
         self.conn.as_ref().expect("the connection is only taken when the transaction is dropped")
     }
@@ -116,92 +106,57 @@ impl TenantTx {
         Ok(self.conn().prepare_cached(sql).await?)
     }
 
-    /// Runs `statement`, preceded — the first time — by BEGIN and the context (and, for a read
-    /// or a write, followed by its end), all sent in the same write. `biased` polls in order,
-    /// and each future sends its message on its first poll, so the order on the wire is fixed;
-    /// a transaction's later statements find `started` set and follow them.
-    async fn run<T>(&self, statement: impl Future<Output = Result<T, tokio_postgres::Error>>) -> Result<T, DbError> {
+    /// Sends `statement` preceded, the first time, by BEGIN and the context, all in the same
+    /// write; with `end`, followed by the transaction's end too (a one-shot kind). `biased`
+    /// polls in order, and each future sends its message on its first poll, so the order on the
+    /// wire is fixed; a transaction's later statements find `started` set and follow them.
+    async fn run<T>(
+        &self,
+        statement: impl Future<Output = Result<T, tokio_postgres::Error>>,
+        end: bool,
+    ) -> Result<T, DbError> {
         if self.started.swap(true, Ordering::SeqCst) {
-            if self.kind != Kind::Transaction {
-                return Err(DbError::Misuse("a read or write sends one statement (or several at once)"));
-            }
             return Ok(statement.await?);
         }
         let conn = self.conn();
         let params: [&(dyn ToSql + Sync); 2] = [&self.ctx_params[0], &self.ctx_params[1]];
-        match self.kind {
-            Kind::Transaction => {
-                let (_, _, result) = tokio::try_join!(
-                    biased;
-                    conn.execute(&self.begin, &[]),
-                    conn.execute(&self.set_context, &params),
-                    statement,
-                )?;
-                Ok(result)
-            }
-            Kind::Read | Kind::Write => {
-                let (_, _, result, _) = tokio::try_join!(
-                    biased;
-                    conn.execute(&self.begin, &[]),
-                    conn.execute(&self.set_context, &params),
-                    statement,
-                    conn.execute(&self.end, &[]),
-                )?;
-                self.finished.store(true, Ordering::SeqCst);
-                Ok(result)
-            }
+        if !end {
+            let (_, _, result) = tokio::try_join!(
+                biased;
+                conn.execute(&self.begin, &[]),
+                conn.execute(&self.set_context, &params),
+                statement,
+            )?;
+            return Ok(result);
         }
-    }
-
-    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
-        let statement = self.prepare(sql).await?;
-        self.run(self.conn().query(&statement, params)).await
-    }
-
-    pub async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, DbError> {
-        let statement = self.prepare(sql).await?;
-        self.run(self.conn().query_opt(&statement, params)).await
-    }
-
-    pub async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, DbError> {
-        self.query_opt(sql, params).await?.ok_or_else(|| DbError::Decode(anyhow::anyhow!("query returned no row")))
-    }
-
-    pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
-        let statement = self.prepare(sql).await?;
-        self.run(self.conn().execute(&statement, params)).await
-    }
-
-    /// A page of rows and the total for the same filter, sent together: one round trip.
-    pub async fn query_page(
-        &self,
-        page_sql: &str,
-        page_params: &[&(dyn ToSql + Sync)],
-        count_sql: &str,
-        count_params: &[&(dyn ToSql + Sync)],
-    ) -> Result<(Vec<Row>, i64), DbError> {
-        let (page, count) = tokio::try_join!(self.prepare(page_sql), self.prepare(count_sql))?;
-        let conn = self.conn();
-        let both =
-            async { tokio::try_join!(biased; conn.query(&page, page_params), conn.query_one(&count, count_params)) };
-        let (rows, total) = self.run(both).await?;
-        Ok((rows, super::decode(total.try_get(0))?))
-    }
-
-    /// Commits and waits for it: what was written is durable and visible once this returns.
-    pub async fn commit(self) -> Result<(), DbError> {
-        if self.kind != Kind::Transaction {
-            return Err(DbError::Misuse("reads and writes end by themselves; only a transaction commits"));
-        }
-        if self.started.load(Ordering::SeqCst) {
-            self.conn().execute(&self.end, &[]).await?;
-        }
+        let (_, _, result, _) = tokio::try_join!(
+            biased;
+            conn.execute(&self.begin, &[]),
+            conn.execute(&self.set_context, &params),
+            statement,
+            conn.execute(&self.end, &[]),
+        )?;
         self.finished.store(true, Ordering::SeqCst);
-        Ok(())
+        Ok(result)
+    }
+
+    async fn query(&self, sql: &str, params: Params<'_>, end: bool) -> Result<Vec<Row>, DbError> {
+        let statement = self.prepare(sql).await?;
+        self.run(self.conn().query(&statement, params), end).await
+    }
+
+    async fn query_opt(&self, sql: &str, params: Params<'_>, end: bool) -> Result<Option<Row>, DbError> {
+        let statement = self.prepare(sql).await?;
+        self.run(self.conn().query_opt(&statement, params), end).await
+    }
+
+    async fn execute(&self, sql: &str, params: Params<'_>, end: bool) -> Result<u64, DbError> {
+        let statement = self.prepare(sql).await?;
+        self.run(self.conn().execute(&statement, params), end).await
     }
 }
 
-impl Drop for TenantTx {
+impl Drop for Bound {
     fn drop(&mut self) {
         if self.finished.load(Ordering::SeqCst) || !self.started.load(Ordering::SeqCst) {
             return;
@@ -220,5 +175,283 @@ impl Drop for TenantTx {
             // No runtime to roll back on: close the connection instead (the server rolls back).
             Err(_) => drop(Object::take(conn)),
         }
+    }
+}
+
+/// One read of tenant data: one statement (or a page and its total), sent with its
+/// `BEGIN READ ONLY`, context and `ROLLBACK` in one round trip. Consumed by it.
+pub struct ReadTx(Bound);
+
+impl ReadTx {
+    pub(super) async fn new(conn: Object, ctx: &TenantCtx) -> Result<Self, DbError> {
+        Ok(Self(Bound::new(conn, ctx, "BEGIN READ ONLY", "ROLLBACK").await?))
+    }
+
+    pub fn ctx(&self) -> &TenantCtx {
+        &self.0.ctx
+    }
+
+    pub(crate) async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        self.0.query(sql, params, true).await
+    }
+
+    pub(crate) async fn query_opt(self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
+        self.0.query_opt(sql, params, true).await
+    }
+
+    /// A page of rows and the total for the same filter, sent together: one round trip.
+    pub(crate) async fn query_page(
+        self,
+        page_sql: &str,
+        page_params: Params<'_>,
+        count_sql: &str,
+        count_params: Params<'_>,
+    ) -> Result<(Vec<Row>, i64), DbError> {
+        let (page, count) = tokio::try_join!(self.0.prepare(page_sql), self.0.prepare(count_sql))?;
+        let conn = self.0.conn();
+        let both =
+            async { tokio::try_join!(biased; conn.query(&page, page_params), conn.query_one(&count, count_params)) };
+        let (rows, total) = self.0.run(both, true).await?;
+        Ok((rows, super::decode(total.try_get(0))?))
+    }
+}
+
+/// One write of tenant data: one statement, sent with its `BEGIN`, context and `COMMIT` in one
+/// round trip. Committed once it returns `Ok`; consumed by it.
+pub struct WriteTx(Bound);
+
+impl WriteTx {
+    pub(super) async fn new(conn: Object, ctx: &TenantCtx) -> Result<Self, DbError> {
+        Ok(Self(Bound::new(conn, ctx, "BEGIN", "COMMIT").await?))
+    }
+
+    pub fn ctx(&self) -> &TenantCtx {
+        &self.0.ctx
+    }
+
+    pub(crate) async fn execute(self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
+        self.0.execute(sql, params, true).await
+    }
+}
+
+/// A transaction of any number of statements (sent as they come, or several at once with
+/// `try_join!`), ending with [`Tx::commit`].
+pub struct Tx(Bound);
+
+impl Tx {
+    pub(super) async fn new(conn: Object, ctx: &TenantCtx) -> Result<Self, DbError> {
+        Ok(Self(Bound::new(conn, ctx, "BEGIN", "COMMIT").await?))
+    }
+
+    pub fn ctx(&self) -> &TenantCtx {
+        &self.0.ctx
+    }
+
+    pub(crate) async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        self.0.query(sql, params, false).await
+    }
+
+    pub(crate) async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
+        self.0.query_opt(sql, params, false).await
+    }
+
+    pub(crate) async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, DbError> {
+        self.query_opt(sql, params).await?.ok_or_else(|| DbError::Decode(anyhow::anyhow!("query returned no row")))
+    }
+
+    pub(crate) async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
+        self.0.execute(sql, params, false).await
+    }
+
+    /// Commits and waits for it: what was written is durable and visible once this returns.
+    pub async fn commit(self) -> Result<(), DbError> {
+        if self.0.started.load(Ordering::SeqCst) {
+            self.0.conn().execute(&self.0.end, &[]).await?;
+        }
+        self.0.finished.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Where a read runs: as its own one-shot transaction, or as one statement of a [`Tx`].
+// Built for one call and moved once: boxing the large variant would only add an allocation per
+// query.
+#[allow(clippy::large_enum_variant)]
+pub enum Reading<'a> {
+    Alone(ReadTx),
+    Within(&'a Tx),
+}
+
+impl From<ReadTx> for Reading<'_> {
+    fn from(tx: ReadTx) -> Self {
+        Reading::Alone(tx)
+    }
+}
+
+impl<'a> From<&'a Tx> for Reading<'a> {
+    fn from(tx: &'a Tx) -> Self {
+        Reading::Within(tx)
+    }
+}
+
+impl Reading<'_> {
+    pub fn ctx(&self) -> &TenantCtx {
+        match self {
+            Reading::Alone(tx) => tx.ctx(),
+            Reading::Within(tx) => tx.ctx(),
+        }
+    }
+
+    pub(crate) async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        match self {
+            Reading::Alone(tx) => tx.query(sql, params).await,
+            Reading::Within(tx) => tx.query(sql, params).await,
+        }
+    }
+
+    pub(crate) async fn query_opt(self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
+        match self {
+            Reading::Alone(tx) => tx.query_opt(sql, params).await,
+            Reading::Within(tx) => tx.query_opt(sql, params).await,
+        }
+    }
+}
+
+/// Where a write runs: as its own one-shot transaction, or as one statement of a [`Tx`].
+#[allow(clippy::large_enum_variant)] // as for `Reading`
+pub enum Writing<'a> {
+    Alone(WriteTx),
+    Within(&'a Tx),
+}
+
+impl From<WriteTx> for Writing<'_> {
+    fn from(tx: WriteTx) -> Self {
+        Writing::Alone(tx)
+    }
+}
+
+impl<'a> From<&'a Tx> for Writing<'a> {
+    fn from(tx: &'a Tx) -> Self {
+        Writing::Within(tx)
+    }
+}
+
+impl Writing<'_> {
+    pub fn ctx(&self) -> &TenantCtx {
+        match self {
+            Writing::Alone(tx) => tx.ctx(),
+            Writing::Within(tx) => tx.ctx(),
+        }
+    }
+
+    pub(crate) async fn execute(self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
+        match self {
+            Writing::Alone(tx) => tx.execute(sql, params).await,
+            Writing::Within(tx) => tx.execute(sql, params).await,
+        }
+    }
+}
+
+/// The helper's own guarantees, with raw SQL through it (only the `db` layer can send any), on
+/// a scratch database as the app role. The rest of "the database is the guard" is in
+/// tests/api/database_guard.rs.
+#[cfg(test)]
+mod tests {
+    use tokio_postgres::error::SqlState;
+    use uuid::Uuid;
+
+    use super::super::testing::{left_on_the_connection, scratch_db, tenant};
+
+    const NO_TENANT_NOTHING_VISIBLE: (Option<String>, i64) = (Some(String::new()), 0);
+
+    #[tokio::test]
+    async fn a_pooled_connection_carries_no_tenant_after_its_transaction() {
+        // One connection in the pool: every checkout below gets the same server session.
+        let db = scratch_db(1).await;
+        let (a, _) = tenant(&db, "a.txt").await;
+        let (b, b_file) = tenant(&db, "b.txt").await;
+
+        let tx = db.begin(&a).await.unwrap();
+        assert_eq!(tx.query("select id from app.files", &[]).await.unwrap().len(), 1, "a's file only");
+        tx.commit().await.unwrap();
+        assert_eq!(left_on_the_connection(&db).await, NO_TENANT_NOTHING_VISIBLE);
+
+        // A transaction dropped without commit (a handler's early return) rolls back and also
+        // leaves nothing behind.
+        let tx = db.begin(&b).await.unwrap();
+        tx.execute("update app.files set filename = 'rolled back'", &[]).await.unwrap();
+        drop(tx);
+        assert_eq!(left_on_the_connection(&db).await, NO_TENANT_NOTHING_VISIBLE);
+        let file = super::super::files::find(db.read(&b).await.unwrap(), b_file).await.unwrap().unwrap();
+        assert_eq!(file.filename, "b.txt");
+    }
+
+    /// A read is one statement (a second does not compile: `ReadTx` is consumed), it cannot
+    /// write (READ ONLY), and it ends its own transaction.
+    #[tokio::test]
+    async fn a_read_sees_one_tenant_never_writes_and_ends_its_own_transaction() {
+        let db = scratch_db(1).await;
+        let (a, a_file) = tenant(&db, "a.txt").await;
+        tenant(&db, "b.txt").await;
+
+        let read = db.read(&a).await.unwrap();
+        let orgs: Vec<Uuid> =
+            read.query("select organization_id from app.files", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+        assert_eq!(orgs, [*a.org_id.as_uuid()], "an unfiltered read sees one tenant");
+        assert_eq!(left_on_the_connection(&db).await, NO_TENANT_NOTHING_VISIBLE);
+
+        let read = db.read(&a).await.unwrap();
+        let write = read.query("update app.files set filename = 'never kept' returning id", &[]).await;
+        let code = write.err().and_then(|e| match e {
+            crate::db::DbError::Query(e) => e.code().cloned(),
+            _ => None,
+        });
+        assert_eq!(code, Some(SqlState::READ_ONLY_SQL_TRANSACTION));
+        assert_eq!(left_on_the_connection(&db).await, NO_TENANT_NOTHING_VISIBLE);
+        let file = super::super::files::find(db.read(&a).await.unwrap(), a_file).await.unwrap().unwrap();
+        assert_eq!(file.filename, "a.txt");
+    }
+
+    /// A write commits with its one statement; a statement the policies refuse leaves nothing,
+    /// and the connection comes back clean.
+    #[tokio::test]
+    async fn a_write_commits_with_its_statement_or_leaves_nothing() {
+        let db = scratch_db(1).await;
+        let (a, a_file) = tenant(&db, "a.txt").await;
+        let (b, b_file) = tenant(&db, "b.txt").await;
+        let name = |ctx, id| {
+            let db = &db;
+            async move { super::super::files::find(db.read(&ctx).await.unwrap(), id).await.unwrap().unwrap().filename }
+        };
+
+        let write = db.write(&a).await.unwrap();
+        assert_eq!(write.execute("update app.files set filename = 'kept'", &[]).await.unwrap(), 1);
+        assert_eq!(name(a, a_file).await, "kept", "committed once it returned");
+
+        // Moving b's file into a's organization: WITH CHECK refuses the row, and the COMMIT
+        // sent behind the statement rolls back.
+        let write = db.write(&b).await.unwrap();
+        let moved =
+            write.execute("update app.files set filename = 'moved', organization_id = $1", &[a.org_id.as_uuid()]).await;
+        assert!(moved.is_err(), "WITH CHECK refuses the row");
+        assert_eq!(name(b, b_file).await, "b.txt");
+        assert_eq!(left_on_the_connection(&db).await, NO_TENANT_NOTHING_VISIBLE);
+    }
+
+    /// Past PostgreSQL's five custom plans a generic plan is cached per connection: a tenant id
+    /// folded into it (an IMMUTABLE helper) would show here.
+    #[tokio::test]
+    async fn a_cached_prepared_statement_run_as_a_many_times_then_as_b_sees_only_b() {
+        let db = scratch_db(1).await;
+        let (a, _) = tenant(&db, "a.txt").await;
+        let (b, _) = tenant(&db, "b.txt").await;
+        let sql = "select organization_id from app.files where deleted_at is null";
+        for _ in 0..12 {
+            let rows = db.read(&a).await.unwrap().query(sql, &[]).await.unwrap();
+            assert_eq!(rows.iter().map(|r| r.get::<_, Uuid>(0)).collect::<Vec<_>>(), [*a.org_id.as_uuid()]);
+        }
+        let tx = db.begin(&b).await.unwrap();
+        let rows = tx.query(sql, &[]).await.unwrap();
+        assert_eq!(rows.iter().map(|r| r.get::<_, Uuid>(0)).collect::<Vec<_>>(), [*b.org_id.as_uuid()]);
     }
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{decode, DbError, TenantTx};
+use super::{decode, DbError, Reading, Tx, Writing};
 
 pub struct TokenRow {
     pub id: Uuid,
@@ -29,13 +29,13 @@ impl TokenRow {
 
 #[tracing::instrument(name = "db.tokens.insert", skip_all)]
 pub async fn insert(
-    tx: &TenantTx,
+    tx: &Tx,
     id: Uuid,
     name: &str,
     token_hash: &[u8],
     expires_at: DateTime<Utc>,
 ) -> Result<TokenRow, DbError> {
-    let ctx = tx.ctx();
+    let ctx = *tx.ctx();
     let row = tx
         .query_one(
             r#"
@@ -51,8 +51,9 @@ pub async fn insert(
 
 /// The caller's live tokens (not revoked), newest first.
 #[tracing::instrument(name = "db.tokens.list", skip_all)]
-pub async fn list(tx: &TenantTx) -> Result<Vec<TokenRow>, DbError> {
-    let ctx = tx.ctx();
+pub async fn list(tx: impl Into<Reading<'_>>) -> Result<Vec<TokenRow>, DbError> {
+    let tx = tx.into();
+    let ctx = *tx.ctx();
     let rows = tx
         .query(
             r#"
@@ -70,7 +71,8 @@ pub async fn list(tx: &TenantTx) -> Result<Vec<TokenRow>, DbError> {
 }
 
 #[tracing::instrument(name = "db.tokens.find", skip_all)]
-pub async fn find(tx: &TenantTx, id: Uuid) -> Result<Option<TokenRow>, DbError> {
+pub async fn find(tx: impl Into<Reading<'_>>, id: Uuid) -> Result<Option<TokenRow>, DbError> {
+    let tx = tx.into();
     tx.query_opt(
         r#"
         select id, name, created_at, expires_at, last_used_at
@@ -88,7 +90,8 @@ pub async fn find(tx: &TenantTx, id: Uuid) -> Result<Option<TokenRow>, DbError> 
 
 /// Revokes one of the caller's tokens; `false` when there is no such live token.
 #[tracing::instrument(name = "db.tokens.revoke", skip_all)]
-pub async fn revoke(tx: &TenantTx, id: Uuid) -> Result<bool, DbError> {
+pub async fn revoke(tx: impl Into<Writing<'_>>, id: Uuid) -> Result<bool, DbError> {
+    let tx = tx.into();
     let revoked = tx
         .execute(
             r#"

@@ -4,14 +4,20 @@
 //! The `upload_reservations_track` trigger refuses a reservation over the quota or over the
 //! organization's `max_concurrent_uploads` (V9).
 
-use super::{Db, DbError, TenantCtx, TenantTx};
+use super::{Db, DbError, TenantCtx, Writing};
 use crate::domain::FileId;
 
 /// Reserves `bytes` for the upload that will become `file_id`, until `deadline_seconds` from now.
 /// Refused with `organizations_within_quota` or `organizations_uploads_in_flight`.
 #[tracing::instrument(name = "db.uploads.reserve", skip_all, fields(file_id = %file_id, bytes))]
-pub async fn reserve(tx: &TenantTx, file_id: FileId, bytes: i64, deadline_seconds: i64) -> Result<(), DbError> {
-    let ctx = tx.ctx();
+pub async fn reserve(
+    tx: impl Into<Writing<'_>>,
+    file_id: FileId,
+    bytes: i64,
+    deadline_seconds: i64,
+) -> Result<(), DbError> {
+    let tx = tx.into();
+    let ctx = *tx.ctx();
     tx.execute(
         r#"
         insert into app.upload_reservations (id, organization_id, user_id, bytes, expires_at)
@@ -25,7 +31,8 @@ pub async fn reserve(tx: &TenantTx, file_id: FileId, bytes: i64, deadline_second
 
 /// Gives the reservation back (its bytes now count as stored, or were never kept).
 #[tracing::instrument(name = "db.uploads.release", skip_all, fields(file_id = %file_id))]
-pub async fn release(tx: &TenantTx, file_id: FileId) -> Result<(), DbError> {
+pub async fn release(tx: impl Into<Writing<'_>>, file_id: FileId) -> Result<(), DbError> {
+    let tx = tx.into();
     tx.execute("delete from app.upload_reservations where id = $1", &[file_id.as_uuid()]).await?;
     Ok(())
 }
@@ -50,7 +57,7 @@ impl Reservation {
     ) -> Result<Self, DbError> {
         let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
         let deadline = i64::try_from(deadline_seconds).unwrap_or(i64::MAX);
-        reserve(&db.write(&ctx).await?, file_id, bytes, deadline).await?;
+        reserve(db.write(&ctx).await?, file_id, bytes, deadline).await?;
         Ok(Self { db: db.clone(), ctx, file_id, held: true })
     }
 
@@ -68,7 +75,7 @@ impl Drop for Reservation {
         let (db, ctx, file_id) = (self.db.clone(), self.ctx, self.file_id);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let released = async { release(&db.write(&ctx).await?, file_id).await }.await;
+                let released = async { release(db.write(&ctx).await?, file_id).await }.await;
                 if let Err(e) = released {
                     tracing::warn!(file_id = %file_id, error = %e, "upload reservation not released; it expires at its deadline");
                 }

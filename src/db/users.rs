@@ -1,13 +1,14 @@
 //! Queries on `app.users`, always inside a tenant transaction.
 
-use super::{decode, system::role, DbError, TenantTx};
+use super::{decode, system::role, DbError, ReadTx, Reading, Writing};
 use crate::domain::{Email, OrgId, Role, UserId};
 
 /// Adds the transaction's user to its organization. A taken email fails with the
 /// `users_email_key` constraint.
 #[tracing::instrument(name = "db.users.insert", skip_all)]
-pub async fn insert(tx: &TenantTx, email: &Email, password_hash: &str, role: Role) -> Result<(), DbError> {
-    let ctx = tx.ctx();
+pub async fn insert(tx: impl Into<Writing<'_>>, email: &Email, password_hash: &str, role: Role) -> Result<(), DbError> {
+    let tx = tx.into();
+    let ctx = *tx.ctx();
     tx.execute(
         r#"
         insert into app.users (id, organization_id, email, password_hash, role)
@@ -29,7 +30,9 @@ pub struct MeRow {
 }
 
 #[tracing::instrument(name = "db.users.find_me", skip_all)]
-pub async fn find_me(tx: &TenantTx) -> Result<Option<MeRow>, DbError> {
+pub async fn find_me(tx: impl Into<Reading<'_>>) -> Result<Option<MeRow>, DbError> {
+    let tx = tx.into();
+    let ctx = *tx.ctx();
     let row = tx
         .query_opt(
             r#"
@@ -39,7 +42,7 @@ pub async fn find_me(tx: &TenantTx) -> Result<Option<MeRow>, DbError> {
              where u.id = $1
                and u.is_active
             "#,
-            &[tx.ctx().user_id.as_uuid()],
+            &[ctx.user_id.as_uuid()],
         )
         .await?;
     row.map(|row| {
@@ -76,8 +79,9 @@ impl UserRow {
 }
 
 #[tracing::instrument(name = "db.users.list_page", skip_all)]
-pub async fn list_page(tx: &TenantTx, limit: i64, offset: i64) -> Result<(Vec<UserRow>, i64), DbError> {
-    let org_id = tx.ctx().org_id;
+pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<UserRow>, i64), DbError> {
+    let ctx = *tx.ctx();
+    let org_id = ctx.org_id;
     let (rows, total) = tx
         .query_page(
             r#"
@@ -97,7 +101,8 @@ pub async fn list_page(tx: &TenantTx, limit: i64, offset: i64) -> Result<(Vec<Us
 }
 
 #[tracing::instrument(name = "db.users.find", skip_all, fields(user_id = %id))]
-pub async fn find(tx: &TenantTx, id: UserId) -> Result<Option<UserRow>, DbError> {
+pub async fn find(tx: impl Into<Reading<'_>>, id: UserId) -> Result<Option<UserRow>, DbError> {
+    let tx = tx.into();
     tx.query_opt(
         r#"
         select id, email, role, is_active, created_at
@@ -115,14 +120,16 @@ pub async fn find(tx: &TenantTx, id: UserId) -> Result<Option<UserRow>, DbError>
 /// Changes a member's role. The `users_guard_changes` trigger enforces who may do what; the
 /// answer is `false` when the user is not visible (another organization, unknown).
 #[tracing::instrument(name = "db.users.set_role", skip_all, fields(user_id = %id, role = role.as_str()))]
-pub async fn set_role(tx: &TenantTx, id: UserId, role: Role) -> Result<bool, DbError> {
+pub async fn set_role(tx: impl Into<Writing<'_>>, id: UserId, role: Role) -> Result<bool, DbError> {
+    let tx = tx.into();
     let updated = tx.execute("update app.users set role = $2 where id = $1", &[id.as_uuid(), &role.as_str()]).await?;
     Ok(updated == 1)
 }
 
 /// Deactivates or reactivates a member (their sessions end with the deactivation, by trigger).
 #[tracing::instrument(name = "db.users.set_active", skip_all, fields(user_id = %id, active))]
-pub async fn set_active(tx: &TenantTx, id: UserId, active: bool) -> Result<bool, DbError> {
+pub async fn set_active(tx: impl Into<Writing<'_>>, id: UserId, active: bool) -> Result<bool, DbError> {
+    let tx = tx.into();
     let updated = tx.execute("update app.users set is_active = $2 where id = $1", &[id.as_uuid(), &active]).await?;
     Ok(updated == 1)
 }

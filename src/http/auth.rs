@@ -229,7 +229,7 @@ async fn logout(state: web::Data<AppState>, authed: Authed, session: Session) ->
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn me(state: web::Data<AppState>, authed: Authed) -> ApiResult {
     let tx = state.db.read(&authed.ctx).await?;
-    let me = db::users::find_me(&tx).await?.ok_or(ApiError::Unauthenticated)?;
+    let me = db::users::find_me(tx).await?.ok_or(ApiError::Unauthenticated)?;
     Ok(HttpResponse::Ok().json(MeResponse {
         user_id: me.user_id,
         email: me.email,

@@ -106,7 +106,7 @@ async fn create_token(state: web::Data<AppState>, authed: Authed, body: web::Jso
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn list_tokens(state: web::Data<AppState>, authed: Authed) -> ApiResult {
     let tx = state.db.read(&authed.ctx).await?;
-    let tokens = db::tokens::list(&tx).await?;
+    let tokens = db::tokens::list(tx).await?;
     let tokens: Vec<TokenResponse> = tokens.into_iter().map(TokenResponse::from).collect();
     Ok(HttpResponse::Ok().json(TokenList { tokens }))
 }
@@ -121,7 +121,7 @@ async fn list_tokens(state: web::Data<AppState>, authed: Authed) -> ApiResult {
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn get_token(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
     let tx = state.db.read(&authed.ctx).await?;
-    let found = db::tokens::find(&tx, id.into_inner()).await?.ok_or(ApiError::NotFound)?;
+    let found = db::tokens::find(tx, id.into_inner()).await?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(TokenResponse::from(found)))
 }
 

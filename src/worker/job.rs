@@ -171,7 +171,7 @@ async fn decide(
 /// `Ok(Ok(status))` committed, `Ok(Err(reason))` refused, `Err` failed (transient or not).
 async fn run(ctx: &WorkerCtx, job: &JobMessage) -> Result<Result<FileStatus, &'static str>, JobError> {
     let tenant = job.tenant();
-    let pending = db::files::find_pending(&ctx.db.read(&tenant).await?, job.file_id).await?;
+    let pending = db::files::find_pending(ctx.db.read(&tenant).await?, job.file_id).await?;
     let Some(pending) = pending else {
         return Ok(Err("no pending file for this organization and active user"));
     };
@@ -198,7 +198,7 @@ async fn run(ctx: &WorkerCtx, job: &JobMessage) -> Result<Result<FileStatus, &'s
     // Committed in the same round trip: the organization's counters row, which every outcome
     // of the organization updates, stays locked for the server's work only.
     let recorded =
-        db::files::record_outcome(&ctx.db.write(&tenant).await?, job.file_id, status, mime_type, error_message).await?;
+        db::files::record_outcome(ctx.db.write(&tenant).await?, job.file_id, status, mime_type, error_message).await?;
     Ok(if recorded { Ok(status) } else { Err("the file changed while it was being validated") })
 }
 
@@ -208,7 +208,7 @@ async fn run(ctx: &WorkerCtx, job: &JobMessage) -> Result<Result<FileStatus, &'s
 async fn give_up(ctx: &WorkerCtx, job: &JobMessage, reason: &str, error: &str) {
     let result = async {
         let tx = ctx.db.write(&job.tenant()).await?;
-        db::files::record_outcome(&tx, job.file_id, FileStatus::Failed, None, Some(reason)).await
+        db::files::record_outcome(tx, job.file_id, FileStatus::Failed, None, Some(reason)).await
     }
     .await;
     if let Err(e) = result {

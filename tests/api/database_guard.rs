@@ -43,24 +43,6 @@ fn lib_db(app: &TestApp, pool_size: usize) -> Db {
     Db::new(url.parse().unwrap(), pool_size, Duration::from_secs(5)).unwrap()
 }
 
-/// The filename of `user`'s organization's one file, as stored (read as superuser).
-async fn stored_filename(app: &TestApp, user: &TestUser) -> String {
-    app.superuser()
-        .await
-        .query_one("select filename from app.files where organization_id = $1::text::uuid", &[&user.org_id])
-        .await
-        .unwrap()
-        .get(0)
-}
-
-/// The tenant setting and the files visible on the pool's (only) connection, checked out again.
-async fn left_on_the_connection(db: &Db) -> (Option<String>, i64) {
-    let conn = db.system_conn().await.unwrap();
-    let rows =
-        conn.query("select current_setting('app.org_id', true), (select count(*) from app.files)", &[]).await.unwrap();
-    (rows[0].get(0), rows[0].get(1))
-}
-
 fn ctx(user: &TestUser) -> TenantCtx {
     TenantCtx {
         org_id: OrgId::from_uuid(user.org_id.parse().unwrap()),
@@ -222,96 +204,6 @@ async fn the_context_helper_is_stable_not_immutable() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(volatility, ["s", "s"]);
-}
-
-#[tokio::test]
-async fn a_pooled_connection_carries_no_tenant_after_its_transaction() {
-    let app = spawn_app().await;
-    let (a, b) = two_tenants(&app).await;
-    // One connection in the pool: every checkout below gets the same server session.
-    let db = lib_db(&app, 1);
-
-    let tx = db.begin(&ctx(&a)).await.unwrap();
-    let seen = tx.query("select id from app.files", &[]).await.unwrap();
-    assert_eq!(seen.len(), 1);
-    tx.commit().await.unwrap();
-    assert_eq!(left_on_the_connection(&db).await, (Some(String::new()), 0), "no tenant left, nothing visible");
-
-    // A transaction dropped without commit (a handler's early return) rolls back and also
-    // leaves nothing behind.
-    let tx = db.begin(&ctx(&b)).await.unwrap();
-    tx.execute("update app.files set filename = 'rolled back'", &[]).await.unwrap();
-    drop(tx);
-    assert_eq!(left_on_the_connection(&db).await, (Some(String::new()), 0));
-    assert_eq!(stored_filename(&app, &b).await, "b.txt");
-}
-
-#[tokio::test]
-async fn a_read_ends_its_own_transaction_sends_one_statement_and_never_writes() {
-    let app = spawn_app().await;
-    let (a, _b) = two_tenants(&app).await;
-    let db = lib_db(&app, 1);
-
-    // Its ROLLBACK goes with its query: even a write sent through a read is undone, and the
-    // connection goes back to the pool with no transaction and no tenant.
-    let read = db.read(&ctx(&a)).await.unwrap();
-    let changed = read.execute("update app.files set filename = 'never kept'", &[]).await.unwrap();
-    assert_eq!(changed, 1, "the update ran, under a's policies");
-    let second = read.query("select id from app.files", &[]).await;
-    assert!(second.is_err(), "a read sends one statement; a second one is refused, not sent outside the transaction");
-    drop(read);
-    assert_eq!(left_on_the_connection(&db).await, (Some(String::new()), 0), "no tenant left, nothing visible");
-    assert_eq!(stored_filename(&app, &a).await, "a.txt");
-
-    // And an unfiltered read through it sees one tenant.
-    let read = db.read(&ctx(&a)).await.unwrap();
-    let orgs: Vec<Uuid> =
-        read.query("select organization_id from app.files", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
-    assert_eq!(orgs.iter().map(Uuid::to_string).collect::<Vec<_>>(), [a.org_id.as_str()]);
-}
-
-#[tokio::test]
-async fn a_write_commits_with_its_statement_or_leaves_nothing() {
-    let app = spawn_app().await;
-    let (a, b) = two_tenants(&app).await;
-    let db = lib_db(&app, 1);
-
-    // Committed once it returns: no commit() to call.
-    let write = db.write(&ctx(&a)).await.unwrap();
-    assert_eq!(write.execute("update app.files set filename = 'kept'", &[]).await.unwrap(), 1);
-    assert!(write.execute("update app.files set filename = 'twice'", &[]).await.is_err(), "one statement only");
-    assert!(write.commit().await.is_err(), "it has no commit of its own to send");
-    assert_eq!(stored_filename(&app, &a).await, "kept");
-
-    // A statement the policies refuse (moving b's file into a's organization): the COMMIT sent
-    // behind it rolls back, and the connection comes back clean.
-    let write = db.write(&ctx(&b)).await.unwrap();
-    let moved =
-        write.execute("update app.files set filename = 'moved', organization_id = $1::text::uuid", &[&a.org_id]).await;
-    assert!(moved.is_err(), "WITH CHECK refuses the row");
-    drop(write);
-    assert_eq!(stored_filename(&app, &b).await, "b.txt");
-    assert_eq!(left_on_the_connection(&db).await, (Some(String::new()), 0));
-}
-
-#[tokio::test]
-async fn a_cached_prepared_statement_run_as_a_many_times_then_as_b_sees_only_b() {
-    let app = spawn_app().await;
-    let (a, b) = two_tenants(&app).await;
-    let db = lib_db(&app, 1);
-    // Past PostgreSQL's 5 custom plans, a generic plan is cached: a folded tenant id would
-    // show here.
-    for _ in 0..12 {
-        let tx = db.begin(&ctx(&a)).await.unwrap();
-        let rows = tx.query("select organization_id from app.files where deleted_at is null", &[]).await.unwrap();
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].get::<_, Uuid>(0).to_string(), a.org_id);
-        tx.commit().await.unwrap();
-    }
-    let tx = db.begin(&ctx(&b)).await.unwrap();
-    let rows = tx.query("select organization_id from app.files where deleted_at is null", &[]).await.unwrap();
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].get::<_, Uuid>(0).to_string(), b.org_id);
 }
 
 #[tokio::test]

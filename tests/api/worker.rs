@@ -213,7 +213,10 @@ async fn a_permanent_error_fails_the_file_at_once_without_retries() {
     let detail = app.wait_for_status(&owner, &id, "failed").await;
     assert_eq!(detail["error_message"], "validation could not complete (an internal error; see the worker's log)");
     let outcomes = &app.metrics.jobs_processed;
-    assert_eq!((outcomes.with_label_values(&["permanent"]).get(), outcomes.with_label_values(&["retry"]).get()), (1, 0));
+    assert_eq!(
+        (outcomes.with_label_values(&["permanent"]).get(), outcomes.with_label_values(&["retry"]).get()),
+        (1, 0)
+    );
     eventually("the job reaches the dead-letter queue", || async {
         (app.queue_depth(&app.topology().dead_queue).await == 1).then_some(())
     })

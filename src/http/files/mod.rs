@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::{ApiResult, AppState, Authed, BodyErrors, Paging};
 use crate::{
-    db::{self, audit::Action, TenantTx},
+    db::{self, audit::Action, Tx},
     domain::{FileId, FileStatus, Filename, UserId},
     error::{ApiError, ErrorBody},
 };
@@ -67,7 +67,7 @@ async fn list_files(state: web::Data<AppState>, authed: Authed, query: web::Quer
     };
 
     let tx = state.db.read(&authed.ctx).await?;
-    let found = db::files::list_page(&tx, status, paging.limit(), paging.offset()).await?;
+    let found = db::files::list_page(tx, status, paging.limit(), paging.offset()).await?;
 
     Ok(HttpResponse::Ok().json(ListResponse {
         files: found.files.into_iter().map(FileSummary::from).collect(),
@@ -89,7 +89,7 @@ async fn list_files(state: web::Data<AppState>, authed: Authed, query: web::Quer
 async fn get_file(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
     let id = FileId::from_uuid(id.into_inner());
     let tx = state.db.read(&authed.ctx).await?;
-    let file = db::files::find(&tx, id).await?.ok_or(ApiError::NotFound)?;
+    let file = db::files::find(tx, id).await?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(FileDetail::from(file)))
 }
 
@@ -110,7 +110,7 @@ async fn download_file(state: web::Data<AppState>, authed: Authed, id: web::Path
     let id = FileId::from_uuid(id.into_inner());
     let file = {
         let tx = state.db.read(&authed.ctx).await?;
-        let file = db::files::find(&tx, id).await?.ok_or(ApiError::NotFound)?;
+        let file = db::files::find(tx, id).await?.ok_or(ApiError::NotFound)?;
         file
     };
     if file.status != FileStatus::Ready {
@@ -256,7 +256,7 @@ async fn bulk_delete_files(
 /// Checks that every file is visible (else 404) and the caller's to change: their own upload,
 /// or any file for owners and admins (else 403). The database enforces the same rule again on
 /// the change itself (`files_change_by_uploader_or_manager`).
-async fn ensure_may_change(tx: &TenantTx, authed: &Authed, ids: &[FileId]) -> Result<(), ApiError> {
+async fn ensure_may_change(tx: &Tx, authed: &Authed, ids: &[FileId]) -> Result<(), ApiError> {
     let uploaders = db::files::uploaders(tx, ids).await?;
     if uploaders.len() != ids.len() {
         return Err(ApiError::NotFound);

@@ -53,7 +53,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn get_org(state: web::Data<AppState>, authed: Authed) -> ApiResult {
     let tx = state.db.read(&authed.ctx).await?;
-    let org = db::orgs::find_current(&tx).await?.ok_or(ApiError::NotFound)?;
+    let org = db::orgs::find_current(tx).await?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(OrgResponse {
         id: org.id,
         name: org.name,
@@ -70,7 +70,7 @@ async fn list_users(state: web::Data<AppState>, authed: Authed, query: web::Quer
     authed.require_manager()?;
     let paging = query.into_inner().paging()?;
     let tx = state.db.read(&authed.ctx).await?;
-    let (users, total) = db::users::list_page(&tx, paging.limit(), paging.offset()).await?;
+    let (users, total) = db::users::list_page(tx, paging.limit(), paging.offset()).await?;
     let users = users.into_iter().map(UserResponse::from).collect();
     Ok(HttpResponse::Ok().json(UserList { users, total, page: paging.page, limit: paging.limit }))
 }
@@ -81,7 +81,7 @@ async fn list_users(state: web::Data<AppState>, authed: Authed, query: web::Quer
 async fn get_user(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
     authed.require_manager()?;
     let tx = state.db.read(&authed.ctx).await?;
-    let user = db::users::find(&tx, UserId::from_uuid(id.into_inner())).await?.ok_or(ApiError::NotFound)?;
+    let user = db::users::find(tx, UserId::from_uuid(id.into_inner())).await?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(UserResponse::from(user)))
 }
 
@@ -195,7 +195,7 @@ async fn list_invitations(state: web::Data<AppState>, authed: Authed, query: web
     authed.require_manager()?;
     let paging = query.into_inner().paging()?;
     let tx = state.db.read(&authed.ctx).await?;
-    let (invitations, total) = db::invitations::list_page(&tx, paging.limit(), paging.offset()).await?;
+    let (invitations, total) = db::invitations::list_page(tx, paging.limit(), paging.offset()).await?;
     let invitations = invitations.into_iter().map(InvitationResponse::from).collect();
     Ok(HttpResponse::Ok().json(InvitationList { invitations, total, page: paging.page, limit: paging.limit }))
 }
@@ -207,7 +207,7 @@ async fn list_invitations(state: web::Data<AppState>, authed: Authed, query: web
 async fn get_invitation(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
     authed.require_manager()?;
     let tx = state.db.read(&authed.ctx).await?;
-    let invitation = db::invitations::find(&tx, id.into_inner()).await?.ok_or(ApiError::NotFound)?;
+    let invitation = db::invitations::find(tx, id.into_inner()).await?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(InvitationResponse::from(invitation)))
 }
 
@@ -219,7 +219,7 @@ async fn list_audit(state: web::Data<AppState>, authed: Authed, query: web::Quer
     authed.require_manager()?;
     let paging = query.into_inner().paging()?;
     let tx = state.db.read(&authed.ctx).await?;
-    let (entries, total) = db::audit::list_page(&tx, paging.limit(), paging.offset()).await?;
+    let (entries, total) = db::audit::list_page(tx, paging.limit(), paging.offset()).await?;
     Ok(HttpResponse::Ok().json(AuditList { entries, total, page: paging.page, limit: paging.limit }))
 }
 
@@ -230,6 +230,6 @@ async fn list_audit(state: web::Data<AppState>, authed: Authed, query: web::Quer
 async fn get_audit_entry(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
     authed.require_manager()?;
     let tx = state.db.read(&authed.ctx).await?;
-    let entry = db::audit::find(&tx, id.into_inner()).await?.ok_or(ApiError::NotFound)?;
+    let entry = db::audit::find(tx, id.into_inner()).await?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(entry))
 }
