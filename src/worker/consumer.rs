@@ -99,7 +99,7 @@ async fn consume(ctx: &Arc<WorkerCtx>, shutdown: &CancellationToken, backoff: &m
 
 /// Processes one delivery and settles it according to its outcome; the one place where acks,
 /// retries and dead-lettering are decided.
-async fn settle(ctx: Arc<WorkerCtx>, retries: Arc<Publisher>, delivery: Delivery) {
+pub(super) async fn settle(ctx: Arc<WorkerCtx>, retries: Arc<Publisher>, delivery: Delivery) {
     let outcome = job::process(&ctx, &delivery.data).await;
     let timeout = ctx.config.broker_timeout();
     let ack = || queue::bounded(timeout, delivery.ack(BasicAckOptions::default()));

@@ -76,6 +76,34 @@ pub async fn run_worker_until_stopped(
     Ok(())
 }
 
+/// Publishes every job in the outbox, then processes every message waiting on the work queue,
+/// each settled exactly as the running consumer settles it, until both are empty; returns how
+/// many messages it processed. Retries it schedules come back after their delay and are not
+/// waited for. For tests (deterministic: no worker to start, nothing to poll) and for working
+/// off a backlog by hand.
+pub async fn drain(config: Config, metrics: Arc<Metrics>) -> anyhow::Result<usize> {
+    use lapin::options::BasicGetOptions;
+    let ctx = Arc::new(WorkerCtx::new(config, metrics)?);
+    let timeout = ctx.config.broker_timeout();
+    let (connection, channel) =
+        crate::queue::connect(&ctx.config.amqp_url, &ctx.topology, "tenant-files drain", timeout).await?;
+    let publisher = Arc::new(
+        crate::queue::Publisher::new(crate::queue::bounded(timeout, connection.create_channel()).await?, timeout)
+            .await?,
+    );
+    while relay::relay_batch(&ctx, &publisher).await? > 0 {}
+    let mut processed = 0;
+    let work_queue = ctx.topology.work_queue.as_str();
+    while let Some(message) =
+        crate::queue::bounded(timeout, channel.basic_get(work_queue.into(), BasicGetOptions::default())).await?
+    {
+        consumer::settle(ctx.clone(), publisher.clone(), message.delivery).await;
+        processed += 1;
+    }
+    let _ = connection.close(200, "drained".into()).await;
+    Ok(processed)
+}
+
 /// `/metrics`, `/healthz` and `/readyz` for a worker-only process, stopped with the worker.
 /// Ready means able to work: the database answers and the consumer is attached to its queue.
 fn serve_metrics(

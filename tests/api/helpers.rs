@@ -469,19 +469,11 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str) {
     assert!(body["error"]["message"].is_string(), "error message in {body}");
 }
 
-/// A worker running in this test process, stopped (and drained) when dropped or on `stop`.
+/// A worker running in this test process (for tests about the running worker: retries with
+/// their delays, sweeps, outages), told to stop when dropped. Tests about what a job does use
+/// `drain_jobs` instead.
 pub struct RunningWorker {
     stop: tokio_util::sync::CancellationToken,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-impl RunningWorker {
-    pub async fn stop(mut self) {
-        self.stop.cancel();
-        if let Some(task) = self.task.take() {
-            task.await.expect("worker task").expect("worker ends cleanly");
-        }
-    }
 }
 
 impl Drop for RunningWorker {
@@ -497,9 +489,14 @@ impl TestApp {
 
     pub fn start_worker_with(&self, config: Config) -> RunningWorker {
         let stop = tokio_util::sync::CancellationToken::new();
-        let task =
-            tokio::spawn(tenant_files::worker::run_worker_until_stopped(config, stop.clone(), self.metrics.clone()));
-        RunningWorker { stop, task: Some(task) }
+        tokio::spawn(tenant_files::worker::run_worker_until_stopped(config, stop.clone(), self.metrics.clone()));
+        RunningWorker { stop }
+    }
+
+    /// Publishes the outbox and processes every waiting job, as a worker would, then returns how
+    /// many it processed: for tests about what a job does, not about the running worker.
+    pub async fn drain_jobs(&self) -> usize {
+        tenant_files::worker::drain(self.config.clone(), self.metrics.clone()).await.expect("drain")
     }
 
     /// Polls the file's detail until its status is `status` and returns it.

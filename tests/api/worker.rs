@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{eventually, spawn_app, spawn_app_with, Settings, TestApp, TestUser};
+use crate::helpers::{eventually, spawn_app, spawn_app_with, Settings, TestApp};
 
 const PNG: &[u8] = &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, b'I', b'H', b'D', b'R', 1, 2, 3];
 
@@ -13,26 +13,21 @@ fn job(file_id: &str, org_id: &str, user_id: &str) -> Value {
     json!({ "job_id": Uuid::new_v4(), "file_id": file_id, "organization_id": org_id, "user_id": user_id, "attempt": 1 })
 }
 
-/// Uploads a file and waits for it to be validated: with one consumer and prefetch 1, every
-/// message published before it has been settled once it is.
-async fn sentinel(app: &TestApp, user: &TestUser) {
-    let id = user.upload_ok("sentinel.txt", "sentinel").await;
-    app.wait_for_status(user, &id, "ready").await;
-}
-
-fn serial() -> Settings {
-    Settings { worker_prefetch: 1, ..Settings::default() }
+/// How many jobs of this test's app ended with `outcome` (its own metrics registry).
+fn outcome_count(app: &TestApp, outcome: &str) -> u64 {
+    app.metrics.jobs_processed.with_label_values(&[outcome]).get()
 }
 
 #[tokio::test]
 async fn an_upload_is_validated_to_ready_and_can_then_be_downloaded() {
     let app = spawn_app().await;
-    let _worker = app.start_worker();
     let owner = app.register_org().await;
-
     let id = owner.upload_ok("logo.png", PNG).await;
 
-    let detail = app.wait_for_status(&owner, &id, "ready").await;
+    assert_eq!(app.drain_jobs().await, 1);
+
+    let detail: Value = owner.get_file(&id).await.json().await.unwrap();
+    assert_eq!(detail["status"], "ready");
     assert_eq!(detail["mime_type"], "image/png");
     assert!(detail["processed_at"].is_string());
     assert!(detail["error_message"].is_null());
@@ -53,13 +48,21 @@ async fn files_changed_on_disk_or_lying_about_their_type_fail_with_a_clear_messa
     std::fs::write(app.stored_path(&owner, &grown), "original plus more").unwrap();
     std::fs::write(app.stored_path(&owner, &altered), "ORIGINAL").unwrap();
 
-    let _worker = app.start_worker();
+    assert_eq!(app.drain_jobs().await, 3);
 
-    let grown = app.wait_for_status(&owner, &grown, "failed").await;
+    let detail = |id: String| {
+        let owner = &owner;
+        async move {
+            let detail: Value = owner.get_file(&id).await.json().await.unwrap();
+            assert_eq!(detail["status"], "failed", "{detail}");
+            detail
+        }
+    };
+    let grown = detail(grown).await;
     assert!(grown["error_message"].as_str().unwrap().contains("18 bytes but 8 bytes were uploaded"), "{grown}");
-    let altered = app.wait_for_status(&owner, &altered, "failed").await;
+    let altered = detail(altered).await;
     assert!(altered["error_message"].as_str().unwrap().contains("sha256"), "{altered}");
-    let fake_png = app.wait_for_status(&owner, &fake_png, "failed").await;
+    let fake_png = detail(fake_png).await;
     assert!(fake_png["error_message"].as_str().unwrap().contains("does not match the .png extension"), "{fake_png}");
     assert!(fake_png["processed_at"].is_string());
     assert_eq!(owner.download(fake_png["id"].as_str().unwrap()).await.status(), StatusCode::CONFLICT);
@@ -67,12 +70,11 @@ async fn files_changed_on_disk_or_lying_about_their_type_fail_with_a_clear_messa
 
 #[tokio::test]
 async fn forged_messages_change_nothing_and_are_acknowledged() {
-    let app = spawn_app_with(serial()).await;
+    let app = spawn_app().await;
     let alice = app.register_org().await;
     let bob = app.register_org().await;
     let file = alice.upload_ok("alice.txt", "alice's").await;
     app.lose_job(&file).await; // only the forged messages below will name this file
-    let worker = app.start_worker();
 
     for forged in [
         job(&file, &bob.org_id, &bob.user_id), // another organization claims it
@@ -82,20 +84,20 @@ async fn forged_messages_change_nothing_and_are_acknowledged() {
     ] {
         app.publish_raw(forged.to_string().as_bytes()).await;
     }
-    sentinel(&app, &alice).await;
+    assert_eq!(app.drain_jobs().await, 4);
 
     let detail: Value = alice.get_file(&file).await.json().await.unwrap();
     assert_eq!(detail["status"], "pending", "no forged message may process the file");
     assert!(detail["processed_at"].is_null());
+    assert_eq!(outcome_count(&app, "refused"), 4, "each was taken, found stale and acknowledged");
     let topology = app.topology();
     assert_eq!(app.queue_depth(&topology.work_queue).await, 0, "all acknowledged");
     assert_eq!(app.queue_depth(&topology.dead_queue).await, 0, "acknowledged, not dead-lettered");
-    worker.stop().await;
 }
 
 #[tokio::test]
 async fn jobs_of_a_deactivated_user_or_a_deleted_file_are_refused() {
-    let app = spawn_app_with(serial()).await;
+    let app = spawn_app().await;
     let owner = app.register_org().await;
     let member = app.add_user(&owner, "member").await;
     let members_file = member.upload_ok("member.txt", "m").await;
@@ -103,9 +105,9 @@ async fn jobs_of_a_deactivated_user_or_a_deleted_file_are_refused() {
     app.as_user(&owner, &format!("update app.users set is_active = false where id = '{}'", member.user_id)).await;
     assert_eq!(owner.delete(&deleted_file).await.status(), StatusCode::NO_CONTENT);
 
-    let _worker = app.start_worker();
-    sentinel(&app, &owner).await;
+    assert_eq!(app.drain_jobs().await, 2);
 
+    assert_eq!(outcome_count(&app, "refused"), 2);
     let detail: Value = owner.get_file(&members_file).await.json().await.unwrap();
     assert_eq!(detail["status"], "pending", "a deactivated user's job is refused");
     let db = app.superuser().await;
@@ -116,9 +118,8 @@ async fn jobs_of_a_deactivated_user_or_a_deleted_file_are_refused() {
 
 #[tokio::test]
 async fn malformed_messages_go_to_the_dead_letter_queue_and_the_worker_carries_on() {
-    let app = spawn_app_with(serial()).await;
+    let app = spawn_app().await;
     let owner = app.register_org().await;
-    let _worker = app.start_worker();
 
     let huge = format!(r#"{{"job_id": "{}", "padding": "{}"}}"#, Uuid::new_v4(), "x".repeat(1_000_000));
     let bodies: Vec<Vec<u8>> = vec![
@@ -133,24 +134,31 @@ async fn malformed_messages_go_to_the_dead_letter_queue_and_the_worker_carries_o
     for body in &bodies {
         app.publish_raw(body).await;
     }
-    sentinel(&app, &owner).await;
+    let id = owner.upload_ok("after.txt", "the worker carries on").await;
 
+    assert_eq!(app.drain_jobs().await, bodies.len() + 1);
+
+    assert_eq!(outcome_count(&app, "malformed"), bodies.len() as u64);
     assert_eq!(app.queue_depth(&app.topology().dead_queue).await, bodies.len() as u32);
+    let after: Value = owner.get_file(&id).await.json().await.unwrap();
+    assert_eq!(after["status"], "ready");
 }
 
 #[tokio::test]
 async fn a_duplicated_message_is_processed_once() {
-    let app = spawn_app_with(serial()).await;
+    let app = spawn_app().await;
     let owner = app.register_org().await;
-    let _worker = app.start_worker();
     let id = owner.upload_ok("once.txt", "once").await;
-    let first = app.wait_for_status(&owner, &id, "ready").await;
+    assert_eq!(app.drain_jobs().await, 1);
+    let first: Value = owner.get_file(&id).await.json().await.unwrap();
+    assert_eq!(first["status"], "ready");
 
     let duplicate = job(&id, &owner.org_id, &owner.user_id);
     app.publish_raw(duplicate.to_string().as_bytes()).await;
     app.publish_raw(duplicate.to_string().as_bytes()).await;
-    sentinel(&app, &owner).await;
+    assert_eq!(app.drain_jobs().await, 2);
 
+    assert_eq!(outcome_count(&app, "refused"), 2, "a file no longer pending is not processed again");
     let after: Value = owner.get_file(&id).await.json().await.unwrap();
     assert_eq!(after["processed_at"], first["processed_at"], "the duplicates changed nothing");
     assert_eq!(after["status"], "ready");
@@ -168,14 +176,21 @@ async fn transient_read_errors_are_retried_until_the_file_can_be_read() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
     std::fs::create_dir(&path).unwrap();
-    let _worker = app.start_worker();
 
-    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    assert_eq!(app.drain_jobs().await, 1);
+
+    assert_eq!(outcome_count(&app, "retry"), 1);
     let detail: Value = owner.get_file(&id).await.json().await.unwrap();
     assert_eq!(detail["status"], "pending");
     std::fs::remove_dir(&path).unwrap();
     std::fs::write(&path, bytes).unwrap();
 
+    // The retry comes back from its delay queue (100 ms here) and then succeeds.
+    eventually("the retried job validates the file", || async {
+        app.drain_jobs().await;
+        (outcome_count(&app, "ready") == 1).then_some(())
+    })
+    .await;
     app.wait_for_status(&owner, &id, "ready").await;
     assert_eq!(app.queue_depth(&app.topology().dead_queue).await, 0);
 }
