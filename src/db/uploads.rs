@@ -37,9 +37,11 @@ pub async fn release(tx: impl Into<Writing<'_>>, file_id: FileId) -> Result<(), 
     Ok(())
 }
 
-/// A reservation held by a request. Released with the file row ([`Reservation::released`]
-/// once that committed), or, dropped on any other path (an error, a refused file, a client
-/// that went away), released in the background; should that fail too, its deadline frees it.
+/// A reservation held by a request, ended with [`Reservation::finish`]: given back right away
+/// when the upload failed, so the client's next upload finds quota and slot free, or left to
+/// the file row, which released it in its own commit. Dropped unfinished (the client went away
+/// mid-upload and the request was cancelled), it is released in the background; should that
+/// fail too, its deadline frees it.
 pub struct Reservation {
     db: Db,
     ctx: TenantCtx,
@@ -61,9 +63,13 @@ impl Reservation {
         Ok(Self { db: db.clone(), ctx, file_id, held: true })
     }
 
-    /// The file row committed together with [`release`]: nothing is left to give back.
-    pub fn released(mut self) {
+    /// `committed`: the file row was committed together with [`release`], nothing is left to
+    /// give back. Otherwise the reservation is released now, and this waits for it.
+    pub async fn finish(mut self, committed: bool) {
         self.held = false;
+        if !committed {
+            release_logged(&self.db, self.ctx, self.file_id).await;
+        }
     }
 }
 
@@ -74,12 +80,13 @@ impl Drop for Reservation {
         }
         let (db, ctx, file_id) = (self.db.clone(), self.ctx, self.file_id);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let released = async { release(db.write(&ctx).await?, file_id).await }.await;
-                if let Err(e) = released {
-                    tracing::warn!(file_id = %file_id, error = %e, "upload reservation not released; it expires at its deadline");
-                }
-            });
+            runtime.spawn(async move { release_logged(&db, ctx, file_id).await });
         }
+    }
+}
+
+async fn release_logged(db: &Db, ctx: TenantCtx, file_id: FileId) {
+    if let Err(e) = async { release(db.write(&ctx).await?, file_id).await }.await {
+        tracing::warn!(file_id = %file_id, error = %e, "upload reservation not released; it expires at its deadline");
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use actix_multipart::{Multipart, MultipartError};
+use actix_multipart::{Field, Multipart, MultipartError};
 use actix_web::{
     http::{header, StatusCode},
     post, web, HttpRequest, HttpResponse,
@@ -21,7 +21,7 @@ use crate::{
     domain::{FileId, FileStatus, Filename},
     error::{ApiError, ErrorBody},
     http::{ApiResult, AppState, Authed},
-    storage::{FileStore, PartFile, Received, StorageError},
+    storage::{FileStore, StorageError},
 };
 
 /// Form fields other than `file` are ignored, but not read without bound.
@@ -64,11 +64,69 @@ pub(super) async fn upload_file(
     state: web::Data<AppState>,
     authed: Authed,
     req: HttpRequest,
-    multipart: Multipart,
+    mut multipart: Multipart,
 ) -> ApiResult {
     let file_id = FileId::new();
     tracing::Span::current().record("file_id", tracing::field::display(file_id));
-    let (filename, part, received, reservation) = receive_upload(&state, &authed, &req, file_id, multipart).await?;
+    let limit = state.config.max_file_size_bytes();
+    let (mut field, filename) = file_field(&mut multipart).await?;
+    // Before the first byte is written: the file cannot be larger than the request body, nor
+    // than the limit. Over the quota or the organization's uploads in flight, it is refused
+    // here, with nothing written.
+    let bytes = content_length(&req).map_or(limit, |length| length.min(limit));
+    let deadline = state.config.upload_timeout_seconds;
+    let reservation = match Reservation::take(&state.db, authed.ctx, file_id, bytes, deadline).await {
+        Ok(reservation) => reservation,
+        Err(err) => return Err(drained(&mut field, limit, err.into()).await),
+    };
+    let stored = store(&state, &authed, file_id, &filename, &mut field).await;
+    // Given back before answering, so that a client's next upload finds quota and slot free.
+    reservation.finish(stored.is_ok()).await;
+    stored?;
+    Ok(HttpResponse::Created().json(UploadResponse {
+        file_id,
+        filename: filename.to_string(),
+        status: FileStatus::Pending,
+    }))
+}
+
+/// The `file` field and its (parsed) filename; other fields are skipped, within bounds.
+async fn file_field(multipart: &mut Multipart) -> Result<(Field, Filename), ApiError> {
+    while let Some(field) = multipart.next().await {
+        let mut field = field.map_err(multipart_error)?;
+        if field.name() != Some("file") {
+            skip_field(&mut field).await?;
+            continue;
+        }
+        let raw_name = field
+            .content_disposition()
+            .and_then(|cd| cd.get_filename())
+            .ok_or_else(|| ApiError::invalid("missing_filename", "the file field must carry a filename"))?;
+        let filename = Filename::parse(raw_name)?;
+        return Ok((field, filename));
+    }
+    Err(ApiError::invalid("missing_file", "multipart field `file` is required"))
+}
+
+/// Streams the field to storage (within the upload's deadline) and records it: the file row,
+/// its validation job and the audit entry, together with the release of its reservation. On
+/// any error nothing is left behind: no part file, no row.
+async fn store(
+    state: &AppState,
+    authed: &Authed,
+    file_id: FileId,
+    filename: &Filename,
+    field: &mut Field,
+) -> Result<(), ApiError> {
+    let limit = state.config.max_file_size_bytes();
+    let deadline = Duration::from_secs(state.config.upload_timeout_seconds);
+    let receiving = state.store.receive(authed.ctx.org_id, file_id, &mut *field, limit);
+    let (part, received) = match tokio::time::timeout(deadline, receiving).await {
+        Err(_) => return Err(ApiError::Http(StatusCode::REQUEST_TIMEOUT)),
+        Ok(Ok(received)) => received,
+        Ok(Err(err @ StorageError::TooLarge { .. })) => return Err(drained(field, limit, err.into()).await),
+        Ok(Err(err)) => return Err(err.into()),
+    };
     if received.size == 0 {
         return Err(ApiError::invalid("empty_file", "the uploaded file is empty"));
     }
@@ -76,7 +134,7 @@ pub(super) async fn upload_file(
     let file_path = FileStore::relative_path(authed.ctx.org_id, file_id);
 
     let tx = state.db.begin(&authed.ctx).await?;
-    let new_file = NewFile { id: file_id, filename: &filename, file_path: &file_path, size, sha256: &received.sha256 };
+    let new_file = NewFile { id: file_id, filename, file_path: &file_path, size, sha256: &received.sha256 };
     // The file row, its validation job (transactional outbox: the job commits with the row or
     // not at all) and the audit entry are sent together in one round trip. Their order on the
     // wire does not matter for correctness (the job's foreign key is checked at commit, V8);
@@ -91,58 +149,11 @@ pub(super) async fn upload_file(
         db::audit::record(&tx, authed.event(Action::FileUploaded, Some(("file", file_id.into())), details)),
     )?;
     // In place before the commit, so a committed row always has its bytes; if the commit
-    // fails, dropping `placed` removes them again (and dropping `reservation` releases it).
+    // fails, dropping `placed` removes them again.
     let placed = part.persist().await.context("cannot move upload into place")?;
     tx.commit().await?;
     placed.keep();
-    reservation.released();
-
-    Ok(HttpResponse::Created().json(UploadResponse {
-        file_id,
-        filename: filename.to_string(),
-        status: FileStatus::Pending,
-    }))
-}
-
-/// Finds the `file` field, reserves quota for it, and streams it to disk. Nothing is left
-/// behind on any error: no part file, and the reservation is released when dropped.
-async fn receive_upload(
-    state: &AppState,
-    authed: &Authed,
-    req: &HttpRequest,
-    file_id: FileId,
-    mut multipart: Multipart,
-) -> Result<(Filename, PartFile, Received, Reservation), ApiError> {
-    let limit = state.config.max_file_size_bytes();
-    while let Some(field) = multipart.next().await {
-        let mut field = field.map_err(multipart_error)?;
-        if field.name() != Some("file") {
-            skip_field(&mut field).await?;
-            continue;
-        }
-        let raw_name = field
-            .content_disposition()
-            .and_then(|cd| cd.get_filename())
-            .ok_or_else(|| ApiError::invalid("missing_filename", "the file field must carry a filename"))?;
-        let filename = Filename::parse(raw_name)?;
-        // Before the first byte is written: the file cannot be larger than the request body,
-        // nor than the limit. Over the quota or the organization's uploads in flight, it is
-        // refused here, with nothing written.
-        let bytes = content_length(req).map_or(limit, |length| length.min(limit));
-        let deadline = state.config.upload_timeout_seconds;
-        let reservation = match Reservation::take(&state.db, authed.ctx, file_id, bytes, deadline).await {
-            Ok(reservation) => reservation,
-            Err(err) => return Err(drained(&mut field, limit, err.into()).await),
-        };
-        let receiving = state.store.receive(authed.ctx.org_id, file_id, &mut field, limit);
-        return match tokio::time::timeout(Duration::from_secs(deadline), receiving).await {
-            Err(_) => Err(ApiError::Http(StatusCode::REQUEST_TIMEOUT)),
-            Ok(Ok((part, received))) => Ok((filename, part, received, reservation)),
-            Ok(Err(err @ StorageError::TooLarge { .. })) => Err(drained(&mut field, limit, err.into()).await),
-            Ok(Err(err)) => Err(err.into()),
-        };
-    }
-    Err(ApiError::invalid("missing_file", "multipart field `file` is required"))
+    Ok(())
 }
 
 fn content_length(req: &HttpRequest) -> Option<u64> {
@@ -151,7 +162,7 @@ fn content_length(req: &HttpRequest) -> Option<u64> {
 
 /// Reads (and discards) a bounded remainder of the field before answering with `error`, so the
 /// client gets to see the refusal instead of a connection reset mid-send.
-async fn drained(field: &mut actix_multipart::Field, limit: u64, error: ApiError) -> ApiError {
+async fn drained(field: &mut Field, limit: u64, error: ApiError) -> ApiError {
     let mut drained = 0u64;
     while let Some(Ok(chunk)) = field.next().await {
         drained += chunk.len() as u64;
@@ -162,7 +173,7 @@ async fn drained(field: &mut actix_multipart::Field, limit: u64, error: ApiError
     error
 }
 
-async fn skip_field(field: &mut actix_multipart::Field) -> Result<(), ApiError> {
+async fn skip_field(field: &mut Field) -> Result<(), ApiError> {
     let mut seen = 0usize;
     while let Some(chunk) = field.next().await {
         seen += chunk.map_err(multipart_error)?.len();
