@@ -1,6 +1,7 @@
--- Hardening found by review (docs/decisions.md, "Hardening"): an atomic login throttle, pruning
--- of tables that only grew, a fate for pending files whose uploader was deactivated, and an
--- outbox whose foreign key does not depend on the order statements arrive in.
+-- Hardening found by review (docs/decisions.md): an atomic login throttle, an index for pruning
+-- the throttling table (the pruning itself is V9's app.prune_expired), a fate for pending files
+-- whose uploader was deactivated, and an outbox whose foreign key does not depend on the order
+-- statements arrive in.
 
 ------------------------------------------------------------------------------------------------
 -- 1. Login throttle: the attempt is counted before the password is checked, atomically.
@@ -102,37 +103,8 @@ to tenant_files_app;
 ------------------------------------------------------------------------------------------------
 -- 2. Tables that only grew: expired sessions, and throttling rows for any email anyone typed.
 ------------------------------------------------------------------------------------------------
--- REGISTRY: app.prune_expired. The worker's maintenance loop removes, in bounded batches,
--- sessions past their expiry and throttling rows whose window is over. Safe: deletes only rows
--- that no longer mean anything (an expired session cannot be loaded; an old window counts
--- nothing); returns a count, never a row.
-create function app.prune_expired(p_login_window_seconds bigint, p_limit integer)
-returns integer
-language plpgsql
-security definer
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-  sessions integer;
-  windows integer;
-begin
-  delete from app.sessions
-   where key_hash in (select key_hash from app.sessions
-                       where expires_at <= now()
-                       order by expires_at
-                       limit p_limit);
-  get diagnostics sessions = row_count;
-  delete from app.login_attempts
-   where email_key in (select email_key from app.login_attempts
-                        where window_started <= now() - make_interval(secs => p_login_window_seconds)
-                        limit p_limit);
-  get diagnostics windows = row_count;
-  return sessions + windows;
-end
-$$;
+-- Pruned by app.prune_expired (V9), which also frees the quota of abandoned uploads.
 create index login_attempts_window_started_idx on app.login_attempts (window_started);
-alter function app.prune_expired(bigint, integer) owner to tenant_files_definer;
-grant execute on function app.prune_expired(bigint, integer) to tenant_files_app;
 
 ------------------------------------------------------------------------------------------------
 -- 3. Pending files of a deactivated uploader: failed, not re-enqueued forever.

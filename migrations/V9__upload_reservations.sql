@@ -78,10 +78,13 @@ alter function app.upload_reservations_track() owner to tenant_files_definer;
 create trigger upload_reservations_track after insert or delete on app.upload_reservations
   for each row execute function app.upload_reservations_track();
 
--- REGISTRY: app.prune_expired (new body, same contract): also removes reservations past their
--- upload's deadline (an api process that died mid-upload cannot release its own), giving their
--- bytes and slots back through the trigger above. Safe: deletes only rows past their deadline.
-create or replace function app.prune_expired(p_login_window_seconds bigint, p_limit integer)
+-- REGISTRY: app.prune_expired. The worker's maintenance loop removes, in bounded batches, what
+-- only grew before: sessions past their expiry, throttling rows whose window is over, and
+-- reservations past their upload's deadline (an api process that died mid-upload cannot release
+-- its own; the trigger above gives their bytes and slots back). Safe: deletes only rows that no
+-- longer mean anything (an expired session cannot be loaded, an old window counts nothing, a
+-- reservation past its deadline belongs to an upload that was cut off); returns a count.
+create function app.prune_expired(p_login_window_seconds bigint, p_limit integer)
 returns integer
 language plpgsql
 security definer
@@ -112,3 +115,5 @@ begin
   return sessions + windows + reservations;
 end
 $$;
+alter function app.prune_expired(bigint, integer) owner to tenant_files_definer;
+grant execute on function app.prune_expired(bigint, integer) to tenant_files_app;
