@@ -35,3 +35,12 @@ async fn wait_for_signal() {
 async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
+
+/// Sleeps for `duration`, or returns `false` at once when `stop` is cancelled: the one way a
+/// background loop waits between rounds.
+pub async fn pause(stop: &CancellationToken, duration: std::time::Duration) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => false,
+        _ = tokio::time::sleep(duration) => true,
+    }
+}

@@ -75,7 +75,7 @@ impl Application {
         let sign_in_limiter = ClientLimiter::from_config(&config);
         let stop = CancellationToken::new();
         let broker = BrokerStatus::default();
-        broker.watch(config.amqp_url.clone(), stop.clone());
+        broker.watch(config.amqp_url.clone(), config.broker_timeout(), stop.clone());
         let state = web::Data::new(AppState {
             db: db.clone(),
             store,

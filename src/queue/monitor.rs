@@ -14,6 +14,9 @@ use std::{
 use lapin::{Connection, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
 
+use super::bounded;
+use crate::shutdown::pause;
+
 /// How often a live connection is looked at, and the longest wait between reconnects.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -32,20 +35,21 @@ impl BrokerStatus {
     }
 
     /// Keeps a connection to `url` open until `stop`, reconnecting with backoff, and keeps the
-    /// status current. Spawned once per process.
-    pub fn watch(&self, url: String, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    /// status current; every wait on the broker is bounded by `timeout`. Spawned once per
+    /// process.
+    pub fn watch(&self, url: String, timeout: Duration, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
         let status = self.clone();
         tokio::spawn(async move {
             let mut backoff = CHECK_EVERY;
             while !stop.is_cancelled() {
                 let properties = ConnectionProperties::default().with_connection_name("tenant-files monitor".into());
-                match Connection::connect(&url, properties).await {
+                match bounded(timeout, Connection::connect(&url, properties)).await {
                     Ok(connection) => {
                         status.set(true);
                         backoff = CHECK_EVERY;
-                        while connection.status().connected() && sleep(&stop, CHECK_EVERY).await {}
+                        while connection.status().connected() && pause(&stop, CHECK_EVERY).await {}
                         status.set(false);
-                        let _ = connection.close(200, "monitor stopping".into()).await;
+                        let _ = bounded(timeout, connection.close(200, "monitor stopping".into())).await;
                     }
                     Err(e) => {
                         status.set(false);
@@ -53,18 +57,10 @@ impl BrokerStatus {
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                     }
                 }
-                if !sleep(&stop, backoff).await {
+                if !pause(&stop, backoff).await {
                     break;
                 }
             }
         })
-    }
-}
-
-/// `false` when stopped instead.
-async fn sleep(stop: &CancellationToken, duration: Duration) -> bool {
-    tokio::select! {
-        _ = stop.cancelled() => false,
-        _ = tokio::time::sleep(duration) => true,
     }
 }

@@ -22,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use job::{JobMessage, Outcome};
 
-use crate::{config::Config, db::Db, error::ApiError, metrics::Metrics, queue::Topology, storage::FileStore};
+use crate::{
+    config::Config, db::Db, error::ApiError, metrics::Metrics, queue::Topology, shutdown::pause, storage::FileStore,
+};
 
 /// What the worker's tasks share.
 pub struct WorkerCtx {
@@ -159,14 +161,6 @@ async fn readiness(ctx: actix_web::web::Data<WorkerCtx>) -> Result<actix_web::Ht
 
 /// How long the readiness probe waits for the database.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Sleeps, or returns `false` at once when shutdown is requested.
-async fn pause(shutdown: &CancellationToken, duration: Duration) -> bool {
-    tokio::select! {
-        _ = shutdown.cancelled() => false,
-        _ = tokio::time::sleep(duration) => true,
-    }
-}
 
 /// Exponential backoff for reconnecting: 250 ms doubling up to 30 s.
 struct Backoff(Duration);
