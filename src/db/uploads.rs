@@ -9,7 +9,7 @@ use crate::domain::FileId;
 
 /// Reserves `bytes` for the upload that will become `file_id`, until `deadline_seconds` from now.
 /// Refused with `organizations_within_quota` or `organizations_uploads_in_flight`.
-#[tracing::instrument(name = "db.uploads.reserve", skip_all, fields(file_id = %file_id, bytes))]
+#[tracing::instrument(name = "db.uploads.reserve", skip_all, fields(file_id = %file_id, bytes = bytes))]
 pub async fn reserve(
     tx: impl Into<Writing<'_>>,
     file_id: FileId,
