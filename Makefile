@@ -6,18 +6,23 @@ DEV := scripts/dev-services.sh
 # Owner-role URL of the dev cluster's maintenance database (tests create one database each).
 PG_ADMIN_URL ?= postgres://tenant_files_owner@127.0.0.1:54329/postgres
 
-.PHONY: run test fuzz bench profile stop services migrate lint clean-test-dbs
+.PHONY: run test fuzz bench profile stop services migrate lint lint-rls clean-test-dbs
 
 ## Start PostgreSQL + RabbitMQ, migrate, then serve the API on 127.0.0.1:5000 and run the worker.
 run: migrate
 	$(CARGO) run -- --mode all
 
-## Start the services, migrate and audit the dev database, then run every test (unit +
-## integration against the real services).
+## Start the services, migrate the dev database, audit it (our rls-audit and the pgrls linter),
+## then run every test (unit + integration against the real services).
 test: services clean-test-dbs
 	$(CARGO) run --quiet -- --mode migrate
 	$(CARGO) run --quiet -- --mode rls-audit
+	scripts/lint-rls.sh
 	$(CARGO) test --all-targets
+
+## The RLS linter DBAs run (pgrls, in .dev/venv) against the migrated dev database.
+lint-rls: migrate
+	scripts/lint-rls.sh
 
 ## Fuzz the running service against its own OpenAPI document (schemathesis, in .dev/venv).
 ## FUZZ_MAX_EXAMPLES bounds the run (CI uses a small number).

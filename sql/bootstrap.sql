@@ -21,13 +21,19 @@ where not exists (select from pg_roles where rolname = 'tenant_files_app')
 \gexec
 
 -- Definer: owns the SECURITY DEFINER functions of the cross-tenant registry and nothing else.
--- NOLOGIN, so nobody can connect as it; BYPASSRLS because those functions must read across
--- tenants before a tenant is known (login by email, session load). The owner is a member only
--- so that migrations can hand function ownership to it.
-select 'create role tenant_files_definer nologin nosuperuser bypassrls nocreatedb nocreaterole noinherit'
+-- NOLOGIN, so nobody can connect as it. No BYPASSRLS: its functions read across tenants
+-- (login by email, session load, the outbox relay) through a `registry` policy on exactly the
+-- tables they use (migrations/V10). Earlier clusters gave it BYPASSRLS; the ALTER takes it
+-- away (run `--mode migrate` first, so the registry policies exist by then).
+select 'create role tenant_files_definer nologin nosuperuser nobypassrls nocreatedb nocreaterole noinherit'
 where not exists (select from pg_roles where rolname = 'tenant_files_definer')
 \gexec
+alter role tenant_files_definer nobypassrls;
 
+-- The owner is a member of the definer role only so that migrations can hand function
+-- ownership to it. Without BYPASSRLS that membership reaches no policy bypass, and the registry
+-- policies admit rows only while the definer itself is the current user (inside a registry
+-- function), so an owner session does not see across tenants through them either.
 grant tenant_files_definer to tenant_files_owner;
 
 select 'create database tenant_files owner tenant_files_owner'

@@ -34,6 +34,9 @@ pub const CHECKS: &[Check] = &[
     check!("public_grants", "07_public_grants.sql"),
     check!("definer_functions", "08_definer_functions.sql"),
     check!("views_security_invoker", "09_views.sql"),
+    check!("function_search_path", "10_function_search_path.sql"),
+    check!("reachable_tables", "11_reachable_tables.sql"),
+    check!("bypassrls_roles", "12_bypassrls_roles.sql"),
 ];
 
 /// The objects every report lists, found or not, so a clean object visibly PASSes.

@@ -1,6 +1,8 @@
 -- For every table with an organization_id column: SELECT, INSERT, UPDATE and DELETE are each
--- covered by a permissive policy (for that command or FOR ALL), and every policy carries
--- USING where its command reads existing rows and WITH CHECK where it writes new ones.
+-- covered by a permissive policy that applies to the app role (for that command or FOR ALL; a
+-- policy for another role, like the definer's registry policy, covers nothing for the app), and
+-- every policy carries USING where its command reads existing rows and WITH CHECK where it
+-- writes new ones.
 \if :{?app_role} \else \set app_role tenant_files_app \endif
 \if :{?definer_role} \else \set definer_role tenant_files_definer \endif
 with params as (select :'app_role'::name as app_role, :'definer_role'::name as definer_role),
@@ -19,7 +21,10 @@ select 'policy_coverage' as check_name, t.object,
   from params, tenant_tables t
  cross join commands c
  where not exists (select from pg_policy p
-                    where p.polrelid = t.oid and p.polpermissive and p.polcmd in (c.cmd, '*'))
+                    where p.polrelid = t.oid and p.polpermissive and p.polcmd in (c.cmd, '*')
+                      and (0::oid = any(p.polroles)
+                           or exists (select from pg_roles r
+                                       where r.rolname = params.app_role and r.oid = any(p.polroles))))
 union all
 select 'policy_coverage', format('policy %I on %s', p.polname, t.object),
        'policy has no USING expression'

@@ -1,6 +1,7 @@
 -- SECURITY DEFINER functions run with their owner's rights: the cross-tenant registry. Each must
--- pin search_path (or an attacker-controlled schema could shadow what it calls), be owned by the
--- definer role, and be listed below, with docs/rls.md saying why it is safe.
+-- be owned by the definer role, be listed below, with docs/rls.md saying why it is safe, and not
+-- be executable by PUBLIC outside schema app (07 checks app; a definer function anywhere else is
+-- a registry entry nobody reviewed). Its pinned search_path is 10's, as for every function.
 \if :{?app_role} \else \set app_role tenant_files_app \endif
 \if :{?definer_role} \else \set definer_role tenant_files_definer \endif
 with params as (select :'app_role'::name as app_role, :'definer_role'::name as definer_role),
@@ -26,7 +27,7 @@ registry (signature) as (values
   ('app.outbox_backlog()')
 ),
 definers as (
-  select p.oid, p.oid::regprocedure::text as signature, p.proowner, p.proconfig
+  select p.oid, p.oid::regprocedure::text as signature, p.proowner, p.proacl, n.nspname as schema
     from pg_proc p
     join pg_namespace n on n.oid = p.pronamespace
    where p.prosecdef
@@ -35,8 +36,10 @@ definers as (
 select 'definer_functions' as check_name, format('function %s', d.signature) as object, reason
   from params, definers d
  cross join lateral (values
-   (case when not exists (select from unnest(d.proconfig) c where c like 'search_path=%')
-         then 'does not pin search_path' end),
+   (case when d.schema <> 'app'
+          and exists (select from aclexplode(coalesce(d.proacl, acldefault('f', d.proowner))) g
+                       where g.grantee = 0 and g.privilege_type = 'EXECUTE')
+         then 'is executable by PUBLIC' end),
    (case when pg_get_userbyid(d.proowner) <> params.definer_role
          then format('is owned by %I, not %I', pg_get_userbyid(d.proowner), params.definer_role) end),
    (case when replace(d.signature, ' ', '') not in (select signature from registry)

@@ -55,49 +55,57 @@ async fn the_audit_passes_on_the_real_schema() {
     assert!(text.contains("table app.files") && text.contains("PASS") && !text.contains("FAIL"), "{text}");
 }
 
-/// Each weakness with the one check that must report it.
-const WEAKNESSES: &[(&str, &str)] = &[
-    ("alter table app.files no force row level security", "rls_enabled_and_forced"),
-    ("alter table app.users disable row level security", "rls_enabled_and_forced"),
+/// Each weakness with the checks that must report it (one, unless it is two weaknesses at once).
+const WEAKNESSES: &[(&str, &[&str])] = &[
+    ("alter table app.files no force row level security", &["rls_enabled_and_forced"]),
+    ("alter table app.users disable row level security", &["rls_enabled_and_forced"]),
     (
         "drop policy tenant_isolation on app.outbox;
          create policy read on app.outbox for select using (organization_id = (select app.current_org_id()));
          create policy add on app.outbox for insert with check (organization_id = (select app.current_org_id()));
          create policy change on app.outbox for update using (organization_id = (select app.current_org_id()))
            with check (organization_id = (select app.current_org_id()))",
-        "policy_coverage",
+        &["policy_coverage"],
     ),
     (
         "drop policy tenant_isolation on app.users;
          create policy tenant_isolation on app.users using (organization_id = (select app.current_org_id()))",
-        "policy_coverage",
+        &["policy_coverage"],
     ),
     (
         "drop policy tenant_isolation on app.files;
          create policy tenant_isolation on app.files
            using (organization_id = nullif(current_setting('app.org_id', true), '')::uuid)
            with check (organization_id = (select app.current_org_id()))",
-        "policy_subselect",
+        &["policy_subselect"],
     ),
-    ("drop index app.purge_queue_organization_id_idx", "organization_index"),
-    ("create table app.notes (id int primary key, body text)", "unlisted_table"),
+    ("drop index app.purge_queue_organization_id_idx", &["organization_index"]),
+    ("create table app.notes (id int primary key, body text)", &["unlisted_table", "reachable_tables"]),
     (
         "create function app.peek() returns bigint language sql security definer
            set search_path = pg_catalog as 'select count(*) from app.files';
          alter function app.peek() owner to tenant_files_definer;
          revoke execute on function app.peek() from public",
-        "definer_functions",
+        &["definer_functions"],
     ),
-    ("alter function app.session_delete(bytea) reset search_path", "definer_functions"),
-    ("alter function app.session_delete(bytea) owner to tenant_files_owner", "definer_functions"),
-    ("grant select on app.files to public", "public_grants"),
-    ("grant execute on function app.login_attempt(text, bigint, integer) to public", "public_grants"),
-    ("grant update on app.files to tenant_files_app", "app_role"),
-    ("grant delete on app.users to tenant_files_app", "app_role"),
+    ("alter function app.session_delete(bytea) reset search_path", &["function_search_path"]),
+    ("alter function app.touch_updated_at() reset search_path", &["function_search_path"]),
+    ("alter table app.login_attempts no force row level security", &["reachable_tables"]),
+    (
+        "create function public.peek() returns bigint language sql security definer
+           set search_path = pg_catalog as 'select count(*) from app.files';
+         alter function public.peek() owner to tenant_files_definer",
+        &["definer_functions"],
+    ),
+    ("alter function app.session_delete(bytea) owner to tenant_files_owner", &["definer_functions"]),
+    ("grant select on app.files to public", &["public_grants"]),
+    ("grant execute on function app.login_attempt(text, bigint, integer) to public", &["public_grants"]),
+    ("grant update on app.files to tenant_files_app", &["app_role"]),
+    ("grant delete on app.users to tenant_files_app", &["app_role"]),
     (
         "create view app.all_files as select * from app.files;
          revoke all on app.all_files from public",
-        "views_security_invoker",
+        &["views_security_invoker"],
     ),
 ];
 
@@ -110,9 +118,11 @@ async fn each_weakness_is_reported_as_exactly_that_finding() {
         let report = rls_audit::run(&owner_config(&db), APP_ROLE, DEFINER_ROLE).await.unwrap();
 
         let checks: BTreeSet<&str> = report.findings.iter().map(|f| f.check.as_str()).collect();
-        assert_eq!(checks, BTreeSet::from([*expected]), "{weakness}\n{}", report.to_text());
-        let file = CHECKS.iter().find(|c| c.name == *expected).unwrap().file;
-        assert_ne!(psql_file(&db, file, APP_ROLE), "", "{file} must report: {weakness}");
+        assert_eq!(checks, expected.iter().copied().collect(), "{weakness}\n{}", report.to_text());
+        for check in *expected {
+            let file = CHECKS.iter().find(|c| c.name == *check).unwrap().file;
+            assert_ne!(psql_file(&db, file, APP_ROLE), "", "{file} must report: {weakness}");
+        }
     }
 }
 
@@ -130,6 +140,63 @@ async fn an_app_role_with_bypassrls_is_reported() {
 
     let reasons: Vec<&str> = report.findings.iter().map(|f| f.reason.as_str()).collect();
     assert_eq!(reasons, ["has BYPASSRLS"], "{}", report.to_text());
+}
+
+/// What pgrls reports as SEC016 and SEC029: a role of this database with BYPASSRLS, and a LOGIN
+/// role one SET ROLE away from it. Roles are the cluster's, so these are the test's own, given
+/// CONNECT on its own database only (no other test's audit sees them).
+#[tokio::test]
+async fn bypassrls_roles_and_login_roles_that_reach_them_are_reported() {
+    let db = migrated_database().await;
+    let suffix = Uuid::new_v4().simple();
+    let (bypassing, member) = (format!("tf_test_bypass_{suffix}"), format!("tf_test_login_{suffix}"));
+    as_superuser(
+        &db,
+        &format!(
+            "create role {bypassing} nologin bypassrls; create role {member} login;
+             grant {bypassing} to {member}; grant connect on database {db} to {member}"
+        ),
+    )
+    .await;
+
+    let report = rls_audit::run(&owner_config(&db), APP_ROLE, DEFINER_ROLE).await.unwrap();
+    let psql_rows = psql_file(&db, "12_bypassrls_roles.sql", APP_ROLE);
+    as_superuser(
+        &db,
+        &format!("revoke connect on database {db} from {member}; drop role {member}; drop role {bypassing}"),
+    )
+    .await;
+
+    let found: BTreeSet<(&str, &str)> = report.findings.iter().map(|f| (f.check.as_str(), f.object.as_str())).collect();
+    let expected = BTreeSet::from([
+        ("bypassrls_roles", format!("role {bypassing}")),
+        ("bypassrls_roles", format!("role {member}")),
+    ]);
+    assert_eq!(found, expected.iter().map(|(c, o)| (*c, o.as_str())).collect(), "{}", report.to_text());
+    assert!(psql_rows.contains(&format!("can SET ROLE to {bypassing}")), "{psql_rows}");
+}
+
+/// Pinning search_path keeps the policy helpers from being inlined; they must still run once per
+/// statement, as an InitPlan, not once per row.
+#[tokio::test]
+async fn the_policy_helpers_run_once_per_statement() {
+    let db = migrated_database().await;
+    let (client, connection) = tokio_postgres::connect(&db_url(APP_ROLE, &db), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client.batch_execute("begin; select set_config('app.org_id', gen_random_uuid()::text, true)").await.unwrap();
+
+    let plan: Vec<String> = client
+        .query("explain (costs off) select * from app.files where status = 'ready'", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+
+    let plan = plan.join("\n");
+    assert!(plan.contains("InitPlan"), "{plan}");
+    assert!(!plan.contains("current_org_id()") || plan.contains("InitPlan 1 (returns $0)"), "{plan}");
+    assert!(!plan.lines().any(|l| l.contains("Filter") && l.contains("current_org_id")), "{plan}");
 }
 
 #[tokio::test]
