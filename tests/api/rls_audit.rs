@@ -176,6 +176,30 @@ async fn bypassrls_roles_and_login_roles_that_reach_them_are_reported() {
     assert!(psql_rows.contains(&format!("can SET ROLE to {bypassing}")), "{psql_rows}");
 }
 
+/// A SECURITY DEFINER function anyone may call is a door into the definer's reach: reported
+/// even when it is registered and owned as it should be (here a registry function moved out of
+/// schema app, where 07 would have caught the grant).
+#[tokio::test]
+async fn a_definer_function_anyone_may_call_is_reported() {
+    let db = migrated_database().await;
+    as_superuser(
+        &db,
+        "create schema door; alter function app.outbox_backlog() set schema door;
+         grant execute on function door.outbox_backlog() to public",
+    )
+    .await;
+
+    let report = rls_audit::run(&owner_config(&db), APP_ROLE, DEFINER_ROLE).await.unwrap();
+
+    let reasons: BTreeSet<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.object == "function door.outbox_backlog()")
+        .map(|f| f.reason.as_str())
+        .collect();
+    assert!(reasons.contains("is executable by PUBLIC"), "{}", report.to_text());
+}
+
 /// Pinning search_path keeps the policy helpers from being inlined; they must still run once per
 /// statement, as an InitPlan, not once per row.
 #[tokio::test]
