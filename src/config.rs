@@ -41,6 +41,15 @@ pub enum Environment {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueueType {
+    /// Classic queues: one broker node.
+    Classic,
+    /// Quorum queues: replicated across the nodes of a RabbitMQ cluster (the durable,
+    /// highly available kind for work queues).
+    Quorum,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Text,
     Json,
@@ -79,6 +88,12 @@ pub struct Config {
     /// Prefix of every exchange and queue name (lets several deployments or tests share a broker).
     #[arg(long, env = "QUEUE_PREFIX", default_value = "tenant_files")]
     pub queue_prefix: String,
+
+    /// Kind of every queue the service declares (`quorum` for a RabbitMQ cluster). A queue's
+    /// type cannot change once declared: switching needs new queues (a new QUEUE_PREFIX, or
+    /// the old ones deleted once drained).
+    #[arg(long, env = "QUEUE_TYPE", value_enum, default_value_t = QueueType::Classic)]
+    pub queue_type: QueueType,
 
     /// Unacknowledged deliveries per worker process; also the number of jobs processed at once.
     #[arg(long, env = "WORKER_PREFETCH", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1000))]

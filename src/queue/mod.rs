@@ -30,7 +30,7 @@ use lapin::{
 pub use monitor::BrokerStatus;
 pub use publisher::Publisher;
 
-use crate::config::Config;
+use crate::config::{Config, QueueType};
 
 /// Routing key of validation jobs on the main exchange.
 pub const VALIDATE_ROUTING_KEY: &str = "validate";
@@ -65,12 +65,20 @@ pub struct Topology {
     pub dead_queue: String,
     /// `(queue name, delay in ms)`, one per configured retry delay.
     pub retry_queues: Vec<(String, u32)>,
+    pub queue_type: QueueType,
     /// Test isolation: queues are removed after this long unused.
     pub expires_ms: Option<u32>,
 }
 
+/// A queue argument's value: the two kinds this topology uses.
+#[derive(Debug, Clone)]
+enum Arg {
+    Text(String),
+    Number(u32),
+}
+
 impl Topology {
-    pub fn new(prefix: &str, retry_delays_ms: &[u32], expires_ms: Option<u32>) -> Self {
+    pub fn new(prefix: &str, retry_delays_ms: &[u32], queue_type: QueueType, expires_ms: Option<u32>) -> Self {
         let mut delays = retry_delays_ms.to_vec();
         delays.sort_unstable();
         delays.dedup();
@@ -80,12 +88,13 @@ impl Topology {
             work_queue: format!("{prefix}.validate"),
             dead_queue: format!("{prefix}.validate.dead"),
             retry_queues: delays.into_iter().map(|ms| (format!("{prefix}.validate.retry.{ms}"), ms)).collect(),
+            queue_type,
             expires_ms,
         }
     }
 
     pub fn from_config(config: &Config) -> Self {
-        Self::new(&config.queue_prefix, &config.job_retry_delays_ms, config.queue_expires_ms)
+        Self::new(&config.queue_prefix, &config.job_retry_delays_ms, config.queue_type, config.queue_expires_ms)
     }
 
     /// The retry queue for a delay (the configured delay list is looked up by the caller).
@@ -98,13 +107,36 @@ impl Topology {
             .unwrap_or(&self.work_queue)
     }
 
-    fn queue_args(&self, extra: &[(&str, AMQPValue)]) -> FieldTable {
-        let mut args = FieldTable::default();
-        for (key, value) in extra {
-            args.insert(ShortString::from(*key), value.clone());
+    /// Every queue with its arguments: the one source for [`Topology::declare`] and
+    /// [`Topology::definitions`].
+    fn queues(&self) -> Vec<(&str, Vec<(&'static str, Arg)>)> {
+        let text = |value: &str| Arg::Text(value.to_owned());
+        let mut queues = vec![
+            (self.work_queue.as_str(), self.typed(true, vec![("x-dead-letter-exchange", text(&self.dead_exchange))])),
+            (self.dead_queue.as_str(), self.typed(false, vec![])),
+        ];
+        for (name, delay_ms) in &self.retry_queues {
+            let args = vec![
+                ("x-message-ttl", Arg::Number(*delay_ms)),
+                ("x-dead-letter-exchange", text(&self.exchange)),
+                ("x-dead-letter-routing-key", text(VALIDATE_ROUTING_KEY)),
+            ];
+            queues.push((name.as_str(), self.typed(true, args)));
         }
-        if let Some(ms) = self.expires_ms {
-            args.insert("x-expires".into(), AMQPValue::LongUInt(ms));
+        queues
+    }
+
+    /// Adds what the queue type needs. Quorum queues dead-letter at most once by default (a
+    /// message is dropped if its dead-letter target is unavailable at that moment); ours carry
+    /// jobs and retries through dead-lettering, so they do it at least once, which RabbitMQ
+    /// allows only with `reject-publish` overflow.
+    fn typed(&self, dead_letters: bool, mut args: Vec<(&'static str, Arg)>) -> Vec<(&'static str, Arg)> {
+        if self.queue_type == QueueType::Quorum {
+            args.push(("x-queue-type", Arg::Text("quorum".into())));
+            if dead_letters {
+                args.push(("x-dead-letter-strategy", Arg::Text("at-least-once".into())));
+                args.push(("x-overflow", Arg::Text("reject-publish".into())));
+            }
         }
         args
     }
@@ -119,76 +151,79 @@ impl Topology {
         channel
             .exchange_declare(self.dead_exchange.as_str().into(), ExchangeKind::Fanout, durable, FieldTable::default())
             .await?;
-
-        let queue = QueueDeclareOptions { durable: true, ..Default::default() };
-        let dead_letter_to = |exchange: &str| ("x-dead-letter-exchange", long_string(exchange));
-        channel
-            .queue_declare(
-                self.work_queue.as_str().into(),
-                queue,
-                self.queue_args(&[dead_letter_to(&self.dead_exchange)]),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                self.work_queue.as_str().into(),
-                self.exchange.as_str().into(),
-                VALIDATE_ROUTING_KEY.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        channel.queue_declare(self.dead_queue.as_str().into(), queue, self.queue_args(&[])).await?;
-        channel
-            .queue_bind(
-                self.dead_queue.as_str().into(),
-                self.dead_exchange.as_str().into(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        for (name, delay_ms) in &self.retry_queues {
-            let args = self.queue_args(&[
-                ("x-message-ttl", AMQPValue::LongUInt(*delay_ms)),
-                dead_letter_to(&self.exchange),
-                ("x-dead-letter-routing-key", long_string(VALIDATE_ROUTING_KEY)),
-            ]);
-            channel.queue_declare(name.as_str().into(), queue, args).await?;
+        let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+        for (name, args) in self.queues() {
+            let mut table = FieldTable::default();
+            for (key, value) in args {
+                let value = match value {
+                    Arg::Text(text) => AMQPValue::LongString(LongString::from(text)),
+                    Arg::Number(number) => AMQPValue::LongUInt(number),
+                };
+                table.insert(ShortString::from(key), value);
+            }
+            if let Some(ms) = self.expires_ms {
+                table.insert("x-expires".into(), AMQPValue::LongUInt(ms));
+            }
+            channel.queue_declare(name.into(), durable, table).await?;
+        }
+        for (queue, exchange, routing_key) in self.bindings() {
+            channel
+                .queue_bind(
+                    queue.into(),
+                    exchange.into(),
+                    routing_key.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
         }
         Ok(())
     }
 
+    /// `(queue, exchange, routing key)`: jobs to the work queue, dead letters to theirs.
+    fn bindings(&self) -> [(&str, &str, &str); 2] {
+        [(&self.work_queue, &self.exchange, VALIDATE_ROUTING_KEY), (&self.dead_queue, &self.dead_exchange, "")]
+    }
+
     /// The same topology as a RabbitMQ definitions document (`rabbitmqctl import_definitions`);
-    /// a test checks that `rabbitmq/definitions.json` is exactly this for the default prefix.
+    /// a test checks that `rabbitmq/definitions.json` (classic) and
+    /// `rabbitmq/definitions.quorum.json` are exactly this for the default prefix.
     pub fn definitions(&self) -> serde_json::Value {
         use serde_json::json;
-        let mut queues = vec![
-            json!({ "name": self.work_queue, "vhost": "/", "durable": true, "auto_delete": false,
-                    "arguments": { "x-dead-letter-exchange": self.dead_exchange } }),
-            json!({ "name": self.dead_queue, "vhost": "/", "durable": true, "auto_delete": false, "arguments": {} }),
-        ];
-        for (name, delay_ms) in &self.retry_queues {
-            queues.push(json!({ "name": name, "vhost": "/", "durable": true, "auto_delete": false,
-                "arguments": { "x-message-ttl": delay_ms, "x-dead-letter-exchange": self.exchange,
-                               "x-dead-letter-routing-key": VALIDATE_ROUTING_KEY } }));
-        }
+        let queues: Vec<serde_json::Value> = self
+            .queues()
+            .into_iter()
+            .map(|(name, args)| {
+                let arguments: serde_json::Map<String, serde_json::Value> = args
+                    .into_iter()
+                    .map(|(key, value)| {
+                        let value = match value {
+                            Arg::Text(text) => json!(text),
+                            Arg::Number(number) => json!(number),
+                        };
+                        (key.to_owned(), value)
+                    })
+                    .collect();
+                json!({ "name": name, "vhost": "/", "durable": true, "auto_delete": false, "arguments": arguments })
+            })
+            .collect();
+        let bindings: Vec<serde_json::Value> = self
+            .bindings()
+            .into_iter()
+            .map(|(queue, exchange, routing_key)| {
+                json!({ "source": exchange, "vhost": "/", "destination": queue, "destination_type": "queue",
+                        "routing_key": routing_key, "arguments": {} })
+            })
+            .collect();
         json!({
             "exchanges": [
                 { "name": self.exchange, "vhost": "/", "type": "direct", "durable": true, "auto_delete": false, "internal": false, "arguments": {} },
                 { "name": self.dead_exchange, "vhost": "/", "type": "fanout", "durable": true, "auto_delete": false, "internal": false, "arguments": {} }
             ],
             "queues": queues,
-            "bindings": [
-                { "source": self.exchange, "vhost": "/", "destination": self.work_queue, "destination_type": "queue", "routing_key": VALIDATE_ROUTING_KEY, "arguments": {} },
-                { "source": self.dead_exchange, "vhost": "/", "destination": self.dead_queue, "destination_type": "queue", "routing_key": "", "arguments": {} }
-            ]
+            "bindings": bindings
         })
     }
-}
-
-fn long_string(value: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(value))
 }
 
 /// Opens a connection and declares the topology on a first channel, which is returned; gives
@@ -213,23 +248,26 @@ pub async fn connect(
 mod tests {
     use super::*;
 
-    /// `rabbitmq/definitions.json` (for operators and `make run`) is the topology the binary
-    /// declares, for the default configuration. Regenerate with UPDATE_DEFINITIONS=1.
+    /// `rabbitmq/definitions.json` (for operators and `make run`) and its quorum twin are the
+    /// topology the binary declares, for the default configuration. Regenerate with
+    /// UPDATE_DEFINITIONS=1.
     #[test]
-    fn the_definitions_file_matches_the_declared_topology() {
-        let defaults = Config::from_args(["tenant-files", "--queue-prefix=tenant_files"]).unwrap();
-        let expected = Topology::new(&defaults.queue_prefix, &defaults.job_retry_delays_ms, None).definitions();
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/rabbitmq/definitions.json");
-        if std::env::var_os("UPDATE_DEFINITIONS").is_some() {
-            std::fs::write(path, serde_json::to_string_pretty(&expected).unwrap() + "\n").unwrap();
+    fn the_definitions_files_match_the_declared_topology() {
+        for (queue_type, file) in [("classic", "definitions.json"), ("quorum", "definitions.quorum.json")] {
+            let config = Config::from_args(["tenant-files", &format!("--queue-type={queue_type}")]).unwrap();
+            let expected = Topology::from_config(&config).definitions();
+            let path = format!("{}/rabbitmq/{file}", env!("CARGO_MANIFEST_DIR"));
+            if std::env::var_os("UPDATE_DEFINITIONS").is_some() {
+                std::fs::write(&path, serde_json::to_string_pretty(&expected).unwrap() + "\n").unwrap();
+            }
+            let committed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            assert_eq!(committed, expected, "rabbitmq/{file} is stale: run with UPDATE_DEFINITIONS=1");
         }
-        let committed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        assert_eq!(committed, expected, "rabbitmq/definitions.json is stale: run with UPDATE_DEFINITIONS=1");
     }
 
     #[test]
     fn each_retry_delay_has_its_own_queue_and_unknown_delays_use_the_longest() {
-        let topology = Topology::new("p", &[500, 100, 500], None);
+        let topology = Topology::new("p", &[500, 100, 500], QueueType::Classic, None);
         assert_eq!(
             topology.retry_queues,
             [("p.validate.retry.100".to_owned(), 100), ("p.validate.retry.500".to_owned(), 500)]

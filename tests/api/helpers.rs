@@ -68,6 +68,8 @@ pub struct Settings {
     pub auth_rate_burst: u32,
     /// Reach the broker here instead (a `TcpProxy`, or a port nobody listens on).
     pub amqp_url: Option<String>,
+    /// `classic` or `quorum`.
+    pub queue_type: &'static str,
 }
 
 impl Default for Settings {
@@ -85,6 +87,7 @@ impl Default for Settings {
             auth_rate_per_minute: 100_000,
             auth_rate_burst: 10_000,
             amqp_url: None,
+            queue_type: "classic",
         }
     }
 }
@@ -123,6 +126,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         format!("--amqp-url={}", settings.amqp_url.unwrap_or_else(amqp_url)),
         // Exchanges and queues of their own per test; unused queues vanish after a while.
         format!("--queue-prefix={db_name}"),
+        format!("--queue-type={}", settings.queue_type),
         "--queue-expires-ms=300000".into(),
         format!("--worker-prefetch={}", settings.worker_prefetch),
         format!("--job-max-attempts={}", settings.job_max_attempts),

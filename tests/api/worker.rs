@@ -339,3 +339,46 @@ async fn maintenance_prunes_expired_sessions_login_windows_and_reservations() {
     assert_eq!(count("select count(*) from app.login_attempts where email_key = 'recent@example.com'").await, 1);
     assert_eq!(owner.me().await.status(), StatusCode::OK, "the live session stays");
 }
+
+/// QUEUE_TYPE=quorum (the replicated queues of a RabbitMQ cluster) carries jobs, retries and
+/// dead letters like classic queues, on the same code.
+#[tokio::test]
+async fn quorum_queues_carry_jobs_retries_and_dead_letters() {
+    let app = spawn_app_with(Settings { queue_type: "quorum", ..Settings::default() }).await;
+    let owner = app.register_org().await;
+    let ready = owner.upload_ok("ready.txt", "fine at once").await;
+    let later = owner.upload_ok("later.txt", "readable later").await;
+    let path = app.stored_path(&owner, &later);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap(); // EISDIR: a transient error, retried
+    app.publish_raw(b"not a job").await;
+
+    assert_eq!(app.drain_jobs().await, 3);
+
+    assert_eq!(
+        (outcome_count(&app, "ready"), outcome_count(&app, "retry"), outcome_count(&app, "malformed")),
+        (1, 1, 1)
+    );
+    let detail: Value = owner.get_file(&ready).await.json().await.unwrap();
+    assert_eq!(detail["status"], "ready");
+    assert_eq!(app.queue_depth(&app.topology().dead_queue).await, 1);
+    std::fs::remove_dir(&path).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+    eventually("the retry comes back through the quorum retry queue", || async {
+        app.drain_jobs().await;
+        (outcome_count(&app, "ready") == 2).then_some(())
+    })
+    .await;
+
+    // They are quorum queues: the broker refuses to see the work queue as a classic one.
+    let (_connection, channel) = app.broker().await;
+    let classic = channel
+        .queue_declare(
+            app.topology().work_queue.as_str().into(),
+            lapin::options::QueueDeclareOptions { durable: true, ..Default::default() },
+            lapin::types::FieldTable::default(),
+        )
+        .await;
+    assert!(classic.is_err(), "declaring the quorum work queue as classic must be refused");
+}
