@@ -130,9 +130,11 @@ fn json_error(err: JsonPayloadError) -> ApiError {
 const MAX_PAGE_SIZE: u32 = 100;
 const DEFAULT_PAGE_SIZE: u32 = 20;
 
-/// `?page=&limit=` of every list endpoint: page from 1, limit 1–100 (default 20).
+/// `?page=&limit=` of every list endpoint: page from 1, limit 1–100 (default 20). Any other
+/// parameter is refused (400), never silently ignored.
 #[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// Page number, from 1 (default 1).
     #[param(minimum = 1)]

@@ -71,8 +71,11 @@ pub(super) struct ListResponse {
     pub(super) limit: u32,
 }
 
+/// Unknown parameters are refused (400), never silently ignored: a client asking for `sort` or
+/// `q` must learn that this server does not do it, not get an unsorted page.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub(super) struct ListQuery {
     /// Page number, from 1 (default 1).
     #[param(minimum = 1)]
