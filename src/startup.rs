@@ -100,6 +100,7 @@ impl Application {
                 .configure(http::routes)
                 .into_app()
                 .wrap(sessions)
+                .wrap(actix_web::middleware::from_fn(http::head_as_get))
                 .wrap(actix_web::middleware::from_fn(http::session_errors))
                 .wrap(http::error_bodies())
                 .wrap(TracingLogger::<ApiRootSpan>::new())

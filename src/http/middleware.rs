@@ -33,6 +33,25 @@ pub async fn request_id(
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// HEAD answers like GET without a body, on every GET route (HTTP requires it; download clients
+/// ask HEAD for a file's size and ETag before fetching ranges). Routes are registered for GET
+/// only, so a HEAD request is routed as the GET it stands for; the connection remembers that it
+/// was HEAD and sends the GET's headers, Content-Length included, without the body.
+pub async fn head_as_get(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.method() == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+        req.extensions_mut().insert(ServedAsGet);
+    }
+    next.call(req).await
+}
+
+/// Marks a HEAD request routed as GET, so its log line and metrics still say HEAD.
+#[derive(Debug, Clone, Copy)]
+struct ServedAsGet;
+
 /// A safety net for answers produced outside our handlers (actix's own 404, a file's 412 or
 /// 416): every error response gets the JSON error body of the contract, and keeps its status
 /// and its other headers (a 416's `Content-Range: bytes */size`, say).
@@ -165,7 +184,12 @@ impl tracing_actix_web::RootSpanBuilder for ApiRootSpan {
                 let route = request.match_pattern().unwrap_or_else(|| "unmatched".into());
                 let started = request.extensions().get::<RequestStart>().copied();
                 let metrics = request.app_data::<actix_web::web::Data<AppState>>().map(|state| state.metrics.clone());
-                (response.status().as_u16(), started, Some((method_label(request.method()), route, metrics)))
+                let method = if request.extensions().contains::<ServedAsGet>() {
+                    "HEAD"
+                } else {
+                    method_label(request.method())
+                };
+                (response.status().as_u16(), started, Some((method, route, metrics)))
             }
             Err(error) => (error.as_response_error().status_code().as_u16(), None, None),
         };

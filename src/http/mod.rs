@@ -17,7 +17,7 @@ use actix_web::{
 };
 
 pub use extract::Authed;
-pub use middleware::{error_bodies, request_id, session_errors, ApiRootSpan, RequestId};
+pub use middleware::{error_bodies, head_as_get, request_id, session_errors, ApiRootSpan, RequestId};
 pub use throttle::ClientLimiter;
 use utoipa_actix_web::{scope, service_config::ServiceConfig};
 

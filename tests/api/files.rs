@@ -232,6 +232,34 @@ async fn download_waits_for_ready_then_sends_the_bytes_as_a_safe_attachment() {
     assert_eq!(response.bytes().await.unwrap(), "the bytes");
 }
 
+/// HEAD answers like GET without a body: a download client learns size and type first. And it
+/// is refused exactly like GET: another tenant's file is 404.
+#[tokio::test]
+async fn head_answers_like_get_without_a_body() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let stranger = app.register_org().await;
+    let id = owner.upload_ok("ten.txt", "0123456789").await;
+    mark_ready(&app, &owner, &id).await;
+
+    let download = owner.client.head(app.url(&format!("/api/files/{id}/download"))).send().await.unwrap();
+    assert_eq!(download.status(), StatusCode::OK);
+    assert_eq!(download.headers()[header::CONTENT_LENGTH], "10");
+    assert!(download.headers()[header::CONTENT_DISPOSITION].to_str().unwrap().starts_with("attachment"));
+    assert!(download.bytes().await.unwrap().is_empty());
+    let detail = owner.client.head(app.url(&format!("/api/files/{id}"))).send().await.unwrap();
+    assert_eq!(detail.status(), StatusCode::OK);
+    assert!(detail.bytes().await.unwrap().is_empty());
+
+    let foreign = stranger.client.head(app.url(&format!("/api/files/{id}/download"))).send().await.unwrap();
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+    let anonymous = app.client().head(app.url("/api/files")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let metrics = app.client().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let series = r#"http_requests_total{method="HEAD",route="/api/files/{id}/download",status="200"} 1"#;
+    assert!(metrics.lines().any(|l| l == series), "HEAD is counted as HEAD");
+}
+
 /// Ranges and preconditions answer with their own statuses (and the JSON error body), never a
 /// generic 400 that tells a resuming client nothing.
 #[tokio::test]
