@@ -50,6 +50,14 @@ pub enum QueueType {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Pooler {
+    /// A direct connection to PostgreSQL (or a session-mode pooler).
+    None,
+    /// A transaction-mode pooler: consecutive transactions may use different server connections.
+    Transaction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Text,
     Json,
@@ -154,6 +162,13 @@ pub struct Config {
     /// Output of `--mode rls-audit`.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+
+    /// `transaction` when DATABASE_URL points at a transaction-mode pooler (PgBouncer before
+    /// 1.21, say): every statement then goes out unnamed, never as a prepared statement that
+    /// the next transaction's server connection would not know. `none` (direct connection)
+    /// keeps prepared statements, parsed once per connection.
+    #[arg(long, env = "DB_POOLER", value_enum, default_value_t = Pooler::None)]
+    pub db_pooler: Pooler,
 
     /// Maximum connections in the app role's pool.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]

@@ -16,8 +16,8 @@ use utoipa_actix_web::AppExt;
 
 use crate::{
     auth::{password, session::PgSessionStore},
-    config::Config,
-    db::Db,
+    config::{Config, Pooler},
+    db::{Db, Statements},
     http::{self, ApiRootSpan, AppState, ClientLimiter},
     metrics::Metrics,
     queue::BrokerStatus,
@@ -36,6 +36,10 @@ pub fn open_db_and_store(config: &Config) -> anyhow::Result<(Db, FileStore)> {
         config.database_url.clone(),
         usize::from(config.db_pool_size),
         std::time::Duration::from_millis(config.db_pool_timeout_ms),
+        match config.db_pooler {
+            Pooler::None => Statements::Prepared,
+            Pooler::Transaction => Statements::Unnamed,
+        },
     )
     .context("invalid DATABASE_URL")?;
     let store = FileStore::new(&config.upload_dir)

@@ -2,9 +2,9 @@
 //! rows; the organization filter is a courtesy to the planner (RLS is the guarantee).
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::{types::ToSql, Row};
+use tokio_postgres::Row;
 
-use super::{decode, DbError, ReadTx, Reading, Writing};
+use super::{decode, DbError, Params, ReadTx, Reading, Writing};
 use crate::domain::{FileId, FileStatus, Filename, UserId};
 
 /// A file as the API shows it (detail and list).
@@ -115,7 +115,7 @@ pub async fn list_page(tx: ReadTx, status: Option<FileStatus>, limit: i64, offse
     // Two texts, not `($4 is null or f.status = $4)`: the plan is generic (see `db::tenant`),
     // and a generic plan for that OR cannot use the (organization, status, uploaded_at) index,
     // so a filtered page in a large organization would scan all its files.
-    let (page_sql, page_params): (&str, &[&(dyn ToSql + Sync)]) = match &status {
+    let (page_sql, page_params): (&str, Params<'_>) = match &status {
         None => (
             select_files!(
                 r#"

@@ -14,6 +14,7 @@ pub mod invitations;
 pub mod migrate;
 pub mod orgs;
 pub mod outbox;
+mod param;
 pub mod system;
 mod tenant;
 pub mod tokens;
@@ -23,8 +24,9 @@ pub mod users;
 use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use tokio_postgres::{error::SqlState, types::ToSql, NoTls, Row};
+use tokio_postgres::{error::SqlState, NoTls, Row};
 
+pub use param::{Param, Params, SqlType};
 pub use tenant::{ReadTx, Reading, TenantCtx, Tx, WriteTx, Writing};
 
 #[derive(Debug, thiserror::Error)]
@@ -102,15 +104,30 @@ pub(crate) fn decode<T>(result: Result<T, tokio_postgres::Error>) -> Result<T, D
     result.map_err(|e| DbError::Decode(e.into()))
 }
 
+/// How statements go out: prepared once per connection and reused (direct connections: no
+/// parsing per request), or unnamed each time (behind a transaction-mode pooler, where the next
+/// transaction may run on another server connection that never saw the prepared statement).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Statements {
+    Prepared,
+    Unnamed,
+}
+
 /// The app role's connection pool. Cloning is cheap (the pool is reference-counted).
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    statements: Statements,
 }
 
 impl Db {
     /// Builds the pool; connections are opened lazily, so this never blocks on the network.
-    pub fn new(config: tokio_postgres::Config, max_size: usize, wait_timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        config: tokio_postgres::Config,
+        max_size: usize,
+        wait_timeout: Duration,
+        statements: Statements,
+    ) -> anyhow::Result<Self> {
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -125,28 +142,28 @@ impl Db {
             .recycle_timeout(Some(wait_timeout))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()?;
-        Ok(Self { pool })
+        Ok(Self { pool, statements })
     }
 
     /// A transaction for tenant data, bound to `ctx`: the only way to reach tenant rows. Any
     /// number of statements; ends with [`Tx::commit`].
     #[tracing::instrument(name = "db.begin", skip_all, fields(org_id = %ctx.org_id))]
     pub async fn begin(&self, ctx: &TenantCtx) -> Result<Tx, DbError> {
-        Tx::new(self.pool.get().await?, ctx).await
+        Tx::new(self.pool.get().await?, self.statements, ctx).await
     }
 
     /// A write of tenant data bound to `ctx`: one statement, sent with its BEGIN, context and
     /// COMMIT in one round trip. Committed once it returns `Ok`.
     #[tracing::instrument(name = "db.write", skip_all, fields(org_id = %ctx.org_id))]
     pub async fn write(&self, ctx: &TenantCtx) -> Result<WriteTx, DbError> {
-        WriteTx::new(self.pool.get().await?, ctx).await
+        WriteTx::new(self.pool.get().await?, self.statements, ctx).await
     }
 
     /// A read of tenant data bound to `ctx`: one statement (or a page and its total), sent
     /// with its BEGIN READ ONLY, context and ROLLBACK in one round trip.
     #[tracing::instrument(name = "db.read", skip_all, fields(org_id = %ctx.org_id))]
     pub async fn read(&self, ctx: &TenantCtx) -> Result<ReadTx, DbError> {
-        ReadTx::new(self.pool.get().await?, ctx).await
+        ReadTx::new(self.pool.get().await?, self.statements, ctx).await
     }
 
     /// Whether the database answers a query as the app role within `timeout` (readiness).
@@ -179,54 +196,64 @@ impl Db {
 
     /// A connection without tenant context, for the SECURITY DEFINER registry.
     pub async fn system_conn(&self) -> Result<SystemConn, DbError> {
-        Ok(SystemConn(self.pool.get().await?))
+        Ok(SystemConn { conn: self.pool.get().await?, statements: self.statements })
     }
 }
 
 /// A pooled app-role connection with no tenant context. Tenant tables read as empty through it
 /// (the policies fail closed); its purpose is calling the registry functions in [`system`].
-pub struct SystemConn(Object);
+pub struct SystemConn {
+    conn: Object,
+    statements: Statements,
+}
 
 impl SystemConn {
-    pub(crate) async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
-        query(&self.0, sql, params).await
+    pub(crate) async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        Ok(match self.statements {
+            Statements::Prepared => {
+                let statement = self.conn.prepare_cached(sql).await?;
+                self.conn.query(&statement, &param::untyped(params)).await?
+            }
+            Statements::Unnamed => self.conn.query_typed(sql, &param::typed(params)).await?,
+        })
     }
 
-    pub(crate) async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, DbError> {
-        query_opt(&self.0, sql, params).await
+    pub(crate) async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
+        Ok(match self.statements {
+            Statements::Prepared => {
+                let statement = self.conn.prepare_cached(sql).await?;
+                self.conn.query_opt(&statement, &param::untyped(params)).await?
+            }
+            Statements::Unnamed => self.conn.query_typed_opt(sql, &param::typed(params)).await?,
+        })
     }
 
     /// A transaction without tenant context, for registry calls whose row locks must last
     /// until a side effect elsewhere is done (outbox relay, purge).
     pub async fn begin(&mut self) -> Result<SystemTx<'_>, DbError> {
-        Ok(SystemTx(self.0.transaction().await?))
+        Ok(SystemTx { tx: self.conn.transaction().await?, statements: self.statements })
     }
 }
 
-pub struct SystemTx<'a>(deadpool_postgres::Transaction<'a>);
+pub struct SystemTx<'a> {
+    tx: deadpool_postgres::Transaction<'a>,
+    statements: Statements,
+}
 
 impl SystemTx<'_> {
-    pub(crate) async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
-        query(&self.0, sql, params).await
+    pub(crate) async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        Ok(match self.statements {
+            Statements::Prepared => {
+                let statement = self.tx.prepare_cached(sql).await?;
+                self.tx.query(&statement, &param::untyped(params)).await?
+            }
+            Statements::Unnamed => self.tx.query_typed(sql, &param::typed(params)).await?,
+        })
     }
 
     pub async fn commit(self) -> Result<(), DbError> {
-        Ok(self.0.commit().await?)
+        Ok(self.tx.commit().await?)
     }
-}
-
-async fn query<C: GenericClient>(client: &C, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
-    let statement = client.prepare_cached(sql).await?;
-    Ok(client.query(&statement, params).await?)
-}
-
-async fn query_opt<C: GenericClient>(
-    client: &C,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-) -> Result<Option<Row>, DbError> {
-    let statement = client.prepare_cached(sql).await?;
-    Ok(client.query_opt(&statement, params).await?)
 }
 
 /// A scratch database for the `db` layer's own tests: created on the cluster `make test` starts
@@ -255,7 +282,7 @@ pub(crate) mod testing {
         migrate::run(&owner).await.expect("migrations apply");
         let mut app = owner;
         app.user("tenant_files_app");
-        Db::new(app, pool_size, Duration::from_secs(5)).unwrap()
+        Db::new(app, pool_size, Duration::from_secs(5), Statements::Prepared).unwrap()
     }
 
     /// A new organization with an owner and one pending file named `filename`, made through the

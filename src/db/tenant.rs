@@ -31,9 +31,12 @@ use std::{
 };
 
 use deadpool_postgres::{GenericClient, Object};
-use tokio_postgres::{types::ToSql, Row, Statement};
+use tokio_postgres::{types::Type, Row, Statement};
 
-use super::DbError;
+use super::{
+    param::{self, Params},
+    DbError, Statements,
+};
 use crate::domain::{OrgId, UserId};
 
 /// Who is acting: built by the HTTP extractor from the server-side session or a bearer token
@@ -56,20 +59,23 @@ select set_config('app.org_id', $1, true),
        set_config('plan_cache_mode', 'force_generic_plan', true)
 "#;
 
-type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+/// How a transaction's own statements go out: prepared once per connection (direct
+/// connections), or unnamed each time (behind a transaction-mode pooler; see `db::param`).
+enum Framing {
+    Prepared { begin: Statement, set_context: Statement, end: Statement },
+    Unnamed { begin: &'static str, end: &'static str },
+}
 
-/// A pooled connection bound to a tenant context, with its transaction's framing statements
-/// prepared. Shared by the three kinds; owns the rule that a transaction that was started and
-/// not finished is rolled back before the connection is reused.
+/// A pooled connection bound to a tenant context, with its transaction's framing statements.
+/// Shared by the three kinds; owns the rule that a transaction that was started and not
+/// finished is rolled back before the connection is reused.
 struct Bound {
     /// `None` only once handed to the background rollback.
     conn: Option<Object>,
     ctx: TenantCtx,
     ctx_params: [String; 2],
-    begin: Statement,
-    set_context: Statement,
-    /// `ROLLBACK` for a read, `COMMIT` otherwise.
-    end: Statement,
+    /// BEGIN, the context and the end (`ROLLBACK` for a read, `COMMIT` otherwise).
+    framing: Framing,
     /// BEGIN and the context have been sent (with the first statement).
     started: AtomicBool,
     /// The transaction is over (committed, or a read's rollback answered): the connection goes
@@ -78,21 +84,31 @@ struct Bound {
 }
 
 impl Bound {
-    async fn new(conn: Object, ctx: &TenantCtx, begin: &str, end: &str) -> Result<Self, DbError> {
-        // Prepared once per pooled connection (cached, the three together on first use), so
-        // that from then on they are sent without a round trip of their own.
-        let (begin, set_context, end) = tokio::try_join!(
-            conn.prepare_cached(begin),
-            conn.prepare_cached(SET_TENANT_CONTEXT),
-            conn.prepare_cached(end)
-        )?;
+    async fn new(
+        conn: Object,
+        statements: Statements,
+        ctx: &TenantCtx,
+        begin: &'static str,
+        end: &'static str,
+    ) -> Result<Self, DbError> {
+        let framing = match statements {
+            // Prepared once per pooled connection (cached, the three together on first use), so
+            // that from then on they are sent without a round trip of their own.
+            Statements::Prepared => {
+                let (begin, set_context, end) = tokio::try_join!(
+                    conn.prepare_cached(begin),
+                    conn.prepare_cached(SET_TENANT_CONTEXT),
+                    conn.prepare_cached(end)
+                )?;
+                Framing::Prepared { begin, set_context, end }
+            }
+            Statements::Unnamed => Framing::Unnamed { begin, end },
+        };
         Ok(Self {
             conn: Some(conn),
             ctx: *ctx,
             ctx_params: [ctx.org_id.to_string(), ctx.user_id.to_string()],
-            begin,
-            set_context,
-            end,
+            framing,
             started: AtomicBool::new(false),
             finished: AtomicBool::new(false),
         })
@@ -100,6 +116,34 @@ impl Bound {
 
     fn conn(&self) -> &Object {
         self.conn.as_ref().expect("the connection is only taken when the transaction is dropped")
+    }
+
+    async fn begin(&self) -> Result<u64, tokio_postgres::Error> {
+        match &self.framing {
+            Framing::Prepared { begin, .. } => self.conn().execute(begin, &[]).await,
+            Framing::Unnamed { begin, .. } => self.conn().execute_typed(begin, &[]).await,
+        }
+    }
+
+    async fn set_context(&self) -> Result<u64, tokio_postgres::Error> {
+        let [org, user] = &self.ctx_params;
+        match &self.framing {
+            Framing::Prepared { set_context, .. } => self.conn().execute(set_context, &[org, user]).await,
+            Framing::Unnamed { .. } => {
+                self.conn().execute_typed(SET_TENANT_CONTEXT, &[(org, Type::TEXT), (user, Type::TEXT)]).await
+            }
+        }
+    }
+
+    async fn end(&self) -> Result<u64, tokio_postgres::Error> {
+        match &self.framing {
+            Framing::Prepared { end, .. } => self.conn().execute(end, &[]).await,
+            Framing::Unnamed { end, .. } => self.conn().execute_typed(end, &[]).await,
+        }
+    }
+
+    fn unnamed(&self) -> bool {
+        matches!(self.framing, Framing::Unnamed { .. })
     }
 
     async fn prepare(&self, sql: &str) -> Result<Statement, DbError> {
@@ -118,41 +162,37 @@ impl Bound {
         if self.started.swap(true, Ordering::SeqCst) {
             return Ok(statement.await?);
         }
-        let conn = self.conn();
-        let params: [&(dyn ToSql + Sync); 2] = [&self.ctx_params[0], &self.ctx_params[1]];
         if !end {
-            let (_, _, result) = tokio::try_join!(
-                biased;
-                conn.execute(&self.begin, &[]),
-                conn.execute(&self.set_context, &params),
-                statement,
-            )?;
+            let (_, _, result) = tokio::try_join!(biased; self.begin(), self.set_context(), statement)?;
             return Ok(result);
         }
-        let (_, _, result, _) = tokio::try_join!(
-            biased;
-            conn.execute(&self.begin, &[]),
-            conn.execute(&self.set_context, &params),
-            statement,
-            conn.execute(&self.end, &[]),
-        )?;
+        let (_, _, result, _) = tokio::try_join!(biased; self.begin(), self.set_context(), statement, self.end())?;
         self.finished.store(true, Ordering::SeqCst);
         Ok(result)
     }
 
     async fn query(&self, sql: &str, params: Params<'_>, end: bool) -> Result<Vec<Row>, DbError> {
+        if self.unnamed() {
+            return self.run(self.conn().query_typed(sql, &param::typed(params)), end).await;
+        }
         let statement = self.prepare(sql).await?;
-        self.run(self.conn().query(&statement, params), end).await
+        self.run(self.conn().query(&statement, &param::untyped(params)), end).await
     }
 
     async fn query_opt(&self, sql: &str, params: Params<'_>, end: bool) -> Result<Option<Row>, DbError> {
+        if self.unnamed() {
+            return self.run(self.conn().query_typed_opt(sql, &param::typed(params)), end).await;
+        }
         let statement = self.prepare(sql).await?;
-        self.run(self.conn().query_opt(&statement, params), end).await
+        self.run(self.conn().query_opt(&statement, &param::untyped(params)), end).await
     }
 
     async fn execute(&self, sql: &str, params: Params<'_>, end: bool) -> Result<u64, DbError> {
+        if self.unnamed() {
+            return self.run(self.conn().execute_typed(sql, &param::typed(params)), end).await;
+        }
         let statement = self.prepare(sql).await?;
-        self.run(self.conn().execute(&statement, params), end).await
+        self.run(self.conn().execute(&statement, &param::untyped(params)), end).await
     }
 }
 
@@ -183,8 +223,8 @@ impl Drop for Bound {
 pub struct ReadTx(Bound);
 
 impl ReadTx {
-    pub(super) async fn new(conn: Object, ctx: &TenantCtx) -> Result<Self, DbError> {
-        Ok(Self(Bound::new(conn, ctx, "BEGIN READ ONLY", "ROLLBACK").await?))
+    pub(super) async fn new(conn: Object, statements: Statements, ctx: &TenantCtx) -> Result<Self, DbError> {
+        Ok(Self(Bound::new(conn, statements, ctx, "BEGIN READ ONLY", "ROLLBACK").await?))
     }
 
     pub fn ctx(&self) -> &TenantCtx {
@@ -207,11 +247,21 @@ impl ReadTx {
         count_sql: &str,
         count_params: Params<'_>,
     ) -> Result<(Vec<Row>, i64), DbError> {
-        let (page, count) = tokio::try_join!(self.0.prepare(page_sql), self.0.prepare(count_sql))?;
         let conn = self.0.conn();
-        let both =
-            async { tokio::try_join!(biased; conn.query(&page, page_params), conn.query_one(&count, count_params)) };
-        let (rows, total) = self.0.run(both, true).await?;
+        let (rows, total) = if self.0.unnamed() {
+            let (page, count) = (param::typed(page_params), param::typed(count_params));
+            let both = async {
+                tokio::try_join!(biased; conn.query_typed(page_sql, &page), conn.query_typed_one(count_sql, &count))
+            };
+            self.0.run(both, true).await?
+        } else {
+            let (page, count) = tokio::try_join!(self.0.prepare(page_sql), self.0.prepare(count_sql))?;
+            let (page_params, count_params) = (param::untyped(page_params), param::untyped(count_params));
+            let both = async {
+                tokio::try_join!(biased; conn.query(&page, &page_params), conn.query_one(&count, &count_params))
+            };
+            self.0.run(both, true).await?
+        };
         Ok((rows, super::decode(total.try_get(0))?))
     }
 }
@@ -221,8 +271,8 @@ impl ReadTx {
 pub struct WriteTx(Bound);
 
 impl WriteTx {
-    pub(super) async fn new(conn: Object, ctx: &TenantCtx) -> Result<Self, DbError> {
-        Ok(Self(Bound::new(conn, ctx, "BEGIN", "COMMIT").await?))
+    pub(super) async fn new(conn: Object, statements: Statements, ctx: &TenantCtx) -> Result<Self, DbError> {
+        Ok(Self(Bound::new(conn, statements, ctx, "BEGIN", "COMMIT").await?))
     }
 
     pub fn ctx(&self) -> &TenantCtx {
@@ -239,8 +289,8 @@ impl WriteTx {
 pub struct Tx(Bound);
 
 impl Tx {
-    pub(super) async fn new(conn: Object, ctx: &TenantCtx) -> Result<Self, DbError> {
-        Ok(Self(Bound::new(conn, ctx, "BEGIN", "COMMIT").await?))
+    pub(super) async fn new(conn: Object, statements: Statements, ctx: &TenantCtx) -> Result<Self, DbError> {
+        Ok(Self(Bound::new(conn, statements, ctx, "BEGIN", "COMMIT").await?))
     }
 
     pub fn ctx(&self) -> &TenantCtx {
@@ -266,7 +316,7 @@ impl Tx {
     /// Commits and waits for it: what was written is durable and visible once this returns.
     pub async fn commit(self) -> Result<(), DbError> {
         if self.0.started.load(Ordering::SeqCst) {
-            self.0.conn().execute(&self.0.end, &[]).await?;
+            self.0.end().await?;
         }
         self.0.finished.store(true, Ordering::SeqCst);
         Ok(())

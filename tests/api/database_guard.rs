@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use tenant_files::{
-    db::{Db, TenantCtx},
+    db::{Db, Statements, TenantCtx},
     domain::{OrgId, UserId},
 };
 use tokio_postgres::Client;
@@ -40,7 +40,7 @@ async fn count(client: &Client, table: &str) -> i64 {
 
 fn lib_db(app: &TestApp, pool_size: usize) -> Db {
     let url = format!("postgres://tenant_files_app@127.0.0.1:54329/{}", app.db_name);
-    Db::new(url.parse().unwrap(), pool_size, Duration::from_secs(5)).unwrap()
+    Db::new(url.parse().unwrap(), pool_size, Duration::from_secs(5), Statements::Prepared).unwrap()
 }
 
 fn ctx(user: &TestUser) -> TenantCtx {
