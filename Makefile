@@ -1,5 +1,6 @@
 # tenant-files: one command to run, one to test. Both install and start what is missing
-# (PostgreSQL and RabbitMQ from Debian's packages, as project-local processes under .dev/).
+# (PostgreSQL, RabbitMQ and PgBouncer from Debian's packages, as project-local processes under
+# .dev/).
 
 CARGO ?= cargo
 DEV := scripts/dev-services.sh
@@ -13,12 +14,14 @@ run: migrate
 	$(CARGO) run -- --mode all
 
 ## Start the services, migrate the dev database, audit it (our rls-audit and the pgrls linter),
-## then run every test (unit + integration against the real services).
+## then run every test (unit + integration against the real services), and the integration
+## suite once more with every app behind PgBouncer in transaction mode (DB_POOLER=transaction).
 test: services clean-test-dbs
 	$(CARGO) run --quiet -- --mode migrate
 	$(CARGO) run --quiet -- --mode rls-audit
 	scripts/lint-rls.sh
 	$(CARGO) test --all-targets
+	TEST_DB_POOLER=transaction $(CARGO) test --test api
 
 ## The RLS linter DBAs run (pgrls, in .dev/venv) against the migrated dev database.
 lint-rls: migrate

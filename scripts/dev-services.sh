@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Project-local PostgreSQL and RabbitMQ for development and tests.
+# Project-local PostgreSQL, RabbitMQ and PgBouncer for development and tests.
 #
-#   scripts/dev-services.sh start   install what is missing, start both, create roles + database
+#   scripts/dev-services.sh start   install what is missing, start all three, create roles + database
 #   scripts/dev-services.sh stop    stop what `start` started (by PID / node name)
 #   scripts/dev-services.sh status  say what is running
 #
@@ -24,8 +24,10 @@ PG_PORT=${PG_PORT:-54329}
 AMQP_PORT=${AMQP_PORT:-56729}
 RABBIT_DIST_PORT=${RABBIT_DIST_PORT:-25679}
 RABBIT_NODE=${RABBIT_NODE:-tenant_files_$AMQP_PORT@localhost}
+PGBOUNCER_PORT=${PGBOUNCER_PORT:-64329}
 PG_DATA=$DATA_DIR/pg
 RABBIT_BASE=$DATA_DIR/rabbitmq
+PGBOUNCER_DIR=$DATA_DIR/pgbouncer
 
 log() { printf '[dev-services] %s\n' "$*" >&2; }
 
@@ -52,6 +54,7 @@ install_missing() {
   pg_bin >/dev/null || packages+=(postgresql postgresql-client postgresql-contrib)
   command -v psql >/dev/null || packages+=(postgresql-client)
   command -v rabbitmq-server >/dev/null || [ -x /usr/sbin/rabbitmq-server ] || packages+=(rabbitmq-server)
+  [ -x /usr/sbin/pgbouncer ] || packages+=(pgbouncer)
   if [ ${#packages[@]} -gt 0 ]; then
     log "installing ${packages[*]}"
     as_root apt-get update -qq
@@ -145,7 +148,51 @@ start_rabbitmq() {
   exit 1
 }
 
+# PgBouncer in transaction mode in front of the dev PostgreSQL, with two server connections per
+# database and user: the pooler of a scaled-out deployment, small enough that many clients share
+# each server connection (tests/api/pooler.rs). Every database of the cluster is reachable
+# through it under its own name; trust, like the cluster itself (loopback only).
+start_pgbouncer() {
+  if port_open "$PGBOUNCER_PORT"; then
+    log "pgbouncer already answering on $PGBOUNCER_PORT"
+    return
+  fi
+  mkdir -p "$PGBOUNCER_DIR"
+  cat >"$PGBOUNCER_DIR/pgbouncer.ini" <<CONF
+[databases]
+* = host=127.0.0.1 port=$PG_PORT
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $PGBOUNCER_DIR/userlist.txt
+pool_mode = transaction
+default_pool_size = 2
+max_client_conn = 1000
+ignore_startup_parameters = extra_float_digits
+logfile = $PGBOUNCER_DIR/pgbouncer.log
+pidfile = $PGBOUNCER_DIR/pgbouncer.pid
+CONF
+  printf '"%s" ""\n' tenant_files_app tenant_files_owner postgres >"$PGBOUNCER_DIR/userlist.txt"
+  [ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$PGBOUNCER_DIR"
+  log "starting pgbouncer (transaction mode) on 127.0.0.1:$PGBOUNCER_PORT"
+  # It refuses to run as root; as the postgres user, like the cluster.
+  as_service_user postgres /usr/sbin/pgbouncer -d "$PGBOUNCER_DIR/pgbouncer.ini"
+  for _ in $(seq 1 50); do
+    port_open "$PGBOUNCER_PORT" && return
+    sleep 0.1
+  done
+  log "pgbouncer did not answer on $PGBOUNCER_PORT; see $PGBOUNCER_DIR/pgbouncer.log"
+  exit 1
+}
+
 stop_all() {
+  if [ -f "$PGBOUNCER_DIR/pgbouncer.pid" ] && port_open "$PGBOUNCER_PORT"; then
+    log "stopping pgbouncer"
+    kill "$(cat "$PGBOUNCER_DIR/pgbouncer.pid")" 2>/dev/null || true
+  fi
   local bin; bin=$(pg_bin || true)
   if [ -n "$bin" ] && pg_running; then
     log "stopping postgres"
@@ -160,13 +207,14 @@ stop_all() {
 }
 
 case "${1:-}" in
-  start) install_missing; start_postgres; start_rabbitmq ;;
+  start) install_missing; start_postgres; start_rabbitmq; start_pgbouncer ;;
   start-postgres) install_missing; start_postgres ;;
   start-rabbitmq) install_missing; start_rabbitmq ;;
   stop) stop_all ;;
   stop-rabbitmq) rabbitmqctl_ stop >/dev/null 2>&1 || true ;;
   status)
     pg_running && echo "postgres: running on $PG_PORT" || echo "postgres: stopped"
-    port_open "$AMQP_PORT" && echo "rabbitmq: running on $AMQP_PORT" || echo "rabbitmq: stopped" ;;
+    port_open "$AMQP_PORT" && echo "rabbitmq: running on $AMQP_PORT" || echo "rabbitmq: stopped"
+    port_open "$PGBOUNCER_PORT" && echo "pgbouncer: running on $PGBOUNCER_PORT" || echo "pgbouncer: stopped" ;;
   *) echo "usage: $0 start|stop|status|start-postgres|start-rabbitmq|stop-rabbitmq" >&2; exit 2 ;;
 esac

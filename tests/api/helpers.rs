@@ -70,6 +70,8 @@ pub struct Settings {
     pub amqp_url: Option<String>,
     /// `classic` or `quorum`.
     pub queue_type: &'static str,
+    /// `none`, or `transaction` behind PgBouncer (with `app_db_port: Some(pgbouncer_port())`).
+    pub db_pooler: &'static str,
 }
 
 impl Default for Settings {
@@ -88,6 +90,7 @@ impl Default for Settings {
             auth_rate_burst: 10_000,
             amqp_url: None,
             queue_type: "classic",
+            db_pooler: "none",
         }
     }
 }
@@ -96,8 +99,14 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(Settings::default()).await
 }
 
-pub async fn spawn_app_with(settings: Settings) -> TestApp {
+pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
     LazyLock::force(&TRACING);
+    // `make test` runs the suite a second time with every app behind PgBouncer (transaction
+    // mode), except those that put their own proxy in front of PostgreSQL.
+    if std::env::var("TEST_DB_POOLER").as_deref() == Ok("transaction") && settings.app_db_port.is_none() {
+        settings.app_db_port = Some(pgbouncer_port());
+        settings.db_pooler = "transaction";
+    }
     let db_name = format!("tf_test_{}", Uuid::new_v4().simple());
     create_database(&db_name).await;
     let upload_root = tempfile::tempdir().expect("temp upload dir");
@@ -114,6 +123,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
             }
         ),
         format!("--db-pool-timeout-ms={}", settings.db_pool_timeout_ms),
+        format!("--db-pooler={}", settings.db_pooler),
         format!("--migration-database-url={}", db_url("tenant_files_owner", &db_name)),
         format!("--upload-dir={}", upload_dir.display()),
         format!("--max-file-size-mb={}", settings.max_file_size_mb),
@@ -693,6 +703,12 @@ where
         assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// The PgBouncer `make test` starts in front of the test cluster (transaction mode, two server
+/// connections per database and user).
+pub fn pgbouncer_port() -> u16 {
+    std::env::var("TEST_PGBOUNCER_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(64329)
 }
 
 /// The PostgreSQL address of the test cluster.

@@ -10,6 +10,7 @@ mod isolation;
 mod openapi;
 mod ops;
 mod org;
+mod pooler;
 mod quota;
 mod rls_audit;
 mod shutdown;
