@@ -18,7 +18,7 @@ use crate::{
     auth::{password, session::PgSessionStore},
     config::{Config, Pooler},
     db::{Db, Statements},
-    http::{self, ApiRootSpan, AppState, ClientLimiter},
+    http::{self, ApiRootSpan, AppState, ClientLimiter, QueryParameters},
     metrics::Metrics,
     queue::BrokerStatus,
     storage::FileStore,
@@ -75,7 +75,9 @@ impl Application {
         let shutdown_timeout = config.shutdown_timeout_seconds;
         let secure = config.cookie_secure();
         let cookie_name = if secure { SECURE_COOKIE_NAME } else { DEV_COOKIE_NAME };
-        let openapi_json: Arc<str> = http::openapi().to_pretty_json()?.into();
+        let openapi = http::openapi();
+        let openapi_json: Arc<str> = openapi.to_pretty_json()?.into();
+        let query_parameters = QueryParameters::of(&openapi);
         let sign_in_limiter = ClientLimiter::from_config(&config);
         let stop = CancellationToken::new();
         let broker = BrokerStatus::default();
@@ -89,6 +91,7 @@ impl Application {
             sign_in_limiter,
             broker,
             metrics,
+            query_parameters,
         });
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(PgSessionStore::new(db.clone()), key.clone())
@@ -104,6 +107,7 @@ impl Application {
                 .configure(http::routes)
                 .into_app()
                 .wrap(sessions)
+                .wrap(actix_web::middleware::from_fn(http::known_query_parameters))
                 .wrap(actix_web::middleware::from_fn(http::head_as_get))
                 .wrap(actix_web::middleware::from_fn(http::session_errors))
                 .wrap(http::error_bodies())

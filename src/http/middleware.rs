@@ -48,6 +48,33 @@ pub async fn head_as_get(
     next.call(req).await
 }
 
+/// Unknown query parameters are a 400 `invalid_query`, on every route, never silently ignored:
+/// a client asking for something the server does not do must learn it. What each operation
+/// accepts is what the OpenAPI document declares for it ([`super::QueryParameters`]).
+pub async fn known_query_parameters(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    if let Some(unknown) = unknown_query_parameter(&req) {
+        let refusal = ApiError::invalid("invalid_query", format!("unknown query parameter `{unknown}`"));
+        let (req, _) = req.into_parts();
+        return Ok(ServiceResponse::new(req, refusal.error_response()));
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+fn unknown_query_parameter(req: &ServiceRequest) -> Option<String> {
+    if req.query_string().is_empty() {
+        return None;
+    }
+    let state = req.app_data::<actix_web::web::Data<AppState>>()?;
+    let route = req.match_pattern()?;
+    let declared = state.query_parameters.declared(req.method().as_str(), &route)?;
+    // A query string that does not even parse is the handler's to refuse, with its own message.
+    let pairs = actix_web::web::Query::<Vec<(String, String)>>::from_query(req.query_string()).ok()?;
+    pairs.into_inner().into_iter().map(|(name, _)| name).find(|name| !declared.contains(name))
+}
+
 /// Marks a HEAD request routed as GET, so its log line and metrics still say HEAD.
 #[derive(Debug, Clone, Copy)]
 struct ServedAsGet;

@@ -17,7 +17,9 @@ use actix_web::{
 };
 
 pub use extract::Authed;
-pub use middleware::{error_bodies, head_as_get, request_id, session_errors, ApiRootSpan, RequestId};
+pub use middleware::{
+    error_bodies, head_as_get, known_query_parameters, request_id, session_errors, ApiRootSpan, RequestId,
+};
 pub use throttle::ClientLimiter;
 use utoipa_actix_web::{scope, service_config::ServiceConfig};
 
@@ -41,6 +43,8 @@ pub struct AppState {
     pub broker: BrokerStatus,
     /// This application's metrics (shared with its worker in `--mode all`).
     pub metrics: Arc<Metrics>,
+    /// The query parameters each operation accepts (from the OpenAPI document).
+    pub query_parameters: QueryParameters,
 }
 
 /// Document-level OpenAPI settings; the paths and schemas come from the handlers.
@@ -83,13 +87,67 @@ impl utoipa::Modify for SecuritySchemes {
     }
 }
 
-/// The OpenAPI document of [`routes`], as served at `/api/openapi.json`.
+/// The OpenAPI document of [`routes`], as served at `/api/openapi.json`: the handlers' own
+/// entries, plus the HEAD each GET answers (`middleware::head_as_get`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    use utoipa::OpenApi;
+    use utoipa::{openapi::RefOr, OpenApi};
     use utoipa_actix_web::AppExt;
-    let (_, openapi) =
+    let (_, mut openapi) =
         actix_web::App::new().into_utoipa_app().openapi(ApiDoc::openapi()).configure(routes).split_for_parts();
+    for item in openapi.paths.paths.values_mut() {
+        if let Some(get) = &item.get {
+            let mut head = get.clone();
+            head.operation_id = head.operation_id.map(|id| format!("{id}_head"));
+            head.summary = Some("The GET's status and headers, without the body".into());
+            head.description = None;
+            for response in head.responses.responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    response.content.clear();
+                }
+            }
+            item.head = Some(head);
+        }
+    }
     openapi
+}
+
+/// The query parameters each operation declares, by method and route pattern, from the OpenAPI
+/// document: any other parameter is refused (`middleware::known_query_parameters`), so the
+/// document and the behaviour cannot drift apart.
+#[derive(Debug, Default)]
+pub struct QueryParameters(std::collections::HashMap<(String, String), Vec<String>>);
+
+impl QueryParameters {
+    pub fn of(openapi: &utoipa::openapi::OpenApi) -> Self {
+        use utoipa::openapi::path::ParameterIn;
+        let mut known = std::collections::HashMap::new();
+        for (path, item) in &openapi.paths.paths {
+            let operations = [
+                ("GET", &item.get),
+                ("POST", &item.post),
+                ("PATCH", &item.patch),
+                ("DELETE", &item.delete),
+                ("PUT", &item.put),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let names = operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .filter(|p| matches!(p.parameter_in, ParameterIn::Query))
+                    .map(|p| p.name.clone())
+                    .collect();
+                known.insert((method.to_owned(), path.clone()), names);
+            }
+        }
+        Self(known)
+    }
+
+    /// The parameters `method` on `route` declares; `None` for a route that is not ours.
+    pub fn declared(&self, method: &str, route: &str) -> Option<&[String]> {
+        self.0.get(&(method.to_owned(), route.to_owned())).map(Vec::as_slice)
+    }
 }
 
 /// Every route. Only `service(...)` of handlers annotated with `#[utoipa::path]` is used (no

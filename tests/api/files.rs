@@ -260,6 +260,32 @@ async fn head_answers_like_get_without_a_body() {
     assert!(metrics.lines().any(|l| l == series), "HEAD is counted as HEAD");
 }
 
+/// Unknown query parameters are refused on every route, including those that take none, and
+/// whatever the method (HEAD included); declared ones pass.
+#[tokio::test]
+async fn unknown_query_parameters_are_refused_on_every_route() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let id = owner.upload_ok("q.txt", "q").await;
+
+    for path in [format!("/api/files/{id}?fields=all"), "/api/auth/me?verbose=1".into(), "/api/org?x".into()] {
+        assert_error(owner.get(&path).await, StatusCode::BAD_REQUEST, "invalid_query").await;
+    }
+    let head = owner.client.head(app.url(&format!("/api/files/{id}?debug=1"))).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::BAD_REQUEST);
+    let rename = owner.changing(Method::PATCH, &format!("/api/files/{id}?force=true"));
+    assert_error(
+        rename.json(&json!({ "filename": "r.txt" })).send().await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    )
+    .await;
+    assert_eq!(owner.list("?page=1&limit=5&status=pending").await.status(), StatusCode::OK);
+    assert_eq!(app.client().get(app.url("/healthz")).send().await.unwrap().status(), StatusCode::OK);
+    let detail: Value = owner.get_file(&id).await.json().await.unwrap();
+    assert_eq!(detail["filename"], "q.txt", "the refused rename changed nothing");
+}
+
 /// Ranges and preconditions answer with their own statuses (and the JSON error body), never a
 /// generic 400 that tells a resuming client nothing.
 #[tokio::test]
