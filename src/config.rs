@@ -58,6 +58,27 @@ pub enum Pooler {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Storage {
+    /// A directory on this host (UPLOAD_DIR): one host only, unless the directory is shared.
+    Local,
+    /// An S3-compatible bucket (S3_BUCKET, S3_ENDPOINT, S3_REGION): any number of hosts.
+    S3,
+}
+
+/// Where the bucket is (`STORAGE=s3`), checked.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// `https://…` or, for a store on a private network, `http://…`; `None` for AWS itself.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub region: String,
+    /// Before every key, without slashes at either end; empty for none.
+    pub prefix: String,
+    /// Access key id and secret; `None` leaves them to the AWS environment (role, token).
+    pub credentials: Option<(SecretString, SecretString)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Text,
     Json,
@@ -182,9 +203,42 @@ pub struct Config {
     #[arg(long, env = "BIND", default_value = "127.0.0.1:5000")]
     pub bind: SocketAddr,
 
-    /// File storage root; files live at `UPLOAD_DIR/{organization_id}/{file_id}`.
+    /// Where file bytes live; every api and worker process of a deployment must use the same.
+    #[arg(long, env = "STORAGE", value_enum, default_value_t = Storage::Local)]
+    pub storage: Storage,
+
+    /// `STORAGE=local`: the root directory; files live at `UPLOAD_DIR/{organization_id}/{file_id}`.
     #[arg(long, env = "UPLOAD_DIR", default_value = "./data/uploads")]
     pub upload_dir: PathBuf,
+
+    /// `STORAGE=s3`: the bucket (it must exist); objects are keyed `{organization_id}/{file_id}`.
+    /// Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the host's role).
+    #[arg(long, env = "S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// `STORAGE=s3`: the S3 API's URL, for a store other than AWS (SeaweedFS, MinIO, …);
+    /// requests use path-style addressing (`{endpoint}/{bucket}/{key}`).
+    #[arg(long, env = "S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// `STORAGE=s3`: the bucket's region.
+    #[arg(long, env = "S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+
+    /// `STORAGE=s3`: a prefix before every key (`{prefix}/{organization_id}/{file_id}`), so
+    /// several deployments (or test runs) can share a bucket.
+    #[arg(long, env = "S3_PREFIX", default_value = "")]
+    pub s3_prefix: String,
+
+    /// `STORAGE=s3`: the access key, under the AWS tools' usual name. Without it (and its
+    /// secret), credentials come from AWS_SESSION_TOKEN, AWS_WEB_IDENTITY_TOKEN_FILE or the
+    /// host's instance role.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", value_parser = parse_secret, hide_env_values = true)]
+    pub aws_access_key_id: Option<SecretString>,
+
+    /// `STORAGE=s3`: the secret key that goes with AWS_ACCESS_KEY_ID.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", value_parser = parse_secret, hide_env_values = true)]
+    pub aws_secret_access_key: Option<SecretString>,
 
     /// Per-file size limit in MB (1 MB = 1,048,576 bytes).
     #[arg(long, env = "MAX_FILE_SIZE_MB", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
@@ -271,6 +325,9 @@ impl Config {
         if !self.amqp_url.starts_with("amqp://") {
             bail!("invalid AMQP_URL: must start with amqp:// (this build has no TLS)");
         }
+        if self.storage == Storage::S3 {
+            self.s3_settings()?;
+        }
         for (name, url) in
             [("DATABASE_URL", &self.database_url), ("MIGRATION_DATABASE_URL", &self.migration_database_url)]
         {
@@ -291,6 +348,39 @@ impl Config {
 
     pub fn broker_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.broker_timeout_ms)
+    }
+
+    /// The bucket's settings, checked; an error names the setting at fault.
+    pub fn s3_settings(&self) -> anyhow::Result<S3Settings> {
+        let Some(bucket) = self.s3_bucket.clone() else {
+            bail!("missing S3_BUCKET: required when STORAGE=s3");
+        };
+        let valid_name = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+        if !(3..=63).contains(&bucket.len()) || !bucket.chars().all(valid_name) {
+            bail!("invalid S3_BUCKET {bucket:?}: 3 to 63 lowercase letters, digits, '-' or '.'");
+        }
+        if let Some(endpoint) = &self.s3_endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                bail!("invalid S3_ENDPOINT {endpoint:?}: must start with http:// or https://");
+            }
+        }
+        let credentials = match (&self.aws_access_key_id, &self.aws_secret_access_key) {
+            (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
+            (None, None) => None,
+            (Some(_), None) => bail!("missing AWS_SECRET_ACCESS_KEY: required with AWS_ACCESS_KEY_ID"),
+            (None, Some(_)) => bail!("missing AWS_ACCESS_KEY_ID: required with AWS_SECRET_ACCESS_KEY"),
+        };
+        let prefix = self.s3_prefix.trim_matches('/').to_owned();
+        if prefix.split('/').any(|part| part == "." || part == "..") {
+            bail!("invalid S3_PREFIX {prefix:?}: no '.' or '..' segments");
+        }
+        Ok(S3Settings {
+            endpoint: self.s3_endpoint.clone(),
+            bucket,
+            region: self.s3_region.clone(),
+            prefix,
+            credentials,
+        })
     }
 
     pub fn max_file_size_bytes(&self) -> u64 {

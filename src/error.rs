@@ -58,6 +58,12 @@ impl ApiError {
         Self::Invalid(Invalid::new(code, message))
     }
 
+    /// Readiness: `NotReady` naming the dependencies whose check is false, if any.
+    pub fn not_ready(checks: &[(&str, bool)]) -> Option<Self> {
+        let failing: Vec<&str> = checks.iter().filter(|(_, ok)| !ok).map(|(name, _)| *name).collect();
+        (!failing.is_empty()).then(|| ApiError::NotReady(failing.join(", ")))
+    }
+
     fn code(&self) -> &'static str {
         match self {
             ApiError::Invalid(invalid) => invalid.code,
@@ -191,7 +197,8 @@ impl From<StorageError> for ApiError {
                 message: format!("file exceeds the limit of {} MB", limit_bytes / 1_048_576),
             },
             StorageError::Body(message) => ApiError::invalid("invalid_multipart", message),
-            StorageError::Io(_) => ApiError::Internal(err.into()),
+            StorageError::Failed(_) => ApiError::Unavailable(err.into()),
+            StorageError::NotFound => ApiError::Internal(err.into()),
         }
     }
 }

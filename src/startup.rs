@@ -16,7 +16,7 @@ use utoipa_actix_web::AppExt;
 
 use crate::{
     auth::{password, session::PgSessionStore},
-    config::{Config, Pooler},
+    config::{Config, Pooler, Storage},
     db::{Db, Statements},
     http::{self, ApiRootSpan, AppState, ClientLimiter, QueryParameters},
     metrics::Metrics,
@@ -42,8 +42,11 @@ pub fn open_db_and_store(config: &Config) -> anyhow::Result<(Db, FileStore)> {
         },
     )
     .context("invalid DATABASE_URL")?;
-    let store = FileStore::new(&config.upload_dir)
-        .with_context(|| format!("cannot create UPLOAD_DIR {}", config.upload_dir.display()))?;
+    let store = match config.storage {
+        Storage::Local => FileStore::local(&config.upload_dir)
+            .with_context(|| format!("cannot create UPLOAD_DIR {}", config.upload_dir.display()))?,
+        Storage::S3 => FileStore::s3(&config.s3_settings()?).context("invalid S3 settings")?,
+    };
     Ok((db, store))
 }
 

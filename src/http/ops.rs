@@ -54,16 +54,20 @@ async fn openapi(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(state.openapi_json.to_string())
 }
 
-/// Ready when what the api needs answers: the database, as the app role (503 naming it
-/// otherwise). The broker's state is reported beside it, from the process's one monitoring
-/// connection; the api does not need the broker to serve (uploads wait in the outbox).
+/// Ready when what the api needs answers: the database, as the app role, and the file store
+/// (503 naming what does not). The broker's state is reported beside them, from the process's
+/// one monitoring connection; the api does not need the broker to serve (uploads wait in the
+/// outbox).
 #[utoipa::path(tag = "operations", responses((status = 200, body = Readiness), (status = 503, description = "`not_ready`", body = ErrorBody)))]
 #[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> ApiResult {
-    if !state.db.reachable(PROBE_TIMEOUT).await {
-        return Err(ApiError::NotReady("database".into()));
+    let (database, storage) = tokio::join!(state.db.reachable(PROBE_TIMEOUT), state.store.reachable(PROBE_TIMEOUT));
+    if let Some(not_ready) = ApiError::not_ready(&[("database", database), ("storage", storage)]) {
+        return Err(not_ready);
     }
     let broker = if state.broker.is_up() { "ok" } else { "unreachable" };
-    Ok(HttpResponse::Ok()
-        .json(Readiness { status: "ready".into(), checks: json!({ "database": "ok", "broker": broker }) }))
+    Ok(HttpResponse::Ok().json(Readiness {
+        status: "ready".into(),
+        checks: json!({ "database": "ok", "storage": "ok", "broker": broker }),
+    }))
 }

@@ -1,31 +1,43 @@
-//! `FileStore`: every file byte goes through here. Paths are built from ids only
-//! (`root/{organization_id}/{file_id}`), never from names a client sent, so no filename can
-//! reach outside the root. Writes go to a hidden part file and are renamed into place only once
-//! complete, so a reader never sees half a file; a part file that is not persisted is removed
-//! when dropped, whatever path the request took (error, client gone, quota refused).
+//! `FileStore`: every file byte goes through here, whichever backend holds it — a local
+//! directory ([`local`], the embedded default) or an S3-compatible bucket ([`s3`]), both behind
+//! `object_store`'s one trait. Objects are keyed `{organization_id}/{file_id}`, built from ids
+//! only, never from names a client sent, so no filename can reach outside the organization's
+//! prefix.
+//!
+//! An upload is streamed in parts (memory stays flat whatever the size), hashed on a blocking
+//! thread as it arrives, and becomes visible only when [`Staged::persist`] completes it: a
+//! reader never sees half a file. Whatever path a request takes (error, client gone, quota
+//! refused, timeout), an upload that is not persisted is aborted when dropped, and a persisted
+//! one whose database row did not commit is deleted when its [`Placed`] guard is dropped.
 
-use std::{
-    io::{self, Write},
-    path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-};
+pub mod local;
+pub mod s3;
+
+use std::{io, mem, ops::Range, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::{stream::BoxStream, Stream, StreamExt, TryStreamExt};
+use object_store::{
+    path::Path, GetOptions, GetResultPayload, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload,
+};
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, task::JoinSet};
 
 use crate::{
     domain::{FileId, OrgId},
     telemetry::spawn_blocking_with_tracing,
 };
 
-/// Chunks in flight between the network and the writer thread: memory stays flat whatever
-/// the file size (actix delivers chunks of at most a few tens of KiB).
-const CHANNEL_CHUNKS: usize = 16;
+/// Size of one uploaded part: S3's minimum for all but the last part. A file smaller than
+/// this is written in one request when it is persisted.
+const PART_BYTES: usize = 5 * 1024 * 1024;
+/// Parts of one upload being sent at once while the next one fills: with [`PART_BYTES`], an
+/// upload holds at most about 15 MiB, whatever its size.
+const PARTS_IN_FLIGHT: usize = 2;
+/// Chunks queued for the hashing thread (actix and S3 deliver chunks of a few tens of KiB).
+const HASH_QUEUE_CHUNKS: usize = 16;
+/// Enough of a file's start for every signature `infer` knows.
+const SNIFF_BYTES: usize = 8192;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -34,233 +46,361 @@ pub enum StorageError {
     /// The client's body broke off or was malformed.
     #[error("{0}")]
     Body(String),
-    #[error("storage i/o failed")]
-    Io(#[from] io::Error),
+    /// No object under this key.
+    #[error("stored object not found")]
+    NotFound,
+    /// The store did not do what was asked (unreachable, refused, i/o failed).
+    #[error("file storage failed")]
+    Failed(#[source] anyhow::Error),
 }
 
+impl From<object_store::Error> for StorageError {
+    fn from(err: object_store::Error) -> Self {
+        match err {
+            object_store::Error::NotFound { .. } => StorageError::NotFound,
+            other => StorageError::Failed(other.into()),
+        }
+    }
+}
+
+impl From<io::Error> for StorageError {
+    fn from(err: io::Error) -> Self {
+        StorageError::Failed(err.into())
+    }
+}
+
+/// Where file bytes live: one `object_store` backend, shared by every request of the process.
 #[derive(Debug, Clone)]
 pub struct FileStore {
-    root: PathBuf,
+    objects: Arc<dyn ObjectStore>,
 }
 
-/// Size and SHA-256 of what was received, computed while writing.
+/// Size and SHA-256 of what was received, computed while it arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
     pub size: u64,
     pub sha256: String,
 }
 
+/// What validation reads from a stored file.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    pub size: u64,
+    pub sha256: String,
+    /// The first bytes, for type sniffing.
+    pub head: Vec<u8>,
+}
+
+/// A byte stream read from the store (a download's body).
+pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
+
 impl FileStore {
-    pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
-        let root = root.into();
-        std::fs::create_dir_all(&root)?;
-        Ok(Self { root })
+    fn new(objects: impl ObjectStore) -> Self {
+        Self { objects: Arc::new(objects) }
     }
 
-    /// Where a file's bytes live, relative to the root (what the database records).
-    pub fn relative_path(org: OrgId, file: FileId) -> String {
+    /// The object key of a file (also what the database records as its path).
+    pub fn key(org: OrgId, file: FileId) -> String {
         format!("{org}/{file}")
     }
 
-    pub fn path(&self, org: OrgId, file: FileId) -> PathBuf {
-        self.root.join(org.to_string()).join(file.to_string())
+    fn location(org: OrgId, file: FileId) -> Path {
+        Path::from(Self::key(org, file))
     }
 
-    /// Streams `body` into a part file next to its final place, hashing as it goes, and gives
-    /// up with [`StorageError::TooLarge`] as soon as more than `limit_bytes` arrived. Writing
-    /// and hashing run on a blocking thread; this task only moves chunks.
+    /// Streams `body` to the store in parts, hashing as it goes, and gives up with
+    /// [`StorageError::TooLarge`] as soon as more than `limit_bytes` arrived. Nothing is
+    /// visible until the returned [`Staged`] is persisted; dropped, it is aborted.
     pub async fn receive<S, E>(
         &self,
         org: OrgId,
         file: FileId,
         mut body: S,
         limit_bytes: u64,
-    ) -> Result<(PartFile, Received), StorageError>
+    ) -> Result<(Staged, Received), StorageError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let dir = self.root.join(org.to_string());
-        tokio::fs::create_dir_all(&dir).await?;
-        let part = PartFile { path: dir.join(format!(".{file}.part")), target: self.path(org, file), armed: true };
-        // Created here, before any writing starts, so that dropping `part` always has a file
-        // to remove and the writer never recreates one after that.
-        let handle = tokio::fs::File::create(&part.path).await?.into_std().await;
-
-        let (chunks, mut incoming) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
-        let complete = Arc::new(AtomicBool::new(false));
-        let body_complete = complete.clone();
-        let writer = spawn_blocking_with_tracing(move || write_and_hash(handle, &mut incoming, &body_complete));
-
+        let mut hasher = Hasher::spawn();
+        let mut parts = PartWriter::new(self.objects.clone(), Self::location(org, file));
         let mut received: u64 = 0;
-        let mut outcome = Ok(());
         while let Some(chunk) = body.next().await {
-            let chunk = match chunk {
-                Ok(chunk) => chunk,
-                Err(e) => {
-                    outcome = Err(StorageError::Body(format!("upload body broke off: {e}")));
-                    break;
-                }
-            };
+            let chunk = chunk.map_err(|e| StorageError::Body(format!("upload body broke off: {e}")))?;
             received += chunk.len() as u64;
             if received > limit_bytes {
-                outcome = Err(StorageError::TooLarge { limit_bytes });
-                break;
+                return Err(StorageError::TooLarge { limit_bytes });
             }
-            if chunks.send(chunk).await.is_err() {
-                break; // the writer failed; its error is reported below
-            }
+            hasher.update(chunk.clone()).await?;
+            parts.push(chunk).await?;
         }
-        // Only a body that arrived whole is worth flushing and syncing; the writer drops the
-        // rest as it is (the part file is removed either way).
-        complete.store(outcome.is_ok(), Ordering::SeqCst);
-        drop(chunks);
-        let written = writer.await.map_err(io::Error::other)?;
-        outcome?;
-        let received = written?;
-        Ok((part, received))
+        let digest = hasher.finish().await?;
+        let staged = parts.finish().await?;
+        Ok((staged, Received { size: digest.size, sha256: digest.sha256 }))
     }
 
-    /// Reads a stored file once, streaming, on a blocking thread: its size, SHA-256 and first
-    /// bytes (for type sniffing). Memory stays flat whatever the size.
-    pub async fn inspect(&self, org: OrgId, file: FileId) -> io::Result<Inspection> {
-        let path = self.path(org, file);
-        spawn_blocking_with_tracing(move || inspect_file(&path)).await.map_err(io::Error::other)?
+    /// Streams `range` of a stored file (the whole file when `None`).
+    pub async fn read(&self, org: OrgId, file: FileId, range: Option<Range<u64>>) -> Result<ByteStream, StorageError> {
+        let options = GetOptions { range: range.map(Into::into), ..GetOptions::default() };
+        let result = self.objects.get_opts(&Self::location(org, file), options).await?;
+        Ok(match result.payload {
+            GetResultPayload::File(file, _) => local::stream_range(file, result.range)?,
+            GetResultPayload::Stream(stream) => stream.map_err(io::Error::other).boxed(),
+        })
+    }
+
+    /// Reads a stored file once, streaming: its size, SHA-256 and first bytes. Hashing runs
+    /// on a blocking thread; memory stays flat whatever the size.
+    pub async fn inspect(&self, org: OrgId, file: FileId) -> Result<Inspection, StorageError> {
+        let result = self.objects.get(&Self::location(org, file)).await?;
+        match result.payload {
+            // A local file is read and hashed on one blocking thread, without a stream between.
+            GetResultPayload::File(file, _) => {
+                Ok(spawn_blocking_with_tracing(move || local::inspect(file)).await.map_err(io::Error::other)??)
+            }
+            GetResultPayload::Stream(mut stream) => {
+                let mut hasher = Hasher::spawn();
+                while let Some(chunk) = stream.next().await {
+                    hasher.update(chunk?).await?;
+                }
+                hasher.finish().await
+            }
+        }
     }
 
     /// Removes a stored file's bytes. Missing already is fine (purge is idempotent).
-    pub async fn remove(&self, org: OrgId, file: FileId) -> io::Result<()> {
-        match tokio::fs::remove_file(self.path(org, file)).await {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+    pub async fn remove(&self, org: OrgId, file: FileId) -> Result<(), StorageError> {
+        match self.objects.delete(&Self::location(org, file)).await {
+            Err(object_store::Error::NotFound { .. }) | Ok(()) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether the store answers within `timeout` (readiness): a listing under a prefix no file
+    /// can have costs one small request, and fails if the bucket is missing or the credentials
+    /// are wrong.
+    pub async fn reachable(&self, timeout: Duration) -> bool {
+        let prefix = Path::from("readiness-probe");
+        let probe = self.objects.list_with_delimiter(Some(&prefix));
+        match tokio::time::timeout(timeout, probe).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "file storage does not answer");
+                false
+            }
+            Err(_) => false,
         }
     }
 }
 
-/// Enough of a file's start for every signature `infer` knows.
-const SNIFF_BYTES: usize = 8192;
-
-/// What validation reads from a stored file.
-#[derive(Debug, Clone)]
-pub struct Inspection {
-    pub size: u64,
-    pub sha256: String,
-    pub head: Vec<u8>,
+/// Parts of an upload on their way to the store: buffered until a part is full, then sent while
+/// the next one fills. The multipart upload is begun only once a first part is full, so a small
+/// file costs one request, when it is persisted.
+struct PartWriter {
+    objects: Arc<dyn ObjectStore>,
+    location: Path,
+    buffered: Vec<Bytes>,
+    buffered_bytes: usize,
+    upload: Option<Upload>,
+    in_flight: JoinSet<object_store::Result<()>>,
 }
 
-fn inspect_file(path: &Path) -> io::Result<Inspection> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 256 * 1024];
-    let mut head = Vec::with_capacity(SNIFF_BYTES);
-    let mut size = 0u64;
-    loop {
-        let n = match file.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+impl PartWriter {
+    fn new(objects: Arc<dyn ObjectStore>, location: Path) -> Self {
+        Self { objects, location, buffered: Vec::new(), buffered_bytes: 0, upload: None, in_flight: JoinSet::new() }
+    }
+
+    async fn push(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        self.buffered_bytes += chunk.len();
+        self.buffered.push(chunk);
+        if self.buffered_bytes >= PART_BYTES {
+            self.send_part().await?;
+        }
+        Ok(())
+    }
+
+    async fn send_part(&mut self) -> Result<(), StorageError> {
+        let upload = match &mut self.upload {
+            Some(upload) => upload,
+            None => self.upload.insert(Upload(Some(self.objects.put_multipart(&self.location).await?))),
         };
-        let chunk = &buffer[..n];
-        if head.len() < SNIFF_BYTES {
-            let take = (SNIFF_BYTES - head.len()).min(n);
-            head.extend_from_slice(&chunk[..take]);
+        while self.in_flight.len() >= PARTS_IN_FLIGHT {
+            settle(self.in_flight.join_next().await)?;
         }
-        hasher.update(chunk);
-        size += n as u64;
+        let part: PutPayload = mem::take(&mut self.buffered).into_iter().collect();
+        self.buffered_bytes = 0;
+        self.in_flight.spawn(upload.put_part(part));
+        Ok(())
     }
-    Ok(Inspection { size, sha256: hex::encode(hasher.finalize()), head })
-}
 
-/// Writes and hashes chunks until the channel closes; then, if the body is `complete`, flushes
-/// and syncs. An abandoned body (over the limit, broken off) is not synced: its bytes are about
-/// to be removed, and an fsync of up to the size limit would only cost the disk.
-fn write_and_hash(
-    file: std::fs::File,
-    incoming: &mut mpsc::Receiver<Bytes>,
-    complete: &AtomicBool,
-) -> io::Result<Received> {
-    let mut out = io::BufWriter::with_capacity(256 * 1024, file);
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    while let Some(chunk) = incoming.blocking_recv() {
-        hasher.update(&chunk);
-        out.write_all(&chunk)?;
-        size += chunk.len() as u64;
-    }
-    if !complete.load(Ordering::SeqCst) {
-        return Err(io::Error::other("upload abandoned"));
-    }
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    // Durable before the database row says the file exists.
-    file.sync_data()?;
-    Ok(Received { size, sha256: hex::encode(hasher.finalize()) })
-}
-
-/// A completely received upload not yet in place. Dropped without [`PartFile::persist`], it
-/// deletes itself.
-#[derive(Debug)]
-pub struct PartFile {
-    path: PathBuf,
-    target: PathBuf,
-    /// Whether dropping still has a part file to remove.
-    armed: bool,
-}
-
-impl PartFile {
-    /// Moves the bytes to their final path. The returned guard removes them again if dropped
-    /// before [`Placed::keep`] (e.g. the database commit that records them failed).
-    pub async fn persist(mut self) -> io::Result<Placed> {
-        tokio::fs::rename(&self.path, &self.target).await?;
-        self.armed = false;
-        Ok(Placed { path: Some(std::mem::take(&mut self.target)) })
+    /// Every part sent (or, for a small file, its bytes kept for one write).
+    async fn finish(mut self) -> Result<Staged, StorageError> {
+        if self.upload.is_some() && self.buffered_bytes > 0 {
+            self.send_part().await?;
+        }
+        while let Some(sent) = self.in_flight.join_next().await {
+            settle(Some(sent))?;
+        }
+        let pending = match self.upload.take() {
+            Some(upload) => Pending::Multipart(upload),
+            None => Pending::Whole(mem::take(&mut self.buffered).into_iter().collect()),
+        };
+        Ok(Staged { objects: self.objects.clone(), location: self.location.clone(), pending })
     }
 }
 
-impl Drop for PartFile {
+fn settle(sent: Option<Result<object_store::Result<()>, tokio::task::JoinError>>) -> Result<(), StorageError> {
+    match sent {
+        None => Ok(()),
+        Some(joined) => Ok(joined.map_err(io::Error::other)??),
+    }
+}
+
+/// A multipart upload that is aborted (its parts discarded) if dropped before completing.
+struct Upload(Option<Box<dyn MultipartUpload>>);
+
+impl Upload {
+    fn put_part(&mut self, part: PutPayload) -> object_store::UploadPart {
+        self.0.as_mut().expect("an upload is only dropped or completed once").put_part(part)
+    }
+
+    async fn complete(mut self) -> object_store::Result<()> {
+        let mut upload = self.0.take().expect("an upload is only dropped or completed once");
+        match upload.complete().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.0 = Some(upload); // aborted on drop
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for Upload {
     fn drop(&mut self) {
-        if self.armed {
-            remove_in_background(std::mem::take(&mut self.path));
+        let Some(mut upload) = self.0.take() else { return };
+        // Without a runtime (process exiting), the parts are left to the bucket's lifecycle
+        // rule for incomplete uploads (docs/scaling.md); a local upload removes its own.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = upload.abort().await {
+                    tracing::warn!(error = %e, "could not abort an abandoned upload");
+                }
+            });
         }
+    }
+}
+
+/// A completely received upload, not yet visible. Dropped without [`Staged::persist`], it is
+/// aborted.
+pub struct Staged {
+    objects: Arc<dyn ObjectStore>,
+    location: Path,
+    pending: Pending,
+}
+
+enum Pending {
+    /// A file smaller than one part: written in one request.
+    Whole(PutPayload),
+    Multipart(Upload),
+}
+
+impl std::fmt::Debug for Staged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staged").field("location", &self.location).finish_non_exhaustive()
+    }
+}
+
+impl Staged {
+    /// Makes the bytes visible under their key (durably: a local store syncs file and
+    /// directory). The returned guard deletes them again if dropped before [`Placed::keep`]
+    /// (e.g. the database commit that records them failed).
+    pub async fn persist(self) -> Result<Placed, StorageError> {
+        match self.pending {
+            Pending::Whole(bytes) => drop(self.objects.put(&self.location, bytes).await?),
+            Pending::Multipart(upload) => upload.complete().await?,
+        }
+        Ok(Placed { objects: self.objects, location: Some(self.location) })
     }
 }
 
 /// A file in its final place whose database row is not committed yet.
 #[derive(Debug)]
 pub struct Placed {
-    path: Option<PathBuf>,
+    objects: Arc<dyn ObjectStore>,
+    location: Option<Path>,
 }
 
 impl Placed {
     /// The row is committed: the bytes stay.
     pub fn keep(mut self) {
-        self.path = None;
+        self.location = None;
     }
 }
 
 impl Drop for Placed {
     fn drop(&mut self) {
-        if let Some(path) = self.path.take() {
-            remove_in_background(path);
+        let Some(location) = self.location.take() else { return };
+        let objects = self.objects.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = objects.delete(&location).await {
+                    tracing::warn!(%location, error = %e, "could not remove the bytes of an upload that did not commit");
+                }
+            });
         }
     }
 }
 
-/// Removal from a `Drop`, which may run on an async worker thread: the unlink (which can block
-/// on a busy disk) goes to the blocking pool when there is a runtime, and happens in place
-/// only when there is none.
-fn remove_in_background(path: PathBuf) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => drop(runtime.spawn_blocking(move || remove_quietly(&path))),
-        Err(_) => remove_quietly(&path),
+/// SHA-256, size and first bytes of a stream, computed on a blocking thread fed through a
+/// bounded queue, so hashing never holds an async worker thread.
+struct Hasher {
+    chunks: mpsc::Sender<Bytes>,
+    digest: tokio::task::JoinHandle<Inspection>,
+}
+
+impl Hasher {
+    fn spawn() -> Self {
+        let (chunks, mut incoming) = mpsc::channel::<Bytes>(HASH_QUEUE_CHUNKS);
+        let digest = spawn_blocking_with_tracing(move || {
+            let mut digest = Digesting::default();
+            while let Some(chunk) = incoming.blocking_recv() {
+                digest.update(&chunk);
+            }
+            digest.finish()
+        });
+        Self { chunks, digest }
+    }
+
+    async fn update(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        self.chunks.send(chunk).await.map_err(|_| StorageError::Failed(anyhow::anyhow!("the hashing thread ended")))
+    }
+
+    async fn finish(self) -> Result<Inspection, StorageError> {
+        drop(self.chunks);
+        Ok(self.digest.await.map_err(io::Error::other)?)
     }
 }
 
-fn remove_quietly(path: &Path) {
-    if let Err(e) = std::fs::remove_file(path) {
-        if e.kind() != io::ErrorKind::NotFound {
-            tracing::warn!(path = %path.display(), error = %e, "could not remove an abandoned upload");
+/// The running state of an [`Inspection`].
+#[derive(Default)]
+struct Digesting {
+    hasher: Sha256,
+    size: u64,
+    head: Vec<u8>,
+}
+
+impl Digesting {
+    fn update(&mut self, chunk: &[u8]) {
+        if self.head.len() < SNIFF_BYTES {
+            let take = (SNIFF_BYTES - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..take]);
         }
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+    }
+
+    fn finish(self) -> Inspection {
+        Inspection { size: self.size, sha256: hex::encode(self.hasher.finalize()), head: self.head }
     }
 }

@@ -15,6 +15,7 @@ use crate::{
     db::{self, DbError, TenantCtx},
     domain::{FileId, FileStatus, OrgId, UserId},
     metrics::Metrics,
+    storage::StorageError,
 };
 
 /// A message of our own is ~200 bytes; anything far larger is not ours.
@@ -182,9 +183,7 @@ async fn run(ctx: &WorkerCtx, job: &JobMessage) -> Result<Result<FileStatus, &'s
     } else {
         match ctx.store.inspect(job.organization_id, job.file_id).await {
             Ok(found) => judge(&pending, &found),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Verdict::Failed { reason: "the stored file is missing".into() }
-            }
+            Err(StorageError::NotFound) => Verdict::Failed { reason: "the stored file is missing".into() },
             Err(e) => return Err(JobError::Transient(anyhow::Error::new(e).context("cannot read the stored file"))),
         }
     };

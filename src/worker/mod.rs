@@ -107,7 +107,8 @@ pub async fn drain(config: Config, metrics: Arc<Metrics>) -> anyhow::Result<usiz
 }
 
 /// `/metrics`, `/healthz` and `/readyz` for a worker-only process, stopped with the worker.
-/// Ready means able to work: the database answers and the consumer is attached to its queue.
+/// Ready means able to work: the database and the file store answer, and the consumer is
+/// attached to its queue.
 fn serve_metrics(
     addr: std::net::SocketAddr,
     ctx: Arc<WorkerCtx>,
@@ -145,17 +146,13 @@ fn serve_metrics(
 }
 
 async fn readiness(ctx: actix_web::web::Data<WorkerCtx>) -> Result<actix_web::HttpResponse, ApiError> {
-    let database = ctx.db.reachable(READINESS_TIMEOUT).await;
+    let (database, storage) = tokio::join!(ctx.db.reachable(READINESS_TIMEOUT), ctx.store.reachable(READINESS_TIMEOUT));
     let consuming = ctx.consuming.load(Ordering::Relaxed);
-    let failing: Vec<&str> = [("database", database), ("broker", consuming)]
-        .into_iter()
-        .filter(|(_, ok)| !ok)
-        .map(|(name, _)| name)
-        .collect();
-    if !failing.is_empty() {
-        return Err(ApiError::NotReady(failing.join(", ")));
+    if let Some(not_ready) = ApiError::not_ready(&[("database", database), ("storage", storage), ("broker", consuming)])
+    {
+        return Err(not_ready);
     }
-    let checks = serde_json::json!({ "database": "ok", "broker": "ok" });
+    let checks = serde_json::json!({ "database": "ok", "storage": "ok", "broker": "ok" });
     Ok(actix_web::HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "checks": checks })))
 }
 

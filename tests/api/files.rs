@@ -28,8 +28,8 @@ async fn upload_stores_the_bytes_under_org_and_id_and_records_size_and_sha256() 
     assert_eq!(body["filename"], "report.csv");
     assert_eq!(body["status"], "pending");
     let id = body["file_id"].as_str().unwrap();
-    let on_disk = std::fs::read(app.upload_dir.join(&owner.org_id).join(id)).expect("stored at UPLOAD_DIR/{org}/{id}");
-    assert_eq!(on_disk, bytes);
+    let stored = app.store.read(&owner, id).await.expect("stored under {org}/{id}");
+    assert_eq!(stored, bytes);
     app.assert_stored_files(1).await; // no part file left next to it
 
     let detail: Value = owner.get_file(id).await.json().await.unwrap();
@@ -306,6 +306,49 @@ async fn download_keeps_range_and_precondition_statuses() {
 
     let stale = owner.client.get(&url).header(header::IF_MATCH, "\"not-the-etag\"").send().await.unwrap();
     assert_error(stale, StatusCode::PRECONDITION_FAILED, "precondition_failed").await;
+}
+
+/// The validators are the file's SHA-256 and upload time, the same on every api host and for
+/// every store; conditional requests answer from them without reading the bytes.
+#[tokio::test]
+async fn download_validators_answer_conditional_requests() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let id = owner.upload_ok("ten.txt", "0123456789").await;
+    mark_ready(&app, &owner, &id).await;
+    let url = app.url(&format!("/api/files/{id}/download"));
+    let get = |name: header::HeaderName, value: String| owner.client.get(&url).header(name, value).send();
+
+    let first = owner.download(&id).await;
+    let etag = first.headers()[header::ETAG].to_str().unwrap().to_owned();
+    let modified = first.headers()[header::LAST_MODIFIED].to_str().unwrap().to_owned();
+    assert_eq!(etag, format!("\"{}\"", hex::encode(Sha256::digest(b"0123456789"))));
+    assert_eq!(first.headers()[header::ACCEPT_RANGES], "bytes");
+
+    let unchanged = get(header::IF_NONE_MATCH, etag.clone()).await.unwrap();
+    assert_eq!(unchanged.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(unchanged.headers()[header::ETAG], etag.as_str());
+    assert_eq!(get(header::IF_MODIFIED_SINCE, modified.clone()).await.unwrap().status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(get(header::IF_NONE_MATCH, "\"other\"".into()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get(header::IF_MATCH, etag.clone()).await.unwrap().status(), StatusCode::OK);
+    let stale = get(header::IF_UNMODIFIED_SINCE, "Mon, 01 Jan 2001 00:00:00 GMT".into()).await.unwrap();
+    assert_error(stale, StatusCode::PRECONDITION_FAILED, "precondition_failed").await;
+
+    // A resumed download whose copy is outdated gets the whole file instead of a range.
+    let resumed =
+        owner.client.get(&url).header(header::RANGE, "bytes=5-").header(header::IF_RANGE, &etag).send().await.unwrap();
+    assert_eq!(resumed.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(resumed.bytes().await.unwrap(), "56789");
+    let outdated = owner
+        .client
+        .get(&url)
+        .header(header::RANGE, "bytes=5-")
+        .header(header::IF_RANGE, "\"outdated\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(outdated.status(), StatusCode::OK);
+    assert_eq!(outdated.bytes().await.unwrap(), "0123456789");
 }
 
 #[tokio::test]

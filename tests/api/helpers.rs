@@ -1,12 +1,14 @@
 //! `spawn_app()` and a small client per signed-in user, one method per endpoint.
 
-use std::{path::PathBuf, sync::LazyLock};
+use std::sync::LazyLock;
 
 use reqwest::{multipart, Response, StatusCode};
 use serde_json::{json, Value};
 use tenant_files::{config::Config, db::migrate, startup::Application, telemetry};
 use tokio_postgres::NoTls;
 use uuid::Uuid;
+
+pub use crate::stored::{s3_by_default, s3_endpoint, TestStore, S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY};
 
 /// Owner-role URL of a maintenance database on the cluster `make test` starts.
 fn admin_url() -> String {
@@ -44,7 +46,8 @@ pub struct TestApp {
     /// The command line that config came from (to start the binary as a separate process).
     pub args: Vec<String>,
     pub db_name: String,
-    pub upload_dir: PathBuf,
+    /// Where the app keeps file bytes, seen from outside.
+    pub store: TestStore,
     /// This app's metrics, shared with the workers the test starts in-process: exact counts.
     pub metrics: std::sync::Arc<tenant_files::metrics::Metrics>,
     _upload_root: tempfile::TempDir,
@@ -72,6 +75,10 @@ pub struct Settings {
     pub queue_type: &'static str,
     /// `none`, or `transaction` behind PgBouncer (with `app_db_port: Some(pgbouncer_port())`).
     pub db_pooler: &'static str,
+    /// Store files in S3 even when the run's default is a local directory (`TEST_STORAGE`).
+    pub s3: bool,
+    /// Reach S3 here instead (a `TcpProxy` in front of SeaweedFS); implies `s3`.
+    pub s3_endpoint: Option<String>,
 }
 
 impl Default for Settings {
@@ -91,6 +98,8 @@ impl Default for Settings {
             amqp_url: None,
             queue_type: "classic",
             db_pooler: "none",
+            s3: false,
+            s3_endpoint: None,
         }
     }
 }
@@ -111,8 +120,23 @@ pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
     create_database(&db_name).await;
     let upload_root = tempfile::tempdir().expect("temp upload dir");
     let upload_dir = upload_root.path().join("uploads");
+    let (storage_args, store) = if settings.s3 || settings.s3_endpoint.is_some() || s3_by_default() {
+        let endpoint = settings.s3_endpoint.unwrap_or_else(s3_endpoint);
+        let args = vec![
+            "--storage=s3".to_owned(),
+            format!("--s3-endpoint={endpoint}"),
+            format!("--s3-bucket={S3_BUCKET}"),
+            // The test's own corner of the shared bucket.
+            format!("--s3-prefix={db_name}"),
+            format!("--aws-access-key-id={S3_ACCESS_KEY}"),
+            format!("--aws-secret-access-key={S3_SECRET_KEY}"),
+        ];
+        (args, TestStore::s3(&db_name))
+    } else {
+        (vec![format!("--upload-dir={}", upload_dir.display())], TestStore::Local(upload_dir))
+    };
 
-    let args = vec![
+    let mut args = vec![
         "tenant-files".to_owned(),
         "--bind=127.0.0.1:0".into(),
         format!(
@@ -125,7 +149,6 @@ pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
         format!("--db-pool-timeout-ms={}", settings.db_pool_timeout_ms),
         format!("--db-pooler={}", settings.db_pooler),
         format!("--migration-database-url={}", db_url("tenant_files_owner", &db_name)),
-        format!("--upload-dir={}", upload_dir.display()),
         format!("--max-file-size-mb={}", settings.max_file_size_mb),
         format!("--db-pool-size={}", settings.db_pool_size),
         format!("--login-max-failures={}", settings.login_max_failures),
@@ -146,13 +169,14 @@ pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
         format!("--pending-sweep-after-seconds={}", settings.pending_sweep_after_seconds),
         "--app-env=dev".into(),
     ];
+    args.extend(storage_args);
     let config = Config::from_args(&args).expect("test config");
     migrate::run(&config.migration_database_url).await.expect("migrations apply");
     let metrics = std::sync::Arc::new(tenant_files::metrics::Metrics::new());
     let app = Application::build(config.clone(), metrics.clone()).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    TestApp { address, config, args, db_name, upload_dir, metrics, _upload_root: upload_root }
+    TestApp { address, config, args, db_name, store, metrics, _upload_root: upload_root }
 }
 
 /// A fresh database migrated as the owner, without a running app (for catalog-level tests).
@@ -266,31 +290,11 @@ impl TestApp {
             .expect("login request")
     }
 
-    /// Files under the upload root, part files included: what a failed request left behind.
-    pub fn stored_files(&self) -> Vec<PathBuf> {
-        fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                return;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    walk(&path, out);
-                } else {
-                    out.push(path);
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.upload_dir, &mut out);
-        out
-    }
-
     /// Waits until exactly `count` files are stored (abandoned uploads are removed in the
     /// background, moments after the answer), and fails if that never happens.
     pub async fn assert_stored_files(&self, count: usize) {
         let what = format!("{count} stored files remain");
-        eventually(&what, || async { (self.stored_files().len() == count).then_some(()) }).await;
+        eventually(&what, || async { (self.store.keys().await.len() == count).then_some(()) }).await;
     }
 
     /// A superuser connection: the test's view from outside the rules (RLS does not apply).
@@ -574,10 +578,6 @@ impl TestApp {
             .execute("delete from app.outbox where file_id = $1::text::uuid", &[&file_id])
             .await
             .expect("delete outbox row");
-    }
-
-    pub fn stored_path(&self, user: &TestUser, file_id: &str) -> PathBuf {
-        self.upload_dir.join(&user.org_id).join(file_id)
     }
 }
 

@@ -14,5 +14,7 @@ mod pooler;
 mod quota;
 mod rls_audit;
 mod shutdown;
+mod storage;
+mod stored;
 mod worker;
 mod worker_process;

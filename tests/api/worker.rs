@@ -4,7 +4,10 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{eventually, spawn_app, spawn_app_with, Settings, TestApp};
+use crate::{
+    helpers::{eventually, spawn_app, spawn_app_with, Settings, TestApp},
+    stored::StorageFault,
+};
 
 const PNG: &[u8] = &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, b'I', b'H', b'D', b'R', 1, 2, 3];
 
@@ -45,8 +48,8 @@ async fn files_changed_on_disk_or_lying_about_their_type_fail_with_a_clear_messa
     let grown = owner.upload_ok("grown.txt", "original").await;
     let altered = owner.upload_ok("altered.txt", "original").await;
     let fake_png = owner.upload_ok("photo.png", "this is text, not a picture").await;
-    std::fs::write(app.stored_path(&owner, &grown), "original plus more").unwrap();
-    std::fs::write(app.stored_path(&owner, &altered), "ORIGINAL").unwrap();
+    app.store.write(&owner, &grown, "original plus more").await;
+    app.store.write(&owner, &altered, "ORIGINAL").await;
 
     assert_eq!(app.drain_jobs().await, 3);
 
@@ -167,23 +170,18 @@ async fn a_duplicated_message_is_processed_once() {
 
 #[tokio::test]
 async fn transient_read_errors_are_retried_until_the_file_can_be_read() {
-    let app = spawn_app().await;
+    let fault = StorageFault::prepare().await;
+    let app = spawn_app_with(fault.settings(Settings::default())).await;
     let owner = app.register_org().await;
     let id = owner.upload_ok("later.txt", "readable later").await;
-    // A directory where the file should be: opening works, reading fails (EISDIR) — an I/O
-    // error that is not "missing", so it counts as transient.
-    let path = app.stored_path(&owner, &id);
-    let bytes = std::fs::read(&path).unwrap();
-    std::fs::remove_file(&path).unwrap();
-    std::fs::create_dir(&path).unwrap();
+    let broken = fault.break_file(&app, &owner, &id).await;
 
     assert_eq!(app.drain_jobs().await, 1);
 
     assert_eq!(outcome_count(&app, "retry"), 1);
     let detail: Value = owner.get_file(&id).await.json().await.unwrap();
     assert_eq!(detail["status"], "pending");
-    std::fs::remove_dir(&path).unwrap();
-    std::fs::write(&path, bytes).unwrap();
+    fault.repair(broken).await;
 
     // The retry comes back from its delay queue (100 ms here) and then succeeds.
     eventually("the retried job validates the file", || async {
@@ -197,12 +195,11 @@ async fn transient_read_errors_are_retried_until_the_file_can_be_read() {
 
 #[tokio::test]
 async fn a_job_out_of_attempts_marks_the_file_failed_and_is_dead_lettered() {
-    let app = spawn_app().await;
+    let fault = StorageFault::prepare().await;
+    let app = spawn_app_with(fault.settings(Settings::default())).await;
     let owner = app.register_org().await;
     let id = owner.upload_ok("never.txt", "never readable").await;
-    let path = app.stored_path(&owner, &id);
-    std::fs::remove_file(&path).unwrap();
-    std::fs::create_dir(&path).unwrap();
+    let _broken = fault.break_file(&app, &owner, &id).await;
     let _worker = app.start_worker();
 
     let detail = app.wait_for_status(&owner, &id, "failed").await;
@@ -246,15 +243,15 @@ async fn deleted_files_bytes_are_purged_in_the_background() {
     let id = owner.upload_ok("purge-me.txt", "bytes").await;
     let kept = owner.upload_ok("keep-me.txt", "bytes").await;
     app.wait_for_status(&owner, &id, "ready").await;
-    assert!(app.stored_path(&owner, &id).exists());
+    assert!(app.store.read(&owner, &id).await.is_some());
 
     assert_eq!(owner.delete(&id).await.status(), StatusCode::NO_CONTENT);
 
     eventually("the bytes of the deleted file are purged", || async {
-        (!app.stored_path(&owner, &id).exists()).then_some(())
+        app.store.read(&owner, &id).await.is_none().then_some(())
     })
     .await;
-    assert!(app.stored_path(&owner, &kept).exists(), "other files stay");
+    assert!(app.store.read(&owner, &kept).await.is_some(), "other files stay");
     assert_eq!(app.count_file_rows().await, 2, "the deleted row stays, deleted");
 }
 
@@ -344,17 +341,18 @@ async fn maintenance_prunes_expired_sessions_login_windows_and_reservations() {
 /// dead letters like classic queues, on the same code.
 #[tokio::test]
 async fn quorum_queues_carry_jobs_retries_and_dead_letters() {
-    let app = spawn_app_with(Settings { queue_type: "quorum", ..Settings::default() }).await;
+    let fault = StorageFault::prepare().await;
+    let app = spawn_app_with(fault.settings(Settings { queue_type: "quorum", ..Settings::default() })).await;
     let owner = app.register_org().await;
     let ready = owner.upload_ok("ready.txt", "fine at once").await;
+    let mut drained = app.drain_jobs().await;
+    // This one cannot be read (a transient error, retried), and a malformed message arrives.
     let later = owner.upload_ok("later.txt", "readable later").await;
-    let path = app.stored_path(&owner, &later);
-    let bytes = std::fs::read(&path).unwrap();
-    std::fs::remove_file(&path).unwrap();
-    std::fs::create_dir(&path).unwrap(); // EISDIR: a transient error, retried
+    let broken = fault.break_file(&app, &owner, &later).await;
     app.publish_raw(b"not a job").await;
+    drained += app.drain_jobs().await;
 
-    assert_eq!(app.drain_jobs().await, 3);
+    assert_eq!(drained, 3);
 
     assert_eq!(
         (outcome_count(&app, "ready"), outcome_count(&app, "retry"), outcome_count(&app, "malformed")),
@@ -363,8 +361,7 @@ async fn quorum_queues_carry_jobs_retries_and_dead_letters() {
     let detail: Value = owner.get_file(&ready).await.json().await.unwrap();
     assert_eq!(detail["status"], "ready");
     assert_eq!(app.queue_depth(&app.topology().dead_queue).await, 1);
-    std::fs::remove_dir(&path).unwrap();
-    std::fs::write(&path, bytes).unwrap();
+    fault.repair(broken).await;
     eventually("the retry comes back through the quorum retry queue", || async {
         app.drain_jobs().await;
         (outcome_count(&app, "ready") == 2).then_some(())

@@ -1,13 +1,16 @@
 //! The worker as a real process and the broker as a real network peer: SIGKILL and SIGTERM in
 //! the middle of a job, and the broker going away and coming back.
 
-use std::{path::Path, process::Stdio, time::Duration};
+use std::{process::Stdio, time::Duration};
 
 use reqwest::StatusCode;
 use tokio::process::{Child, Command};
 
-use crate::helpers::{
-    amqp_url_via, broker_addr, eventually, spawn_app, spawn_app_with, Settings, TcpProxy, TestApp, TestUser,
+use crate::{
+    helpers::{
+        amqp_url_via, broker_addr, eventually, spawn_app, spawn_app_with, Settings, TcpProxy, TestApp, TestUser,
+    },
+    stored::{Injected, StorageFault},
 };
 
 /// Starts `tenant-files --mode worker` with the test app's configuration.
@@ -22,16 +25,6 @@ fn spawn_worker_process(app: &TestApp) -> Child {
         .expect("start the worker binary")
 }
 
-/// Replaces a stored file by a FIFO: the worker's read then blocks, mid-job, until the test
-/// writes the bytes (or forever, if it never does).
-fn make_blocking(path: &Path) -> Vec<u8> {
-    let bytes = std::fs::read(path).unwrap();
-    std::fs::remove_file(path).unwrap();
-    let made = std::process::Command::new("mkfifo").arg(path).status().expect("mkfifo");
-    assert!(made.success());
-    bytes
-}
-
 /// Waits until the job left the outbox and the work queue: a worker holds it, unacknowledged.
 async fn wait_until_taken(app: &TestApp) {
     eventually("the worker takes the job", || async {
@@ -42,25 +35,25 @@ async fn wait_until_taken(app: &TestApp) {
     .await;
 }
 
-async fn upload_blocking_file(app: &TestApp, owner: &TestUser) -> (String, Vec<u8>) {
+/// An uploaded file whose reading will hang, mid-job, until the fault is unblocked or repaired.
+async fn upload_blocking_file(app: &TestApp, owner: &TestUser, fault: &StorageFault) -> (String, Injected) {
     let id = owner.upload_ok("slow.txt", "content the worker will have to wait for").await;
-    let bytes = make_blocking(&app.stored_path(owner, &id));
-    (id, bytes)
+    let blocked = fault.block_file(app, owner, &id).await;
+    (id, blocked)
 }
 
 #[tokio::test]
 async fn a_worker_killed_mid_job_leaves_the_job_to_be_redelivered_and_finished_once() {
-    let app = spawn_app_with(Settings { worker_prefetch: 1, ..Settings::default() }).await;
+    let fault = StorageFault::prepare().await;
+    let app = spawn_app_with(fault.settings(Settings { worker_prefetch: 1, ..Settings::default() })).await;
     let owner = app.register_org().await;
-    let (id, bytes) = upload_blocking_file(&app, &owner).await;
+    let (id, blocked) = upload_blocking_file(&app, &owner, &fault).await;
     let mut worker = spawn_worker_process(&app);
     wait_until_taken(&app).await;
 
     worker.kill().await.expect("SIGKILL");
 
-    let path = app.stored_path(&owner, &id);
-    std::fs::remove_file(&path).unwrap();
-    std::fs::write(&path, bytes).unwrap();
+    fault.repair(blocked).await;
     let _replacement = app.start_worker();
     let detail = app.wait_for_status(&owner, &id, "ready").await;
     assert!(detail["processed_at"].is_string());
@@ -70,9 +63,10 @@ async fn a_worker_killed_mid_job_leaves_the_job_to_be_redelivered_and_finished_o
 
 #[tokio::test]
 async fn sigterm_lets_the_job_in_hand_finish_then_the_worker_exits_0() {
-    let app = spawn_app_with(Settings { worker_prefetch: 1, ..Settings::default() }).await;
+    let fault = StorageFault::prepare().await;
+    let app = spawn_app_with(fault.settings(Settings { worker_prefetch: 1, ..Settings::default() })).await;
     let owner = app.register_org().await;
-    let (id, bytes) = upload_blocking_file(&app, &owner).await;
+    let (id, blocked) = upload_blocking_file(&app, &owner, &fault).await;
     let mut worker = spawn_worker_process(&app);
     wait_until_taken(&app).await;
 
@@ -81,9 +75,8 @@ async fn sigterm_lets_the_job_in_hand_finish_then_the_worker_exits_0() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(worker.try_wait().unwrap().is_none(), "the worker waits for the job in hand");
 
-    // Let the job finish: write the original bytes into the FIFO it is reading.
-    let path = app.stored_path(&owner, &id);
-    tokio::task::spawn_blocking(move || std::fs::write(path, bytes)).await.unwrap().unwrap();
+    // Let the job finish: the bytes arrive.
+    fault.unblock(blocked).await;
 
     let exit = tokio::time::timeout(Duration::from_secs(15), worker.wait()).await.expect("exits").unwrap();
     assert_eq!(exit.code(), Some(0));

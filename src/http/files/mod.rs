@@ -5,18 +5,13 @@
 //! its uploader, or any admin or owner. The upload (multipart streaming) is in `upload`, the
 //! request and response bodies in `types`.
 
+mod download;
 mod types;
 mod upload;
 
 use std::collections::HashSet;
 
-use actix_files::NamedFile;
-use actix_web::{
-    delete, get,
-    http::header::{self, ContentDisposition, DispositionParam, DispositionType, ExtendedValue},
-    mime, patch, post, web, HttpRequest, HttpResponse,
-};
-use anyhow::Context;
+use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
 use serde_json::json;
 use utoipa_actix_web::{scope, service_config::ServiceConfig};
 use uuid::Uuid;
@@ -108,49 +103,9 @@ async fn get_file(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id, file_id = %id))]
 async fn download_file(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>, req: HttpRequest) -> ApiResult {
     let id = FileId::from_uuid(id.into_inner());
-    let file = {
-        let tx = state.db.read(&authed.ctx).await?;
-        let file = db::files::find(tx, id).await?.ok_or(ApiError::NotFound)?;
-        file
-    };
-    if file.status != FileStatus::Ready {
-        return Err(ApiError::Conflict {
-            code: "file_not_ready",
-            message: "the file can be downloaded once validation has marked it ready",
-        });
-    }
-    let content_type = file.mime_type.as_deref().and_then(|m| m.parse().ok()).unwrap_or(mime::APPLICATION_OCTET_STREAM);
-    let bytes = NamedFile::open_async(state.store.path(authed.ctx.org_id, id))
-        .await
-        .context("stored bytes of a ready file are missing")?
-        .set_content_type(content_type)
-        .set_content_disposition(attachment(&file.filename));
-    let mut response = bytes.into_response(&req);
-    let headers = response.headers_mut();
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
-    // Even opened directly, a stored HTML or SVG file must not run script on our origin.
-    headers.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static("default-src 'none'; sandbox"));
-    Ok(response)
-}
-
-/// `attachment; filename="ascii fallback"; filename*=UTF-8''percent-encoded`, so every client
-/// gets a name and none can be tricked by quotes, separators or non-ASCII.
-fn attachment(filename: &str) -> ContentDisposition {
-    let fallback: String = filename
-        .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
-        .collect();
-    ContentDisposition {
-        disposition: DispositionType::Attachment,
-        parameters: vec![
-            DispositionParam::Filename(fallback),
-            DispositionParam::FilenameExt(ExtendedValue {
-                charset: header::Charset::Ext("UTF-8".into()),
-                language_tag: None,
-                value: filename.as_bytes().to_vec(),
-            }),
-        ],
-    }
+    let tx = state.db.read(&authed.ctx).await?;
+    let file = db::files::find(tx, id).await?.ok_or(ApiError::NotFound)?;
+    download::serve(&req, &state.store, authed.ctx.org_id, &file).await
 }
 
 /// Rename a file (the only changeable field).

@@ -43,7 +43,7 @@ struct UploadForm {
     file: Vec<u8>,
 }
 
-/// Upload a file (multipart field `file`), streamed to disk; validation follows in the background.
+/// Upload a file (multipart field `file`), streamed to storage; validation follows in the background.
 #[utoipa::path(
     tag = "files",
     request_body(content = UploadForm, content_type = "multipart/form-data"),
@@ -55,6 +55,7 @@ struct UploadForm {
         (status = 413, description = "`file_too_large`, or `quota_exceeded` (checked against the request's size before anything is written, and again on the stored size)", body = ErrorBody),
         (status = 429, description = "`too_many_uploads`: the organization has its maximum of uploads in flight", body = ErrorBody),
         (status = 415, description = "Not multipart/form-data", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the file store or the database does not answer; nothing was kept", body = ErrorBody),
     ),
     security(("session" = []), ("bearer" = []))
 )]
@@ -121,7 +122,7 @@ async fn store(
     let limit = state.config.max_file_size_bytes();
     let deadline = Duration::from_secs(state.config.upload_timeout_seconds);
     let receiving = state.store.receive(authed.ctx.org_id, file_id, &mut *field, limit);
-    let (part, received) = match tokio::time::timeout(deadline, receiving).await {
+    let (staged, received) = match tokio::time::timeout(deadline, receiving).await {
         Err(_) => return Err(ApiError::Http(StatusCode::REQUEST_TIMEOUT)),
         Ok(Ok(received)) => received,
         Ok(Err(err @ StorageError::TooLarge { .. })) => return Err(drained(field, limit, err.into()).await),
@@ -131,7 +132,7 @@ async fn store(
         return Err(ApiError::invalid("empty_file", "the uploaded file is empty"));
     }
     let size = i64::try_from(received.size).context("file size out of range")?;
-    let file_path = FileStore::relative_path(authed.ctx.org_id, file_id);
+    let file_path = FileStore::key(authed.ctx.org_id, file_id);
 
     let tx = state.db.begin(&authed.ctx).await?;
     let new_file = NewFile { id: file_id, filename, file_path: &file_path, size, sha256: &received.sha256 };
@@ -148,9 +149,9 @@ async fn store(
         db::uploads::release(&tx, file_id),
         db::audit::record(&tx, authed.event(Action::FileUploaded, Some(("file", file_id.into())), details)),
     )?;
-    // In place before the commit, so a committed row always has its bytes; if the commit
+    // Visible before the commit, so a committed row always has its bytes; if the commit
     // fails, dropping `placed` removes them again.
-    let placed = part.persist().await.context("cannot move upload into place")?;
+    let placed = staged.persist().await?;
     tx.commit().await?;
     placed.keep();
     Ok(())
