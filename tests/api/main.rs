@@ -3,6 +3,7 @@
 
 mod auth;
 mod authz;
+mod cluster;
 mod database_guard;
 mod files;
 mod helpers;
