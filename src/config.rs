@@ -278,6 +278,15 @@ pub struct Config {
     #[arg(long, env = "AUTH_RATE_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_rate_burst: u32,
 
+    /// Share-link openings (`/api/shared/…`) one client address may make per minute, on
+    /// average.
+    #[arg(long, env = "SHARE_RATE_PER_MINUTE", default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..))]
+    pub share_rate_per_minute: u32,
+
+    /// How many share-link openings one client address may make in a burst.
+    #[arg(long, env = "SHARE_RATE_BURST", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub share_rate_burst: u32,
+
     /// Log output format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

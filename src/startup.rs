@@ -81,7 +81,8 @@ impl Application {
         let openapi = http::openapi();
         let openapi_json: Arc<str> = openapi.to_pretty_json()?.into();
         let query_parameters = QueryParameters::of(&openapi);
-        let sign_in_limiter = ClientLimiter::from_config(&config);
+        let sign_in_limiter = ClientLimiter::new(config.auth_rate_per_minute, config.auth_rate_burst);
+        let share_limiter = ClientLimiter::new(config.share_rate_per_minute, config.share_rate_burst);
         let stop = CancellationToken::new();
         let broker = BrokerStatus::default();
         broker.watch(config.amqp_url.clone(), config.broker_timeout(), stop.clone());
@@ -92,6 +93,7 @@ impl Application {
             decoy_hash,
             openapi_json,
             sign_in_limiter,
+            share_limiter,
             broker,
             metrics,
             query_parameters,

@@ -19,6 +19,8 @@ expected (object, privilege) as (values
   ('table app.invitations', 'SELECT'), ('table app.invitations', 'INSERT'),
   ('table app.api_tokens', 'SELECT'), ('table app.api_tokens', 'INSERT'),
   ('column app.api_tokens.revoked_at', 'UPDATE'),
+  ('table app.share_links', 'SELECT'), ('table app.share_links', 'INSERT'),
+  ('column app.share_links.revoked_at', 'UPDATE'),
   ('table app.audit_log', 'SELECT'), ('table app.audit_log', 'INSERT'),
   ('table app.upload_reservations', 'SELECT'), ('table app.upload_reservations', 'INSERT'),
   ('table app.upload_reservations', 'DELETE')

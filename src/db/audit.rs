@@ -21,6 +21,8 @@ pub enum Action {
     FilesBulkDeleted,
     TokenCreated,
     TokenRevoked,
+    ShareLinkCreated,
+    ShareLinkRevoked,
 }
 
 impl Action {
@@ -37,6 +39,8 @@ impl Action {
             Action::FilesBulkDeleted => "files_bulk_deleted",
             Action::TokenCreated => "token_created",
             Action::TokenRevoked => "token_revoked",
+            Action::ShareLinkCreated => "share_link_created",
+            Action::ShareLinkRevoked => "share_link_revoked",
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod migrate;
 pub mod orgs;
 pub mod outbox;
 mod param;
+pub mod share_links;
 pub mod system;
 mod tenant;
 pub mod tokens;

@@ -2,6 +2,7 @@
 //! which is listed with its justification in docs/rls.md. Nothing else in the crate reads
 //! across tenants.
 
+use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
 use super::{decode, DbError, SystemConn, SystemTx};
@@ -153,6 +154,44 @@ pub async fn token_load(conn: &SystemConn, token_hash: &[u8]) -> Result<Option<(
             OrgId::from_uuid(decode(row.try_get("organization_id"))?),
             role(&row)?,
         ))
+    })
+    .transpose()
+}
+
+/// The file a share link grants, while it does (unexpired, unrevoked, file live and ready,
+/// creator active); each opening is audited in the file's organization.
+pub struct SharedFile {
+    pub organization_id: OrgId,
+    pub file_id: FileId,
+    pub filename: String,
+    pub size: i64,
+    pub mime_type: Option<String>,
+    pub sha256: String,
+    pub uploaded_at: DateTime<Utc>,
+}
+
+pub async fn share_link_open(
+    conn: &SystemConn,
+    secret_hash: &[u8],
+    request_id: &str,
+) -> Result<Option<SharedFile>, DbError> {
+    let row = conn
+        .query_opt(
+            "select organization_id, file_id, filename, file_size_bytes, mime_type, sha256, uploaded_at
+               from app.share_link_open($1, $2)",
+            &[&secret_hash, &request_id],
+        )
+        .await?;
+    row.map(|row| {
+        Ok(SharedFile {
+            organization_id: OrgId::from_uuid(decode(row.try_get("organization_id"))?),
+            file_id: FileId::from_uuid(decode(row.try_get("file_id"))?),
+            filename: decode(row.try_get("filename"))?,
+            size: decode(row.try_get("file_size_bytes"))?,
+            mime_type: decode(row.try_get("mime_type"))?,
+            sha256: decode(row.try_get("sha256"))?,
+            uploaded_at: decode(row.try_get("uploaded_at"))?,
+        })
     })
     .transpose()
 }

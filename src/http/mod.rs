@@ -6,6 +6,7 @@ mod files;
 mod middleware;
 mod ops;
 mod org;
+mod shared;
 mod throttle;
 mod tokens;
 
@@ -39,6 +40,8 @@ pub struct AppState {
     pub openapi_json: Arc<str>,
     /// Per-address limit on login and register.
     pub sign_in_limiter: ClientLimiter,
+    /// Per-address limit on opening share links (no session to limit instead).
+    pub share_limiter: ClientLimiter,
     /// The broker as this process last saw it (reported, not required: see `http::ops`).
     pub broker: BrokerStatus,
     /// This application's metrics (shared with its worker in `--mode all`).
@@ -167,6 +170,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .configure(auth::configure)
                 .configure(files::configure)
                 .configure(org::configure)
+                .configure(shared::configure)
                 .configure(tokens::configure),
         )
         .default_service(web::to(|| async { ApiError::NotFound.error_response() }));

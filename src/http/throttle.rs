@@ -1,5 +1,6 @@
-//! Per-client-address limit on the anonymous endpoints that spend bcrypt time (login,
-//! register), so that nobody can starve sign-ins of this process's hashing slots.
+//! Per-client-address limits on the anonymous endpoints: those that spend bcrypt time (login,
+//! register), so that nobody can starve sign-ins of this process's hashing slots, and opening
+//! share links.
 //!
 //! Process memory is the right place for it: it protects this process's CPU, not an account
 //! (the per-email login throttle, which must hold across processes, lives in the database). The
@@ -13,7 +14,7 @@ use std::{
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::{config::Config, error::ApiError};
+use crate::error::ApiError;
 
 /// Keyed rate limits hold one entry per address; beyond this many, entries that have fully
 /// recovered are dropped (an address that is forgotten is one that was within its rate anyway).
@@ -22,9 +23,9 @@ const RETAIN_ABOVE: usize = 10_000;
 pub struct ClientLimiter(DefaultKeyedRateLimiter<IpAddr>);
 
 impl ClientLimiter {
-    pub fn from_config(config: &Config) -> Self {
-        let rate = NonZeroU32::new(config.auth_rate_per_minute).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(config.auth_rate_burst).unwrap_or(NonZeroU32::MIN);
+    pub fn new(per_minute: u32, burst: u32) -> Self {
+        let rate = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
         Self(RateLimiter::keyed(Quota::per_minute(rate).allow_burst(burst)))
     }
 

@@ -69,6 +69,9 @@ pub struct Settings {
     /// unless a test is about it.
     pub auth_rate_per_minute: u32,
     pub auth_rate_burst: u32,
+    /// Per-address limit on opening share links; loose unless a test is about it.
+    pub share_rate_per_minute: u32,
+    pub share_rate_burst: u32,
     /// Reach the broker here instead (a `TcpProxy`, or a port nobody listens on).
     pub amqp_url: Option<String>,
     /// `classic` or `quorum`.
@@ -95,6 +98,8 @@ impl Default for Settings {
             db_pool_timeout_ms: 5000,
             auth_rate_per_minute: 100_000,
             auth_rate_burst: 10_000,
+            share_rate_per_minute: 100_000,
+            share_rate_burst: 10_000,
             amqp_url: None,
             queue_type: "classic",
             db_pooler: "none",
@@ -154,6 +159,8 @@ pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
         format!("--login-max-failures={}", settings.login_max_failures),
         format!("--auth-rate-per-minute={}", settings.auth_rate_per_minute),
         format!("--auth-rate-burst={}", settings.auth_rate_burst),
+        format!("--share-rate-per-minute={}", settings.share_rate_per_minute),
+        format!("--share-rate-burst={}", settings.share_rate_burst),
         "--bcrypt-cost=4".into(),
         format!("--cookie-secure={}", settings.cookie_secure),
         format!("--amqp-url={}", settings.amqp_url.unwrap_or_else(amqp_url)),

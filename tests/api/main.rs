@@ -14,6 +14,7 @@ mod org;
 mod pooler;
 mod quota;
 mod rls_audit;
+mod shares;
 mod shutdown;
 mod storage;
 mod stored;

@@ -6,8 +6,11 @@
 //! request and response bodies in `types`.
 
 mod download;
+mod links;
 mod types;
 mod upload;
+
+pub(super) use download::{serve as serve_download, Downloadable};
 
 use std::collections::HashSet;
 
@@ -37,7 +40,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .service(get_file)
             .service(rename_file)
             .service(delete_file)
-            .service(download_file),
+            .service(download_file)
+            .service(links::create_link)
+            .service(links::list_links)
+            .service(links::revoke_link),
     );
 }
 
@@ -105,7 +111,7 @@ async fn download_file(state: web::Data<AppState>, authed: Authed, id: web::Path
     let id = FileId::from_uuid(id.into_inner());
     let tx = state.db.read(&authed.ctx).await?;
     let file = db::files::find(tx, id).await?.ok_or(ApiError::NotFound)?;
-    download::serve(&req, &state.store, authed.ctx.org_id, &file).await
+    download::serve(&req, &state.store, Downloadable::ready(authed.ctx.org_id, &file)?).await
 }
 
 /// Rename a file (the only changeable field).
