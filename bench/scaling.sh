@@ -35,7 +35,7 @@ done
 CSRF_A=$(login bench-a@example.com "$JAR_A")
 COOKIE_A=$(cookie_of "$JAR_A")
 
-rps() { python3 -c 'import re,sys; print(f"{float(re.search(r"Requests/sec:\s+([\d.]+)", sys.stdin.read()).group(1)):.0f}")'; }
+rps() { python3 -c 'import re,sys; print(round(float(re.search(r"Requests/sec:\s+([\d.]+)", sys.stdin.read()).group(1))))'; }
 DETAIL="/api/files/$FILE_A"
 log "detail, one api process (-c$CONNECTIONS)"
 wrk -t2 -c"$CONNECTIONS" -d2s -H "Cookie: $COOKIE_A" "$API$DETAIL" >/dev/null
