@@ -85,3 +85,18 @@ FILE_A=$(psql -X -At "$SUPER/$DB" -c "select id from app.files where organizatio
 KEYHASH_A=$(psql -X -At "$SUPER/$DB" -c "select '\\x' || encode(key_hash, 'hex') from app.sessions where user_id = '$USER_A' order by created_at desc limit 1")
 KEYHASH_C=$(psql -X -At "$SUPER/$DB" -c "select '\\x' || encode(key_hash, 'hex') from app.sessions where user_id = '$USER_C' order by created_at desc limit 1")
 
+# wrk: prints "req/s p50_ms p99_ms"
+wrk_run() { # path cookie
+  wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Cookie: $2" "$API$1" | python3 -c '
+import re, sys
+out = sys.stdin.read()
+def ms(label):
+    m = re.search(r"^\s+" + label + r"%\s+([\d.]+)(us|ms|s)", out, re.M)
+    v, unit = float(m.group(1)), m.group(2)
+    return v / 1000.0 if unit == "us" else (v * 1000.0 if unit == "s" else v)
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+if non2xx: sys.exit("non-2xx responses: " + non2xx.group(1))
+p50, p99 = ms("50"), ms("99")
+print(f"{rps:.0f} {p50:.2f} {p99:.2f}")'
+}

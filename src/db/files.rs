@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
-use super::{decode, DbError, Params, ReadTx, Reading, Writing};
+use super::{decode, DbError, Param, ReadTx, Reading, Writing};
 use crate::domain::{FileId, FileStatus, Filename, UserId};
 
 /// A file as the API shows it (detail and list).
@@ -101,67 +101,197 @@ pub async fn find(tx: impl Into<Reading<'_>>, id: FileId) -> Result<Option<FileR
     tx.query_opt(sql, &[id.as_uuid()]).await?.as_ref().map(FileRow::from_row).transpose()
 }
 
+/// What the list shows, in which order, from where.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub status: Option<FileStatus>,
+    /// Case-insensitive substring of the filename.
+    pub search: Option<String>,
+    pub sort: SortKey,
+    pub direction: Direction,
+    pub start: Start,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    UploadedAt,
+    Filename,
+    Size,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Asc,
+    Desc,
+}
+
+/// Where a page starts: after skipping rows (pages), or after a row (keyset, `cursor`).
+#[derive(Debug, Clone)]
+pub enum Start {
+    Offset(i64),
+    After(Position),
+}
+
+/// A row's place in one order: its sort key's value (as text) and its id, the tie-breaker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub key: String,
+    pub id: uuid::Uuid,
+}
+
+impl SortKey {
+    fn column(self) -> &'static str {
+        match self {
+            SortKey::UploadedAt => "f.uploaded_at",
+            SortKey::Filename => "f.filename",
+            SortKey::Size => "f.file_size_bytes",
+        }
+    }
+
+    fn sql_type(self) -> &'static str {
+        match self {
+            SortKey::UploadedAt => "timestamptz",
+            SortKey::Filename => "text",
+            SortKey::Size => "bigint",
+        }
+    }
+
+    /// `row`'s value of this key, as the cursor carries it.
+    fn value_of(self, row: &FileRow) -> String {
+        match self {
+            SortKey::UploadedAt => row.uploaded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            SortKey::Filename => row.filename.clone(),
+            SortKey::Size => row.size.to_string(),
+        }
+    }
+}
+
+/// Matches above this many are not counted: a search's total is exact up to here.
+pub const SEARCH_COUNT_LIMIT: i64 = 10_000;
+
 pub struct Page {
     pub files: Vec<FileRow>,
     pub total: i64,
+    /// The search matched more than [`SEARCH_COUNT_LIMIT`] files; `total` is that limit.
+    pub total_capped: bool,
+    /// Where the next page starts; `None` on the last.
+    pub next: Option<Position>,
 }
 
-/// One page, newest first, plus the total for the same filter (kept by the database, O(1)).
+/// One page of the listing, plus the total for the same filter, in one round trip.
+///
+/// Every order walks an index led by `organization_id` (V12), in either direction, with the id
+/// as tie-breaker; a keyset start is a row comparison on the same columns, so a cursor page
+/// costs what the first page costs, however deep, and no row is skipped or repeated when files
+/// are added meanwhile. The statement's text has a fixed shape per combination of filters
+/// (parameters are always bound, never spliced): each is prepared once per connection.
 #[tracing::instrument(name = "db.files.list_page", skip_all)]
-pub async fn list_page(tx: ReadTx, status: Option<FileStatus>, limit: i64, offset: i64) -> Result<Page, DbError> {
+pub async fn list_page(tx: ReadTx, listing: &Listing) -> Result<Page, DbError> {
     let ctx = *tx.ctx();
     let org_id = ctx.org_id;
-    let status = status.map(FileStatus::as_str);
-    // Two texts, not `($4 is null or f.status = $4)`: the plan is generic (see `db::tenant`),
-    // and a generic plan for that OR cannot use the (organization, status, uploaded_at) index,
-    // so a filtered page in a large organization would scan all its files.
-    let (page_sql, page_params): (&str, Params<'_>) = match &status {
-        None => (
-            select_files!(
-                r#"
-                where f.organization_id = $1
-                  and f.deleted_at is null
-                order by f.uploaded_at desc, f.id desc
-                limit $2
-                offset $3
-                "#
-            ),
-            &[org_id.as_uuid(), &limit, &offset],
-        ),
-        Some(status) => (
-            select_files!(
-                r#"
-                where f.organization_id = $1
-                  and f.deleted_at is null
-                  and f.status = $4
-                order by f.uploaded_at desc, f.id desc
-                limit $2
-                offset $3
-                "#
-            ),
-            &[org_id.as_uuid(), &limit, &offset, status],
-        ),
+    let status = listing.status.map(FileStatus::as_str);
+    // One row more than the page, to know whether a next page exists.
+    let fetch = listing.limit + 1;
+    let count_cap = SEARCH_COUNT_LIMIT + 1;
+    let pattern = listing.search.as_deref().map(like_pattern);
+
+    let mut filters = String::new();
+    let mut params: Vec<&dyn Param> = vec![org_id.as_uuid(), &fetch];
+    if let Some(status) = &status {
+        params.push(status);
+        filters.push_str(&format!(" and f.status = ${}", params.len()));
+    }
+    if let Some(pattern) = &pattern {
+        params.push(pattern);
+        filters.push_str(&format!(" and f.filename ilike ${}", params.len()));
+    }
+    let (count_filters, filter_params) = (filters.clone(), params.len());
+    let (column, direction) = (listing.sort.column(), listing.direction);
+    let (order, after) = match direction {
+        Direction::Asc => ("asc", ">"),
+        Direction::Desc => ("desc", "<"),
     };
-    let (rows, total) = tx
-        .query_page(
-            page_sql,
-            page_params,
-            // O(1): the counters the database keeps per organization and status (V5), not a
-            // count over the organization's files.
-            r#"
-            select case $2::text
-                     when 'pending' then files_pending
-                     when 'ready' then files_ready
-                     when 'failed' then files_failed
-                     else files_pending + files_ready + files_failed
-                   end
-              from app.organizations
-             where id = $1
-            "#,
-            &[org_id.as_uuid(), &status],
-        )
-        .await?;
-    Ok(Page { files: rows.iter().map(FileRow::from_row).collect::<Result<_, _>>()?, total })
+    let mut tail = String::new();
+    match &listing.start {
+        Start::Offset(offset) => {
+            params.push(offset);
+            tail = format!(" offset ${}", params.len());
+        }
+        Start::After(position) => {
+            params.push(&position.key);
+            params.push(&position.id);
+            let n = params.len();
+            filters.push_str(&format!(
+                " and ({column}, f.id) {after} (${}::text::{}, ${n})",
+                n - 1,
+                listing.sort.sql_type()
+            ));
+        }
+    }
+    let page_sql = format!(
+        "{} where f.organization_id = $1 and f.deleted_at is null{filters} order by {column} {order}, f.id {order} limit $2{tail}",
+        select_files!("")
+    );
+
+    let (rows, total, total_capped) = match &pattern {
+        // O(1): the counters the database keeps per organization and status (V5), not a
+        // count over the organization's files.
+        None => {
+            let (rows, total) = tx
+                .query_page(
+                    &page_sql,
+                    &params,
+                    r#"
+                    select case $2::text
+                             when 'pending' then files_pending
+                             when 'ready' then files_ready
+                             when 'failed' then files_failed
+                             else files_pending + files_ready + files_failed
+                           end
+                      from app.organizations
+                     where id = $1
+                    "#,
+                    &[org_id.as_uuid(), &status],
+                )
+                .await?;
+            (rows, total, false)
+        }
+        // A search counts its matches, up to a limit: a common term in a large organization
+        // must not cost a count over all of its files.
+        Some(_) => {
+            let count_sql = format!(
+                "select count(*) from (select 1 from app.files f where f.organization_id = $1 and f.deleted_at is null{count_filters} limit $2) matches"
+            );
+            // The filters' parameters, with the cap in the limit's place.
+            let mut count_params = params[..filter_params].to_vec();
+            count_params[1] = &count_cap;
+            let (rows, counted) = tx.query_page(&page_sql, &params, &count_sql, &count_params).await?;
+            (rows, counted.min(SEARCH_COUNT_LIMIT), counted > SEARCH_COUNT_LIMIT)
+        }
+    };
+    let mut files = rows.iter().map(FileRow::from_row).collect::<Result<Vec<_>, _>>()?;
+    let more = files.len() as i64 > listing.limit;
+    files.truncate(usize::try_from(listing.limit).unwrap_or(0));
+    let next = more
+        .then(|| files.last())
+        .flatten()
+        .map(|last| Position { key: listing.sort.value_of(last), id: *last.id.as_uuid() });
+    Ok(Page { files, total, total_capped, next })
+}
+
+/// `ILIKE` pattern for a substring: `%`, `_` and the escape character match themselves.
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 /// Who uploaded each of the live files among `ids`, so the caller can decide (all or nothing)

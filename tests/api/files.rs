@@ -192,9 +192,9 @@ async fn list_pages_newest_first_with_total_and_filters_by_status() {
     for bad in ["?limit=0", "?limit=101", "?page=0", "?page=-1", "?limit=abc", "?status=deleted"] {
         assert_error(owner.list(bad).await, StatusCode::BAD_REQUEST, "invalid_query").await;
     }
-    // Parameters this server does not know are refused, not ignored: a client asking for a
-    // search or an order must not receive an unsearched, unsorted page as if it were one.
-    for unknown in ["?q=report", "?sort=size", "?page=1&order=desc", "?Limit=5"] {
+    // Parameters this server does not know are refused, not ignored: a client asking for
+    // something the list does not do must not receive a page as if it had been done.
+    for unknown in ["?search=report", "?sort_by=size", "?page=1&direction=desc", "?Limit=5"] {
         assert_error(owner.list(unknown).await, StatusCode::BAD_REQUEST, "invalid_query").await;
     }
     let members = owner.get("/api/org/users?role=admin").await;

@@ -8,6 +8,7 @@ mod database_guard;
 mod files;
 mod helpers;
 mod isolation;
+mod listing;
 mod openapi;
 mod ops;
 mod org;

@@ -19,14 +19,16 @@ use serde_json::json;
 use utoipa_actix_web::{scope, service_config::ServiceConfig};
 use uuid::Uuid;
 
-use super::{ApiResult, AppState, Authed, BodyErrors, Paging};
+use super::{ApiResult, AppState, Authed, BodyErrors};
 use crate::{
     db::{self, audit::Action, Tx},
-    domain::{FileId, FileStatus, Filename, UserId},
+    domain::{FileId, Filename, UserId},
     error::{ApiError, ErrorBody},
 };
 
-use types::{BulkDeleteRequest, BulkDeleteResponse, FileDetail, FileSummary, ListQuery, ListResponse, RenameRequest};
+use types::{
+    BulkDeleteRequest, BulkDeleteResponse, Cursor, FileDetail, FileSummary, ListQuery, ListResponse, RenameRequest,
+};
 use upload::upload_file;
 
 const MAX_BULK_IDS: usize = 100;
@@ -47,7 +49,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
     );
 }
 
-/// List the organization's files, newest first.
+/// List the organization's files: newest first by default, or sorted by name or size; filtered
+/// by status and by a filename search; by page number or by cursor.
 #[utoipa::path(
     tag = "files",
     params(ListQuery),
@@ -57,24 +60,19 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[get("")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn list_files(state: web::Data<AppState>, authed: Authed, query: web::Query<ListQuery>) -> ApiResult {
-    let ListQuery { page, limit, status } = query.into_inner();
-    let paging = Paging::parse(page, limit)?;
-    let status = match status.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(
-            FileStatus::from_db(s)
-                .ok_or_else(|| ApiError::invalid("invalid_query", "status must be pending, ready or failed"))?,
-        ),
+    let (listing, page) = query.into_inner().parse()?;
+    let tx = match listing.search {
+        Some(_) => state.db.search(&authed.ctx).await?,
+        None => state.db.read(&authed.ctx).await?,
     };
-
-    let tx = state.db.read(&authed.ctx).await?;
-    let found = db::files::list_page(tx, status, paging.limit(), paging.offset()).await?;
-
+    let found = db::files::list_page(tx, &listing).await?;
     Ok(HttpResponse::Ok().json(ListResponse {
         files: found.files.into_iter().map(FileSummary::from).collect(),
         total: found.total,
-        page: paging.page,
-        limit: paging.limit,
+        total_capped: found.total_capped,
+        page,
+        limit: u32::try_from(listing.limit).unwrap_or_default(),
+        next_cursor: found.next.map(|next| Cursor::encode(next, listing.sort, listing.direction)),
     }))
 }
 

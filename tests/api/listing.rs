@@ -1,0 +1,173 @@
+//! `GET /api/files`: search (`q`), sort and order, and cursor pages beside numbered ones.
+
+use std::collections::HashSet;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{assert_error, spawn_app, TestUser};
+
+async fn list(user: &TestUser, query: &str) -> Value {
+    let response = user.list(query).await;
+    assert_eq!(response.status(), StatusCode::OK, "{query}");
+    response.json().await.unwrap()
+}
+
+fn names(page: &Value) -> Vec<String> {
+    page["files"].as_array().unwrap().iter().map(|f| f["filename"].as_str().unwrap().to_owned()).collect()
+}
+
+/// Every page of a listing, following `next_cursor` from the first.
+async fn all_pages(user: &TestUser, query: &str) -> Vec<String> {
+    let mut page = list(user, query).await;
+    let mut seen = names(&page);
+    while let Some(cursor) = page["next_cursor"].as_str() {
+        page = list(user, &format!("{query}&cursor={cursor}")).await;
+        seen.extend(names(&page));
+    }
+    seen
+}
+
+async fn upload_all(user: &TestUser, files: &[(&str, usize)]) {
+    for (name, size) in files {
+        user.upload_ok(name, "x".repeat(*size)).await;
+    }
+}
+
+#[tokio::test]
+async fn search_sort_and_cursor_pages_show_what_was_asked_for() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    upload_all(
+        &owner,
+        &[
+            ("report-2024.pdf", 30),
+            ("notes.txt", 10),
+            ("annual report.txt", 20),
+            ("100%_done.txt", 5),
+            ("zeta.bin", 40),
+        ],
+    )
+    .await;
+
+    // Case-insensitive substring; `%` and `_` are literal characters, not wildcards.
+    let found = list(&owner, "?q=REPORT&sort=filename").await;
+    assert_eq!(names(&found), ["annual report.txt", "report-2024.pdf"]);
+    assert_eq!((found["total"].as_i64(), found["total_capped"].as_bool()), (Some(2), Some(false)));
+    assert_eq!(names(&list(&owner, "?q=%25").await), ["100%_done.txt"]);
+    assert_eq!(names(&list(&owner, "?q=_").await), ["100%_done.txt"]);
+    assert_eq!(list(&owner, "?q=nothing-like-it").await["total"], 0);
+
+    assert_eq!(
+        names(&list(&owner, "?sort=filename").await),
+        ["100%_done.txt", "annual report.txt", "notes.txt", "report-2024.pdf", "zeta.bin"]
+    );
+    assert_eq!(
+        names(&list(&owner, "?sort=size").await),
+        ["zeta.bin", "report-2024.pdf", "annual report.txt", "notes.txt", "100%_done.txt"]
+    );
+    assert_eq!(names(&list(&owner, "?sort=uploaded_at&order=asc&limit=2").await), ["report-2024.pdf", "notes.txt"]);
+    assert_eq!(names(&list(&owner, "?status=pending&q=.txt&sort=size&order=asc&limit=1").await), ["100%_done.txt"]);
+
+    // Cursor pages: every file once, in order, two at a time, for each sort and search.
+    let by_size = all_pages(&owner, "?sort=size&order=asc&limit=2").await;
+    assert_eq!(by_size, ["100%_done.txt", "notes.txt", "annual report.txt", "report-2024.pdf", "zeta.bin"]);
+    assert_eq!(all_pages(&owner, "?sort=filename&order=desc&limit=2").await.len(), 5);
+    assert_eq!(all_pages(&owner, "?limit=2").await.len(), 5);
+    assert_eq!(all_pages(&owner, "?q=.txt&limit=1").await.len(), 3);
+}
+
+/// A cursor page starts after the last file seen, wherever new files land: nothing is shown
+/// twice, as it would be with page numbers.
+#[tokio::test]
+async fn cursor_pages_are_stable_while_files_are_added() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    upload_all(&owner, &[("a.txt", 1), ("b.txt", 1), ("c.txt", 1), ("d.txt", 1)]).await;
+    let first = list(&owner, "?limit=2").await;
+    assert_eq!(names(&first), ["d.txt", "c.txt"]);
+
+    owner.upload_ok("new.txt", "arrives between two pages").await;
+
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = list(&owner, &format!("?limit=2&cursor={cursor}")).await;
+    assert_eq!(names(&second), ["b.txt", "a.txt"]);
+    assert!(second["page"].is_null());
+    assert!(second["next_cursor"].is_null(), "nothing after the oldest");
+    let by_number = list(&owner, "?limit=2&page=2").await;
+    assert_eq!(names(&by_number), ["c.txt", "b.txt"], "page numbers shift; the cursor did not");
+}
+
+#[tokio::test]
+async fn bad_list_parameters_are_refused_with_a_clear_error() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    owner.upload_ok("a.txt", "a").await;
+    owner.upload_ok("b.txt", "b").await;
+    let cursor = list(&owner, "?limit=1&sort=size").await["next_cursor"].as_str().unwrap().to_owned();
+
+    for query in [
+        "?sort=owner".to_owned(),
+        "?order=up".to_owned(),
+        "?q=".to_owned(),
+        "?q=%20%20".to_owned(),
+        format!("?q={}", "x".repeat(101)),
+        "?q=%00".to_owned(),
+        format!("?cursor={cursor}&sort=size&page=2"),
+    ] {
+        assert_error(owner.list(&query).await, StatusCode::BAD_REQUEST, "invalid_query").await;
+    }
+    for query in [
+        "?cursor=zz".to_owned(),
+        "?cursor=7b7d".to_owned(),
+        format!("?cursor={cursor}"),
+        format!("?cursor={cursor}&sort=size&order=asc"),
+    ] {
+        assert_error(owner.list(&query).await, StatusCode::BAD_REQUEST, "invalid_cursor").await;
+    }
+    assert_eq!(owner.list(&format!("?cursor={cursor}&sort=size")).await.status(), StatusCode::OK);
+}
+
+/// A search or a cursor never reaches another organization's files: the search runs in the
+/// caller's tenant transaction, and a cursor carries a position, not a tenant.
+#[tokio::test]
+async fn search_and_cursors_stay_within_the_callers_organization() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let stranger = app.register_org().await;
+    upload_all(&owner, &[("secret plan.txt", 3), ("secret budget.txt", 4)]).await;
+    stranger.upload_ok("own.txt", "own").await;
+
+    assert_eq!(list(&stranger, "?q=secret").await["total"], 0);
+    let cursor = list(&owner, "?q=secret&limit=1").await["next_cursor"].as_str().unwrap().to_owned();
+    let crossed = list(&stranger, &format!("?limit=1&cursor={cursor}")).await;
+    let ours: HashSet<String> = names(&crossed).into_iter().collect();
+    assert!(!ours.contains("secret plan.txt") && !ours.contains("secret budget.txt"), "{crossed}");
+}
+
+/// Counting a search's matches stops at 10,000: a common term in a large organization costs
+/// no count over all of its files.
+#[tokio::test]
+async fn a_search_counts_its_matches_up_to_ten_thousand() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    app.as_user(
+        &owner,
+        &format!(
+            "insert into app.files (id, organization_id, filename, file_path, file_size_bytes, sha256, uploaded_by)
+             select gen_random_uuid(), '{org}', 'bulk-' || g || '.txt', 'x', 1, repeat('a', 64), '{user}'
+               from generate_series(1, 10001) g",
+            org = owner.org_id,
+            user = owner.user_id
+        ),
+    )
+    .await;
+
+    let many = list(&owner, "?q=bulk").await;
+    assert_eq!((many["total"].as_i64(), many["total_capped"].as_bool()), (Some(10_000), Some(true)));
+    assert_eq!(many["files"].as_array().unwrap().len(), 20);
+    let few = list(&owner, "?q=bulk-1000").await;
+    // bulk-1000, bulk-10000 and bulk-10001.
+    assert_eq!((few["total"].as_i64(), few["total_capped"].as_bool()), (Some(3), Some(false)));
+    assert_eq!(list(&owner, "").await["total"], 10_001, "without a search, the total is exact");
+}
