@@ -7,7 +7,7 @@ DEV := scripts/dev-services.sh
 # Owner-role URL of the dev cluster's maintenance database (tests create one database each).
 PG_ADMIN_URL ?= postgres://tenant_files_owner@127.0.0.1:54329/postgres
 
-.PHONY: run test fuzz bench bench-listing bench-scaling profile stop services migrate lint lint-rls clean-test-dbs
+.PHONY: run test test-tools fuzz bench bench-listing bench-scaling profile stop services migrate lint lint-rls clean-test-dbs
 
 ## Start PostgreSQL + RabbitMQ, migrate, then serve the API on 127.0.0.1:5000 and run the worker.
 run: migrate
@@ -17,13 +17,17 @@ run: migrate
 ## then run every test (unit + integration against the real services), and the integration
 ## suite twice more: with every app behind PgBouncer in transaction mode (DB_POOLER=transaction),
 ## and with every app storing files in S3 (SeaweedFS) instead of a local directory.
-test: services clean-test-dbs
+test: services clean-test-dbs test-tools
 	$(CARGO) run --quiet -- --mode migrate
 	$(CARGO) run --quiet -- --mode rls-audit
 	scripts/lint-rls.sh
 	$(CARGO) test --all-targets
 	TEST_DB_POOLER=transaction $(CARGO) test --test api
 	TEST_STORAGE=s3 $(CARGO) test --test api
+
+## Clients the tests drive the service with: tuspy, a real tus client (in .dev/venv).
+test-tools:
+	@.dev/venv/bin/python -c 'import tusclient' 2>/dev/null || .dev/venv/bin/pip install -q tuspy==1.1.0
 
 ## The RLS linter DBAs run (pgrls, in .dev/venv) against the migrated dev database.
 lint-rls: migrate

@@ -248,6 +248,11 @@ pub struct Config {
     #[arg(long, env = "UPLOAD_TIMEOUT_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub upload_timeout_seconds: u64,
 
+    /// How long a resumable (tus) upload may take from its creation to its last byte; its
+    /// declared length is reserved against the quota until then at most.
+    #[arg(long, env = "TUS_EXPIRY_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub tus_expiry_seconds: u64,
+
     /// Secret for signing and encrypting session cookies, 64 bytes or more. Required outside dev.
     #[arg(long, env = "SESSION_KEY", value_parser = parse_secret, hide_env_values = true)]
     pub session_key: Option<SecretString>,

@@ -25,6 +25,7 @@ registry (signature) as (values
   ('app.requeue_stale_pending(bigint,integer)'),
   ('app.purge_claim(integer)'),
   ('app.purge_done(uuid[])'),
+  ('app.tus_expire(integer)'),
   ('app.outbox_backlog()')
 ),
 definers as (

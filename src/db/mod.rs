@@ -19,6 +19,7 @@ pub mod share_links;
 pub mod system;
 mod tenant;
 pub mod tokens;
+pub mod tus;
 pub mod uploads;
 pub mod users;
 
@@ -28,7 +29,7 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, Rec
 use tokio_postgres::{error::SqlState, NoTls, Row};
 
 pub use param::{Param, Params, SqlType};
-pub use tenant::{Plans, ReadTx, Reading, TenantCtx, Tx, WriteTx, Writing};
+pub use tenant::{ReadTx, Reading, TenantCtx, Tx, WriteTx, Writing};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -164,14 +165,7 @@ impl Db {
     /// with its BEGIN READ ONLY, context and ROLLBACK in one round trip.
     #[tracing::instrument(name = "db.read", skip_all, fields(org_id = %ctx.org_id))]
     pub async fn read(&self, ctx: &TenantCtx) -> Result<ReadTx, DbError> {
-        ReadTx::new(self.pool.get().await?, self.statements, ctx, Plans::Generic).await
-    }
-
-    /// A read like [`Db::read`] whose statement is planned for its values on each call (see
-    /// [`Plans::PerCall`]): a filename search.
-    #[tracing::instrument(name = "db.search", skip_all, fields(org_id = %ctx.org_id))]
-    pub async fn search(&self, ctx: &TenantCtx) -> Result<ReadTx, DbError> {
-        ReadTx::new(self.pool.get().await?, self.statements, ctx, Plans::PerCall).await
+        ReadTx::new(self.pool.get().await?, self.statements, ctx).await
     }
 
     /// Whether the database answers a query as the app role within `timeout` (readiness).

@@ -6,7 +6,10 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
 use super::{decode, DbError, SystemConn, SystemTx};
-use crate::domain::{FileId, OrgId, Role, UserId};
+use crate::{
+    domain::{FileId, OrgId, Role, UserId},
+    storage::Chunk,
+};
 
 /// One round trip as the app role: the database is reachable and accepts our login.
 pub async fn ping(conn: &SystemConn) -> Result<(), DbError> {
@@ -275,6 +278,21 @@ pub async fn purge_claim(tx: &SystemTx<'_>, limit: i32) -> Result<Vec<(OrgId, Fi
             Ok((
                 OrgId::from_uuid(decode(row.try_get("organization_id"))?),
                 FileId::from_uuid(decode(row.try_get("file_id"))?),
+            ))
+        })
+        .collect()
+}
+
+/// Removes up to `limit` tus uploads that expired before completing, in the caller's
+/// transaction: commit it once their chunks are deleted from the store.
+pub async fn tus_expire(tx: &SystemTx<'_>, limit: i32) -> Result<Vec<(OrgId, FileId, Vec<Chunk>)>, DbError> {
+    let rows = tx.query("select organization_id, id, chunks from app.tus_expire($1)", &[&limit]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                OrgId::from_uuid(decode(row.try_get("organization_id"))?),
+                FileId::from_uuid(decode(row.try_get("id"))?),
+                super::tus::chunks(decode(row.try_get("chunks"))?)?,
             ))
         })
         .collect()

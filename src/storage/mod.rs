@@ -193,6 +193,63 @@ impl FileStore {
     }
 }
 
+/// Bytes of a resumable (tus) upload in progress, stored as they arrive, until the upload
+/// completes and they are assembled into the file. Keyed
+/// `{organization_id}/tus/{upload_id}/{offset}-{nonce}`: ids the server made, and a nonce per
+/// write, so a PATCH that lost a race for an offset never overwrites the winner's chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Chunk {
+    pub offset: u64,
+    pub size: u64,
+    pub nonce: uuid::Uuid,
+}
+
+impl FileStore {
+    fn chunk_location(org: OrgId, upload: FileId, chunk: &Chunk) -> Path {
+        Path::from(format!("{org}/tus/{upload}/{:020}-{}", chunk.offset, chunk.nonce))
+    }
+
+    /// Stores one chunk of an upload in one request.
+    pub async fn put_chunk(
+        &self,
+        org: OrgId,
+        upload: FileId,
+        chunk: &Chunk,
+        bytes: Vec<Bytes>,
+    ) -> Result<(), StorageError> {
+        let payload: PutPayload = bytes.into_iter().collect();
+        self.objects.put(&Self::chunk_location(org, upload, chunk), payload).await?;
+        Ok(())
+    }
+
+    /// The upload's bytes so far, chunk after chunk, as one stream.
+    pub fn read_chunks(&self, org: OrgId, upload: FileId, chunks: Vec<Chunk>) -> ByteStream {
+        let objects = self.objects.clone();
+        futures_util::stream::iter(chunks)
+            .then(move |chunk| {
+                let objects = objects.clone();
+                async move {
+                    let found =
+                        objects.get(&Self::chunk_location(org, upload, &chunk)).await.map_err(io::Error::other)?;
+                    Ok::<_, io::Error>(found.into_stream().map_err(io::Error::other))
+                }
+            })
+            .try_flatten()
+            .boxed()
+    }
+
+    /// Removes an upload's chunks (missing ones are fine).
+    pub async fn remove_chunks(&self, org: OrgId, upload: FileId, chunks: &[Chunk]) -> Result<(), StorageError> {
+        for chunk in chunks {
+            match self.objects.delete(&Self::chunk_location(org, upload, chunk)).await {
+                Err(object_store::Error::NotFound { .. }) | Ok(()) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Parts of an upload on their way to the store: buffered until a part is full, then sent while
 /// the next one fills. The multipart upload is begun only once a first part is full, so a small
 /// file costs one request, when it is persisted.

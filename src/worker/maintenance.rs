@@ -1,6 +1,7 @@
-//! Periodic housekeeping: removes the bytes of soft-deleted files, gives files stuck in
-//! `pending` (a lost message, a crash between steps) a new job, and prunes expired sessions
-//! and finished login-throttling windows so those tables do not only grow.
+//! Periodic housekeeping: removes the bytes of soft-deleted files and of resumable uploads that
+//! expired unfinished, gives files stuck in `pending` (a lost message, a crash between steps) a
+//! new job, and prunes expired sessions and finished login-throttling windows so those tables
+//! do not only grow.
 
 use std::{sync::Arc, time::Duration};
 
@@ -16,6 +17,9 @@ pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
     while pause(&shutdown, every).await {
         if let Err(e) = purge_deleted(&ctx).await {
             tracing::warn!(error = format!("{e:#}"), "purge of deleted files failed; will retry");
+        }
+        if let Err(e) = expire_tus_uploads(&ctx).await {
+            tracing::warn!(error = format!("{e:#}"), "removal of expired resumable uploads failed; will retry");
         }
         if let Err(e) = requeue_stale(&ctx).await {
             tracing::warn!(error = format!("{e:#}"), "pending sweep failed; will retry");
@@ -41,6 +45,22 @@ pub async fn purge_deleted(ctx: &WorkerCtx) -> anyhow::Result<usize> {
         tracing::info!(purged = ids.len(), "removed the bytes of deleted files");
     }
     Ok(ids.len())
+}
+
+/// Removes resumable uploads that expired before completing: their chunks in the store, then
+/// their rows (their quota reservations expire with them and are pruned).
+pub async fn expire_tus_uploads(ctx: &WorkerCtx) -> anyhow::Result<usize> {
+    let mut conn = ctx.db.system_conn().await?;
+    let tx = conn.begin().await?;
+    let expired = system::tus_expire(&tx, BATCH).await?;
+    for (org_id, upload_id, chunks) in &expired {
+        ctx.store.remove_chunks(*org_id, *upload_id, chunks).await?;
+    }
+    tx.commit().await?;
+    if !expired.is_empty() {
+        tracing::info!(expired = expired.len(), "removed expired resumable uploads");
+    }
+    Ok(expired.len())
 }
 
 /// Gives stuck pending files a new job, or marks them failed when their uploader was

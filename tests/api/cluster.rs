@@ -22,14 +22,14 @@ const UPLOADS: usize = 200;
 const CONCURRENCY: usize = 8;
 
 /// One process of the cluster, killed (SIGKILL) when dropped.
-struct Process {
-    child: Child,
+pub struct Process {
+    pub child: Child,
     /// Where its HTTP server (api) or its metrics and health endpoints (worker) listen.
-    address: String,
+    pub address: String,
 }
 
 impl Process {
-    fn start(app: &TestApp, mode: &str) -> Self {
+    pub fn start(app: &TestApp, mode: &str) -> Self {
         let port = unused_port();
         let listen = match mode {
             "api" => format!("--bind=127.0.0.1:{port}"),
@@ -50,7 +50,7 @@ impl Process {
         Self { child, address: format!("http://127.0.0.1:{port}") }
     }
 
-    async fn wait_ready(&self) {
+    pub async fn wait_ready(&self) {
         let client = reqwest::Client::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {

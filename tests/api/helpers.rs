@@ -78,6 +78,8 @@ pub struct Settings {
     pub queue_type: &'static str,
     /// `none`, or `transaction` behind PgBouncer (with `app_db_port: Some(pgbouncer_port())`).
     pub db_pooler: &'static str,
+    /// How long a resumable (tus) upload lives.
+    pub tus_expiry_seconds: u64,
     /// Store files in S3 even when the run's default is a local directory (`TEST_STORAGE`).
     pub s3: bool,
     /// Reach S3 here instead (a `TcpProxy` in front of SeaweedFS); implies `s3`.
@@ -103,6 +105,7 @@ impl Default for Settings {
             amqp_url: None,
             queue_type: "classic",
             db_pooler: "none",
+            tus_expiry_seconds: 86_400,
             s3: false,
             s3_endpoint: None,
         }
@@ -161,6 +164,7 @@ pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
         format!("--auth-rate-burst={}", settings.auth_rate_burst),
         format!("--share-rate-per-minute={}", settings.share_rate_per_minute),
         format!("--share-rate-burst={}", settings.share_rate_burst),
+        format!("--tus-expiry-seconds={}", settings.tus_expiry_seconds),
         "--bcrypt-cost=4".into(),
         format!("--cookie-secure={}", settings.cookie_secure),
         format!("--amqp-url={}", settings.amqp_url.unwrap_or_else(amqp_url)),
@@ -589,6 +593,7 @@ impl TestApp {
 }
 
 /// A script using a personal API token: no cookies, no CSRF token.
+#[derive(Clone)]
 pub struct Bearer {
     pub address: String,
     pub secret: String,
@@ -602,6 +607,11 @@ impl Bearer {
 
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.client.request(method, format!("{}{path}", self.address)).bearer_auth(&self.secret)
+    }
+
+    /// The same token, sent to another api process.
+    pub fn at(&self, address: &str) -> Self {
+        Self { address: address.to_owned(), ..self.clone() }
     }
 }
 

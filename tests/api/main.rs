@@ -19,5 +19,6 @@ mod shares;
 mod shutdown;
 mod storage;
 mod stored;
+mod tus;
 mod worker;
 mod worker_process;

@@ -7,6 +7,7 @@
 
 mod download;
 mod links;
+mod tus;
 mod types;
 mod upload;
 
@@ -36,6 +37,12 @@ const MAX_BULK_IDS: usize = 100;
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(
         scope("/files")
+            // Before `/{id}`: actix takes the first route that matches.
+            .service(tus::tus_options)
+            .service(tus::create_upload)
+            .service(tus::upload_status)
+            .service(tus::append)
+            .service(tus::terminate)
             .service(list_files)
             .service(upload_file)
             .service(bulk_delete_files)
@@ -61,10 +68,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn list_files(state: web::Data<AppState>, authed: Authed, query: web::Query<ListQuery>) -> ApiResult {
     let (listing, page) = query.into_inner().parse()?;
-    let tx = match listing.search {
-        Some(_) => state.db.search(&authed.ctx).await?,
-        None => state.db.read(&authed.ctx).await?,
-    };
+    let tx = state.db.read(&authed.ctx).await?;
     let found = db::files::list_page(tx, &listing).await?;
     Ok(HttpResponse::Ok().json(ListResponse {
         files: found.files.into_iter().map(FileSummary::from).collect(),

@@ -17,11 +17,11 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{
-    db::{self, audit::Action, files::NewFile, uploads::Reservation},
+    db::{self, audit::Action, files::NewFile, uploads::Reservation, Tx},
     domain::{FileId, FileStatus, Filename},
     error::{ApiError, ErrorBody},
     http::{ApiResult, AppState, Authed},
-    storage::{FileStore, StorageError},
+    storage::{FileStore, Received, Staged, StorageError},
 };
 
 /// Form fields other than `file` are ignored, but not read without bound.
@@ -131,10 +131,22 @@ async fn store(
     if received.size == 0 {
         return Err(ApiError::invalid("empty_file", "the uploaded file is empty"));
     }
+    commit_file(state.db.begin(&authed.ctx).await?, authed, file_id, filename, staged, &received).await
+}
+
+/// Records a completely received file in `tx` and commits: the file row, its validation job
+/// and the audit entry, together with the release of its reservation, after making its bytes
+/// visible in the store. On any error nothing is kept: no row, no object.
+pub(super) async fn commit_file(
+    tx: Tx,
+    authed: &Authed,
+    file_id: FileId,
+    filename: &Filename,
+    staged: Staged,
+    received: &Received,
+) -> Result<(), ApiError> {
     let size = i64::try_from(received.size).context("file size out of range")?;
     let file_path = FileStore::key(authed.ctx.org_id, file_id);
-
-    let tx = state.db.begin(&authed.ctx).await?;
     let new_file = NewFile { id: file_id, filename, file_path: &file_path, size, sha256: &received.sha256 };
     // The file row, its validation job (transactional outbox: the job commits with the row or
     // not at all) and the audit entry are sent together in one round trip. Their order on the
