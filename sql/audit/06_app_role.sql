@@ -21,6 +21,8 @@ expected (object, privilege) as (values
   ('column app.api_tokens.revoked_at', 'UPDATE'),
   ('table app.share_links', 'SELECT'), ('table app.share_links', 'INSERT'),
   ('column app.share_links.revoked_at', 'UPDATE'),
+  ('table app.file_name_suffixes', 'SELECT'), ('table app.file_name_suffixes', 'INSERT'),
+  ('table app.file_name_suffixes', 'DELETE'),
   ('table app.tus_uploads', 'SELECT'), ('table app.tus_uploads', 'INSERT'), ('table app.tus_uploads', 'DELETE'),
   ('column app.tus_uploads.upload_offset', 'UPDATE'), ('column app.tus_uploads.chunks', 'UPDATE'),
   ('table app.audit_log', 'SELECT'), ('table app.audit_log', 'INSERT'),

@@ -149,6 +149,15 @@ impl SortKey {
         }
     }
 
+    /// The column's name in the selected rows.
+    fn output_column(self) -> &'static str {
+        match self {
+            SortKey::UploadedAt => "uploaded_at",
+            SortKey::Filename => "filename",
+            SortKey::Size => "file_size_bytes",
+        }
+    }
+
     fn sql_type(self) -> &'static str {
         match self {
             SortKey::UploadedAt => "timestamptz",
@@ -168,7 +177,7 @@ impl SortKey {
 }
 
 /// Matches above this many are not counted: a search's total is exact up to here.
-pub const SEARCH_COUNT_LIMIT: i64 = 10_000;
+pub const SEARCH_COUNT_LIMIT: i64 = 1_000;
 
 pub struct Page {
     pub files: Vec<FileRow>,
@@ -202,9 +211,12 @@ pub async fn list_page(tx: ReadTx, listing: &Listing) -> Result<Page, DbError> {
         params.push(status);
         filters.push_str(&format!(" and f.status = ${}", params.len()));
     }
-    if let Some(pattern) = &pattern {
+    let mut search = None;
+    if let (Some(pattern), Some(term)) = (&pattern, &listing.search) {
         params.push(pattern);
         filters.push_str(&format!(" and f.filename ilike ${}", params.len()));
+        params.push(term);
+        search = Some(Search::new(params.len()));
     }
     let (count_filters, filter_params) = (filters.clone(), params.len());
     let (column, direction) = (listing.sort.column(), listing.direction);
@@ -229,18 +241,20 @@ pub async fn list_page(tx: ReadTx, listing: &Listing) -> Result<Page, DbError> {
             ));
         }
     }
-    let page_sql = format!(
-        "{} where f.organization_id = $1 and f.deleted_at is null{filters} order by {column} {order}, f.id {order} limit $2{tail}",
-        select_files!("")
-    );
+    let page = |extra: &str| {
+        format!(
+            "{} where f.organization_id = $1 and f.deleted_at is null{filters}{extra} order by {column} {order}, f.id {order} limit $2{tail}",
+            select_files!("")
+        )
+    };
 
-    let (rows, total, total_capped) = match &pattern {
+    let (rows, total, total_capped) = match &search {
         // O(1): the counters the database keeps per organization and status (V5), not a
         // count over the organization's files.
         None => {
             let (rows, total) = tx
                 .query_page(
-                    &page_sql,
+                    &page(""),
                     &params,
                     r#"
                     select case $2::text
@@ -257,11 +271,26 @@ pub async fn list_page(tx: ReadTx, listing: &Listing) -> Result<Page, DbError> {
                 .await?;
             (rows, total, false)
         }
-        // A search counts its matches, up to a limit: a common term in a large organization
-        // must not cost a count over all of its files.
-        Some(_) => {
+        // A rare term: the files its suffix range names, checked, then sorted. A common term:
+        // the sort order's index walked until the page is full. Which of the two runs is
+        // decided in the statement (the probe), so both are one round trip, under one plan.
+        Some(search) => {
+            let candidates = format!(" and f.id in ({})", search.candidates);
+            let page_sql = format!(
+                "{probe} select * from (({sparse}) union all ({dense})) found order by {sorted} {order}, id {order}",
+                probe = search.probe,
+                sparse = page(&format!(" and (select sparse from probe){candidates}")),
+                dense = page(" and not (select sparse from probe)"),
+                sorted = listing.sort.output_column(),
+            );
+            // A search counts its matches, up to a limit: a common term in a large
+            // organization must not cost a count over all of its files.
             let count_sql = format!(
-                "select count(*) from (select 1 from app.files f where f.organization_id = $1 and f.deleted_at is null{count_filters} limit $2) matches"
+                "{probe} select case when (select sparse from probe) \
+                   then (select count(*) from app.files f where f.organization_id = $1 and f.deleted_at is null{count_filters}{candidates}) \
+                   else (select count(*) from (select 1 from app.files f where f.organization_id = $1 and f.deleted_at is null{count_filters} limit $2) matches) \
+                 end",
+                probe = search.probe,
             );
             // The filters' parameters, with the cap in the limit's place.
             let mut count_params = params[..filter_params].to_vec();
@@ -278,6 +307,35 @@ pub async fn list_page(tx: ReadTx, listing: &Listing) -> Result<Page, DbError> {
         .flatten()
         .map(|last| Position { key: listing.sort.value_of(last), id: *last.id.as_uuid() });
     Ok(Page { files, total, total_capped, next })
+}
+
+/// Suffix hits up to which a search goes through the suffix table (V12); above, its term is
+/// common enough that walking the sort order finds a page sooner.
+const SPARSE_HITS: i64 = 1000;
+
+/// The SQL of a filename search whose term is parameter `$n`: the files whose name has a
+/// suffix starting with the term (lowercased and cut as `app.name_suffixes` cuts them), read
+/// by a range scan, which row-level security allows on an index because text comparisons are
+/// leakproof (ILIKE is not: docs/rls.md, "Traps").
+struct Search {
+    candidates: String,
+    probe: String,
+}
+
+impl Search {
+    fn new(n: usize) -> Self {
+        let prefix = format!("(left(lower(${n}), 24) collate \"C\")");
+        // The limit is never reached where candidates are used (the probe saw at most
+        // SPARSE_HITS), but it tells the planner how few they are: a lookup of each beats a
+        // scan of the organization's files.
+        let candidates = format!(
+            "select s.file_id from app.file_name_suffixes s where s.organization_id = $1 \
+             and s.suffix >= {prefix} and s.suffix < ({prefix} || chr(1114111)) limit {}",
+            SPARSE_HITS + 1
+        );
+        let probe = format!("with probe as (select count(*) <= {SPARSE_HITS} as sparse from ({candidates}) hits)");
+        Self { candidates, probe }
+    }
 }
 
 /// `ILIKE` pattern for a substring: `%`, `_` and the escape character match themselves.

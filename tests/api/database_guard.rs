@@ -11,7 +11,7 @@ use tenant_files::{
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-use crate::helpers::{spawn_app, TestApp, TestUser};
+use crate::helpers::{begin_as, spawn_app, TestApp, TestUser};
 
 /// Two organizations with one file each, made through the API.
 async fn two_tenants(app: &TestApp) -> (TestUser, TestUser) {
@@ -20,18 +20,6 @@ async fn two_tenants(app: &TestApp) -> (TestUser, TestUser) {
     a.upload_ok("a.txt", "from a").await;
     b.upload_ok("b.txt", "from b").await;
     (a, b)
-}
-
-/// Opens a transaction on a raw app-role connection and sets the tenant as the helper does.
-async fn begin_as(client: &Client, user: &TestUser) {
-    client.batch_execute("begin").await.unwrap();
-    client
-        .query(
-            "select set_config('app.org_id', $1, true), set_config('app.user_id', $2, true)",
-            &[&user.org_id, &user.user_id],
-        )
-        .await
-        .unwrap();
 }
 
 async fn count(client: &Client, table: &str) -> i64 {
@@ -269,4 +257,41 @@ async fn an_uploads_job_may_arrive_before_its_file_row_but_never_outlives_it() {
     let files: i64 =
         superuser.query_one("select count(*) from app.files where id = $1", &[file_id.as_uuid()]).await.unwrap().get(0);
     assert_eq!((jobs, files), (1, 1));
+}
+
+/// Why the file search has no index (docs/decisions.md, "Listing files"): under row-level
+/// security the planner keeps a non-LEAKPROOF operator such as ILIKE out of an index scan, so
+/// a trigram index that the owner's own query uses is never used for a tenant's. Should
+/// PostgreSQL ever lift that, this fails, and the search can get its index.
+#[tokio::test]
+async fn a_filename_search_cannot_use_a_trigram_index_under_rls() {
+    let app = spawn_app().await;
+    let (a, _b) = two_tenants(&app).await;
+    let owner = app.connect_as("tenant_files_owner").await;
+    owner
+        .batch_execute(
+            "create schema trgm_probe;
+             create extension pg_trgm with schema trgm_probe;
+             create index files_filename_trgm_probe on app.files using gin (filename trgm_probe.gin_trgm_ops);",
+        )
+        .await
+        .unwrap();
+    app.insert_files(&a, "probe-", 5000).await;
+    owner.batch_execute("analyze app.files").await.unwrap();
+    let search = "explain select id from app.files where filename ilike '%probe-1234.%'";
+    let plan =
+        |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>().join("\n");
+
+    // Without row-level security in the way (the superuser), the index serves the search.
+    let superuser = app.superuser().await;
+    superuser.batch_execute("set enable_seqscan = off").await.unwrap();
+    let unguarded = plan(superuser.query(search, &[]).await.unwrap());
+    assert!(unguarded.contains("files_filename_trgm_probe"), "{unguarded}");
+
+    // As a tenant, even with sequential scans discouraged, it is not used.
+    let db = app.app_role().await;
+    begin_as(&db, &a).await;
+    db.batch_execute("set local enable_seqscan = off").await.unwrap();
+    let guarded = plan(db.query(search, &[]).await.unwrap());
+    assert!(!guarded.contains("files_filename_trgm_probe"), "{guarded}");
 }

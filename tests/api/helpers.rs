@@ -308,6 +308,23 @@ impl TestApp {
         eventually(&what, || async { (self.store.keys().await.len() == count).then_some(()) }).await;
     }
 
+    /// `count` files named `{prefix}{n}.txt` of 1 byte, inserted behind the API's back as
+    /// `user` (the policies and triggers apply; no bytes are stored): a large organization,
+    /// quickly.
+    pub async fn insert_files(&self, user: &TestUser, prefix: &str, count: u32) {
+        self.as_user(
+            user,
+            &format!(
+                "insert into app.files (id, organization_id, filename, file_path, file_size_bytes, sha256, uploaded_by)
+                 select gen_random_uuid(), '{org}', '{prefix}' || g || '.txt', 'x', 1, repeat('a', 64), '{user}'
+                   from generate_series(1, {count}) g",
+                org = user.org_id,
+                user = user.user_id
+            ),
+        )
+        .await;
+    }
+
     /// A superuser connection: the test's view from outside the rules (RLS does not apply).
     pub async fn superuser(&self) -> tokio_postgres::Client {
         self.connect_as("postgres").await
@@ -733,4 +750,17 @@ pub fn postgres_addr() -> std::net::SocketAddr {
     let admin: tokio_postgres::Config = admin_url().parse().unwrap();
     let port = admin.get_ports().first().copied().unwrap_or(5432);
     format!("127.0.0.1:{port}").parse().unwrap()
+}
+
+/// Opens a transaction on a raw app-role connection and sets the tenant as the helper does:
+/// whatever it reads then is what the policies let `user` see, with no handler in between.
+pub async fn begin_as(client: &tokio_postgres::Client, user: &TestUser) {
+    client.batch_execute("begin").await.unwrap();
+    client
+        .query(
+            "select set_config('app.org_id', $1, true), set_config('app.user_id', $2, true)",
+            &[&user.org_id, &user.user_id],
+        )
+        .await
+        .unwrap();
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with, Settings, TestApp, TestUser};
+use crate::helpers::{assert_error, begin_as, spawn_app, spawn_app_with, Settings, TestApp, TestUser};
 
 /// An uploaded file, made ready behind the API's back (no worker runs here).
 async fn ready_file(app: &TestApp, user: &TestUser, name: &str, bytes: &str) -> String {
@@ -203,6 +203,14 @@ async fn opening_links_is_rate_limited_per_address() {
     assert_error(open(&guessing).await, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
 }
 
+/// How many links the policies let `user` see, with no filter at all in the query.
+async fn links_visible_to(db: &tokio_postgres::Client, user: &TestUser) -> i64 {
+    begin_as(db, user).await;
+    let n: i64 = db.query_one("select count(*) from app.share_links", &[]).await.unwrap().get(0);
+    db.batch_execute("rollback").await.unwrap();
+    n
+}
+
 /// The database, not the handler, keeps links apart: through the app role, another tenant's
 /// context sees none, a member's sees only links to their own files, and a link can only point
 /// at a file of its own organization.
@@ -217,31 +225,12 @@ async fn the_database_keeps_links_to_their_organization_and_their_files() {
     share(&member, &ready_file(&app, &member, "m.txt", "m").await, 60).await;
 
     let db = app.app_role().await;
-    let visible = |user: &TestUser| {
-        let (db, org, usr) = (&db, user.org_id.clone(), user.user_id.clone());
-        async move {
-            db.batch_execute("begin").await.unwrap();
-            db.query("select set_config('app.org_id', $1, true), set_config('app.user_id', $2, true)", &[&org, &usr])
-                .await
-                .unwrap();
-            // No filter at all: whatever comes back is what the policies let through.
-            let n: i64 = db.query_one("select count(*) from app.share_links", &[]).await.unwrap().get(0);
-            db.batch_execute("rollback").await.unwrap();
-            n
-        }
-    };
-    assert_eq!(visible(&owner).await, 2);
-    assert_eq!(visible(&member).await, 1);
-    assert_eq!(visible(&stranger).await, 0);
+    assert_eq!(links_visible_to(&db, &owner).await, 2);
+    assert_eq!(links_visible_to(&db, &member).await, 1);
+    assert_eq!(links_visible_to(&db, &stranger).await, 0);
 
     // The stranger, as an owner of their organization, points a link at our file.
-    db.batch_execute("begin").await.unwrap();
-    db.query(
-        "select set_config('app.org_id', $1, true), set_config('app.user_id', $2, true)",
-        &[&stranger.org_id, &stranger.user_id],
-    )
-    .await
-    .unwrap();
+    begin_as(&db, &stranger).await;
     let planted = db
         .execute(
             "insert into app.share_links (id, organization_id, file_id, created_by, secret_hash, expires_at)

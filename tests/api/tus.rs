@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     cluster::Process,
-    helpers::{assert_error, eventually, spawn_app, spawn_app_with, Bearer, Settings, TestApp, TestUser},
+    helpers::{assert_error, begin_as, eventually, spawn_app, spawn_app_with, Bearer, Settings, TestApp, TestUser},
 };
 
 const TUS: &str = "Tus-Resumable";
@@ -286,13 +286,7 @@ async fn an_upload_url_is_its_creators_alone() {
     assert_eq!(tus.offset_ok(&upload).await, 0, "untouched");
     // The database, not the handler, keeps it apart: the stranger's context sees no row.
     let db = app.app_role().await;
-    db.batch_execute("begin").await.unwrap();
-    db.query(
-        "select set_config('app.org_id', $1, true), set_config('app.user_id', $2, true)",
-        &[&stranger.org_id, &stranger.user_id],
-    )
-    .await
-    .unwrap();
+    begin_as(&db, &stranger).await;
     let seen: i64 = db.query_one("select count(*) from app.tus_uploads", &[]).await.unwrap().get(0);
     assert_eq!(seen, 0);
 }

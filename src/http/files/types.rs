@@ -68,9 +68,9 @@ impl From<FileRow> for FileSummary {
 #[derive(Serialize, ToSchema)]
 pub(super) struct ListResponse {
     pub(super) files: Vec<FileSummary>,
-    /// Files matching the filters (for a search: exact up to 10,000, see `total_capped`).
+    /// Files matching the filters (for a search: exact up to 1,000, see `total_capped`).
     pub(super) total: i64,
-    /// The search matched more than 10,000 files; `total` is 10,000.
+    /// The search matched more than 1,000 files; `total` is 1,000.
     pub(super) total_capped: bool,
     /// The page number asked for; `null` when the page was asked for by `cursor`.
     pub(super) page: Option<u32>,
