@@ -44,7 +44,7 @@ token=$(curl -sf -b "$jar" -H "X-CSRF-Token: $csrf" -H 'content-type: applicatio
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
 rm -f "$jar"
 
-"$VENV/bin/schemathesis" run "$API/api/openapi.json" \
+PYTHONPATH=scripts SCHEMATHESIS_HOOKS=fuzz_hooks "$VENV/bin/schemathesis" run "$API/api/openapi.json" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
   --max-examples "$EXAMPLES" \

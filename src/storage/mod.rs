@@ -141,12 +141,7 @@ impl FileStore {
 
     /// Streams `range` of a stored file (the whole file when `None`).
     pub async fn read(&self, org: OrgId, file: FileId, range: Option<Range<u64>>) -> Result<ByteStream, StorageError> {
-        let options = GetOptions { range: range.map(Into::into), ..GetOptions::default() };
-        let result = self.objects.get_opts(&Self::location(org, file), options).await?;
-        Ok(match result.payload {
-            GetResultPayload::File(file, _) => local::stream_range(file, result.range)?,
-            GetResultPayload::Stream(stream) => stream.map_err(io::Error::other).boxed(),
-        })
+        read_object(&self.objects, &Self::location(org, file), range).await
     }
 
     /// Reads a stored file once, streaming: its size, SHA-256 and first bytes. Hashing runs
@@ -229,9 +224,8 @@ impl FileStore {
             .then(move |chunk| {
                 let objects = objects.clone();
                 async move {
-                    let found =
-                        objects.get(&Self::chunk_location(org, upload, &chunk)).await.map_err(io::Error::other)?;
-                    Ok::<_, io::Error>(found.into_stream().map_err(io::Error::other))
+                    let location = Self::chunk_location(org, upload, &chunk);
+                    read_object(&objects, &location, None).await.map_err(io::Error::other)
                 }
             })
             .try_flatten()
@@ -248,6 +242,21 @@ impl FileStore {
         }
         Ok(())
     }
+}
+
+/// Streams `range` of an object (all of it when `None`). A local file is read in large chunks
+/// on the blocking pool rather than through the small-chunk stream `object_store` would build.
+async fn read_object(
+    objects: &Arc<dyn ObjectStore>,
+    location: &Path,
+    range: Option<Range<u64>>,
+) -> Result<ByteStream, StorageError> {
+    let options = GetOptions { range: range.map(Into::into), ..GetOptions::default() };
+    let result = objects.get_opts(location, options).await?;
+    Ok(match result.payload {
+        GetResultPayload::File(file, _) => local::stream_range(file, result.range)?,
+        GetResultPayload::Stream(stream) => stream.map_err(io::Error::other).boxed(),
+    })
 }
 
 /// Parts of an upload on their way to the store: buffered until a part is full, then sent while
