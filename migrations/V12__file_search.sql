@@ -9,6 +9,14 @@ create index files_organization_id_filename_idx
 create index files_organization_id_size_idx
   on app.files (organization_id, file_size_bytes, id)
   where deleted_at is null;
+-- The same with a status filter (beside V7's files_organization_id_status_uploaded_at_idx), so
+-- a rare status in a large organization never walks all of its files.
+create index files_organization_id_status_filename_idx
+  on app.files (organization_id, status, filename, id)
+  where deleted_at is null;
+create index files_organization_id_status_size_idx
+  on app.files (organization_id, status, file_size_bytes, id)
+  where deleted_at is null;
 
 -- A search (a case-insensitive substring of the name) cannot use a trigram index: under
 -- row-level security the planner keeps a non-LEAKPROOF operator such as ILIKE out of index

@@ -243,7 +243,8 @@ pub async fn list_page(tx: ReadTx, listing: &Listing) -> Result<Page, DbError> {
     }
     let page = |extra: &str| {
         format!(
-            "{} where f.organization_id = $1 and f.deleted_at is null{filters}{extra} order by {column} {order}, f.id {order} limit $2{tail}",
+            "{} where f.organization_id = $1 and f.deleted_at is null{filters}{extra} \
+             order by {column} {order}, f.id {order} limit $2{tail}",
             select_files!("")
         )
     };

@@ -29,7 +29,7 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, Rec
 use tokio_postgres::{error::SqlState, NoTls, Row};
 
 pub use param::{Param, Params, SqlType};
-pub use tenant::{ReadTx, Reading, TenantCtx, Tx, WriteTx, Writing};
+pub use tenant::{Plans, ReadTx, Reading, TenantCtx, Tx, WriteTx, Writing};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -165,7 +165,14 @@ impl Db {
     /// with its BEGIN READ ONLY, context and ROLLBACK in one round trip.
     #[tracing::instrument(name = "db.read", skip_all, fields(org_id = %ctx.org_id))]
     pub async fn read(&self, ctx: &TenantCtx) -> Result<ReadTx, DbError> {
-        ReadTx::new(self.pool.get().await?, self.statements, ctx).await
+        ReadTx::new(self.pool.get().await?, self.statements, ctx, Plans::Generic).await
+    }
+
+    /// A read like [`Db::read`] whose statement is planned for its values on each call (see
+    /// [`Plans::PerCall`]).
+    #[tracing::instrument(name = "db.read_planned", skip_all, fields(org_id = %ctx.org_id))]
+    pub async fn read_planned(&self, ctx: &TenantCtx) -> Result<ReadTx, DbError> {
+        ReadTx::new(self.pool.get().await?, self.statements, ctx, Plans::PerCall).await
     }
 
     /// Whether the database answers a query as the app role within `timeout` (readiness).

@@ -31,7 +31,10 @@ use std::{
 };
 
 use deadpool_postgres::{GenericClient, Object};
-use tokio_postgres::{types::Type, Row, Statement};
+use tokio_postgres::{
+    types::{ToSql, Type},
+    Row, Statement,
+};
 
 use super::{
     param::{self, Params},
@@ -49,15 +52,37 @@ pub struct TenantCtx {
 
 /// Setting names are fixed here and in the policies' helper functions (migrations/V1).
 ///
-/// `plan_cache_mode` rides along only to save a statement: it is a performance setting, not part
-/// of the security context (the policies hold under any plan). Without it PostgreSQL re-plans
-/// a tenant's list page on every call, because a custom plan for one organization's id always
-/// looks cheaper than the generic one (docs/decisions.md). Transaction-scoped like the rest.
+/// `plan_cache_mode` ($3, a [`Plans`]) rides along only to save a statement: it is a performance
+/// setting, not part of the security context (the policies hold under any plan).
+/// Transaction-scoped like the rest.
 const SET_TENANT_CONTEXT: &str = r#"
 select set_config('app.org_id', $1, true),
        set_config('app.user_id', $2, true),
-       set_config('plan_cache_mode', 'force_generic_plan', true)
+       set_config('plan_cache_mode', $3, true)
 "#;
+
+/// How PostgreSQL plans a transaction's statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plans {
+    /// One plan per statement, made once: without it PostgreSQL re-plans a tenant's list page on
+    /// every call, because a custom plan for one organization's id always looks cheaper than the
+    /// generic one (docs/performance.md). Every transaction but those below.
+    Generic,
+    /// A plan for each call's values, where the best plan depends on them: a list filtered by a
+    /// status (a generic plan cannot tell a status no file has from one they all have, and may
+    /// walk all of the organization's files), or searched (a rare term wants the suffix table,
+    /// a common one the sort order's index).
+    PerCall,
+}
+
+impl Plans {
+    fn setting(self) -> &'static str {
+        match self {
+            Plans::Generic => "force_generic_plan",
+            Plans::PerCall => "force_custom_plan",
+        }
+    }
+}
 
 /// How a transaction's own statements go out: prepared once per connection (direct
 /// connections), or unnamed each time (behind a transaction-mode pooler; see `db::param`).
@@ -74,6 +99,7 @@ struct Bound {
     conn: Option<Object>,
     ctx: TenantCtx,
     ctx_params: [String; 2],
+    plans: Plans,
     /// BEGIN, the context and the end (`ROLLBACK` for a read, `COMMIT` otherwise).
     framing: Framing,
     /// BEGIN and the context have been sent (with the first statement).
@@ -88,6 +114,7 @@ impl Bound {
         conn: Object,
         statements: Statements,
         ctx: &TenantCtx,
+        plans: Plans,
         begin: &'static str,
         end: &'static str,
     ) -> Result<Self, DbError> {
@@ -108,6 +135,7 @@ impl Bound {
             conn: Some(conn),
             ctx: *ctx,
             ctx_params: [ctx.org_id.to_string(), ctx.user_id.to_string()],
+            plans,
             framing,
             started: AtomicBool::new(false),
             finished: AtomicBool::new(false),
@@ -127,10 +155,13 @@ impl Bound {
 
     async fn set_context(&self) -> Result<u64, tokio_postgres::Error> {
         let [org, user] = &self.ctx_params;
+        let plans = self.plans.setting();
         match &self.framing {
-            Framing::Prepared { set_context, .. } => self.conn().execute(set_context, &[org, user]).await,
+            Framing::Prepared { set_context, .. } => self.conn().execute(set_context, &[org, user, &plans]).await,
             Framing::Unnamed { .. } => {
-                self.conn().execute_typed(SET_TENANT_CONTEXT, &[(org, Type::TEXT), (user, Type::TEXT)]).await
+                let params: [(&(dyn ToSql + Sync), Type); 3] =
+                    [(org, Type::TEXT), (user, Type::TEXT), (&plans, Type::TEXT)];
+                self.conn().execute_typed(SET_TENANT_CONTEXT, &params).await
             }
         }
     }
@@ -223,8 +254,13 @@ impl Drop for Bound {
 pub struct ReadTx(Bound);
 
 impl ReadTx {
-    pub(super) async fn new(conn: Object, statements: Statements, ctx: &TenantCtx) -> Result<Self, DbError> {
-        Ok(Self(Bound::new(conn, statements, ctx, "BEGIN READ ONLY", "ROLLBACK").await?))
+    pub(super) async fn new(
+        conn: Object,
+        statements: Statements,
+        ctx: &TenantCtx,
+        plans: Plans,
+    ) -> Result<Self, DbError> {
+        Ok(Self(Bound::new(conn, statements, ctx, plans, "BEGIN READ ONLY", "ROLLBACK").await?))
     }
 
     pub fn ctx(&self) -> &TenantCtx {
@@ -272,7 +308,7 @@ pub struct WriteTx(Bound);
 
 impl WriteTx {
     pub(super) async fn new(conn: Object, statements: Statements, ctx: &TenantCtx) -> Result<Self, DbError> {
-        Ok(Self(Bound::new(conn, statements, ctx, "BEGIN", "COMMIT").await?))
+        Ok(Self(Bound::new(conn, statements, ctx, Plans::Generic, "BEGIN", "COMMIT").await?))
     }
 
     pub fn ctx(&self) -> &TenantCtx {
@@ -290,7 +326,7 @@ pub struct Tx(Bound);
 
 impl Tx {
     pub(super) async fn new(conn: Object, statements: Statements, ctx: &TenantCtx) -> Result<Self, DbError> {
-        Ok(Self(Bound::new(conn, statements, ctx, "BEGIN", "COMMIT").await?))
+        Ok(Self(Bound::new(conn, statements, ctx, Plans::Generic, "BEGIN", "COMMIT").await?))
     }
 
     pub fn ctx(&self) -> &TenantCtx {

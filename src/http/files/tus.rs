@@ -205,33 +205,11 @@ pub(super) async fn append(
     let mut appending =
         Appending { state: &state, authed: &authed, upload: &upload, at: offset, held: Vec::new(), held_bytes: 0 };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(state.config.upload_timeout_seconds);
-    let mut failure = None;
-    loop {
-        let chunk = match tokio::time::timeout_at(deadline, body.next()).await {
-            Err(_) => {
-                failure = Some(ApiError::Http(actix_web::http::StatusCode::REQUEST_TIMEOUT));
-                break;
-            }
-            Ok(None) => break,
-            Ok(Some(Err(e))) => {
-                failure = Some(ApiError::invalid("invalid_body", format!("upload body broke off: {e}")));
-                break;
-            }
-            Ok(Some(Ok(chunk))) => chunk,
-        };
-        if appending.at + appending.held_bytes as u64 + chunk.len() as u64 > upload.length {
-            failure = Some(ApiError::TooLarge {
-                code: "file_too_large",
-                message: format!("the upload is {} bytes long, as declared in Upload-Length", upload.length),
-            });
-            break;
-        }
-        appending.hold(chunk).await?;
-    }
+    let broken = appending.receive(&mut body, deadline).await?;
     // What arrived whole is kept even when the body broke off: that is what resuming is for.
     appending.store_held().await?;
-    if let Some(failure) = failure {
-        return Err(failure);
+    if let Some(broken) = broken {
+        return Err(broken);
     }
     let at = appending.at;
     if at == upload.length {
@@ -280,6 +258,32 @@ struct Appending<'a> {
 }
 
 impl Appending<'_> {
+    /// Takes the body until it ends, storing chunks as they fill; how it ended, if not well
+    /// (broken off, too long, too slow), for the caller to answer once what arrived is stored.
+    async fn receive(
+        &mut self,
+        body: &mut web::Payload,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<ApiError>, ApiError> {
+        loop {
+            let bytes = match tokio::time::timeout_at(deadline, body.next()).await {
+                Err(_) => return Ok(Some(ApiError::Http(actix_web::http::StatusCode::REQUEST_TIMEOUT))),
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(e))) => {
+                    return Ok(Some(ApiError::invalid("invalid_body", format!("upload body broke off: {e}"))));
+                }
+                Ok(Some(Ok(bytes))) => bytes,
+            };
+            if self.at + self.held_bytes as u64 + bytes.len() as u64 > self.upload.length {
+                return Ok(Some(ApiError::TooLarge {
+                    code: "file_too_large",
+                    message: format!("the upload is {} bytes long, as declared in Upload-Length", self.upload.length),
+                }));
+            }
+            self.hold(bytes).await?;
+        }
+    }
+
     async fn hold(&mut self, bytes: Bytes) -> Result<(), ApiError> {
         self.held_bytes += bytes.len();
         self.held.push(bytes);
