@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{assert_error, spawn_app, TestUser};
+use crate::helpers::{assert_error, begin_as, spawn_app, TestUser};
 
 async fn list(user: &TestUser, query: &str) -> Value {
     let response = user.list(query).await;
@@ -139,6 +139,15 @@ async fn search_and_cursors_stay_within_the_callers_organization() {
     stranger.upload_ok("own.txt", "own").await;
 
     assert_eq!(list(&stranger, "?q=secret").await["total"], 0);
+    // The database, not the handler, keeps the search's own table apart: through the app role,
+    // with no filter at all, the stranger's context sees none of our names' suffixes.
+    let db = app.app_role().await;
+    for (user, expected) in [(&stranger, false), (&owner, true)] {
+        begin_as(&db, user).await;
+        let row = db.query_one("select count(*) > 0 from app.file_name_suffixes where suffix like 'secret%'", &[]);
+        assert_eq!(row.await.unwrap().get::<_, bool>(0), expected);
+        db.batch_execute("rollback").await.unwrap();
+    }
     let cursor = list(&owner, "?q=secret&limit=1").await["next_cursor"].as_str().unwrap().to_owned();
     let crossed = list(&stranger, &format!("?limit=1&cursor={cursor}")).await;
     let ours: HashSet<String> = names(&crossed).into_iter().collect();
