@@ -66,12 +66,12 @@ select set_config('app.org_id', $1, true),
 pub enum Plans {
     /// One plan per statement, made once: without it PostgreSQL re-plans a tenant's list page on
     /// every call, because a custom plan for one organization's id always looks cheaper than the
-    /// generic one (docs/performance.md). Every transaction but those below.
+    /// generic one (docs/performance.md). Every transaction but the one below.
     Generic,
     /// A plan for each call's values, where the best plan depends on them: a list filtered by a
     /// status (a generic plan cannot tell a status no file has from one they all have, and may
-    /// walk all of the organization's files), or searched (a rare term wants the suffix table,
-    /// a common one the sort order's index).
+    /// walk all of the organization's files). Planning costs about as much as running such a
+    /// page; a search decides between its two ways inside the statement instead.
     PerCall,
 }
 

@@ -68,8 +68,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn list_files(state: web::Data<AppState>, authed: Authed, query: web::Query<ListQuery>) -> ApiResult {
     let (listing, page) = query.into_inner().parse()?;
-    // A filter's best plan depends on its value (docs/performance.md, "Search, sort and cursors").
-    let tx = match listing.status.is_some() || listing.search.is_some() {
+    // A status filter's best plan depends on its value (docs/decisions.md, "Listing files").
+    let tx = match listing.status.is_some() {
         true => state.db.read_planned(&authed.ctx).await?,
         false => state.db.read(&authed.ctx).await?,
     };
