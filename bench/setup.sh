@@ -86,8 +86,10 @@ KEYHASH_A=$(psql -X -At "$SUPER/$DB" -c "select '\\x' || encode(key_hash, 'hex')
 KEYHASH_C=$(psql -X -At "$SUPER/$DB" -c "select '\\x' || encode(key_hash, 'hex') from app.sessions where user_id = '$USER_C' order by created_at desc limit 1")
 
 # wrk: prints "req/s p50_ms p99_ms"
-wrk_run() { # path cookie
-  wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Cookie: $2" "$API$1" | python3 -c '
+wrk_run() { # path cookie [more wrk options, e.g. -s script.lua]
+  local path=$1 cookie=$2
+  shift 2
+  wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Cookie: $cookie" "$@" "$API$path" | python3 -c '
 import re, sys
 out = sys.stdin.read()
 def ms(label):
