@@ -12,7 +12,7 @@ select f.id, f.filename, f.file_size_bytes, f.mime_type, f.sha256, f.status,
  where f.organization_id = :org::uuid
    and f.deleted_at is null
  order by f.uploaded_at desc, f.id desc
- limit 20
+ limit 21  -- one row more than the page: whether there is a next one (`next_cursor`)
 offset 0;
 \if :total
 select case null::text

@@ -176,6 +176,13 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .default_service(web::to(|| async { ApiError::NotFound.error_response() }));
 }
 
+/// `path` as an absolute URL on this service, as the client reached it (behind a proxy, the
+/// scheme and host the proxy forwards): for a `Location` or a link handed out.
+pub(crate) fn absolute_url(req: &actix_web::HttpRequest, path: &str) -> String {
+    let origin = req.connection_info();
+    format!("{}://{}{path}", origin.scheme(), origin.host())
+}
+
 fn json_error(err: JsonPayloadError) -> ApiError {
     match err {
         JsonPayloadError::ContentType => ApiError::UnsupportedMediaType("application/json"),

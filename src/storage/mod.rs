@@ -165,10 +165,7 @@ impl FileStore {
 
     /// Removes a stored file's bytes. Missing already is fine (purge is idempotent).
     pub async fn remove(&self, org: OrgId, file: FileId) -> Result<(), StorageError> {
-        match self.objects.delete(&Self::location(org, file)).await {
-            Err(object_store::Error::NotFound { .. }) | Ok(()) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        delete_object(&self.objects, &Self::location(org, file)).await
     }
 
     /// Whether the store answers within `timeout` (readiness): a listing under a prefix no file
@@ -235,12 +232,17 @@ impl FileStore {
     /// Removes an upload's chunks (missing ones are fine).
     pub async fn remove_chunks(&self, org: OrgId, upload: FileId, chunks: &[Chunk]) -> Result<(), StorageError> {
         for chunk in chunks {
-            match self.objects.delete(&Self::chunk_location(org, upload, chunk)).await {
-                Err(object_store::Error::NotFound { .. }) | Ok(()) => {}
-                Err(e) => return Err(e.into()),
-            }
+            delete_object(&self.objects, &Self::chunk_location(org, upload, chunk)).await?;
         }
         Ok(())
+    }
+}
+
+/// Deletes an object; one that is missing already counts as deleted (removal is idempotent).
+async fn delete_object(objects: &Arc<dyn ObjectStore>, location: &Path) -> Result<(), StorageError> {
+    match objects.delete(location).await {
+        Err(object_store::Error::NotFound { .. }) | Ok(()) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 

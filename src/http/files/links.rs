@@ -16,7 +16,7 @@ use crate::{
     db::{self, audit::Action, share_links::LinkRow},
     domain::{FileId, FileStatus},
     error::{ApiError, ErrorBody},
-    http::{ApiResult, AppState, Authed, BodyErrors},
+    http::{absolute_url, ApiResult, AppState, Authed, BodyErrors},
 };
 
 /// The longest a link may live: 7 days.
@@ -106,8 +106,7 @@ pub(super) async fn create_link(
     let details = json!({ "file_id": id, "expires_at": expires_at });
     db::audit::record(&tx, authed.event(Action::ShareLinkCreated, Some(("share_link", link.id)), details)).await?;
     tx.commit().await?;
-    let origin = req.connection_info();
-    let url = format!("{}://{}/api/shared/{secret}", origin.scheme(), origin.host());
+    let url = absolute_url(&req, &format!("/api/shared/{secret}"));
     Ok(HttpResponse::Created().json(CreatedLink { id: link.id, url, expires_at: link.expires_at }))
 }
 

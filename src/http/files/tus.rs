@@ -30,7 +30,7 @@ use crate::{
     db::{self, tus::TusRow},
     domain::{FileId, Filename},
     error::{ApiError, ErrorBody},
-    http::{ApiResult, AppState, Authed},
+    http::{absolute_url, ApiResult, AppState, Authed},
     storage::Chunk,
 };
 
@@ -119,10 +119,8 @@ pub(super) async fn create_upload(state: web::Data<AppState>, authed: Authed, re
     db::tus::create(&tx, id, &filename, length, expires_at).await?;
     tx.commit().await?;
 
-    let origin = req.connection_info();
-    let location = format!("{}://{}/api/files/tus/{id}", origin.scheme(), origin.host());
     Ok(tus_response(HttpResponse::Created())
-        .insert_header((header::LOCATION, location))
+        .insert_header((header::LOCATION, absolute_url(&req, &format!("/api/files/tus/{id}"))))
         .insert_header(("Upload-Expires", http_date(expires_at)))
         .finish())
 }
@@ -202,8 +200,15 @@ pub(super) async fn append(
         return Err(offset_mismatch());
     }
 
-    let mut appending =
-        Appending { state: &state, authed: &authed, upload: &upload, at: offset, held: Vec::new(), held_bytes: 0 };
+    let mut appending = Appending {
+        state: &state,
+        authed: &authed,
+        upload: &upload,
+        at: offset,
+        chunks: upload.chunks.clone(),
+        held: Vec::new(),
+        held_bytes: 0,
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(state.config.upload_timeout_seconds);
     let broken = appending.receive(&mut body, deadline).await?;
     // What arrived whole is kept even when the body broke off: that is what resuming is for.
@@ -213,7 +218,7 @@ pub(super) async fn append(
     }
     let at = appending.at;
     if at == upload.length {
-        complete(&state, &authed, id).await?;
+        complete(&state, &authed, &upload, appending.chunks).await?;
     }
     Ok(tus_response(HttpResponse::NoContent()).insert_header(("Upload-Offset", at.to_string())).finish())
 }
@@ -253,6 +258,8 @@ struct Appending<'a> {
     upload: &'a TusRow,
     /// The upload's offset: everything before it is stored and recorded.
     at: u64,
+    /// The stored chunks up to `at`, as recorded.
+    chunks: Vec<Chunk>,
     held: Vec<Bytes>,
     held_bytes: usize,
 }
@@ -308,18 +315,18 @@ impl Appending<'_> {
             return Err(offset_mismatch());
         }
         self.at += chunk.size;
+        self.chunks.push(chunk);
         Ok(())
     }
 }
 
 /// The upload is whole: its chunks become the file, streamed into place and hashed, and the
 /// file row replaces the upload's in one commit (which also releases the reservation).
-async fn complete(state: &AppState, authed: &Authed, id: FileId) -> Result<(), ApiError> {
-    let upload = find(state, authed, id).await?;
+async fn complete(state: &AppState, authed: &Authed, upload: &TusRow, chunks: Vec<Chunk>) -> Result<(), ApiError> {
+    let (id, org) = (upload.id, authed.ctx.org_id);
     let filename = Filename::parse(&upload.filename)?;
-    let org = authed.ctx.org_id;
     let limit = state.config.max_file_size_bytes();
-    let whole = state.store.read_chunks(org, id, upload.chunks.clone());
+    let whole = state.store.read_chunks(org, id, chunks.clone());
     let (staged, received) = state.store.receive(org, id, whole, limit).await?;
     if received.size != upload.length {
         return Err(ApiError::Internal(anyhow::anyhow!(
@@ -331,7 +338,7 @@ async fn complete(state: &AppState, authed: &Authed, id: FileId) -> Result<(), A
     let tx = state.db.begin(&authed.ctx).await?;
     db::tus::remove(&tx, id).await?.ok_or(ApiError::NotFound)?;
     commit_file(tx, authed, id, &filename, staged, &received).await?;
-    remove_chunks(state, authed, id, &upload.chunks).await;
+    remove_chunks(state, authed, id, &chunks).await;
     Ok(())
 }
 
