@@ -7,7 +7,7 @@ DEV := scripts/dev-services.sh
 # Owner-role URL of the dev cluster's maintenance database (tests create one database each).
 PG_ADMIN_URL ?= postgres://tenant_files_owner@127.0.0.1:54329/postgres
 
-.PHONY: run test test-tools fuzz bench bench-uploads bench-listing bench-scaling profile stop services migrate lint lint-rls clean-test-dbs
+.PHONY: run test test-tools fuzz bench bench-worker bench-uploads bench-listing bench-scaling profile stop services migrate lint lint-rls clean-test-dbs
 
 ## Start PostgreSQL + RabbitMQ, migrate, then serve the API on 127.0.0.1:5000 and run the worker.
 run: migrate
@@ -41,6 +41,11 @@ fuzz:
 ## Benchmark the service against PostgreSQL's own ceiling (release build; see docs/performance.md).
 bench:
 	bench/run.sh
+
+## The worker with one and with two processes against a replay of its statements (release
+## build; see docs/performance.md).
+bench-worker:
+	bench/worker.sh
 
 ## Many small (4 KB) uploads against a replay of their statements and a plain write + fsync
 ## (release build; see docs/performance.md).

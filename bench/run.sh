@@ -11,6 +11,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 source bench/setup.sh
+source bench/jobs.sh
 
 # --- Measure ------------------------------------------------------------------------------
 # pgbench: prints tps
@@ -68,24 +69,11 @@ kill $SAMPLER 2>/dev/null || true
 RSS_PEAK_KB=$(sort -n "$RSS_SAMPLES" | tail -n 1)
 DD_SECONDS=$(python3 -c "print($DD_END - $DD_START)")
 
-# Worker: 5,000 small uploads drained by one worker process.
-log "5,000 small uploads, then one worker drains them"
-seq 1 5000 | xargs -P 8 -I{} curl -sf -o /dev/null -b "$JAR_A" -H "X-CSRF-Token: $CSRF_A" \
-  -F "file=@bench/pgbench/me.sql;filename=job-{}.txt" "$API/api/files/upload"
-PENDING_FILE=$(psql -X -At "$SUPER/$DB" -c "select id from app.files where organization_id = '$ORG_A' and status = 'pending' limit 1")
-WORKER_START=$(date +%s.%N)
-WORKER=$(start_service worker)
-# Polls the organization's own pending counter (O(1)): a count(*) over the million-row table
-# would take a core away from the worker being measured.
-while [ "$(psql -X -At "$SUPER/$DB" -c "select files_pending from app.organizations where id = '$ORG_A'")" != 0 ]; do sleep 0.2; done
-WORKER_END=$(date +%s.%N)
-kill $WORKER; wait $WORKER 2>/dev/null || true; WORKER=
-WORKER_JOBS_S=$(python3 -c "print(round(5000 / ($WORKER_END - $WORKER_START)))")
-# Ceiling: the worker's per-job statements replayed with the same concurrency as its prefetch.
-psql -X -q "$SUPER/$DB" -c "insert into app.files (id, organization_id, filename, file_path, file_size_bytes, sha256, uploaded_by)
-  values ('00000000-0000-4000-8000-000000000001', '$ORG_A', 'ceiling.txt', 'x', 1, repeat('a', 64), '$USER_A')" 2>/dev/null || true
-WORKER_CEILING=$("$PGBENCH" -n -M prepared -c"${BENCH_WORKER_PREFETCH:-32}" -j2 -T"$DURATION" -f bench/pgbench/worker_job.sql \
-  -D org="$ORG_A" -D usr="$USER_A" -D file=00000000-0000-4000-8000-000000000001 "$APP_URL" 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | cut -d. -f1)
+# Worker: 20,000 jobs drained by one worker process (bench/jobs.sh), against a replay of its
+# statements; `make bench-worker` adds two processes.
+log "20,000 jobs, one worker process, then the pgbench replay"
+drain_jobs "${BENCH_JOBS:-20000}" 1
+WORKER_CEILING=$(worker_ceiling "$DRAIN_BATCH")
 
 # --- Report -------------------------------------------------------------------------------
 python3 - "$REPORT" <<PY
@@ -115,10 +103,11 @@ upload_mb_s = 1024 / float("$UPLOAD_SECONDS"); dd_mb_s = 1024 / float("$DD_SECON
 lines.append(f"- 1 GiB upload: {upload_mb_s:.0f} MiB/s (hashing and fsync included) vs plain write {dd_mb_s:.0f} MiB/s "
              f"(ratio {upload_mb_s / dd_mb_s:.2f}; target ≥ 0.7); server peak RSS during the upload {int('$RSS_PEAK_KB') / 1024:.0f} MiB "
              f"(target < 100 MiB; VmHWM before it {int('$RSS_BEFORE') / 1024:.0f} MiB).")
-wc = float("${WORKER_CEILING:-0}" or 0)
-lines.append(f"- Worker: 5,000 small uploads drained at {int('$WORKER_JOBS_S')} jobs/s end to end by one worker process; "
-             f"pgbench replay of its per-job statements at the same concurrency (prefetch ${BENCH_WORKER_PREFETCH:-32}): {wc:.0f} jobs/s "
-             f"(ratio {int('$WORKER_JOBS_S') / wc if wc else 0:.2f}; target ≥ 0.5).")
+wc, rate = float("$WORKER_CEILING"), int("$DRAIN_RATE")
+lines.append(f"- Worker: ${BENCH_JOBS:-20000} jobs drained at {rate} jobs/s end to end (relay, queue, validation, outcome) by one worker process, "
+             f"$DRAIN_BATCH outcomes per statement on average; pgbench replay of its statements at the same concurrency "
+             f"(prefetch ${BENCH_WORKER_PREFETCH:-32}): {wc:.0f} jobs/s (ratio {rate / wc:.2f}; target ≥ 0.5). "
+             f"CPU ms per job (worker / PostgreSQL / RabbitMQ / other): {' / '.join('$DRAIN_CPU'.split())}.")
 text = "\n".join(lines) + "\n"
 open(sys.argv[1], "w").write(text)
 print(text)

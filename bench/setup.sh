@@ -5,6 +5,8 @@
 DURATION=${BENCH_SECONDS:-10}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 PORT=${BENCH_PORT:-5077}
+# Files of the large organization (fewer make a quick run while working on one benchmark).
+BIG_ORG_FILES=${BENCH_BIG_ORG_FILES:-1000000}
 API="http://127.0.0.1:$PORT"
 PG_PORT=${PG_PORT:-54329}
 DB=tenant_files_bench
@@ -33,15 +35,17 @@ psql -X -q "$SUPER/$DB" -c "create extension if not exists pg_stat_statements"
 
 UPLOADS=.dev/bench-uploads
 rm -rf "$UPLOADS"
-start_service() {
+start_service() { # mode [instance name] (more settings through the environment)
   DATABASE_URL=$APP_URL BIND=127.0.0.1:$PORT UPLOAD_DIR=$UPLOADS RUST_LOG=warn DB_POOL_SIZE=${BENCH_POOL:-32} \
     MAX_FILE_SIZE_MB=2048 QUEUE_PREFIX=tenant_files_bench LOGIN_MAX_FAILURES=1000000 \
     WORKER_PREFETCH=${BENCH_WORKER_PREFETCH:-32} \
-    "$BIN" --mode "$1" >".dev/bench-$1.log" 2>&1 &
+    "$BIN" --mode "$1" >".dev/bench-$1${2:+-$2}.log" 2>&1 &
   echo $!
 }
 SERVICE=$(start_service api)
-trap 'kill $SERVICE 2>/dev/null || true; [ -n "${WORKER:-}" ] && kill $WORKER 2>/dev/null || true' EXIT
+WORKERS=
+# shellcheck disable=SC2086 # WORKERS: a list of pids
+trap 'kill $SERVICE 2>/dev/null || true; [ -n "$WORKERS" ] && kill $WORKERS 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do curl -sf "$API/healthz" >/dev/null && break; sleep 0.1; done
 
 # --- Seed ---------------------------------------------------------------------------------
@@ -62,7 +66,7 @@ insert into app.files (id, organization_id, filename, file_path, file_size_bytes
 select gen_random_uuid(), o.org, 'file-' || g || '.txt', o.org || '/x', 1000, 'text/plain', repeat('a', 64), 'ready',
        o.usr, now() - g * interval '1 second', now()
   from (values ('$ORG_A'::uuid, '$USER_A'::uuid, 10000), ('$ORG_B'::uuid, '$USER_B'::uuid, 10000),
-               ('$ORG_C'::uuid, '$USER_C'::uuid, 1000000)) as o (org, usr, n),
+               ('$ORG_C'::uuid, '$USER_C'::uuid, $BIG_ORG_FILES)) as o (org, usr, n),
        generate_series(1, o.n) as g;
 update app.organizations o
    set files_ready = c.n, storage_used_bytes = c.n * 1000, storage_quota_mb = 100000
@@ -101,4 +105,24 @@ non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 if non2xx: sys.exit("non-2xx responses: " + non2xx.group(1))
 p50, p99 = ms("50"), ms("99")
 print(f"{rps:.0f} {p50:.2f} {p99:.2f}")'
+}
+
+# CPU time used so far, in ms, by each kind of process: "service postgres rabbitmq other"
+# (utime + stime from /proc; the difference of two samples is where a run's CPU went).
+cpu_split() {
+  python3 - <<'PY'
+import os
+hz, totals = os.sysconf("SC_CLK_TCK"), {"service": 0, "postgres": 0, "rabbitmq": 0, "other": 0}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        continue
+    name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+    ticks = int(fields[11]) + int(fields[12])
+    kind = ("service" if name.startswith("tenant-files") else "postgres" if name in ("postgres", "postmaster")
+            else "rabbitmq" if name in ("beam.smp", "erl_child_setup", "epmd") else "other")
+    totals[kind] += ticks
+print(" ".join(str(totals[k] * 1000 // hz) for k in ("service", "postgres", "rabbitmq", "other")))
+PY
 }

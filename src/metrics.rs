@@ -7,7 +7,8 @@
 use std::sync::Mutex;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -19,6 +20,8 @@ pub struct Metrics {
     pub jobs_processed: IntCounterVec,
     pub jobs_panicked: IntCounter,
     pub job_duration: HistogramVec,
+    pub outcome_batch_size: Histogram,
+    pub outcome_batches_split: IntCounter,
     pub outbox_backlog: IntGauge,
     pub broker_up: IntGauge,
     /// Serializes sample-and-render, so two scrapes never render each other's samples.
@@ -86,6 +89,19 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let outcome_batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "job_outcome_batch_size",
+                "Validation outcomes committed together in one statement (one tenant's jobs finished meanwhile)",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )
+        .expect("valid metric");
+        let outcome_batches_split = IntCounter::new(
+            "job_outcome_batches_split_total",
+            "Batches of outcomes whose statement failed and whose outcomes were then each committed alone",
+        )
+        .expect("valid metric");
         let outbox_backlog = IntGauge::new("outbox_backlog", "Validation jobs waiting in the outbox to be published")
             .expect("valid metric");
         let broker_up = IntGauge::new(
@@ -101,6 +117,8 @@ impl Metrics {
             Box::new(jobs_processed.clone()),
             Box::new(jobs_panicked.clone()),
             Box::new(job_duration.clone()),
+            Box::new(outcome_batch_size.clone()),
+            Box::new(outcome_batches_split.clone()),
             Box::new(outbox_backlog.clone()),
             Box::new(broker_up.clone()),
         ] {
@@ -115,6 +133,8 @@ impl Metrics {
             jobs_processed,
             jobs_panicked,
             job_duration,
+            outcome_batch_size,
+            outcome_batches_split,
             outbox_backlog,
             broker_up,
             scraping: Mutex::new(()),

@@ -427,28 +427,33 @@ pub struct PendingFile {
     pub org_within_quota: bool,
 }
 
+const FIND_PENDING: &str = r#"
+    select f.filename, f.file_size_bytes, f.sha256,
+           o.storage_used_bytes <= o.storage_quota_mb * 1048576 as org_within_quota
+      from app.files f
+      join app.organizations o on o.id = f.organization_id
+      join app.users u on u.id = $2 and u.organization_id = f.organization_id
+     where f.id = $1
+       and f.status = $3
+       and f.deleted_at is null
+       and u.is_active
+"#;
+
 /// The file, if it is live and pending and the job's user is still an active member of the
 /// job's organization; `None` for every stale or forged job.
+///
+/// Here and in [`record_outcomes`] the status is a parameter, not the literal `'pending'`: with
+/// the literal, the partial index of pending files (V2, for the sweep) matches the statement, and
+/// after a burst of uploads that statistics have not caught up with, that index looks empty and
+/// the cached plan walks every pending file to find one id (0.01 ms became 9 ms per job at
+/// 20,000 pending; docs/performance.md). A parameter keeps both statements on the primary key
+/// (`tests::the_workers_lookups_stay_on_the_primary_key_after_a_burst_of_uploads`).
 #[tracing::instrument(name = "db.files.find_pending", skip_all, fields(file_id = %file_id))]
 pub async fn find_pending(tx: impl Into<Reading<'_>>, file_id: FileId) -> Result<Option<PendingFile>, DbError> {
     let tx = tx.into();
     let ctx = *tx.ctx();
-    let row = tx
-        .query_opt(
-            r#"
-            select f.filename, f.file_size_bytes, f.sha256,
-                   o.storage_used_bytes <= o.storage_quota_mb * 1048576 as org_within_quota
-              from app.files f
-              join app.organizations o on o.id = f.organization_id
-              join app.users u on u.id = $2 and u.organization_id = f.organization_id
-             where f.id = $1
-               and f.status = 'pending'
-               and f.deleted_at is null
-               and u.is_active
-            "#,
-            &[file_id.as_uuid(), ctx.user_id.as_uuid()],
-        )
-        .await?;
+    let row =
+        tx.query_opt(FIND_PENDING, &[file_id.as_uuid(), ctx.user_id.as_uuid(), &FileStatus::Pending.as_str()]).await?;
     row.map(|row| {
         Ok(PendingFile {
             filename: decode(row.try_get("filename"))?,
@@ -460,37 +465,103 @@ pub async fn find_pending(tx: impl Into<Reading<'_>>, file_id: FileId) -> Result
     .transpose()
 }
 
-/// Records a validation outcome, re-checking in the same statement that the file is still
-/// pending and live and the user still active. `false` means another delivery got there first
-/// or the job went stale meanwhile; nothing changed (processing is idempotent).
-#[tracing::instrument(name = "db.files.record_outcome", skip_all, fields(file_id = %file_id, status = status.as_str()))]
-pub async fn record_outcome(
-    tx: impl Into<Writing<'_>>,
-    file_id: FileId,
-    status: FileStatus,
-    mime_type: Option<&str>,
-    error_message: Option<&str>,
-) -> Result<bool, DbError> {
+/// What validating one pending file concluded, as recorded on its row.
+#[derive(Debug, Clone)]
+pub struct Validation {
+    pub file_id: FileId,
+    pub status: FileStatus,
+    pub mime_type: Option<String>,
+    pub error_message: Option<String>,
+}
+
+const RECORD_OUTCOMES: &str = r#"
+    update app.files f
+       set status = v.status,
+           mime_type = v.mime_type,
+           error_message = v.error_message,
+           processed_at = now()
+      from unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) as v (id, status, mime_type, error_message)
+     where f.id = v.id
+       and f.status = $6
+       and f.deleted_at is null
+       and exists (select from app.users u
+                    where u.id = $5
+                      and u.organization_id = f.organization_id
+                      and u.is_active)
+    returning f.id
+"#;
+
+/// Records validation verdicts of one tenant in one statement, re-checking in it that each file
+/// is still pending and live and the user still active; returns the files it changed. A file
+/// missing from the answer changed under the worker (another delivery got there first, or the
+/// job went stale): nothing happened to it (processing is idempotent). The counters follow in
+/// the same statement, once for the whole batch (V14).
+#[tracing::instrument(name = "db.files.record_outcomes", skip_all, fields(files = verdicts.len()))]
+pub async fn record_outcomes(tx: impl Into<Writing<'_>>, verdicts: &[Validation]) -> Result<Vec<FileId>, DbError> {
     let tx = tx.into();
     let ctx = *tx.ctx();
-    let updated = tx
-        .execute(
-            r#"
-            update app.files f
-               set status = $2,
-                   mime_type = $3,
-                   error_message = $4,
-                   processed_at = now()
-             where f.id = $1
-               and f.status = 'pending'
-               and f.deleted_at is null
-               and exists (select from app.users u
-                            where u.id = $5
-                              and u.organization_id = f.organization_id
-                              and u.is_active)
-            "#,
-            &[file_id.as_uuid(), &status.as_str(), &mime_type, &error_message, ctx.user_id.as_uuid()],
+    let ids: Vec<uuid::Uuid> = verdicts.iter().map(|v| *v.file_id.as_uuid()).collect();
+    let statuses: Vec<&str> = verdicts.iter().map(|v| v.status.as_str()).collect();
+    let mime_types: Vec<Option<&str>> = verdicts.iter().map(|v| v.mime_type.as_deref()).collect();
+    let errors: Vec<Option<&str>> = verdicts.iter().map(|v| v.error_message.as_deref()).collect();
+    let rows = tx
+        .query(
+            RECORD_OUTCOMES,
+            &[&ids, &statuses, &mime_types, &errors, ctx.user_id.as_uuid(), &FileStatus::Pending.as_str()],
         )
         .await?;
-    Ok(updated == 1)
+    rows.iter().map(|row| decode(row.try_get::<_, uuid::Uuid>(0)).map(FileId::from_uuid)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::{scratch_db_and_owner, tenant};
+
+    /// The plan PostgreSQL caches for `sql` (generic, as every tenant transaction asks), with
+    /// `args` as the values.
+    async fn cached_plan(db: &crate::db::Db, ctx: &super::super::TenantCtx, sql: &str, args: &str) -> String {
+        let tx = db.begin(ctx).await.unwrap();
+        tx.execute(&format!("prepare worker_statement as {sql}"), &[]).await.unwrap();
+        let rows = tx.query(&format!("explain (format json) execute worker_statement({args})"), &[]).await.unwrap();
+        tx.execute("deallocate worker_statement", &[]).await.unwrap(); // prepared for the session
+        rows[0].get::<_, serde_json::Value>(0).to_string()
+    }
+
+    /// Statistics taken while nothing was pending, then a burst of pending files: the worker's
+    /// re-check and its outcome statement must still find each file by its primary key, not by
+    /// walking the partial index of pending files that the statistics say is empty.
+    #[tokio::test]
+    async fn the_workers_lookups_stay_on_the_primary_key_after_a_burst_of_uploads() {
+        let (db, owner) = scratch_db_and_owner(1).await;
+        let (ctx, file) = tenant(&db, "first.txt").await;
+        let done = Validation { file_id: file, status: FileStatus::Ready, mime_type: None, error_message: None };
+        assert_eq!(record_outcomes(db.write(&ctx).await.unwrap(), &[done]).await.unwrap(), [file]);
+        owner.batch_execute("analyze app.files").await.unwrap();
+        let burst = db.begin(&ctx).await.unwrap();
+        burst
+            .execute(
+                "insert into app.files (id, organization_id, filename, file_path, file_size_bytes, sha256, uploaded_by)
+                 select gen_random_uuid(), $1, 'burst-' || g || '.txt', 'x', 1, repeat('0', 64), $2
+                   from generate_series(1, 2000) g",
+                &[ctx.org_id.as_uuid(), ctx.user_id.as_uuid()],
+            )
+            .await
+            .unwrap();
+        burst.commit().await.unwrap();
+
+        let user = ctx.user_id; // any values would do: the plan is the generic one
+        let find = cached_plan(&db, &ctx, FIND_PENDING, &format!("'{file}', '{user}', 'pending'")).await;
+        let record = cached_plan(
+            &db,
+            &ctx,
+            RECORD_OUTCOMES,
+            &format!("array['{file}']::uuid[], array['ready'], array['text/plain'], array[null], '{user}', 'pending'"),
+        )
+        .await;
+        for plan in [find, record] {
+            let by_key = ["files_pkey", "files_organization_id_id_key"].iter().any(|key| plan.contains(key));
+            assert!(by_key && !plan.contains("files_pending_enqueued_at_idx"), "{plan}");
+        }
+    }
 }

@@ -282,6 +282,11 @@ pub(crate) mod testing {
 
     /// A fresh, migrated database; the app role's pool of `pool_size` connections to it.
     pub(crate) async fn scratch_db(pool_size: usize) -> Db {
+        scratch_db_and_owner(pool_size).await.0
+    }
+
+    /// [`scratch_db`], and a connection to it as the owner role (which RLS binds too).
+    pub(crate) async fn scratch_db_and_owner(pool_size: usize) -> (Db, tokio_postgres::Client) {
         let name = format!("tf_test_{}", uuid::Uuid::new_v4().simple());
         let (admin, connection) = admin_url().connect(NoTls).await.expect("the test cluster is up (make test)");
         tokio::spawn(connection);
@@ -289,9 +294,11 @@ pub(crate) mod testing {
         let mut owner = admin_url();
         owner.dbname(&name);
         migrate::run(&owner).await.expect("migrations apply");
+        let (owner_client, connection) = owner.connect(NoTls).await.unwrap();
+        tokio::spawn(connection);
         let mut app = owner;
         app.user("tenant_files_app");
-        Db::new(app, pool_size, Duration::from_secs(5), Statements::Prepared).unwrap()
+        (Db::new(app, pool_size, Duration::from_secs(5), Statements::Prepared).unwrap(), owner_client)
     }
 
     /// A new organization with an owner and one pending file named `filename`, made through the

@@ -57,6 +57,8 @@ sql_types! {
     uuid::Uuid => Type::UUID,
     Vec<uuid::Uuid> => Type::UUID_ARRAY,
     &[uuid::Uuid] => Type::UUID_ARRAY,
+    Vec<&str> => Type::TEXT_ARRAY,
+    Vec<Option<&str>> => Type::TEXT_ARRAY,
     DateTime<Utc> => Type::TIMESTAMPTZ,
     serde_json::Value => Type::JSONB,
 }

@@ -44,7 +44,7 @@ use crate::domain::{OrgId, UserId};
 
 /// Who is acting: built by the HTTP extractor from the server-side session or a bearer token
 /// (or by the worker from a message), never from request parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TenantCtx {
     pub org_id: OrgId,
     pub user_id: UserId,
@@ -318,6 +318,11 @@ impl WriteTx {
     pub(crate) async fn execute(self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
         self.0.execute(sql, params, true).await
     }
+
+    /// The statement's rows (`RETURNING`), committed once it returns `Ok`.
+    pub(crate) async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        self.0.query(sql, params, true).await
+    }
 }
 
 /// A transaction of any number of statements (sent as they come, or several at once with
@@ -434,6 +439,13 @@ impl Writing<'_> {
         match self {
             Writing::Alone(tx) => tx.execute(sql, params).await,
             Writing::Within(tx) => tx.execute(sql, params).await,
+        }
+    }
+
+    pub(crate) async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        match self {
+            Writing::Alone(tx) => tx.query(sql, params).await,
+            Writing::Within(tx) => tx.query(sql, params).await,
         }
     }
 }

@@ -151,7 +151,10 @@ impl FileStore {
         match result.payload {
             // A local file is read and hashed on one blocking thread, without a stream between.
             GetResultPayload::File(file, _) => {
-                Ok(spawn_blocking_with_tracing(move || local::inspect(file)).await.map_err(io::Error::other)??)
+                let size = result.meta.size;
+                Ok(spawn_blocking_with_tracing(move || local::inspect(file, size))
+                    .await
+                    .map_err(io::Error::other)??)
             }
             GetResultPayload::Stream(mut stream) => {
                 let mut hasher = Hasher::spawn();

@@ -187,17 +187,14 @@ async fn run(ctx: &WorkerCtx, job: &JobMessage) -> Result<Result<FileStatus, &'s
             Err(e) => return Err(JobError::Transient(anyhow::Error::new(e).context("cannot read the stored file"))),
         }
     };
-    let (status, mime_type, error_message) = match &verdict {
-        Verdict::Ready { mime_type } => (FileStatus::Ready, Some(mime_type.as_str()), None),
-        Verdict::Failed { reason } => (FileStatus::Failed, None, Some(reason.as_str())),
-    };
+    let verdict = verdict.for_file(job.file_id);
+    let status = verdict.status;
 
-    // A second, short transaction: no lock or connection is held while the file is hashed, and
-    // the update re-checks everything, so a concurrent duplicate changes nothing twice.
-    // Committed in the same round trip: the organization's counters row, which every outcome
-    // of the organization updates, stays locked for the server's work only.
-    let recorded =
-        db::files::record_outcome(ctx.db.write(&tenant).await?, job.file_id, status, mime_type, error_message).await?;
+    // Recorded after hashing, in a transaction of its own (no lock or connection is held while
+    // the file is hashed), together with the outcomes of other jobs finished meanwhile
+    // (`outcomes`); the statement re-checks everything, so a concurrent duplicate changes
+    // nothing twice.
+    let recorded = ctx.outcomes.record(tenant, verdict).await?;
     Ok(if recorded { Ok(status) } else { Err("the file changed while it was being validated") })
 }
 
@@ -205,12 +202,8 @@ async fn run(ctx: &WorkerCtx, job: &JobMessage) -> Result<Result<FileStatus, &'s
 /// not stay pending. Best effort: the database may be the very thing that is down, and then the
 /// pending sweep will try again.
 async fn give_up(ctx: &WorkerCtx, job: &JobMessage, reason: &str, error: &str) {
-    let result = async {
-        let tx = ctx.db.write(&job.tenant()).await?;
-        db::files::record_outcome(tx, job.file_id, FileStatus::Failed, None, Some(reason)).await
-    }
-    .await;
-    if let Err(e) = result {
+    let verdict = Verdict::Failed { reason: reason.to_owned() }.for_file(job.file_id);
+    if let Err(e) = ctx.outcomes.record(job.tenant(), verdict).await {
         tracing::warn!(job_id = %job.job_id, file_id = %job.file_id, error = %e, last_error = error,
             "could not mark the file failed after the last attempt");
     }

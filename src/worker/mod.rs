@@ -6,6 +6,7 @@
 mod consumer;
 mod job;
 mod maintenance;
+mod outcomes;
 mod relay;
 mod validate;
 
@@ -36,13 +37,16 @@ pub struct WorkerCtx {
     pub consuming: Arc<AtomicBool>,
     /// The application's metrics (shared with the api in `--mode all`).
     pub metrics: Arc<Metrics>,
+    /// Where jobs commit their verdicts, in batches.
+    outcomes: outcomes::Recorder,
 }
 
 impl WorkerCtx {
     pub fn new(config: Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let (db, store) = crate::startup::open_db_and_store(&config)?;
         let topology = Topology::from_config(&config);
-        Ok(Self { config: Arc::new(config), db, store, topology, consuming: Arc::default(), metrics })
+        let outcomes = outcomes::Recorder::start(db.clone(), metrics.clone());
+        Ok(Self { config: Arc::new(config), db, store, topology, consuming: Arc::default(), metrics, outcomes })
     }
 
     /// How long to wait before retrying attempt `attempt` (1-based); the last delay repeats.

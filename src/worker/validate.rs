@@ -1,11 +1,29 @@
 //! The validation rules, as a pure function of the record and what is on disk.
 
-use crate::{db::files::PendingFile, storage::Inspection};
+use crate::{
+    db::files::{PendingFile, Validation},
+    domain::{FileId, FileStatus},
+    storage::Inspection,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Ready { mime_type: String },
     Failed { reason: String },
+}
+
+impl Verdict {
+    /// The verdict as recorded on the file's row.
+    pub fn for_file(self, file_id: FileId) -> Validation {
+        match self {
+            Verdict::Ready { mime_type } => {
+                Validation { file_id, status: FileStatus::Ready, mime_type: Some(mime_type), error_message: None }
+            }
+            Verdict::Failed { reason } => {
+                Validation { file_id, status: FileStatus::Failed, mime_type: None, error_message: Some(reason) }
+            }
+        }
+    }
 }
 
 /// Size and hash must match what the upload recorded; the type sniffed from the content must

@@ -379,3 +379,69 @@ async fn quorum_queues_carry_jobs_retries_and_dead_letters() {
         .await;
     assert!(classic.is_err(), "declaring the quorum work queue as classic must be refused");
 }
+
+/// The organization's status counters, and the same counted from its rows: they must agree
+/// whatever happened to the batches that changed them.
+pub async fn counters_and_rows(app: &TestApp, org_id: &str) -> ((i64, i64, i64), (i64, i64, i64)) {
+    let row = app
+        .superuser()
+        .await
+        .query_one(
+            "select files_pending, files_ready, files_failed,
+                    (select count(*) from app.files f where f.organization_id = o.id and f.deleted_at is null and f.status = 'pending'),
+                    (select count(*) from app.files f where f.organization_id = o.id and f.deleted_at is null and f.status = 'ready'),
+                    (select count(*) from app.files f where f.organization_id = o.id and f.deleted_at is null and f.status = 'failed')
+               from app.organizations o where id = $1::text::uuid",
+            &[&org_id],
+        )
+        .await
+        .unwrap();
+    ((row.get(0), row.get(1), row.get(2)), (row.get(3), row.get(4), row.get(5)))
+}
+
+/// Outcomes are committed in batches (one statement for the jobs that finished meanwhile). A
+/// batch whose statement fails part-way (here the database refuses one of its rows) must not
+/// take its neighbours down with it: each outcome is then committed alone, the refused file
+/// alone fails, and the counters stay exact. (Which jobs share a batch depends on timing; the
+/// split itself is tested deterministically in `worker::outcomes`.)
+#[tokio::test]
+async fn a_batch_refused_part_way_commits_its_other_outcomes_and_fails_only_its_own_file() {
+    let app = spawn_app_with(Settings { worker_prefetch: 8, ..Settings::default() }).await;
+    let owner = app.register_org().await;
+    let mut files = Vec::new();
+    for i in 0..11 {
+        files.push(owner.upload_ok(&format!("fine-{i}.txt"), "validated in a batch").await);
+    }
+    let poison = owner.upload_ok("poison.txt", "refused by the database").await;
+    // Every outcome statement takes half a second, so that the jobs finishing meanwhile pile up
+    // into batches; the database refuses to mark `poison.txt` ready.
+    app.superuser()
+        .await
+        .batch_execute(
+            "create function app.test_slow_statement() returns trigger language plpgsql as
+               $$ begin perform pg_sleep(0.5); return null; end $$;
+             create trigger test_slow_statement before update on app.files
+               for each statement execute function app.test_slow_statement();
+             create function app.test_refuse_poison() returns trigger language plpgsql as
+               $$ begin
+                    if new.filename = 'poison.txt' and new.status = 'ready' then raise exception 'refused'; end if;
+                    return new;
+                  end $$;
+             create trigger test_refuse_poison before update on app.files
+               for each row execute function app.test_refuse_poison();",
+        )
+        .await
+        .unwrap();
+
+    let _worker = app.start_worker();
+
+    for id in &files {
+        app.wait_for_status(&owner, id, "ready").await;
+    }
+    let detail = app.wait_for_status(&owner, &poison, "failed").await;
+    assert_eq!(detail["error_message"], "validation could not complete (an internal error; see the worker's log)");
+    assert!(app.metrics.outcome_batch_size.get_sample_sum() >= 12.0, "every outcome was committed in some batch");
+    let (counters, rows) = counters_and_rows(&app, &owner.org_id).await;
+    assert_eq!(counters, (0, 11, 1));
+    assert_eq!(counters, rows);
+}

@@ -152,3 +152,54 @@ async fn a_hung_broker_never_leaves_the_relay_idle_in_transaction() {
     proxy.set_up(true);
     app.wait_for_status(&owner, &second, "ready").await;
 }
+
+/// A worker SIGKILLed while a batch of outcomes is in the database (its statement held there
+/// by a slow trigger): whether that batch committed or not, every job is redelivered to the
+/// next worker, every file ends ready once, and the counters count each file once.
+#[tokio::test]
+async fn a_worker_killed_mid_batch_leaves_every_file_validated_and_counted_once() {
+    let app = spawn_app_with(Settings { worker_prefetch: 8, ..Settings::default() }).await;
+    let owner = app.register_org().await;
+    let mut files = Vec::new();
+    for i in 0..8 {
+        files.push(owner.upload_ok(&format!("batch-{i}.txt"), "validated, killed, validated again").await);
+    }
+    let db = app.superuser().await;
+    db.batch_execute(
+        "create function app.test_slow_statement() returns trigger language plpgsql as
+           $$ begin perform pg_sleep(2); return null; end $$;
+         create trigger test_slow_statement before update on app.files
+           for each statement execute function app.test_slow_statement();",
+    )
+    .await
+    .unwrap();
+    let mut worker = spawn_worker_process(&app);
+    eventually("an outcome statement is running", || async {
+        let running: i64 = db
+            .query_one(
+                "select count(*) from pg_stat_activity
+                  where datname = current_database() and state = 'active' and query like '%update app.files f%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (running > 0).then_some(())
+    })
+    .await;
+
+    worker.kill().await.expect("SIGKILL");
+    db.batch_execute("drop trigger test_slow_statement on app.files").await.unwrap();
+
+    let _replacement = app.start_worker();
+    for id in &files {
+        app.wait_for_status(&owner, id, "ready").await;
+    }
+    let (counters, rows) = crate::worker::counters_and_rows(&app, &owner.org_id).await;
+    assert_eq!(counters, (0, 8, 0));
+    assert_eq!(counters, rows);
+    eventually("every delivery is settled", || async {
+        (app.queue_depth(&app.topology().work_queue).await == 0).then_some(())
+    })
+    .await;
+}
