@@ -26,7 +26,7 @@ pub enum Action {
 }
 
 impl Action {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Action::Logout => "logout",
             Action::InvitationCreated => "invitation_created",

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
-use super::{decode, DbError, Param, ReadTx, Reading, Writing};
+use super::{audit::Event, decode, DbError, Param, ReadTx, Reading, Tx, Writing};
 use crate::domain::{FileId, FileStatus, Filename, UserId};
 
 /// A file as the API shows it (detail and list).
@@ -68,6 +68,51 @@ pub async fn insert_pending(tx: impl Into<Writing<'_>>, file: &NewFile<'_>) -> R
             &file.size,
             &file.sha256,
             ctx.user_id.as_uuid(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records a completely received upload and commits `tx`, in one statement sent with its
+/// `COMMIT`: the file row (pending), its validation job (transactional outbox: the job commits
+/// with the row or not at all), the release of its reservation (from the commit on, its bytes
+/// count as stored instead) and the audit entry. Every upload of an organization updates that
+/// organization's row (usage, counters, reservations) and holds it until commit; one statement
+/// with its commit holds it for the server's own work only (docs/performance.md, "Small
+/// uploads"). A refusal (`organizations_within_quota`) leaves nothing.
+#[tracing::instrument(name = "db.files.record_upload", skip_all, fields(file_id = %file.id))]
+pub async fn record_upload(tx: Tx, file: &NewFile<'_>, job_id: uuid::Uuid, event: Event<'_>) -> Result<(), DbError> {
+    let ctx = *tx.ctx();
+    let (target_type, target_id) = event.target.unzip();
+    tx.execute_and_commit(
+        r#"
+        with file as (
+          insert into app.files (id, organization_id, filename, file_path, file_size_bytes, sha256, uploaded_by)
+          values ($1, $2, $3, $4, $5, $6, $7)
+        ), job as (
+          insert into app.outbox (id, organization_id, file_id, user_id)
+          values ($8, $2, $1, $7)
+        ), released as (
+          delete from app.upload_reservations where id = $1
+        )
+        insert into app.audit_log (organization_id, actor_user_id, action, target_type, target_id, details, request_id)
+        values ($2, $7, $9, $10, $11, $12, $13)
+        "#,
+        &[
+            file.id.as_uuid(),
+            ctx.org_id.as_uuid(),
+            &file.filename.as_str(),
+            &file.file_path,
+            &file.size,
+            &file.sha256,
+            ctx.user_id.as_uuid(),
+            &job_id,
+            &event.action.as_str(),
+            &target_type,
+            &target_id,
+            &event.details,
+            &event.request_id,
         ],
     )
     .await?;

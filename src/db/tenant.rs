@@ -182,7 +182,8 @@ impl Bound {
     }
 
     /// Sends `statement` preceded, the first time, by BEGIN and the context, all in the same
-    /// write; with `end`, followed by the transaction's end too (a one-shot kind). `biased`
+    /// write; with `end`, followed by the transaction's end too (a one-shot kind, or a `Tx`'s
+    /// last statement). `biased`
     /// polls in order, and each future sends its message on its first poll, so the order on the
     /// wire is fixed; a transaction's later statements find `started` set and follow them.
     async fn run<T>(
@@ -191,7 +192,13 @@ impl Bound {
         end: bool,
     ) -> Result<T, DbError> {
         if self.started.swap(true, Ordering::SeqCst) {
-            return Ok(statement.await?);
+            if !end {
+                return Ok(statement.await?);
+            }
+            // A transaction's last statement, with its end in the same write.
+            let (result, _) = tokio::try_join!(biased; statement, self.end())?;
+            self.finished.store(true, Ordering::SeqCst);
+            return Ok(result);
         }
         if !end {
             let (_, _, result) = tokio::try_join!(biased; self.begin(), self.set_context(), statement)?;
@@ -352,6 +359,13 @@ impl Tx {
 
     pub(crate) async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
         self.0.execute(sql, params, false).await
+    }
+
+    /// A last statement, sent with `COMMIT` in the same write (with `BEGIN` and the context too
+    /// if it is the first): committed once this returns `Ok`, and the row locks it takes are
+    /// held for the server's work only, not for a round trip to the client and back.
+    pub(crate) async fn execute_and_commit(self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
+        self.0.execute(sql, params, true).await
     }
 
     /// Commits and waits for it: what was written is durable and visible once this returns.

@@ -407,6 +407,15 @@ impl Placed {
     pub fn keep(mut self) {
         self.location = None;
     }
+
+    /// The row did not commit: removes the bytes, and waits for it, so that the refusal the
+    /// client sees leaves nothing behind. (Dropped instead, by a request cancelled meanwhile,
+    /// they are removed in the background.)
+    pub async fn discard(mut self) {
+        if let Some(location) = self.location.take() {
+            remove_uncommitted(&self.objects, location).await;
+        }
+    }
 }
 
 impl Drop for Placed {
@@ -414,12 +423,14 @@ impl Drop for Placed {
         let Some(location) = self.location.take() else { return };
         let objects = self.objects.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(e) = objects.delete(&location).await {
-                    tracing::warn!(%location, error = %e, "could not remove the bytes of an upload that did not commit");
-                }
-            });
+            runtime.spawn(async move { remove_uncommitted(&objects, location).await });
         }
+    }
+}
+
+async fn remove_uncommitted(objects: &Arc<dyn ObjectStore>, location: Path) {
+    if let Err(e) = objects.delete(&location).await {
+        tracing::warn!(%location, error = %e, "could not remove the bytes of an upload that did not commit");
     }
 }
 

@@ -252,8 +252,20 @@ async fn an_uploads_job_may_arrive_before_its_file_row_but_never_outlives_it() {
     outbox::enqueue(&orphan, Uuid::new_v4(), FileId::new()).await.unwrap();
     assert!(orphan.commit().await.is_err(), "a job without its file does not commit");
 
+    // Foreign keys are checked without RLS: the job's key carries its organization (V15), so a
+    // job naming another organization's file does not commit either.
+    let other = app.register_org().await;
+    let others_file = FileId::from_uuid(other.upload_ok("theirs.txt", "not yours").await.parse().unwrap());
+    let forged = db.begin(&ctx(&owner)).await.unwrap();
+    outbox::enqueue(&forged, Uuid::new_v4(), others_file).await.unwrap();
+    assert!(forged.commit().await.is_err(), "a job for another organization's file does not commit");
+
     let superuser = app.superuser().await;
-    let jobs: i64 = superuser.query_one("select count(*) from app.outbox", &[]).await.unwrap().get(0);
+    let jobs: i64 = superuser
+        .query_one("select count(*) from app.outbox where organization_id = $1::text::uuid", &[&owner.org_id])
+        .await
+        .unwrap()
+        .get(0);
     let files: i64 =
         superuser.query_one("select count(*) from app.files where id = $1", &[file_id.as_uuid()]).await.unwrap().get(0);
     assert_eq!((jobs, files), (1, 1));

@@ -8,7 +8,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    helpers::{assert_error, eventually, s3_endpoint, spawn_app_with, Settings, TcpProxy, TestApp, S3_BUCKET},
+    helpers::{
+        assert_error, eventually, s3_endpoint, spawn_app, spawn_app_with, Settings, TcpProxy, TestApp, S3_BUCKET,
+    },
     stored::s3_addr,
 };
 
@@ -76,6 +78,35 @@ async fn an_upload_refused_after_parts_went_up_leaves_no_object_row_or_quota() {
 
     assert_error(refused, StatusCode::PAYLOAD_TOO_LARGE, "file_too_large").await;
     eventually("the begun upload is aborted", || async { (unfinished_uploads(&app).await == 0).then_some(()) }).await;
+    app.assert_stored_files(0).await;
+    assert_eq!(app.count_file_rows().await, 0);
+    assert_eq!(org_usage(&app, &owner.org_id).await, (0, 0, 0));
+}
+
+/// The bytes go in place before the file's record, which commits in one statement: a record the
+/// database refuses then (here the quota, lowered while the file was on its way, as a trigger
+/// that refuses exactly like the quota check) removes the placed bytes before the refusal is
+/// answered, and leaves no row, no reservation and no usage.
+#[tokio::test]
+async fn a_record_refused_once_the_bytes_are_in_place_leaves_no_object_row_or_quota() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    app.superuser()
+        .await
+        .batch_execute(
+            "create function app.test_quota_lowered() returns trigger language plpgsql as
+               $$ begin
+                    raise exception 'over quota' using errcode = 'check_violation', constraint = 'organizations_within_quota';
+                  end $$;
+             create trigger test_quota_lowered before insert on app.files
+               for each row execute function app.test_quota_lowered();",
+        )
+        .await
+        .unwrap();
+
+    let refused = owner.upload("late.txt", "refused after it was stored").await;
+
+    assert_error(refused, StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded").await;
     app.assert_stored_files(0).await;
     assert_eq!(app.count_file_rows().await, 0);
     assert_eq!(org_usage(&app, &owner.org_id).await, (0, 0, 0));

@@ -134,9 +134,10 @@ async fn store(
     commit_file(state.db.begin(&authed.ctx).await?, authed, file_id, filename, staged, &received).await
 }
 
-/// Records a completely received file in `tx` and commits: the file row, its validation job
-/// and the audit entry, together with the release of its reservation, after making its bytes
-/// visible in the store. On any error nothing is kept: no row, no object.
+/// Records a completely received file in `tx` and commits: makes its bytes visible in the
+/// store, then sends the file row, its validation job, the release of its reservation and the
+/// audit entry as one statement with the commit (`db::files::record_upload`). On any error
+/// nothing is kept: no row, no object.
 pub(super) async fn commit_file(
     tx: Tx,
     authed: &Authed,
@@ -148,25 +149,22 @@ pub(super) async fn commit_file(
     let size = i64::try_from(received.size).context("file size out of range")?;
     let file_path = FileStore::key(authed.ctx.org_id, file_id);
     let new_file = NewFile { id: file_id, filename, file_path: &file_path, size, sha256: &received.sha256 };
-    // The file row, its validation job (transactional outbox: the job commits with the row or
-    // not at all) and the audit entry are sent together in one round trip. Their order on the
-    // wire does not matter for correctness (the job's foreign key is checked at commit, V8);
-    // `biased` only makes a refusal of the first (quota) the error reported. The reservation
-    // goes with the row: from the commit on, the bytes count as stored instead.
     let details = json!({ "filename": filename.as_str(), "size": size });
-    tokio::try_join!(
-        biased;
-        db::files::insert_pending(&tx, &new_file),
-        db::outbox::enqueue(&tx, Uuid::new_v4(), file_id),
-        db::uploads::release(&tx, file_id),
-        db::audit::record(&tx, authed.event(Action::FileUploaded, Some(("file", file_id.into())), details)),
-    )?;
-    // Visible before the commit, so a committed row always has its bytes; if the commit
-    // fails, dropping `placed` removes them again.
+    let event = authed.event(Action::FileUploaded, Some(("file", file_id.into())), details);
+    // The bytes go in place first, so that a committed row always has them, and are removed
+    // again if the record fails. (Placing them after the row's insert and before its commit,
+    // as this did, held the organization's row for the store's write.)
     let placed = staged.persist().await?;
-    tx.commit().await?;
-    placed.keep();
-    Ok(())
+    match db::files::record_upload(tx, &new_file, Uuid::new_v4(), event).await {
+        Ok(()) => {
+            placed.keep();
+            Ok(())
+        }
+        Err(e) => {
+            placed.discard().await;
+            Err(e.into())
+        }
+    }
 }
 
 fn content_length(req: &HttpRequest) -> Option<u64> {
