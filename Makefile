@@ -7,7 +7,7 @@ DEV := scripts/dev-services.sh
 # Owner-role URL of the dev cluster's maintenance database (tests create one database each).
 PG_ADMIN_URL ?= postgres://tenant_files_owner@127.0.0.1:54329/postgres
 
-.PHONY: run test test-tools fuzz bench bench-worker bench-uploads bench-listing bench-scaling profile stop services migrate lint lint-rls clean-test-dbs
+.PHONY: run test test-tools fuzz bench bench-curves bench-worker bench-uploads bench-listing bench-scaling profile stop services migrate lint lint-rls clean-test-dbs
 
 ## Start PostgreSQL + RabbitMQ, migrate, then serve the API on 127.0.0.1:5000 and run the worker.
 run: migrate
@@ -38,9 +38,16 @@ lint-rls: migrate
 fuzz:
 	scripts/fuzz.sh
 
-## Benchmark the service against PostgreSQL's own ceiling (release build; see docs/performance.md).
+## Benchmark the service against PostgreSQL's own ceiling and against PostGraphile 4.14.1 (npm)
+## on the same database (release build; see docs/performance.md).
 bench:
 	bench/run.sh
+
+## Curves: detail and list at 32/128/512 connections, list at 10k/100k/1M files and as the
+## tables fill with 100 and 10,000 organizations, the worker with one and two processes
+## (release build; see docs/performance.md).
+bench-curves:
+	bench/curves.sh
 
 ## The worker with one and with two processes against a replay of its statements (release
 ## build; see docs/performance.md).

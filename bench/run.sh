@@ -12,6 +12,7 @@ cd "$ROOT"
 
 source bench/setup.sh
 source bench/jobs.sh
+source bench/peer.sh
 
 # --- Measure ------------------------------------------------------------------------------
 # pgbench: prints tps
@@ -32,6 +33,12 @@ measure() { # name path cookie script org user keyhash [total]
 measure detail "/api/files/$FILE_A" "$COOKIE_A" detail "$ORG_A" "$USER_A" "$KEYHASH_A"
 measure list "/api/files?page=1&limit=20" "$COOKIE_A" list "$ORG_A" "$USER_A" "$KEYHASH_A" 0 # ceiling: the page query alone
 measure me "/api/auth/me" "$COOKIE_A" me "$ORG_A" "$USER_A" "$KEYHASH_A"
+# The peer, right after ours, on the same database, by the same wrk command.
+start_peer
+peer_measure detail "$PEER_DETAIL" "{\"id\": \"$FILE_A\"}"
+peer_measure list "$PEER_LIST" '{}'
+kill "$PEER_PID"; wait "$PEER_PID" 2>/dev/null || true
+
 log "wrk list, 1,000,000-file organization"
 wrk -t2 -c"$CONNECTIONS" -d2s -H "Cookie: $COOKIE_C" "$API/api/files?page=1&limit=20" >/dev/null
 RESULT[list_1m]=$(wrk_run "/api/files?page=1&limit=20" "$COOKIE_C")
@@ -92,6 +99,14 @@ for name, label in [("detail", "GET /api/files/{id}"), ("list", "GET /api/files?
     rps, p50, p99 = r[name]
     ratio = float(rps) / ceil[name]
     lines.append(f"| {label} | {rps} | {p50} | {p99} | {ceil[name]:.0f} | {ratio:.2f} | ≥ {target[name]} {'✓' if ratio >= target[name] else '✗'} |")
+peer = {"detail": "${PEER[detail]}".split(), "list": "${PEER[list]}".split()}
+lines.append("")
+lines.append("| request | ours req/s | p99 ms | PostGraphile 4.14.1 req/s | p99 ms | ours ÷ peer | target |")
+lines.append("|---|---|---|---|---|---|---|")
+for name, label, want in [("detail", "file detail", 2), ("list", "list of 20 with total", 3)]:
+    ours, theirs = r[name], peer[name]
+    ratio = float(ours[0]) / float(theirs[0])
+    lines.append(f"| {label} | {ours[0]} | {ours[2]} | {theirs[0]} | {theirs[2]} | {ratio:.2f} | ≥ {want} {'✓' if ratio >= want else '✗'} |")
 l10k, l1m = float(r["list"][1]), float(r["list_1m"][1])
 lines.append("")
 lines.append(f"- List p50 with 1,000,000 files in the organization: {l1m} ms vs {l10k} ms with 10,000 "

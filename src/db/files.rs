@@ -49,31 +49,6 @@ pub struct NewFile<'a> {
     pub sha256: &'a str,
 }
 
-/// Records a pending upload. The usage trigger adds its size to the organization in the same
-/// statement; over quota it fails with `organizations_within_quota`.
-#[tracing::instrument(name = "db.files.insert_pending", skip_all, fields(file_id = %file.id))]
-pub async fn insert_pending(tx: impl Into<Writing<'_>>, file: &NewFile<'_>) -> Result<(), DbError> {
-    let tx = tx.into();
-    let ctx = *tx.ctx();
-    tx.execute(
-        r#"
-        insert into app.files (id, organization_id, filename, file_path, file_size_bytes, sha256, uploaded_by)
-        values ($1, $2, $3, $4, $5, $6, $7)
-        "#,
-        &[
-            file.id.as_uuid(),
-            ctx.org_id.as_uuid(),
-            &file.filename.as_str(),
-            &file.file_path,
-            &file.size,
-            &file.sha256,
-            ctx.user_id.as_uuid(),
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
 /// Records a completely received upload and commits `tx`, in one statement sent with its
 /// `COMMIT`: the file row (pending), its validation job (transactional outbox: the job commits
 /// with the row or not at all), the release of its reservation (from the commit on, its bytes

@@ -314,8 +314,13 @@ pub(crate) mod testing {
         let tx = db.begin(&ctx).await.unwrap();
         orgs::insert(&tx, &name).await.unwrap();
         users::insert(&tx, &email, "not a hash", Role::Owner).await.unwrap();
-        files::insert_pending(&tx, &new_file).await.unwrap();
-        tx.commit().await.unwrap();
+        let event = audit::Event {
+            action: audit::Action::FileUploaded,
+            target: None,
+            details: serde_json::json!({}),
+            request_id: "test",
+        };
+        files::record_upload(tx, &new_file, uuid::Uuid::new_v4(), event).await.unwrap();
         (ctx, file_id)
     }
 

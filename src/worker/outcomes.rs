@@ -119,6 +119,7 @@ mod tests {
     use super::*;
     use crate::{
         db::{
+            audit::{Action, Event},
             files::{self, NewFile},
             testing::{scratch_db_and_owner, tenant},
         },
@@ -138,7 +139,9 @@ mod tests {
         let poison = FileId::new();
         let name = Filename::parse("poison.txt").unwrap();
         let new_file = NewFile { id: poison, filename: &name, file_path: "unused", size: 1, sha256: &"0".repeat(64) };
-        files::insert_pending(db.write(&ctx).await.unwrap(), &new_file).await.unwrap();
+        let event =
+            Event { action: Action::FileUploaded, target: None, details: serde_json::json!({}), request_id: "test" };
+        files::record_upload(db.begin(&ctx).await.unwrap(), &new_file, uuid::Uuid::new_v4(), event).await.unwrap();
         owner
             .batch_execute(
                 "create function app.test_refuse_poison() returns trigger language plpgsql as

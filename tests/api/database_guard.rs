@@ -227,33 +227,37 @@ async fn every_tenant_table_has_forced_rls_policies_and_an_organization_index() 
     }
 }
 
-/// An upload sends its file row and its job together; the order they reach the server in must
-/// not matter. The job's foreign key is checked at commit: a job ahead of its file commits,
-/// and a job for a file that never comes still fails, taking the transaction with it.
+/// A validation job commits only with its file, in its own organization: an upload records
+/// both in one statement, and the job's foreign key (checked at commit, and carrying the
+/// organization since V15, because foreign keys are checked without RLS) refuses a job whose
+/// file never comes, and one naming another organization's file.
 #[tokio::test]
-async fn an_uploads_job_may_arrive_before_its_file_row_but_never_outlives_it() {
+async fn a_job_commits_only_with_its_own_organizations_file() {
     use tenant_files::{
-        db::{files, files::NewFile, outbox},
+        db::{
+            audit::{Action, Event},
+            files,
+            files::NewFile,
+            outbox,
+        },
         domain::{FileId, Filename},
     };
     let app = spawn_app().await;
     let owner = app.register_org().await;
     let db = lib_db(&app, 1);
     let file_id = FileId::new();
-    let filename = Filename::parse("late.txt").unwrap();
+    let filename = Filename::parse("recorded.txt").unwrap();
     let new_file = NewFile { id: file_id, filename: &filename, file_path: "unused", size: 4, sha256: &"0".repeat(64) };
+    let event =
+        Event { action: Action::FileUploaded, target: None, details: serde_json::json!({}), request_id: "test" };
 
     let tx = db.begin(&ctx(&owner)).await.unwrap();
-    outbox::enqueue(&tx, Uuid::new_v4(), file_id).await.unwrap();
-    files::insert_pending(&tx, &new_file).await.unwrap();
-    tx.commit().await.unwrap();
+    files::record_upload(tx, &new_file, Uuid::new_v4(), event).await.unwrap();
 
     let orphan = db.begin(&ctx(&owner)).await.unwrap();
     outbox::enqueue(&orphan, Uuid::new_v4(), FileId::new()).await.unwrap();
     assert!(orphan.commit().await.is_err(), "a job without its file does not commit");
 
-    // Foreign keys are checked without RLS: the job's key carries its organization (V15), so a
-    // job naming another organization's file does not commit either.
     let other = app.register_org().await;
     let others_file = FileId::from_uuid(other.upload_ok("theirs.txt", "not yours").await.parse().unwrap());
     let forged = db.begin(&ctx(&owner)).await.unwrap();
