@@ -3,20 +3,27 @@
 //! Every job's verdict used to be its own transaction: 32 jobs in flight meant 32 writers
 //! updating the newest rows of one organization and that organization's counters row, each
 //! waiting for the one before (docs/performance.md, "The worker"). Now a job hands its verdict
-//! to the [`Recorder`] and waits; the recorder commits every verdict that arrived meanwhile in
-//! one statement per tenant (`db::files::record_outcomes`, counters updated once per
-//! statement), then answers each job, which only then acks its delivery. Nothing waits for a
-//! batch to fill: a verdict that finds the recorder idle is committed at once, and batches grow
-//! only while a commit is in progress, that is, only under load.
+//! to the [`Recorder`] and waits; the recorder commits the verdicts of one tenant that arrived
+//! while that tenant's previous statement ran in one statement (`db::files::record_outcomes`,
+//! counters updated once per statement), then answers each job, which only then acks its
+//! delivery. Nothing waits for a batch to fill: a verdict that finds its tenant idle is
+//! committed at once, and batches grow only while a commit is in progress, that is, only under
+//! load. Tenants' statements run side by side, so one tenant never holds up another's.
 //!
 //! At-least-once holds as before: a job acks only after its verdict is committed, so a worker
 //! that dies mid-batch leaves every job of the batch to be redelivered, and the statement
 //! re-checks each file, so a verdict committed twice changes nothing the second time.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use futures_util::future::join_all;
-use tokio::sync::{mpsc, oneshot};
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinSet,
+};
 
 use crate::{
     db::{
@@ -62,16 +69,45 @@ impl Recorder {
     }
 }
 
-/// Takes every verdict waiting (at least one, at most [`MAX_BATCH`]), commits them per tenant,
-/// the tenants' statements concurrently, and starts again with what arrived meanwhile.
+/// Commits the verdicts waiting, per tenant: at most one statement in flight per tenant, into
+/// which go all of that tenant's verdicts that arrived while its previous one ran (at most
+/// [`MAX_BATCH`]). Tenants do not wait for each other: one whose statement is slow (a lock
+/// held on its organization's row, say) holds up its own verdicts only.
 async fn run(db: db::Db, metrics: Arc<Metrics>, mut waiting: mpsc::Receiver<Entry>) {
+    let mut queued: HashMap<TenantCtx, Vec<Entry>> = HashMap::new();
+    let mut committing: HashMap<tokio::task::Id, TenantCtx> = HashMap::new();
+    let mut commits = JoinSet::new();
     let mut taken = Vec::with_capacity(MAX_BATCH);
-    while waiting.recv_many(&mut taken, MAX_BATCH).await > 0 {
-        let mut by_tenant: HashMap<TenantCtx, Vec<Entry>> = HashMap::new();
-        for entry in taken.drain(..) {
-            by_tenant.entry(entry.tenant).or_default().push(entry);
+    let mut open = true;
+    while open || !commits.is_empty() {
+        tokio::select! {
+            received = waiting.recv_many(&mut taken, MAX_BATCH), if open => {
+                open = received > 0;
+                for entry in taken.drain(..) {
+                    queued.entry(entry.tenant).or_default().push(entry);
+                }
+            }
+            Some(done) = commits.join_next_with_id(), if !commits.is_empty() => {
+                // A commit that panicked dropped its jobs' answers: they see an error and retry.
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                committing.remove(&id);
+            }
         }
-        join_all(by_tenant.into_iter().map(|(tenant, batch)| commit(&db, &metrics, tenant, batch))).await;
+        let busy: HashSet<TenantCtx> = committing.values().copied().collect();
+        let idle: Vec<TenantCtx> = queued.keys().filter(|tenant| !busy.contains(tenant)).copied().collect();
+        for tenant in idle {
+            let Some(entries) = queued.get_mut(&tenant) else { continue };
+            let batch: Vec<Entry> = entries.drain(..entries.len().min(MAX_BATCH)).collect();
+            if entries.is_empty() {
+                queued.remove(&tenant);
+            }
+            let (db, metrics) = (db.clone(), metrics.clone());
+            let task = commits.spawn(async move { commit(&db, &metrics, tenant, batch).await });
+            committing.insert(task.id(), tenant);
+        }
     }
 }
 
@@ -167,5 +203,36 @@ mod tests {
         assert_eq!((metrics.outcome_batches_split.get(), metrics.outcome_batch_size.get_sample_count()), (1, 1));
         let stored = files::find(db.read(&ctx).await.unwrap(), fine).await.unwrap().unwrap();
         assert_eq!(stored.status, FileStatus::Ready);
+    }
+
+    /// One tenant's statement held up (its organization's row locked by another transaction)
+    /// holds up that tenant's verdicts only: another tenant's is committed meanwhile.
+    #[tokio::test]
+    async fn a_tenant_held_up_does_not_hold_up_another() {
+        let (db, mut owner) = scratch_db_and_owner(4).await;
+        let (a, a_file) = tenant(&db, "a.txt").await;
+        let (b, b_file) = tenant(&db, "b.txt").await;
+        let lock = owner.transaction().await.unwrap();
+        lock.execute("select set_config('app.org_id', $1, true)", &[&a.org_id.to_string()]).await.unwrap();
+        lock.execute("select from app.organizations where id = $1 for update", &[a.org_id.as_uuid()]).await.unwrap();
+        let recorder = Arc::new(Recorder::start(db.clone(), Arc::default()));
+
+        let held = tokio::spawn({
+            let recorder = recorder.clone();
+            async move { recorder.record(a, ready(a_file)).await }
+        });
+        // Someone waits for the lock's transaction (pg_locks: visible to every role).
+        let waiting = "select count(*) from pg_locks
+                        where locktype = 'transactionid' and not granted
+                          and transactionid::text = pg_current_xact_id()::text";
+        while lock.query_one(waiting, &[]).await.unwrap().get::<_, i64>(0) == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let other = tokio::time::timeout(std::time::Duration::from_secs(10), recorder.record(b, ready(b_file))).await;
+
+        assert!(matches!(other, Ok(Ok(true))), "{other:?}");
+        assert!(!held.is_finished(), "the held-up tenant's verdict waits for the lock");
+        lock.rollback().await.unwrap();
+        assert!(matches!(held.await.unwrap(), Ok(true)));
     }
 }
