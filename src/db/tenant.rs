@@ -183,9 +183,9 @@ impl Bound {
 
     /// Sends `statement` preceded, the first time, by BEGIN and the context, all in the same
     /// write; with `end`, followed by the transaction's end too (a one-shot kind, or a `Tx`'s
-    /// last statement). `biased`
-    /// polls in order, and each future sends its message on its first poll, so the order on the
-    /// wire is fixed; a transaction's later statements find `started` set and follow them.
+    /// last statement). `biased` polls in order, and each future sends its message on its
+    /// first poll, so the order on the wire is fixed; a transaction's later statements find
+    /// `started` set and follow them.
     async fn run<T>(
         &self,
         statement: impl Future<Output = Result<T, tokio_postgres::Error>>,
