@@ -584,4 +584,21 @@ mod tests {
             assert!(by_key && !plan.contains("files_pending_enqueued_at_idx"), "{plan}");
         }
     }
+
+    /// The database, not the recorder's grouping, keeps a batch to its tenant: a verdict for
+    /// another organization's file in a batch committed as `a` changes nothing and is not
+    /// reported as recorded.
+    #[tokio::test]
+    async fn a_batch_of_outcomes_changes_its_own_tenants_files_only() {
+        let (db, _owner) = scratch_db_and_owner(1).await;
+        let (a, a_file) = tenant(&db, "a.txt").await;
+        let (b, b_file) = tenant(&db, "b.txt").await;
+        let ready = |file_id| Validation { file_id, status: FileStatus::Ready, mime_type: None, error_message: None };
+
+        let recorded = record_outcomes(db.write(&a).await.unwrap(), &[ready(a_file), ready(b_file)]).await.unwrap();
+
+        assert_eq!(recorded, [a_file]);
+        let b_row = find(db.read(&b).await.unwrap(), b_file).await.unwrap().unwrap();
+        assert_eq!(b_row.status, FileStatus::Pending);
+    }
 }

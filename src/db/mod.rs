@@ -13,7 +13,6 @@ pub mod files;
 pub mod invitations;
 pub mod migrate;
 pub mod orgs;
-pub mod outbox;
 mod param;
 pub mod share_links;
 pub mod system;

@@ -238,7 +238,6 @@ async fn a_job_commits_only_with_its_own_organizations_file() {
             audit::{Action, Event},
             files,
             files::NewFile,
-            outbox,
         },
         domain::{FileId, Filename},
     };
@@ -254,15 +253,24 @@ async fn a_job_commits_only_with_its_own_organizations_file() {
     let tx = db.begin(&ctx(&owner)).await.unwrap();
     files::record_upload(tx, &new_file, Uuid::new_v4(), event).await.unwrap();
 
-    let orphan = db.begin(&ctx(&owner)).await.unwrap();
-    outbox::enqueue(&orphan, Uuid::new_v4(), FileId::new()).await.unwrap();
-    assert!(orphan.commit().await.is_err(), "a job without its file does not commit");
+    // A job written straight into the outbox as the app role, in the owner's tenant context.
+    let app_role = app.app_role().await;
+    let job_for = |file: &str| {
+        format!(
+            "begin; select set_config('app.org_id', '{org}', true), set_config('app.user_id', '{user}', true);
+             insert into app.outbox (id, organization_id, file_id, user_id)
+             values (gen_random_uuid(), '{org}', '{file}', '{user}'); commit;",
+            org = owner.org_id,
+            user = owner.user_id
+        )
+    };
+    let orphan = app_role.batch_execute(&job_for(&Uuid::new_v4().to_string())).await;
+    assert!(orphan.is_err(), "a job without its file does not commit");
 
     let other = app.register_org().await;
-    let others_file = FileId::from_uuid(other.upload_ok("theirs.txt", "not yours").await.parse().unwrap());
-    let forged = db.begin(&ctx(&owner)).await.unwrap();
-    outbox::enqueue(&forged, Uuid::new_v4(), others_file).await.unwrap();
-    assert!(forged.commit().await.is_err(), "a job for another organization's file does not commit");
+    let others_file = other.upload_ok("theirs.txt", "not yours").await;
+    let forged = app_role.batch_execute(&job_for(&others_file)).await;
+    assert!(forged.is_err(), "a job for another organization's file does not commit");
 
     let superuser = app.superuser().await;
     let jobs: i64 = superuser

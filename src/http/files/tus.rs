@@ -337,7 +337,7 @@ async fn complete(state: &AppState, authed: &Authed, upload: &TusRow, chunks: Ve
     }
     let tx = state.db.begin(&authed.ctx).await?;
     db::tus::remove(&tx, id).await?.ok_or(ApiError::NotFound)?;
-    commit_file(tx, authed, id, &filename, staged, &received).await?;
+    commit_file(state, Some(tx), authed, id, &filename, staged, &received).await?;
     remove_chunks(state, authed, id, &chunks).await;
     Ok(())
 }

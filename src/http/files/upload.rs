@@ -131,15 +131,18 @@ async fn store(
     if received.size == 0 {
         return Err(ApiError::invalid("empty_file", "the uploaded file is empty"));
     }
-    commit_file(state.db.begin(&authed.ctx).await?, authed, file_id, filename, staged, &received).await
+    commit_file(state, None, authed, file_id, filename, staged, &received).await
 }
 
-/// Records a completely received file in `tx` and commits: makes its bytes visible in the
-/// store, then sends the file row, its validation job, the release of its reservation and the
-/// audit entry as one statement with the commit (`db::files::record_upload`). On any error
+/// Records a completely received file and commits: makes its bytes visible in the store, then
+/// sends the file row, its validation job, the release of its reservation and the audit entry
+/// as one statement with the commit (`db::files::record_upload`), in `within` (a transaction
+/// already holding the upload's other statements: a tus upload's removal) or else in a
+/// transaction begun only now, so that no pooled connection waits on the store. On any error
 /// nothing is kept: no row, no object.
 pub(super) async fn commit_file(
-    tx: Tx,
+    state: &AppState,
+    within: Option<Tx>,
     authed: &Authed,
     file_id: FileId,
     filename: &Filename,
@@ -155,7 +158,14 @@ pub(super) async fn commit_file(
     // again if the record fails. (Placing them after the row's insert and before its commit,
     // as this did, held the organization's row for the store's write.)
     let placed = staged.persist().await?;
-    match db::files::record_upload(tx, &new_file, Uuid::new_v4(), event).await {
+    let recorded = async {
+        let tx = match within {
+            Some(tx) => tx,
+            None => state.db.begin(&authed.ctx).await?,
+        };
+        db::files::record_upload(tx, &new_file, Uuid::new_v4(), event).await
+    };
+    match recorded.await {
         Ok(()) => {
             placed.keep();
             Ok(())
