@@ -154,6 +154,7 @@ impl From<DbError> for ApiError {
     fn from(err: DbError) -> Self {
         match &err {
             DbError::Unavailable(_) => ApiError::Unavailable(err.into()),
+            DbError::Unauthenticated => ApiError::Unauthenticated,
             // The handler's own checks should have answered first; the database is the backstop.
             DbError::Refused(_) => {
                 tracing::warn!(error = %err, "the database refused a statement the handler allowed");

@@ -1,15 +1,16 @@
 -- GET /api/files?page=1&limit=20, with its total; `-D total=0` leaves the total out (the ceiling
--- the list target compares with: the page query alone, same round trips).
-select state, user_id, organization_id, role from app.session_load(:keyhash::bytea);
+-- the list target compares with: the page query alone, same round trip).
 \startpipeline
 begin;
-select set_config('app.org_id', :org, true), set_config('app.user_id', :usr, true),
-       set_config('plan_cache_mode', 'force_generic_plan', true);
-select f.id, f.filename, f.file_size_bytes, f.mime_type, f.sha256, f.status,
-       f.error_message, f.uploaded_at, f.processed_at, u.email as uploaded_by_email
+select c.organization_id, c.user_id, c.state,
+       set_config('plan_cache_mode', 'force_generic_plan', true),
+       set_config('transaction_read_only', 'on', true)
+  from app.session_context(:keyhash::bytea) c;
+select f.id, f.organization_id, f.filename, f.file_size_bytes, f.mime_type, f.sha256,
+       f.status, f.error_message, f.uploaded_at, f.processed_at, u.email as uploaded_by_email
   from app.files f
   join app.users u on u.id = f.uploaded_by
- where f.organization_id = :org::uuid
+ where f.organization_id = app.current_org_id()
    and f.deleted_at is null
  order by f.uploaded_at desc, f.id desc
  limit 21  -- one row more than the page: whether there is a next one (`next_cursor`)
@@ -22,7 +23,7 @@ select case null::text
          else files_pending + files_ready + files_failed
        end
   from app.organizations
- where id = :org::uuid;
+ where id = app.current_org_id();
 \endif
-rollback;
+commit;
 \endpipeline

@@ -1,13 +1,14 @@
--- GET /api/auth/me.
-select state, user_id, organization_id, role from app.session_load(:keyhash::bytea);
+-- GET /api/auth/me: one round trip, the session resolved in the read's own transaction.
 \startpipeline
 begin;
-select set_config('app.org_id', :org, true), set_config('app.user_id', :usr, true),
-       set_config('plan_cache_mode', 'force_generic_plan', true);
+select c.organization_id, c.user_id, c.state,
+       set_config('plan_cache_mode', 'force_generic_plan', true),
+       set_config('transaction_read_only', 'on', true)
+  from app.session_context(:keyhash::bytea) c;
 select u.id, u.email, u.role, o.id as organization_id, o.name as organization_name
   from app.users u
   join app.organizations o on o.id = u.organization_id
- where u.id = :usr::uuid
+ where u.id = app.current_user_id()
    and u.is_active;
-rollback;
+commit;
 \endpipeline

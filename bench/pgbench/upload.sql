@@ -7,7 +7,8 @@ select state, user_id, organization_id, role from app.session_load(:keyhash::byt
 \startpipeline
 begin;
 select set_config('app.org_id', :org, true), set_config('app.user_id', :usr, true),
-       set_config('plan_cache_mode', 'force_generic_plan', true);
+       set_config('plan_cache_mode', 'force_generic_plan', true),
+       set_config('transaction_read_only', 'off', true);
 insert into app.upload_reservations (id, organization_id, user_id, bytes, expires_at)
 values (md5('f' || :n)::uuid, :org::uuid, :usr::uuid, 4300, now() + make_interval(secs => 3600::float8));
 commit;
@@ -17,7 +18,8 @@ commit;
 \startpipeline
 begin;
 select set_config('app.org_id', :org, true), set_config('app.user_id', :usr, true),
-       set_config('plan_cache_mode', 'force_generic_plan', true);
+       set_config('plan_cache_mode', 'force_generic_plan', true),
+       set_config('transaction_read_only', 'off', true);
 with file as (
   insert into app.files (id, organization_id, filename, file_path, file_size_bytes, sha256, uploaded_by)
   values (md5('f' || :n)::uuid, :org::uuid, 'small.txt', :org || '/' || md5('f' || :n)::uuid, 4096,

@@ -9,7 +9,8 @@ select ids, ready, pending, mime_types, errors, expect_pending, expect_ready
 \startpipeline
 begin;
 select set_config('app.org_id', :org, true), set_config('app.user_id', :usr, true),
-       set_config('plan_cache_mode', 'force_generic_plan', true);
+       set_config('plan_cache_mode', 'force_generic_plan', true),
+       set_config('transaction_read_only', 'off', true);
 update app.files f
    set status = v.status,
        mime_type = v.mime_type,
@@ -29,7 +30,8 @@ commit;
 \startpipeline
 begin;
 select set_config('app.org_id', :org, true), set_config('app.user_id', :usr, true),
-       set_config('plan_cache_mode', 'force_generic_plan', true);
+       set_config('plan_cache_mode', 'force_generic_plan', true),
+       set_config('transaction_read_only', 'off', true);
 update app.files f
    set status = v.status,
        mime_type = v.mime_type,

@@ -16,6 +16,8 @@ registry (signature) as (values
   ('app.invitation_accept(bytea,text,uuid,text,text)'),
   ('app.invitation_valid(bytea,text)'),
   ('app.token_load(bytea)'),
+  ('app.session_context(bytea)'),
+  ('app.token_context(bytea)'),
   ('app.share_link_open(bytea,text)'),
   ('app.users_end_sessions()'),
   ('app.files_track_usage()'),

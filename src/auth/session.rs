@@ -1,9 +1,12 @@
 //! Server-side sessions in PostgreSQL, behind actix-session's `SessionStore`.
 //!
 //! The cookie holds only a random key (encrypted by actix-session); the database holds the
-//! key's SHA-256 and the state. Loading goes through `app.session_load`, which also returns
-//! the user's *current* organization and role and nothing at all once the user is deactivated,
-//! so authorization never trusts what was true at login time.
+//! key's SHA-256 and the state. The store does not read the database when actix-session loads
+//! a session: it hands over only the key's hash, and the session is resolved where it is used
+//! (`http::extract`), with the user's *current* organization and role and nothing at all once
+//! the user is deactivated, so authorization never trusts what was true at login time. Either
+//! up front (`app.session_load`: a state-changing request needs the CSRF token first) or inside
+//! the read's own transaction (`app.session_context`: a read costs one round trip in all).
 
 use std::collections::HashMap;
 
@@ -17,16 +20,15 @@ use rand::{distributions::Alphanumeric, Rng};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    db::{system, Db, TenantCtx},
-    domain::{OrgId, Role, UserId},
+    db::{system, Db, DbError, TenantCtx},
+    domain::{Role, UserId},
 };
 
 /// Keys we keep in the state.
 const USER_ID: &str = "user_id";
 const CSRF_TOKEN: &str = "csrf_token";
-/// Keys the store fills from the database on every load; never persisted.
-const ORG_ID: &str = "organization_id";
-const ROLE: &str = "role";
+/// The key's SHA-256 (hex), all a load puts in the state; never persisted.
+const KEY_HASH: &str = "key_hash";
 
 /// actix-session keeps state as a map of JSON-encoded strings.
 type State = HashMap<String, String>;
@@ -58,11 +60,8 @@ fn persisted(state: State) -> anyhow::Result<(UserId, serde_json::Value)> {
         .map(|v| serde_json::from_str(v))
         .transpose()?
         .ok_or_else(|| anyhow!("session state has no user"))?;
-    let kept: serde_json::Map<String, serde_json::Value> = state
-        .into_iter()
-        .filter(|(k, _)| k != ORG_ID && k != ROLE)
-        .map(|(k, v)| (k, serde_json::Value::String(v)))
-        .collect();
+    let kept: serde_json::Map<String, serde_json::Value> =
+        state.into_iter().filter(|(k, _)| k != KEY_HASH).map(|(k, v)| (k, serde_json::Value::String(v))).collect();
     Ok((user_id, serde_json::Value::Object(kept)))
 }
 
@@ -78,26 +77,10 @@ impl PgSessionStore {
 }
 
 impl SessionStore for PgSessionStore {
+    /// No database here: who the key belongs to is resolved by whoever needs it (see the module
+    /// comment). A key that is not, or no longer, valid fails there with 401, as it would here.
     async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
-        let conn = self.db.system_conn().await.map_err(|e| LoadError::Other(e.into()))?;
-        let Some(row) = system::session_load(&conn, &key_hash(key)).await.map_err(|e| LoadError::Other(e.into()))?
-        else {
-            return Ok(None);
-        };
-        let serde_json::Value::Object(stored) = row.state else {
-            return Err(LoadError::Deserialization(anyhow!("session state is not an object")));
-        };
-        let mut state: State = stored
-            .into_iter()
-            .filter_map(|(k, v)| match v {
-                serde_json::Value::String(s) => Some((k, s)),
-                _ => None,
-            })
-            .collect();
-        state.insert(ORG_ID.into(), to_json(&row.org_id));
-        state.insert(ROLE.into(), to_json(&row.role));
-        state.insert(USER_ID.into(), to_json(&row.user_id));
-        Ok(Some(state))
+        Ok(Some(State::from([(KEY_HASH.to_owned(), to_json(&hex::encode(key_hash(key))))])))
     }
 
     async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
@@ -124,9 +107,15 @@ impl SessionStore for PgSessionStore {
     }
 }
 
-/// Ids and roles always serialize; actix-session keeps values JSON-encoded.
+/// Ids, roles and strings always serialize; actix-session keeps values JSON-encoded.
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
+}
+
+/// The SHA-256 of the session's key, if the request came with a session cookie.
+pub fn key_hash_of(session: &Session) -> Option<Vec<u8>> {
+    let hex_hash: String = session.get(KEY_HASH).ok()??;
+    hex::decode(hex_hash).ok()
 }
 
 /// The signed-in user as the session knows them.
@@ -137,6 +126,24 @@ pub struct SessionUser {
     pub csrf_token: String,
 }
 
+/// The session's user, loaded from the database; `None` when there is no session or it is not
+/// valid (expired, logged out, user deactivated). A state we cannot read counts as none.
+pub async fn current(db: &Db, session: &Session) -> Result<Option<SessionUser>, DbError> {
+    let Some(key_hash) = key_hash_of(session) else { return Ok(None) };
+    let Some(row) = system::session_load(&db.system_conn().await?, &key_hash).await? else { return Ok(None) };
+    Ok(csrf_token(&row.state).map(|csrf_token| SessionUser {
+        ctx: TenantCtx { org_id: row.org_id, user_id: row.user_id },
+        role: row.role,
+        csrf_token,
+    }))
+}
+
+/// The CSRF token in a session's stored state.
+pub fn csrf_token(state: &serde_json::Value) -> Option<String> {
+    let encoded = state.get(CSRF_TOKEN)?.as_str()?;
+    serde_json::from_str(encoded).ok()
+}
+
 /// Starts a fresh session for `user_id` (a new key: the session id rotates at every login)
 /// and returns its CSRF token.
 pub fn start(session: &Session, user_id: UserId) -> anyhow::Result<String> {
@@ -145,15 +152,6 @@ pub fn start(session: &Session, user_id: UserId) -> anyhow::Result<String> {
     session.insert(USER_ID, user_id).map_err(|e| anyhow!("{e}"))?;
     session.insert(CSRF_TOKEN, &csrf_token).map_err(|e| anyhow!("{e}"))?;
     Ok(csrf_token)
-}
-
-/// The session's user, if it holds one. A state we cannot read counts as no session.
-pub fn current(session: &Session) -> Option<SessionUser> {
-    let user_id: UserId = session.get(USER_ID).ok()??;
-    let org_id: OrgId = session.get(ORG_ID).ok()??;
-    let role: Role = session.get(ROLE).ok()??;
-    let csrf_token: String = session.get(CSRF_TOKEN).ok()??;
-    Some(SessionUser { ctx: TenantCtx { org_id, user_id }, role, csrf_token })
 }
 
 /// Ends the session here and in the database.

@@ -108,21 +108,19 @@ impl AuditRow {
 /// Newest first, with the total.
 #[tracing::instrument(name = "db.audit.list_page", skip_all)]
 pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<AuditRow>, i64), DbError> {
-    let ctx = *tx.ctx();
-    let org_id = ctx.org_id;
     let (rows, total) = tx
         .query_page(
             r#"
         select id, action, actor_user_id, target_type, target_id, details, request_id, created_at
           from app.audit_log
-         where organization_id = $1
+         where organization_id = app.current_org_id()
          order by created_at desc, id desc
-         limit $2
-        offset $3
+         limit $1
+        offset $2
         "#,
-            &[org_id.as_uuid(), &limit, &offset],
-            "select count(*) from app.audit_log where organization_id = $1",
-            &[org_id.as_uuid()],
+            &[&limit, &offset],
+            "select count(*) from app.audit_log where organization_id = app.current_org_id()",
+            &[],
         )
         .await?;
     Ok((rows.iter().map(AuditRow::from_row).collect::<Result<_, _>>()?, total))

@@ -5,11 +5,13 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
 use super::{audit::Event, decode, DbError, Param, ReadTx, Reading, Tx, Writing};
-use crate::domain::{FileId, FileStatus, Filename, UserId};
+use crate::domain::{FileId, FileStatus, Filename, OrgId, UserId};
 
 /// A file as the API shows it (detail and list).
 pub struct FileRow {
     pub id: FileId,
+    /// Where its bytes are kept (`{organization}/{file}`).
+    pub organization_id: OrgId,
     pub filename: String,
     pub size: i64,
     pub mime_type: Option<String>,
@@ -26,6 +28,7 @@ impl FileRow {
         let status: String = decode(row.try_get("status"))?;
         Ok(Self {
             id: FileId::from_uuid(decode(row.try_get("id"))?),
+            organization_id: OrgId::from_uuid(decode(row.try_get("organization_id"))?),
             filename: decode(row.try_get("filename"))?,
             size: decode(row.try_get("file_size_bytes"))?,
             mime_type: decode(row.try_get("mime_type"))?,
@@ -99,8 +102,8 @@ macro_rules! select_files {
     ($filter:literal) => {
         concat!(
             r#"
-            select f.id, f.filename, f.file_size_bytes, f.mime_type, f.sha256, f.status,
-                   f.error_message, f.uploaded_at, f.processed_at, u.email as uploaded_by_email
+            select f.id, f.organization_id, f.filename, f.file_size_bytes, f.mime_type, f.sha256,
+                   f.status, f.error_message, f.uploaded_at, f.processed_at, u.email as uploaded_by_email
               from app.files f
               join app.users u on u.id = f.uploaded_by
             "#,
@@ -217,8 +220,6 @@ pub struct Page {
 /// (parameters are always bound, never spliced): each is prepared once per connection.
 #[tracing::instrument(name = "db.files.list_page", skip_all)]
 pub async fn list_page(tx: ReadTx, listing: &Listing) -> Result<Page, DbError> {
-    let ctx = *tx.ctx();
-    let org_id = ctx.org_id;
     let status = listing.status.map(FileStatus::as_str);
     // One row more than the page, to know whether a next page exists.
     let fetch = listing.limit + 1;
@@ -226,7 +227,9 @@ pub async fn list_page(tx: ReadTx, listing: &Listing) -> Result<Page, DbError> {
     let pattern = listing.search.as_deref().map(like_pattern);
 
     let mut filters = String::new();
-    let mut params: Vec<&dyn Param> = vec![org_id.as_uuid(), &fetch];
+    // The organization is the transaction's (`app.current_org_id()`), never a parameter: a
+    // read made with a session cookie learns it only in the same round trip.
+    let mut params: Vec<&dyn Param> = vec![&fetch];
     if let Some(status) = &status {
         params.push(status);
         filters.push_str(&format!(" and f.status = ${}", params.len()));
@@ -263,8 +266,8 @@ pub async fn list_page(tx: ReadTx, listing: &Listing) -> Result<Page, DbError> {
     }
     let page = |extra: &str| {
         format!(
-            "{} where f.organization_id = $1 and f.deleted_at is null{filters}{extra} \
-             order by {column} {order}, f.id {order} limit $2{tail}",
+            "{} where f.organization_id = app.current_org_id() and f.deleted_at is null{filters}{extra} \
+             order by {column} {order}, f.id {order} limit $1{tail}",
             select_files!("")
         )
     };
@@ -278,16 +281,16 @@ pub async fn list_page(tx: ReadTx, listing: &Listing) -> Result<Page, DbError> {
                     &page(""),
                     &params,
                     r#"
-                    select case $2::text
+                    select case $1::text
                              when 'pending' then files_pending
                              when 'ready' then files_ready
                              when 'failed' then files_failed
                              else files_pending + files_ready + files_failed
                            end
                       from app.organizations
-                     where id = $1
+                     where id = app.current_org_id()
                     "#,
-                    &[org_id.as_uuid(), &status],
+                    &[&status],
                 )
                 .await?;
             (rows, total, false)
@@ -308,14 +311,14 @@ pub async fn list_page(tx: ReadTx, listing: &Listing) -> Result<Page, DbError> {
             // organization must not cost a count over all of its files.
             let count_sql = format!(
                 "{probe} select case when (select sparse from probe) \
-                   then (select count(*) from app.files f where f.organization_id = $1 and f.deleted_at is null{count_filters}{candidates}) \
-                   else (select count(*) from (select 1 from app.files f where f.organization_id = $1 and f.deleted_at is null{count_filters} limit $2) matches) \
+                   then (select count(*) from app.files f where f.organization_id = app.current_org_id() and f.deleted_at is null{count_filters}{candidates}) \
+                   else (select count(*) from (select 1 from app.files f where f.organization_id = app.current_org_id() and f.deleted_at is null{count_filters} limit $1) matches) \
                  end",
                 probe = search.probe,
             );
             // The filters' parameters, with the cap in the limit's place.
             let mut count_params = params[..filter_params].to_vec();
-            count_params[1] = &count_cap;
+            count_params[0] = &count_cap;
             let (rows, counted) = tx.query_page(&page_sql, &params, &count_sql, &count_params).await?;
             (rows, counted.min(SEARCH_COUNT_LIMIT), counted > SEARCH_COUNT_LIMIT)
         }
@@ -350,7 +353,7 @@ impl Search {
         // SPARSE_HITS), but it tells the planner how few they are: a lookup of each beats a
         // scan of the organization's files.
         let candidates = format!(
-            "select s.file_id from app.file_name_suffixes s where s.organization_id = $1 \
+            "select s.file_id from app.file_name_suffixes s where s.organization_id = app.current_org_id() \
              and s.suffix >= {prefix} and s.suffix < ({prefix} || chr(1114111)) limit {}",
             SPARSE_HITS + 1
         );
@@ -452,9 +455,9 @@ const FIND_PENDING: &str = r#"
            o.storage_used_bytes <= o.storage_quota_mb * 1048576 as org_within_quota
       from app.files f
       join app.organizations o on o.id = f.organization_id
-      join app.users u on u.id = $2 and u.organization_id = f.organization_id
+      join app.users u on u.id = app.current_user_id() and u.organization_id = f.organization_id
      where f.id = $1
-       and f.status = $3
+       and f.status = $2
        and f.deleted_at is null
        and u.is_active
 "#;
@@ -470,10 +473,7 @@ const FIND_PENDING: &str = r#"
 /// (`tests::the_workers_lookups_stay_on_the_primary_key_after_a_burst_of_uploads`).
 #[tracing::instrument(name = "db.files.find_pending", skip_all, fields(file_id = %file_id))]
 pub async fn find_pending(tx: impl Into<Reading<'_>>, file_id: FileId) -> Result<Option<PendingFile>, DbError> {
-    let tx = tx.into();
-    let ctx = *tx.ctx();
-    let row =
-        tx.query_opt(FIND_PENDING, &[file_id.as_uuid(), ctx.user_id.as_uuid(), &FileStatus::Pending.as_str()]).await?;
+    let row = tx.into().query_opt(FIND_PENDING, &[file_id.as_uuid(), &FileStatus::Pending.as_str()]).await?;
     row.map(|row| {
         Ok(PendingFile {
             filename: decode(row.try_get("filename"))?,
@@ -571,7 +571,7 @@ mod tests {
         burst.commit().await.unwrap();
 
         let user = ctx.user_id; // any values would do: the plan is the generic one
-        let find = cached_plan(&db, &ctx, FIND_PENDING, &format!("'{file}', '{user}', 'pending'")).await;
+        let find = cached_plan(&db, &ctx, FIND_PENDING, &format!("'{file}', 'pending'")).await;
         let record = cached_plan(
             &db,
             &ctx,

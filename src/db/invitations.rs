@@ -56,21 +56,19 @@ pub async fn insert(
 
 #[tracing::instrument(name = "db.invitations.list_page", skip_all)]
 pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<InvitationRow>, i64), DbError> {
-    let ctx = *tx.ctx();
-    let org_id = ctx.org_id;
     let (rows, total) = tx
         .query_page(
             r#"
         select id, email, role, expires_at, accepted_at, created_at
           from app.invitations
-         where organization_id = $1
+         where organization_id = app.current_org_id()
          order by created_at desc, id desc
-         limit $2
-        offset $3
+         limit $1
+        offset $2
         "#,
-            &[org_id.as_uuid(), &limit, &offset],
-            "select count(*) from app.invitations where organization_id = $1",
-            &[org_id.as_uuid()],
+            &[&limit, &offset],
+            "select count(*) from app.invitations where organization_id = app.current_org_id()",
+            &[],
         )
         .await?;
     Ok((rows.iter().map(InvitationRow::from_row).collect::<Result<_, _>>()?, total))

@@ -28,7 +28,7 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, Rec
 use tokio_postgres::{error::SqlState, NoTls, Row};
 
 pub use param::{Param, Params, SqlType};
-pub use tenant::{Plans, ReadTx, Reading, TenantCtx, Tx, WriteTx, Writing};
+pub use tenant::{Caller, Credential, Plans, ReadTx, Reading, TenantCtx, Tx, WriteTx, Writing};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -43,6 +43,10 @@ pub enum DbError {
     /// acting as the guard behind the handler's own checks.
     #[error("refused by the database's access rules")]
     Refused(#[source] tokio_postgres::Error),
+    /// The credential a transaction was to resolve (a session's key, a bearer token) is not, or
+    /// no longer, valid: nothing ran.
+    #[error("the caller's credential is not valid")]
+    Unauthenticated,
     /// A row did not have the shape its query promised.
     #[error("unexpected row from the database")]
     Decode(#[source] anyhow::Error),
@@ -80,6 +84,10 @@ impl From<tokio_postgres::Error> for DbError {
             }
             if db.code() == &SqlState::INSUFFICIENT_PRIVILEGE {
                 return DbError::Refused(err);
+            }
+            // Raised only by the registry's credential resolvers (migrations/V16).
+            if db.code() == &SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+                return DbError::Unauthenticated;
             }
             // 57P01..03: admin shutdown, crash shutdown, cannot connect now.
             if class == "57" || class == "08" {
@@ -160,18 +168,20 @@ impl Db {
         WriteTx::new(self.pool.get().await?, self.statements, ctx).await
     }
 
-    /// A read of tenant data bound to `ctx`: one statement (or a page and its total), sent
-    /// with its BEGIN READ ONLY, context and ROLLBACK in one round trip.
-    #[tracing::instrument(name = "db.read", skip_all, fields(org_id = %ctx.org_id))]
-    pub async fn read(&self, ctx: &TenantCtx) -> Result<ReadTx, DbError> {
-        ReadTx::new(self.pool.get().await?, self.statements, ctx, Plans::Generic).await
+    /// A read of tenant data for `caller` (a known context, or a credential resolved by the
+    /// read itself): one statement (or a page and its total), sent with its BEGIN, read-only
+    /// context and COMMIT in one round trip. A credential that is not valid fails it with
+    /// [`DbError::Unauthenticated`] before the statement runs.
+    #[tracing::instrument(name = "db.read", skip_all)]
+    pub async fn read(&self, caller: impl Into<Caller>) -> Result<ReadTx, DbError> {
+        ReadTx::new(self.pool.get().await?, self.statements, caller.into(), Plans::Generic).await
     }
 
     /// A read like [`Db::read`] whose statement is planned for its values on each call (see
     /// [`Plans::PerCall`]).
-    #[tracing::instrument(name = "db.read_planned", skip_all, fields(org_id = %ctx.org_id))]
-    pub async fn read_planned(&self, ctx: &TenantCtx) -> Result<ReadTx, DbError> {
-        ReadTx::new(self.pool.get().await?, self.statements, ctx, Plans::PerCall).await
+    #[tracing::instrument(name = "db.read_planned", skip_all)]
+    pub async fn read_planned(&self, caller: impl Into<Caller>) -> Result<ReadTx, DbError> {
+        ReadTx::new(self.pool.get().await?, self.statements, caller.into(), Plans::PerCall).await
     }
 
     /// Whether the database answers a query as the app role within `timeout` (readiness).

@@ -31,17 +31,16 @@ pub struct OrgRow {
 /// The caller's organization with its active member count.
 #[tracing::instrument(name = "db.orgs.find_current", skip_all)]
 pub async fn find_current(tx: impl Into<Reading<'_>>) -> Result<Option<OrgRow>, DbError> {
-    let tx = tx.into();
-    let ctx = *tx.ctx();
     let row = tx
+        .into()
         .query_opt(
             r#"
             select o.id, o.name, o.storage_quota_mb, o.storage_used_bytes,
                    (select count(*) from app.users u where u.organization_id = o.id and u.is_active) as member_count
               from app.organizations o
-             where o.id = $1
+             where o.id = app.current_org_id()
             "#,
-            &[ctx.org_id.as_uuid()],
+            &[],
         )
         .await?;
     row.map(|row| {

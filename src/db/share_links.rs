@@ -61,19 +61,18 @@ pub async fn insert(
 /// owner reviewing what was shared wants the whole history).
 #[tracing::instrument(name = "db.share_links.list", skip_all, fields(file_id = %file))]
 pub async fn list(tx: impl Into<Reading<'_>>, file: FileId) -> Result<Vec<LinkRow>, DbError> {
-    let tx = tx.into();
-    let ctx = *tx.ctx();
     let rows = tx
+        .into()
         .query(
             r#"
             select l.id, l.created_at, l.expires_at, l.revoked_at, u.email as created_by_email
               from app.share_links l
               join app.users u on u.id = l.created_by
-             where l.organization_id = $1
-               and l.file_id = $2
+             where l.organization_id = app.current_org_id()
+               and l.file_id = $1
              order by l.created_at desc, l.id desc
             "#,
-            &[ctx.org_id.as_uuid(), file.as_uuid()],
+            &[file.as_uuid()],
         )
         .await?;
     rows.iter().map(LinkRow::from_row).collect()

@@ -3,13 +3,18 @@
 //! [`Db::read`](super::Db::read), [`Db::write`](super::Db::write) and
 //! [`Db::begin`](super::Db::begin) hand out a pooled connection bound to a tenant context, as one
 //! of three types, one per kind of transaction. The first statement is sent together with
-//! `BEGIN` and the context ([`SET_TENANT_CONTEXT`]: bound parameters, transaction scope) in one
-//! write, so every statement runs inside the transaction, under the RLS policies for that
-//! organization. The settings die with the transaction: a pooled connection never carries one
-//! request's tenant into the next.
+//! `BEGIN` and the context statement in one write, so every statement runs inside the
+//! transaction, under the RLS policies for that organization. The context is either known ids
+//! ([`SET_TENANT_CONTEXT`]: bound parameters, transaction scope) or, for a read, the caller's
+//! credential, which a registry function resolves and sets in that same first statement
+//! ([`Caller`]): an authenticated read is one round trip, the session included. The settings
+//! die with the transaction: a pooled connection never carries one request's tenant into the
+//! next.
 //!
-//! - [`ReadTx`]: `BEGIN READ ONLY · context · statement · ROLLBACK` in one write. Its methods take
-//!   it by value, so a second statement does not compile, and the database refuses a write.
+//! - [`ReadTx`]: `BEGIN · context, read-only · statement · COMMIT` in one write. Its methods take
+//!   it by value, so a second statement does not compile, and the database refuses a write
+//!   (the context statement turns the transaction read-only, after a token's `last_used_at`
+//!   stamp, which the COMMIT keeps).
 //! - [`WriteTx`]: `BEGIN · context · statement · COMMIT` in one write, likewise consumed: row
 //!   locks (the organization's counters row, say) are held for the server's work only, not for a
 //!   round trip to the client and back. Should the statement fail, PostgreSQL turns that COMMIT
@@ -27,17 +32,17 @@
 
 use std::{
     future::Future,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, OnceLock,
+    },
 };
 
 use deadpool_postgres::{GenericClient, Object};
-use tokio_postgres::{
-    types::{ToSql, Type},
-    Row, Statement,
-};
+use tokio_postgres::{Row, Statement};
 
 use super::{
-    param::{self, Params},
+    param::{self, Param, Params},
     DbError, Statements,
 };
 use crate::domain::{OrgId, UserId};
@@ -50,15 +55,97 @@ pub struct TenantCtx {
     pub user_id: UserId,
 }
 
+/// Who a transaction acts for: ids already known (a resolved caller, a worker's job), or a
+/// credential that the transaction's own first statement resolves (a read made with a session
+/// cookie or a bearer token), so that the credential costs no round trip of its own.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Known(TenantCtx),
+    /// The SHA-256 of a session's key: `app.session_context`.
+    Session(Credential),
+    /// The SHA-256 of a bearer token: `app.token_context`.
+    Token(Credential),
+}
+
+impl Caller {
+    /// Who the caller is, once known: at once for known ids, after its first transaction's
+    /// context statement for a credential (every clone learns it).
+    pub fn resolved(&self) -> Option<TenantCtx> {
+        match self {
+            Caller::Known(ctx) => Some(*ctx),
+            Caller::Session(credential) | Caller::Token(credential) => credential.identity.0.get().map(|r| r.ctx),
+        }
+    }
+
+    /// A session's stored state, once its first transaction has resolved it.
+    pub fn session_state(&self) -> Option<&serde_json::Value> {
+        match self {
+            Caller::Session(credential) => credential.identity.0.get().and_then(|r| r.state.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+impl From<&TenantCtx> for Caller {
+    fn from(ctx: &TenantCtx) -> Self {
+        Caller::Known(*ctx)
+    }
+}
+
+/// A credential's hash, and where the ids it stands for go once the database has resolved them.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    hash: Vec<u8>,
+    identity: Identity,
+}
+
+impl Credential {
+    pub fn new(hash: Vec<u8>) -> Self {
+        Self { hash, identity: Identity::default() }
+    }
+}
+
+/// Who a credential turned out to be: set by the first transaction that resolved it, and shared
+/// by the caller's clones (the request's log line reads it when the request ends).
+#[derive(Debug, Clone, Default)]
+struct Identity(Arc<OnceLock<Resolved>>);
+
+#[derive(Debug)]
+struct Resolved {
+    ctx: TenantCtx,
+    /// A session's stored state (its CSRF token); `None` for a token.
+    state: Option<serde_json::Value>,
+}
+
 /// Setting names are fixed here and in the policies' helper functions (migrations/V1).
 ///
 /// `plan_cache_mode` ($3, a [`Plans`]) rides along only to save a statement: it is a performance
-/// setting, not part of the security context (the policies hold under any plan).
-/// Transaction-scoped like the rest.
+/// setting, not part of the security context (the policies hold under any plan). So does the
+/// access mode ($4): `on` for a read. Transaction-scoped like the rest.
 const SET_TENANT_CONTEXT: &str = r#"
 select set_config('app.org_id', $1, true),
        set_config('app.user_id', $2, true),
-       set_config('plan_cache_mode', $3, true)
+       set_config('plan_cache_mode', $3, true),
+       set_config('transaction_read_only', $4, true)
+"#;
+
+/// The same, with the ids resolved from a credential by a registry function (migrations/V16),
+/// which raises `invalid_authorization_specification` when it is not valid: the transaction is
+/// then aborted before the statement behind it runs. The function runs first (it is the `from`),
+/// so a token's `last_used_at` stamp precedes the switch to read-only.
+const SET_SESSION_CONTEXT: &str = r#"
+select c.organization_id, c.user_id, c.state,
+       set_config('plan_cache_mode', $2, true),
+       set_config('transaction_read_only', $3, true)
+  from app.session_context($1) c
+"#;
+
+/// [`SET_SESSION_CONTEXT`] for a bearer token.
+const SET_TOKEN_CONTEXT: &str = r#"
+select c.organization_id, c.user_id, null::jsonb as state,
+       set_config('plan_cache_mode', $2, true),
+       set_config('transaction_read_only', $3, true)
+  from app.token_context($1) c
 "#;
 
 /// How PostgreSQL plans a transaction's statements.
@@ -88,7 +175,30 @@ impl Plans {
 /// connections), or unnamed each time (behind a transaction-mode pooler; see `db::param`).
 enum Framing {
     Prepared { begin: Statement, set_context: Statement, end: Statement },
-    Unnamed { begin: &'static str, end: &'static str },
+    Unnamed,
+}
+
+/// What the context statement sets: known ids, or what a credential resolves to.
+enum Context {
+    Known { ids: [String; 2] },
+    Credential { sql: &'static str, credential: Credential },
+}
+
+impl Context {
+    fn new(caller: Caller) -> Self {
+        match caller {
+            Caller::Known(ctx) => Context::Known { ids: [ctx.org_id.to_string(), ctx.user_id.to_string()] },
+            Caller::Session(credential) => Context::Credential { sql: SET_SESSION_CONTEXT, credential },
+            Caller::Token(credential) => Context::Credential { sql: SET_TOKEN_CONTEXT, credential },
+        }
+    }
+
+    fn sql(&self) -> &'static str {
+        match self {
+            Context::Known { .. } => SET_TENANT_CONTEXT,
+            Context::Credential { sql, .. } => sql,
+        }
+    }
 }
 
 /// A pooled connection bound to a tenant context, with its transaction's framing statements.
@@ -97,10 +207,10 @@ enum Framing {
 struct Bound {
     /// `None` only once handed to the background rollback.
     conn: Option<Object>,
-    ctx: TenantCtx,
-    ctx_params: [String; 2],
+    context: Context,
     plans: Plans,
-    /// BEGIN, the context and the end (`ROLLBACK` for a read, `COMMIT` otherwise).
+    read_only: bool,
+    /// BEGIN, the context and COMMIT.
     framing: Framing,
     /// BEGIN and the context have been sent (with the first statement).
     started: AtomicBool,
@@ -113,29 +223,29 @@ impl Bound {
     async fn new(
         conn: Object,
         statements: Statements,
-        ctx: &TenantCtx,
+        caller: Caller,
         plans: Plans,
-        begin: &'static str,
-        end: &'static str,
+        read_only: bool,
     ) -> Result<Self, DbError> {
+        let context = Context::new(caller);
         let framing = match statements {
             // Prepared once per pooled connection (cached, the three together on first use), so
             // that from then on they are sent without a round trip of their own.
             Statements::Prepared => {
                 let (begin, set_context, end) = tokio::try_join!(
-                    conn.prepare_cached(begin),
-                    conn.prepare_cached(SET_TENANT_CONTEXT),
-                    conn.prepare_cached(end)
+                    conn.prepare_cached("BEGIN"),
+                    conn.prepare_cached(context.sql()),
+                    conn.prepare_cached("COMMIT")
                 )?;
                 Framing::Prepared { begin, set_context, end }
             }
-            Statements::Unnamed => Framing::Unnamed { begin, end },
+            Statements::Unnamed => Framing::Unnamed,
         };
         Ok(Self {
             conn: Some(conn),
-            ctx: *ctx,
-            ctx_params: [ctx.org_id.to_string(), ctx.user_id.to_string()],
+            context,
             plans,
+            read_only,
             framing,
             started: AtomicBool::new(false),
             finished: AtomicBool::new(false),
@@ -149,32 +259,44 @@ impl Bound {
     async fn begin(&self) -> Result<u64, tokio_postgres::Error> {
         match &self.framing {
             Framing::Prepared { begin, .. } => self.conn().execute(begin, &[]).await,
-            Framing::Unnamed { begin, .. } => self.conn().execute_typed(begin, &[]).await,
+            Framing::Unnamed => self.conn().execute_typed("BEGIN", &[]).await,
         }
     }
 
-    async fn set_context(&self) -> Result<u64, tokio_postgres::Error> {
-        let [org, user] = &self.ctx_params;
+    /// Sets the context; for a credential, also records who it turned out to be.
+    async fn set_context(&self) -> Result<(), tokio_postgres::Error> {
         let plans = self.plans.setting();
-        match &self.framing {
-            Framing::Prepared { set_context, .. } => self.conn().execute(set_context, &[org, user, &plans]).await,
-            Framing::Unnamed { .. } => {
-                let params: [(&(dyn ToSql + Sync), Type); 3] =
-                    [(org, Type::TEXT), (user, Type::TEXT), (&plans, Type::TEXT)];
-                self.conn().execute_typed(SET_TENANT_CONTEXT, &params).await
-            }
+        let read_only = if self.read_only { "on" } else { "off" };
+        let params: &[&dyn Param] = match &self.context {
+            Context::Known { ids: [org, user] } => &[org, user, &plans, &read_only],
+            Context::Credential { credential, .. } => &[&credential.hash, &plans, &read_only],
+        };
+        let rows = match &self.framing {
+            Framing::Prepared { set_context, .. } => self.conn().query(set_context, &param::untyped(params)).await?,
+            Framing::Unnamed => self.conn().query_typed(self.context.sql(), &param::typed(params)).await?,
+        };
+        if let (Context::Credential { credential, .. }, Some(row)) = (&self.context, rows.first()) {
+            // A credential is one user's: a second resolution can only find the same ids.
+            let _ = credential.identity.0.set(Resolved {
+                ctx: TenantCtx {
+                    org_id: OrgId::from_uuid(row.try_get("organization_id")?),
+                    user_id: UserId::from_uuid(row.try_get("user_id")?),
+                },
+                state: row.try_get("state")?,
+            });
         }
+        Ok(())
     }
 
     async fn end(&self) -> Result<u64, tokio_postgres::Error> {
         match &self.framing {
             Framing::Prepared { end, .. } => self.conn().execute(end, &[]).await,
-            Framing::Unnamed { end, .. } => self.conn().execute_typed(end, &[]).await,
+            Framing::Unnamed => self.conn().execute_typed("COMMIT", &[]).await,
         }
     }
 
     fn unnamed(&self) -> bool {
-        matches!(self.framing, Framing::Unnamed { .. })
+        matches!(self.framing, Framing::Unnamed)
     }
 
     async fn prepare(&self, sql: &str) -> Result<Statement, DbError> {
@@ -256,22 +378,20 @@ impl Drop for Bound {
     }
 }
 
-/// One read of tenant data: one statement (or a page and its total), sent with its
-/// `BEGIN READ ONLY`, context and `ROLLBACK` in one round trip. Consumed by it.
+/// One read of tenant data: one statement (or a page and its total), sent with its `BEGIN`,
+/// read-only context and `COMMIT` in one round trip. Consumed by it. It names its tenant only
+/// through the context (`app.current_org_id()` in SQL), which for a credential is known only
+/// once the database has answered.
 pub struct ReadTx(Bound);
 
 impl ReadTx {
     pub(super) async fn new(
         conn: Object,
         statements: Statements,
-        ctx: &TenantCtx,
+        caller: Caller,
         plans: Plans,
     ) -> Result<Self, DbError> {
-        Ok(Self(Bound::new(conn, statements, ctx, plans, "BEGIN READ ONLY", "ROLLBACK").await?))
-    }
-
-    pub fn ctx(&self) -> &TenantCtx {
-        &self.0.ctx
+        Ok(Self(Bound::new(conn, statements, caller, plans, true).await?))
     }
 
     pub(crate) async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
@@ -311,15 +431,15 @@ impl ReadTx {
 
 /// One write of tenant data: one statement, sent with its `BEGIN`, context and `COMMIT` in one
 /// round trip. Committed once it returns `Ok`; consumed by it.
-pub struct WriteTx(Bound);
+pub struct WriteTx(Bound, TenantCtx);
 
 impl WriteTx {
     pub(super) async fn new(conn: Object, statements: Statements, ctx: &TenantCtx) -> Result<Self, DbError> {
-        Ok(Self(Bound::new(conn, statements, ctx, Plans::Generic, "BEGIN", "COMMIT").await?))
+        Ok(Self(Bound::new(conn, statements, ctx.into(), Plans::Generic, false).await?, *ctx))
     }
 
     pub fn ctx(&self) -> &TenantCtx {
-        &self.0.ctx
+        &self.1
     }
 
     pub(crate) async fn execute(self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
@@ -334,15 +454,15 @@ impl WriteTx {
 
 /// A transaction of any number of statements (sent as they come, or several at once with
 /// `try_join!`), ending with [`Tx::commit`].
-pub struct Tx(Bound);
+pub struct Tx(Bound, TenantCtx);
 
 impl Tx {
     pub(super) async fn new(conn: Object, statements: Statements, ctx: &TenantCtx) -> Result<Self, DbError> {
-        Ok(Self(Bound::new(conn, statements, ctx, Plans::Generic, "BEGIN", "COMMIT").await?))
+        Ok(Self(Bound::new(conn, statements, ctx.into(), Plans::Generic, false).await?, *ctx))
     }
 
     pub fn ctx(&self) -> &TenantCtx {
-        &self.0.ctx
+        &self.1
     }
 
     pub(crate) async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
@@ -400,13 +520,6 @@ impl<'a> From<&'a Tx> for Reading<'a> {
 }
 
 impl Reading<'_> {
-    pub fn ctx(&self) -> &TenantCtx {
-        match self {
-            Reading::Alone(tx) => tx.ctx(),
-            Reading::Within(tx) => tx.ctx(),
-        }
-    }
-
     pub(crate) async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
         match self {
             Reading::Alone(tx) => tx.query(sql, params).await,
@@ -472,9 +585,17 @@ mod tests {
     use tokio_postgres::error::SqlState;
     use uuid::Uuid;
 
-    use super::super::testing::{left_on_the_connection, scratch_db, tenant};
+    use super::{
+        super::{
+            files, system,
+            testing::{left_on_the_connection, scratch_db, tenant},
+            tokens, Db, DbError,
+        },
+        Caller, Credential,
+    };
 
     const NO_TENANT_NOTHING_VISIBLE: (Option<String>, i64) = (Some(String::new()), 0);
+    const ALL_FILES: &str = "select organization_id from app.files";
 
     #[tokio::test]
     async fn a_pooled_connection_carries_no_tenant_after_its_transaction() {
@@ -548,6 +669,80 @@ mod tests {
         assert!(moved.is_err(), "WITH CHECK refuses the row");
         assert_eq!(name(b, b_file).await, "b.txt");
         assert_eq!(left_on_the_connection(&db).await, NO_TENANT_NOTHING_VISIBLE);
+    }
+
+    fn org_ids(rows: &[tokio_postgres::Row]) -> Vec<Uuid> {
+        rows.iter().map(|r| r.get(0)).collect()
+    }
+
+    /// A read made with a session's key resolves it in its own first statement: it acts for that
+    /// user's organization only (an unfiltered query sees one tenant), and the caller learns who
+    /// it was. With a key that is not valid (unknown, expired) the read fails as unauthenticated
+    /// and its statement never runs; nothing is left on the connection either way.
+    #[tokio::test]
+    async fn a_read_made_with_a_session_key_acts_for_its_user_only_and_a_bad_key_reads_nothing() {
+        let db = scratch_db(1).await;
+        let (a, _) = tenant(&db, "a.txt").await;
+        tenant(&db, "b.txt").await;
+        let (live, expired) = (vec![1u8; 32], vec![2u8; 32]);
+        let state = serde_json::json!({ "csrf_token": "\"token\"" });
+        for (key_hash, ttl_seconds) in [(&live, 60), (&expired, -1)] {
+            let conn = db.system_conn().await.unwrap();
+            assert!(system::session_save(&conn, key_hash, a.user_id, &state, ttl_seconds).await.unwrap());
+        }
+
+        let caller = Caller::Session(Credential::new(live));
+        let rows = db.read(caller.clone()).await.unwrap().query(ALL_FILES, &[]).await.unwrap();
+        assert_eq!(org_ids(&rows), [*a.org_id.as_uuid()], "an unfiltered read sees the session's tenant only");
+        assert_eq!(caller.resolved(), Some(a));
+        assert_eq!(caller.session_state(), Some(&state));
+        assert_eq!(left_on_the_connection(&db).await, NO_TENANT_NOTHING_VISIBLE);
+
+        for key_hash in [expired, vec![3u8; 32]] {
+            let caller = Caller::Session(Credential::new(key_hash));
+            let read = db.read(caller.clone()).await.unwrap().query(ALL_FILES, &[]).await;
+            assert!(matches!(read, Err(DbError::Unauthenticated)), "{read:?}");
+            assert_eq!(caller.resolved(), None);
+            assert_eq!(left_on_the_connection(&db).await, NO_TENANT_NOTHING_VISIBLE);
+        }
+    }
+
+    /// A read made with a bearer token acts for the token's user, stamps its `last_used_at`
+    /// (kept: the read commits) and is read-only from then on; a revoked token reads nothing.
+    #[tokio::test]
+    async fn a_read_made_with_a_token_stamps_it_and_still_cannot_write() {
+        let db = scratch_db(1).await;
+        let (a, a_file) = tenant(&db, "a.txt").await;
+        let (token_id, token_hash) = (Uuid::new_v4(), vec![4u8; 32]);
+        let expires_at = chrono::Utc::now() + chrono::Duration::days(1);
+        let tx = db.begin(&a).await.unwrap();
+        tokens::insert(&tx, token_id, "script", &token_hash, expires_at).await.unwrap();
+        tx.commit().await.unwrap();
+        let last_used = |db: &Db| {
+            let db = db.clone();
+            async move { tokens::list(db.read(&a).await.unwrap()).await.unwrap()[0].last_used_at }
+        };
+        assert_eq!(last_used(&db).await, None);
+
+        let caller = Caller::Token(Credential::new(token_hash.clone()));
+        let rows = db.read(caller.clone()).await.unwrap().query(ALL_FILES, &[]).await.unwrap();
+        assert_eq!(org_ids(&rows), [*a.org_id.as_uuid()]);
+        assert_eq!(caller.resolved(), Some(a));
+        assert!(last_used(&db).await.is_some(), "the stamp commits with the read");
+
+        let read = db.read(Caller::Token(Credential::new(token_hash.clone()))).await.unwrap();
+        let write = read.query("update app.files set filename = 'never kept' returning id", &[]).await;
+        let code = write.err().and_then(|e| match e {
+            DbError::Query(e) => e.code().cloned(),
+            _ => None,
+        });
+        assert_eq!(code, Some(SqlState::READ_ONLY_SQL_TRANSACTION));
+        let file = files::find(db.read(&a).await.unwrap(), a_file).await.unwrap().unwrap();
+        assert_eq!(file.filename, "a.txt");
+
+        assert!(tokens::revoke(db.write(&a).await.unwrap(), token_id).await.unwrap());
+        let read = db.read(Caller::Token(Credential::new(token_hash))).await.unwrap().query(ALL_FILES, &[]).await;
+        assert!(matches!(read, Err(DbError::Unauthenticated)), "{read:?}");
     }
 
     /// Past PostgreSQL's five custom plans a generic plan is cached per connection: a tenant id

@@ -52,19 +52,18 @@ pub async fn insert(
 /// The caller's live tokens (not revoked), newest first.
 #[tracing::instrument(name = "db.tokens.list", skip_all)]
 pub async fn list(tx: impl Into<Reading<'_>>) -> Result<Vec<TokenRow>, DbError> {
-    let tx = tx.into();
-    let ctx = *tx.ctx();
     let rows = tx
+        .into()
         .query(
             r#"
             select id, name, created_at, expires_at, last_used_at
               from app.api_tokens
-             where organization_id = $1
-               and user_id = $2
+             where organization_id = app.current_org_id()
+               and user_id = app.current_user_id()
                and revoked_at is null
              order by created_at desc, id desc
             "#,
-            &[ctx.org_id.as_uuid(), ctx.user_id.as_uuid()],
+            &[],
         )
         .await?;
     rows.iter().map(TokenRow::from_row).collect()

@@ -31,18 +31,17 @@ pub struct MeRow {
 
 #[tracing::instrument(name = "db.users.find_me", skip_all)]
 pub async fn find_me(tx: impl Into<Reading<'_>>) -> Result<Option<MeRow>, DbError> {
-    let tx = tx.into();
-    let ctx = *tx.ctx();
     let row = tx
+        .into()
         .query_opt(
             r#"
             select u.id, u.email, u.role, o.id as organization_id, o.name as organization_name
               from app.users u
               join app.organizations o on o.id = u.organization_id
-             where u.id = $1
+             where u.id = app.current_user_id()
                and u.is_active
             "#,
-            &[ctx.user_id.as_uuid()],
+            &[],
         )
         .await?;
     row.map(|row| {
@@ -80,21 +79,19 @@ impl UserRow {
 
 #[tracing::instrument(name = "db.users.list_page", skip_all)]
 pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<UserRow>, i64), DbError> {
-    let ctx = *tx.ctx();
-    let org_id = ctx.org_id;
     let (rows, total) = tx
         .query_page(
             r#"
         select id, email, role, is_active, created_at
           from app.users
-         where organization_id = $1
+         where organization_id = app.current_org_id()
          order by created_at, id
-         limit $2
-        offset $3
+         limit $1
+        offset $2
         "#,
-            &[org_id.as_uuid(), &limit, &offset],
-            "select count(*) from app.users where organization_id = $1",
-            &[org_id.as_uuid()],
+            &[&limit, &offset],
+            "select count(*) from app.users where organization_id = app.current_org_id()",
+            &[],
         )
         .await?;
     Ok((rows.iter().map(UserRow::from_row).collect::<Result<_, _>>()?, total))

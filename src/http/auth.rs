@@ -7,7 +7,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_actix_web::{scope, service_config::ServiceConfig};
 
-use super::{extract::request_id, ApiResult, AppState, Authed, BodyErrors};
+use super::{extract::request_id, ApiResult, AppState, Authed, BodyErrors, Reader};
 use crate::{
     auth::{password, session, token},
     db::{self, audit::Action, system, TenantCtx},
@@ -226,9 +226,9 @@ async fn logout(state: web::Data<AppState>, authed: Authed, session: Session) ->
     security(("session" = []), ("bearer" = []))
 )]
 #[get("/me")]
-#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
-async fn me(state: web::Data<AppState>, authed: Authed) -> ApiResult {
-    let tx = state.db.read(&authed.ctx).await?;
+#[tracing::instrument(skip_all)]
+async fn me(state: web::Data<AppState>, reader: Reader) -> ApiResult {
+    let tx = state.db.read(&reader).await?;
     let me = db::users::find_me(tx).await?.ok_or(ApiError::Unauthenticated)?;
     Ok(HttpResponse::Ok().json(MeResponse {
         user_id: me.user_id,
@@ -236,6 +236,6 @@ async fn me(state: web::Data<AppState>, authed: Authed) -> ApiResult {
         organization_id: me.org_id,
         organization_name: me.org_name,
         role: me.role,
-        csrf_token: authed.csrf_token,
+        csrf_token: reader.csrf_token(),
     }))
 }

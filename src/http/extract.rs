@@ -1,4 +1,5 @@
-//! `Authed`: the only way a handler learns who is calling, and where CSRF is enforced.
+//! `Authed` and `Reader`: the only ways a handler learns who is calling, and where CSRF is
+//! enforced.
 
 use actix_session::SessionExt;
 use actix_web::{
@@ -14,7 +15,7 @@ use crate::{
     auth::{session, token},
     db::{
         audit::{Action, Event},
-        system, TenantCtx,
+        system, Caller, Credential, TenantCtx,
     },
     domain::Role,
     error::ApiError,
@@ -76,7 +77,63 @@ impl FromRequest for Authed {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
-        Box::pin(async move { authenticate(&req).await })
+        Box::pin(async move {
+            let authed = resolve(&req).await?;
+            remember(&req, Caller::Known(authed.ctx));
+            Ok(authed)
+        })
+    }
+}
+
+/// The caller of a read-only handler, whose credential the handler's read resolves in its own
+/// transaction (`Db::read(&reader)`): the session cookie's key or the bearer token goes out
+/// with the read, and the database answers both in one round trip (migrations/V16). A
+/// credential that is not valid fails the read with 401 before its statement runs, exactly
+/// like [`Authed`]. Nothing about the caller is known before that read, so a handler taking a
+/// `Reader` makes no decision on role or identity before its first read; those that must take
+/// [`Authed`].
+///
+/// For a state-changing method it is resolved as [`Authed`] is, CSRF check included.
+#[derive(Debug, Clone)]
+pub struct Reader {
+    caller: Caller,
+}
+
+impl Reader {
+    /// The session's CSRF token, once the read has resolved the session; `None` for a bearer
+    /// token.
+    pub fn csrf_token(&self) -> Option<String> {
+        self.caller.session_state().and_then(session::csrf_token)
+    }
+}
+
+impl From<&Reader> for Caller {
+    fn from(reader: &Reader) -> Self {
+        reader.caller.clone()
+    }
+}
+
+impl FromRequest for Reader {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let caller = if is_safe(req.method()) {
+                match bearer(&req)? {
+                    Some(secret) => Caller::Token(Credential::new(token::digest(secret))),
+                    None => {
+                        let key_hash = session::key_hash_of(&req.get_session()).ok_or(ApiError::Unauthenticated)?;
+                        Caller::Session(Credential::new(key_hash))
+                    }
+                }
+            } else {
+                Caller::Known(resolve(&req).await?.ctx)
+            };
+            remember(&req, caller.clone());
+            Ok(Reader { caller })
+        })
     }
 }
 
@@ -85,35 +142,41 @@ pub fn request_id(req: &HttpRequest) -> String {
     req.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default()
 }
 
-async fn authenticate(req: &HttpRequest) -> Result<Authed, ApiError> {
-    let authed = resolve(req).await?;
-    // The request's log line carries who it was for.
-    let span = tracing::Span::current();
-    span.record("org_id", tracing::field::display(authed.ctx.org_id));
-    span.record("user_id", tracing::field::display(authed.ctx.user_id));
-    Ok(authed)
+/// Who the request is for, as far as known, for its log line (`ApiRootSpan` records it when
+/// the request ends: a reader's identity is known only after its read).
+fn remember(req: &HttpRequest, caller: Caller) {
+    req.extensions_mut().insert(caller);
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The bearer secret, if the request carries an `Authorization` header; 401 if the header is
+/// not a bearer one.
+fn bearer(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
+    let Some(authorization) = req.headers().get(header::AUTHORIZATION) else { return Ok(None) };
+    let secret =
+        authorization.to_str().ok().and_then(|value| value.strip_prefix("Bearer ")).ok_or(ApiError::Unauthenticated)?;
+    Ok(Some(secret.trim()))
+}
+
+fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state is not registered")))
 }
 
 async fn resolve(req: &HttpRequest) -> Result<Authed, ApiError> {
     let request_id = request_id(req);
-    if let Some(authorization) = req.headers().get(header::AUTHORIZATION) {
-        let secret = authorization
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or(ApiError::Unauthenticated)?;
-        let state = req
-            .app_data::<web::Data<AppState>>()
-            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state is not registered")))?;
-        let conn = state.db.system_conn().await?;
+    if let Some(secret) = bearer(req)? {
+        let conn = state(req)?.db.system_conn().await?;
         let (user_id, org_id, role) =
-            system::token_load(&conn, &token::digest(secret.trim())).await?.ok_or(ApiError::Unauthenticated)?;
+            system::token_load(&conn, &token::digest(secret)).await?.ok_or(ApiError::Unauthenticated)?;
         return Ok(Authed { ctx: TenantCtx { org_id, user_id }, role, csrf_token: None, request_id });
     }
 
-    let user = session::current(&req.get_session()).ok_or(ApiError::Unauthenticated)?;
-    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if !safe {
+    let user = session::current(&state(req)?.db, &req.get_session()).await?.ok_or(ApiError::Unauthenticated)?;
+    if !is_safe(req.method()) {
         let sent = req.headers().get(CSRF_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
         if !bool::from(sent.ct_eq(user.csrf_token.as_bytes())) {
             return Err(ApiError::CsrfFailed);

@@ -12,7 +12,7 @@ use actix_web::{
 use tracing::Span;
 
 use super::AppState;
-use crate::error::ApiError;
+use crate::{db::Caller, error::ApiError};
 
 /// Outermost middleware: fixes the request id (the caller's `X-Request-Id` or a new one) and
 /// the start time before anything else runs, and echoes the id on every response.
@@ -182,7 +182,7 @@ fn method_label(method: &actix_web::http::Method) -> &'static str {
 }
 
 /// The root span of every request, and its one log line when it ends: method, route pattern,
-/// status, duration, request id, and the organization and user once `Authed` knows them.
+/// status, duration, request id, and the organization and user once known (`http::extract`).
 /// Never headers, cookies, bodies or query strings (tokens and passwords live there).
 pub struct ApiRootSpan;
 
@@ -216,6 +216,10 @@ impl tracing_actix_web::RootSpanBuilder for ApiRootSpan {
                 } else {
                     method_label(request.method())
                 };
+                if let Some(ctx) = request.extensions().get::<Caller>().and_then(Caller::resolved) {
+                    span.record("org_id", tracing::field::display(ctx.org_id));
+                    span.record("user_id", tracing::field::display(ctx.user_id));
+                }
                 (response.status().as_u16(), started, Some((method, route, metrics)))
             }
             Err(error) => (error.as_response_error().status_code().as_u16(), None, None),

@@ -17,7 +17,7 @@ use actix_web::{
     web, HttpResponse, ResponseError,
 };
 
-pub use extract::Authed;
+pub use extract::{Authed, Reader};
 pub use middleware::{
     error_bodies, head_as_get, known_query_parameters, request_id, session_errors, ApiRootSpan, RequestId,
 };

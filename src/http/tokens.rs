@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::{scope, service_config::ServiceConfig};
 use uuid::Uuid;
 
-use super::{ApiResult, AppState, Authed, BodyErrors};
+use super::{ApiResult, AppState, Authed, BodyErrors, Reader};
 use crate::{
     auth::token,
     db::{self, audit::Action, tokens::TokenRow},
@@ -103,9 +103,9 @@ async fn create_token(state: web::Data<AppState>, authed: Authed, body: web::Jso
     security(("session" = []), ("bearer" = []))
 )]
 #[get("")]
-#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
-async fn list_tokens(state: web::Data<AppState>, authed: Authed) -> ApiResult {
-    let tx = state.db.read(&authed.ctx).await?;
+#[tracing::instrument(skip_all)]
+async fn list_tokens(state: web::Data<AppState>, reader: Reader) -> ApiResult {
+    let tx = state.db.read(&reader).await?;
     let tokens = db::tokens::list(tx).await?;
     let tokens: Vec<TokenResponse> = tokens.into_iter().map(TokenResponse::from).collect();
     Ok(HttpResponse::Ok().json(TokenList { tokens }))
@@ -118,9 +118,9 @@ async fn list_tokens(state: web::Data<AppState>, authed: Authed) -> ApiResult {
     security(("session" = []), ("bearer" = []))
 )]
 #[get("/{id}")]
-#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
-async fn get_token(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
-    let tx = state.db.read(&authed.ctx).await?;
+#[tracing::instrument(skip_all)]
+async fn get_token(state: web::Data<AppState>, reader: Reader, id: web::Path<Uuid>) -> ApiResult {
+    let tx = state.db.read(&reader).await?;
     let found = db::tokens::find(tx, id.into_inner()).await?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(TokenResponse::from(found)))
 }

@@ -353,6 +353,48 @@ async fn a_deactivated_users_live_session_stops_working_at_once() {
     assert_error(member.list("").await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
 }
 
+/// Reads resolve the session in their own transaction, other requests before anything runs:
+/// an expired session is refused the same way by both, and a read refused that way shows
+/// nothing (the database refuses before the read's statement runs).
+#[tokio::test]
+async fn an_expired_session_is_refused_by_reads_and_writes_alike() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let file = owner.upload_ok("kept.txt", "kept").await;
+    assert_eq!(owner.get(&format!("/api/files/{file}")).await.status(), StatusCode::OK);
+
+    app.superuser()
+        .await
+        .execute(
+            "update app.sessions set expires_at = now() - interval '1 second' where user_id = $1::text::uuid",
+            &[&owner.user_id],
+        )
+        .await
+        .unwrap();
+
+    for read in [
+        format!("/api/files/{file}"),
+        format!("/api/files/{file}/download"),
+        "/api/files".to_owned(),
+        "/api/auth/me".to_owned(),
+        "/api/org".to_owned(),
+        "/api/tokens".to_owned(),
+        "/api/org/users".to_owned(),
+    ] {
+        assert_error(owner.get(&read).await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    }
+    let rename = owner.patch(&format!("/api/files/{file}"), json!({ "filename": "renamed.txt" })).await;
+    assert_error(rename, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    let name: String = app
+        .superuser()
+        .await
+        .query_one("select filename from app.files where id = $1::text::uuid", &[&file])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(name, "kept.txt");
+}
+
 #[tokio::test]
 async fn session_cookie_is_http_only_lax_and_host_prefixed_when_secure() {
     let dev = spawn_app().await;

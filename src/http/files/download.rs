@@ -45,8 +45,8 @@ pub(crate) struct Downloadable<'a> {
 }
 
 impl<'a> Downloadable<'a> {
-    /// A file of the caller's organization, once validation has marked it ready (409 before).
-    pub(crate) fn ready(org: OrgId, file: &'a FileRow) -> Result<Self, ApiError> {
+    /// A file the caller may see, once validation has marked it ready (409 before).
+    pub(crate) fn ready(file: &'a FileRow) -> Result<Self, ApiError> {
         if file.status != FileStatus::Ready {
             return Err(ApiError::Conflict {
                 code: "file_not_ready",
@@ -54,7 +54,7 @@ impl<'a> Downloadable<'a> {
             });
         }
         Ok(Self {
-            organization_id: org,
+            organization_id: file.organization_id,
             id: file.id,
             filename: &file.filename,
             size: file.size,

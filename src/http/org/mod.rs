@@ -13,7 +13,7 @@ use serde_json::json;
 use utoipa_actix_web::{scope, service_config::ServiceConfig};
 use uuid::Uuid;
 
-use super::{ApiResult, AppState, Authed, BodyErrors, PageQuery};
+use super::{ApiResult, AppState, Authed, BodyErrors, PageQuery, Reader};
 use crate::{
     auth::token,
     db::{
@@ -50,9 +50,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
 
 #[utoipa::path(tag = "org", responses((status = 200, body = OrgResponse), (status = 401, body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
 #[get("")]
-#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
-async fn get_org(state: web::Data<AppState>, authed: Authed) -> ApiResult {
-    let tx = state.db.read(&authed.ctx).await?;
+#[tracing::instrument(skip_all)]
+async fn get_org(state: web::Data<AppState>, reader: Reader) -> ApiResult {
+    let tx = state.db.read(&reader).await?;
     let org = db::orgs::find_current(tx).await?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(OrgResponse {
         id: org.id,
