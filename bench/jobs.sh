@@ -58,9 +58,7 @@ drain_jobs() { # jobs processes
   kill $WORKERS; wait $WORKERS 2>/dev/null || true; WORKERS=
   DRAIN_RATE=$(python3 -c "print(round($jobs / ($ended - $started)))")
   # CPU ms per job: worker processes, PostgreSQL, RabbitMQ, everything else.
-  DRAIN_CPU=$(python3 -c "
-before, after = '$cpu_before'.split(), '$cpu_after'.split()
-print(' '.join(f'{(int(a) - int(b)) / $jobs:.3f}' for a, b in zip(after, before)))")
+  DRAIN_CPU=$(cpu_per "$cpu_before" "$cpu_after" "$jobs")
 }
 
 worker_ceiling() { # mean batch size

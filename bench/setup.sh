@@ -117,7 +117,9 @@ wrk_run() { # path cookie [more wrk options, e.g. -s script.lua]
 }
 
 # CPU time used so far, in ms, by each kind of process: "service postgres rabbitmq other"
-# (utime + stime from /proc; the difference of two samples is where a run's CPU went).
+# (utime + stime from /proc, plus cutime + cstime: what exited children used, such as the
+# backends of pgbench's connections once the postmaster reaped them, or wrk once this shell
+# did; the difference of two samples is where a run's CPU went).
 cpu_split() {
   python3 - <<'PY'
 import os
@@ -128,10 +130,17 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
     except OSError:
         continue
     name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
-    ticks = int(fields[11]) + int(fields[12])
+    ticks = sum(int(f) for f in fields[11:15])
     kind = ("service" if name.startswith("tenant-files") else "postgres" if name in ("postgres", "postmaster")
             else "rabbitmq" if name in ("beam.smp", "erl_child_setup", "epmd") else "other")
     totals[kind] += ticks
 print(" ".join(str(totals[k] * 1000 // hz) for k in ("service", "postgres", "rabbitmq", "other")))
 PY
+}
+
+# CPU ms per unit of work between two cpu_split samples: "service postgres rabbitmq other".
+cpu_per() { # before after units
+  python3 -c "
+before, after = '$1'.split(), '$2'.split()
+print(' '.join(f'{(int(a) - int(b)) / float($3):.3f}' for a, b in zip(after, before)))"
 }
