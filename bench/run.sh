@@ -97,7 +97,7 @@ r = {k: v.split() for k, v in {
     "list_1m": "${RESULT[list_1m]}", "detail_logins": "${RESULT[detail_logins]}"}.items()}
 ceil = {"detail": float("${RESULT[detail_ceiling]}"), "list": float("${RESULT[list_ceiling]}"), "me": float("${RESULT[me_ceiling]}")}
 target = {"detail": 0.6, "list": 0.5, "me": 0.6}
-cpu = {k: [float(x) for x in v.split()] for k, v in {
+cpu_ms = {k: [float(x) for x in v.split()] for k, v in {
     "detail": "${CPU[detail]}", "detail_ceiling": "${CPU[detail_ceiling]}", "list": "${CPU[list]}",
     "list_ceiling": "${CPU[list_ceiling]}", "me": "${CPU[me]}", "me_ceiling": "${CPU[me_ceiling]}"}.items()}
 lines = []
@@ -115,7 +115,7 @@ lines.append("")
 lines.append("| request | run | service | PostgreSQL | wrk or pgbench, and the rest | total | ratio the CPU allows |")
 lines.append("|---|---|---|---|---|---|---|")
 for name in ("detail", "list", "me"):
-    (svc, pg, mq, other), (_, pg_c, mq_c, other_c) = cpu[name], cpu[name + "_ceiling"]
+    (svc, pg, mq, other), (_, pg_c, mq_c, other_c) = cpu_ms[name], cpu_ms[name + "_ceiling"]
     rest, rest_c = mq + other, mq_c + other_c
     ours, theirs = svc + pg + rest, pg_c + rest_c
     lines.append(f"| {name} | service + wrk | {svc:.3f} | {pg:.3f} | {rest:.3f} | {ours:.3f} | {theirs / ours:.2f} |")
