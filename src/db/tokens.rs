@@ -58,8 +58,8 @@ pub async fn list(tx: impl Into<Reading<'_>>) -> Result<Vec<TokenRow>, DbError> 
             r#"
             select id, name, created_at, expires_at, last_used_at
               from app.api_tokens
-             where organization_id = app.current_org_id()
-               and user_id = app.current_user_id()
+             where organization_id = (select app.current_org_id())
+               and user_id = (select app.current_user_id())
                and revoked_at is null
              order by created_at desc, id desc
             "#,
