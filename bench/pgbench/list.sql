@@ -10,7 +10,7 @@ select f.id, f.organization_id, f.filename, f.file_size_bytes, f.mime_type, f.sh
        f.status, f.error_message, f.uploaded_at, f.processed_at, u.email as uploaded_by_email
   from app.files f
   join app.users u on u.id = f.uploaded_by
- where f.organization_id = (select app.current_org_id())
+ where f.organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)
    and f.deleted_at is null
  order by f.uploaded_at desc, f.id desc
  limit 21  -- one row more than the page: whether there is a next one (`next_cursor`)
@@ -23,7 +23,7 @@ select case null::text
          else files_pending + files_ready + files_failed
        end
   from app.organizations
- where id = (select app.current_org_id());
+ where id = (select nullif(current_setting('app.org_id', true), '')::uuid);
 \endif
 commit;
 \endpipeline

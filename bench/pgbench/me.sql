@@ -8,7 +8,7 @@ select c.organization_id, c.user_id, c.state,
 select u.id, u.email, u.role, o.id as organization_id, o.name as organization_name
   from app.users u
   join app.organizations o on o.id = u.organization_id
- where u.id = (select app.current_user_id())
+ where u.id = (select nullif(current_setting('app.user_id', true), '')::uuid)
    and u.is_active;
 commit;
 \endpipeline

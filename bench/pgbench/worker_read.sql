@@ -9,7 +9,7 @@ select f.filename, f.file_size_bytes, f.sha256,
        o.storage_used_bytes <= o.storage_quota_mb * 1048576 as org_within_quota
   from app.files f
   join app.organizations o on o.id = f.organization_id
-  join app.users u on u.id = (select app.current_user_id()) and u.organization_id = f.organization_id
+  join app.users u on u.id = (select nullif(current_setting('app.user_id', true), '')::uuid) and u.organization_id = f.organization_id
  where f.id = :file::uuid
    and f.status = 'pending'
    and f.deleted_at is null

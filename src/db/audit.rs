@@ -113,13 +113,13 @@ pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<Audit
             r#"
         select id, action, actor_user_id, target_type, target_id, details, request_id, created_at
           from app.audit_log
-         where organization_id = (select app.current_org_id())
+         where organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)
          order by created_at desc, id desc
          limit $1
         offset $2
         "#,
             &[&limit, &offset],
-            "select count(*) from app.audit_log where organization_id = (select app.current_org_id())",
+            "select count(*) from app.audit_log where organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)",
             &[],
         )
         .await?;

@@ -228,11 +228,7 @@ pub async fn list_page(tx: ReadTx, listing: &Listing) -> Result<Page, DbError> {
 
     let mut filters = String::new();
     // The organization is the transaction's, never a parameter: a read made with a session
-    // cookie learns it only in the same round trip. As a subquery, `(select
-    // app.current_org_id())` is evaluated once and planned as a parameter would be, so the
-    // generic plan walks the sort order's index; the bare function call let the planner weigh
-    // the organization's own statistics and sort a bitmap scan of all its files instead (67 ms
-    // instead of 0.6 for a page, with 10,000 organizations sharing the table).
+    // cookie learns it only in the same round trip (see `db` for the form it takes).
     let mut params: Vec<&dyn Param> = vec![&fetch];
     if let Some(status) = &status {
         params.push(status);
@@ -270,7 +266,7 @@ pub async fn list_page(tx: ReadTx, listing: &Listing) -> Result<Page, DbError> {
     }
     let page = |extra: &str| {
         format!(
-            "{} where f.organization_id = (select app.current_org_id()) and f.deleted_at is null{filters}{extra} \
+            "{} where f.organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid) and f.deleted_at is null{filters}{extra} \
              order by {column} {order}, f.id {order} limit $1{tail}",
             select_files!("")
         )
@@ -292,7 +288,7 @@ pub async fn list_page(tx: ReadTx, listing: &Listing) -> Result<Page, DbError> {
                              else files_pending + files_ready + files_failed
                            end
                       from app.organizations
-                     where id = (select app.current_org_id())
+                     where id = (select nullif(current_setting('app.org_id', true), '')::uuid)
                     "#,
                     &[&status],
                 )
@@ -315,8 +311,8 @@ pub async fn list_page(tx: ReadTx, listing: &Listing) -> Result<Page, DbError> {
             // organization must not cost a count over all of its files.
             let count_sql = format!(
                 "{probe} select case when (select sparse from probe) \
-                   then (select count(*) from app.files f where f.organization_id = (select app.current_org_id()) and f.deleted_at is null{count_filters}{candidates}) \
-                   else (select count(*) from (select 1 from app.files f where f.organization_id = (select app.current_org_id()) and f.deleted_at is null{count_filters} limit $1) matches) \
+                   then (select count(*) from app.files f where f.organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid) and f.deleted_at is null{count_filters}{candidates}) \
+                   else (select count(*) from (select 1 from app.files f where f.organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid) and f.deleted_at is null{count_filters} limit $1) matches) \
                  end",
                 probe = search.probe,
             );
@@ -357,7 +353,7 @@ impl Search {
         // SPARSE_HITS), but it tells the planner how few they are: a lookup of each beats a
         // scan of the organization's files.
         let candidates = format!(
-            "select s.file_id from app.file_name_suffixes s where s.organization_id = (select app.current_org_id()) \
+            "select s.file_id from app.file_name_suffixes s where s.organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid) \
              and s.suffix >= {prefix} and s.suffix < ({prefix} || chr(1114111)) limit {}",
             SPARSE_HITS + 1
         );
@@ -459,7 +455,7 @@ const FIND_PENDING: &str = r#"
            o.storage_used_bytes <= o.storage_quota_mb * 1048576 as org_within_quota
       from app.files f
       join app.organizations o on o.id = f.organization_id
-      join app.users u on u.id = (select app.current_user_id()) and u.organization_id = f.organization_id
+      join app.users u on u.id = (select nullif(current_setting('app.user_id', true), '')::uuid) and u.organization_id = f.organization_id
      where f.id = $1
        and f.status = $2
        and f.deleted_at is null
@@ -596,7 +592,7 @@ mod tests {
     /// The newest-first page, as the service prepared it (read back from the connection's
     /// prepared statements), walks the organization's sort index under its generic plan in a
     /// table several organizations share, one of them ten times the others' size: no sort of the
-    /// organization's files. (The planner trap of a bare `app.current_org_id()` call, which
+    /// organization's files. (The planner trap of a bare function call in that place, which
     /// showed only at 10,000 organizations and 2.2M rows, is in docs/performance.md.)
     #[tokio::test]
     async fn a_list_page_walks_the_sort_index_among_many_organizations() {

@@ -61,13 +61,13 @@ pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<Invit
             r#"
         select id, email, role, expires_at, accepted_at, created_at
           from app.invitations
-         where organization_id = (select app.current_org_id())
+         where organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)
          order by created_at desc, id desc
          limit $1
         offset $2
         "#,
             &[&limit, &offset],
-            "select count(*) from app.invitations where organization_id = (select app.current_org_id())",
+            "select count(*) from app.invitations where organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)",
             &[],
         )
         .await?;

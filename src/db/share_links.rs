@@ -68,7 +68,7 @@ pub async fn list(tx: impl Into<Reading<'_>>, file: FileId) -> Result<Vec<LinkRo
             select l.id, l.created_at, l.expires_at, l.revoked_at, u.email as created_by_email
               from app.share_links l
               join app.users u on u.id = l.created_by
-             where l.organization_id = (select app.current_org_id())
+             where l.organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)
                and l.file_id = $1
              order by l.created_at desc, l.id desc
             "#,

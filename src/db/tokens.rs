@@ -58,8 +58,8 @@ pub async fn list(tx: impl Into<Reading<'_>>) -> Result<Vec<TokenRow>, DbError> 
             r#"
             select id, name, created_at, expires_at, last_used_at
               from app.api_tokens
-             where organization_id = (select app.current_org_id())
-               and user_id = (select app.current_user_id())
+             where organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)
+               and user_id = (select nullif(current_setting('app.user_id', true), '')::uuid)
                and revoked_at is null
              order by created_at desc, id desc
             "#,

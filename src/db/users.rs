@@ -38,7 +38,7 @@ pub async fn find_me(tx: impl Into<Reading<'_>>) -> Result<Option<MeRow>, DbErro
             select u.id, u.email, u.role, o.id as organization_id, o.name as organization_name
               from app.users u
               join app.organizations o on o.id = u.organization_id
-             where u.id = (select app.current_user_id())
+             where u.id = (select nullif(current_setting('app.user_id', true), '')::uuid)
                and u.is_active
             "#,
             &[],
@@ -84,13 +84,13 @@ pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<UserR
             r#"
         select id, email, role, is_active, created_at
           from app.users
-         where organization_id = (select app.current_org_id())
+         where organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)
          order by created_at, id
          limit $1
         offset $2
         "#,
             &[&limit, &offset],
-            "select count(*) from app.users where organization_id = (select app.current_org_id())",
+            "select count(*) from app.users where organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)",
             &[],
         )
         .await?;
