@@ -6,15 +6,16 @@ select c.organization_id, c.user_id, c.state,
        set_config('plan_cache_mode', 'force_generic_plan', true),
        set_config('transaction_read_only', 'on', true)
   from app.session_context(:keyhash::bytea) c;
-select f.id, f.organization_id, f.filename, f.file_size_bytes, f.mime_type, f.sha256,
-       f.status, f.error_message, f.uploaded_at, f.processed_at, u.email as uploaded_by_email
-  from app.files f
+select f.id, f.organization_id, f.filename, f.file_size_bytes, f.mime_type, f.sha256, f.status,
+       f.error_message, f.uploaded_at, f.processed_at, u.email as uploaded_by_email
+  from (select * from app.files f
+         where f.organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)
+           and f.deleted_at is null
+         order by f.uploaded_at desc, f.id desc
+         limit 21  -- one row more than the page: whether there is a next one (`next_cursor`)
+        offset 0) f
   join app.users u on u.id = f.uploaded_by
- where f.organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)
-   and f.deleted_at is null
- order by f.uploaded_at desc, f.id desc
- limit 21  -- one row more than the page: whether there is a next one (`next_cursor`)
-offset 0;
+ order by f.uploaded_at desc, f.id desc;
 \if :total
 select case null::text
          when 'pending' then files_pending

@@ -13,8 +13,7 @@
 //! `(select nullif(current_setting('app.org_id', true), '')::uuid)` (and `app.user_id` alike),
 //! the expression the policies use (V10). Not `app.current_org_id()`: the helpers pin their
 //! `search_path`, so PostgreSQL cannot inline them and runs a SQL function per call (0.2 ms a
-//! statement). And as a sub-select: evaluated once and planned like a parameter, where a bare
-//! expression let the planner weigh the organization's own statistics (docs/performance.md).
+//! statement). And as a sub-select, like the policies': evaluated once per statement.
 
 pub mod audit;
 pub mod files;
