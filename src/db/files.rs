@@ -97,18 +97,18 @@ pub async fn record_upload(tx: Tx, file: &NewFile<'_>, job_id: uuid::Uuid, event
     Ok(())
 }
 
+/// The columns of [`FileRow`], of files `f` joined with their uploaders `u`.
+macro_rules! file_columns {
+    () => {
+        "f.id, f.organization_id, f.filename, f.file_size_bytes, f.mime_type, f.sha256, f.status, \
+         f.error_message, f.uploaded_at, f.processed_at, u.email as uploaded_by_email"
+    };
+}
+
 /// The columns of [`FileRow`] followed by the given filter: constant SQL, built at compile time.
 macro_rules! select_files {
     ($filter:literal) => {
-        concat!(
-            r#"
-            select f.id, f.organization_id, f.filename, f.file_size_bytes, f.mime_type, f.sha256,
-                   f.status, f.error_message, f.uploaded_at, f.processed_at, u.email as uploaded_by_email
-              from app.files f
-              join app.users u on u.id = f.uploaded_by
-            "#,
-            $filter
-        )
+        concat!("select ", file_columns!(), " from app.files f join app.users u on u.id = f.uploaded_by ", $filter)
     };
 }
 
@@ -271,14 +271,14 @@ pub async fn list_page(tx: ReadTx, listing: &Listing) -> Result<Page, DbError> {
     // among 10,000; docs/performance.md). Alone, the page walks the index.
     let page = |extra: &str| {
         format!(
-            "select f.id, f.organization_id, f.filename, f.file_size_bytes, f.mime_type, f.sha256, f.status, \
-                    f.error_message, f.uploaded_at, f.processed_at, u.email as uploaded_by_email \
+            "select {columns} \
                from (select * from app.files f \
                       where f.organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid) \
                         and f.deleted_at is null{filters}{extra} \
                       order by {column} {order}, f.id {order} limit $1{tail}) f \
                join app.users u on u.id = f.uploaded_by \
-              order by {column} {order}, f.id {order}"
+              order by {column} {order}, f.id {order}",
+            columns = file_columns!()
         )
     };
 
