@@ -27,8 +27,8 @@
 //! a one-shot transaction, or a `&Tx` for a statement among others. The raw query methods are
 //! visible only inside the crate's `db` layer, so handlers cannot send SQL of their own.
 //!
-//! `BEGIN`, `COMMIT` and `ROLLBACK` are prepared statements like the rest (cached per pooled
-//! connection), so the server never parses them again.
+//! `BEGIN` and `COMMIT` are prepared statements like the rest (cached per pooled connection),
+//! so the server never parses them again.
 
 use std::{
     future::Future,
@@ -620,7 +620,7 @@ mod tests {
     }
 
     /// A read is one statement (a second does not compile: `ReadTx` is consumed), it cannot
-    /// write (READ ONLY), and it ends its own transaction.
+    /// write (read-only from its context statement on), and it ends its own transaction.
     #[tokio::test]
     async fn a_read_sees_one_tenant_never_writes_and_ends_its_own_transaction() {
         let db = scratch_db(1).await;
