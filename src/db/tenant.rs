@@ -133,20 +133,20 @@ select set_config('app.org_id', $1, true),
 /// which raises `invalid_authorization_specification` when it is not valid: the transaction is
 /// then aborted before the statement behind it runs. The function runs first (it is the `from`),
 /// so a token's `last_used_at` stamp precedes the switch to read-only.
-const SET_SESSION_CONTEXT: &str = r#"
-select c.organization_id, c.user_id, c.state,
-       set_config('plan_cache_mode', $2, true),
-       set_config('transaction_read_only', $3, true)
-  from app.session_context($1) c
-"#;
-
-/// [`SET_SESSION_CONTEXT`] for a bearer token.
-const SET_TOKEN_CONTEXT: &str = r#"
-select c.organization_id, c.user_id, null::jsonb as state,
-       set_config('plan_cache_mode', $2, true),
-       set_config('transaction_read_only', $3, true)
-  from app.token_context($1) c
-"#;
+macro_rules! set_credential_context {
+    ($function:literal, $state:literal) => {
+        concat!(
+            "select c.organization_id, c.user_id, ",
+            $state,
+            " as state, set_config('plan_cache_mode', $2, true), set_config('transaction_read_only', $3, true) \
+             from ",
+            $function,
+            "($1) c"
+        )
+    };
+}
+const SET_SESSION_CONTEXT: &str = set_credential_context!("app.session_context", "c.state");
+const SET_TOKEN_CONTEXT: &str = set_credential_context!("app.token_context", "null::jsonb");
 
 /// How PostgreSQL plans a transaction's statements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -142,9 +142,11 @@ pub fn request_id(req: &HttpRequest) -> String {
     req.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default()
 }
 
-/// Who the request is for, as far as known, for its log line (`ApiRootSpan` records it when
-/// the request ends: a reader's identity is known only after its read).
+/// Who the request is for, on its log lines: at once when known (the lines the handler logs
+/// carry it too), and when the request ends (`ApiRootSpan`: a reader's identity is known only
+/// after its read).
 fn remember(req: &HttpRequest, caller: Caller) {
+    super::middleware::record_caller(&tracing::Span::current(), &caller);
     req.extensions_mut().insert(caller);
 }
 
