@@ -241,25 +241,66 @@ start_seaweedfs() {
   exit 1
 }
 
+# The pid in a pid file, if that process is still alive and is the one named (a pid file left by
+# a crash may name a pid reused by something else).
+live_pid() {
+  local file=$1 name=$2 pid
+  [ -f "$file" ] || return 1
+  pid=$(cat "$file" 2>/dev/null) || return 1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$name" \
+    && printf '%s' "$pid"
+}
+
+# Asks a process to stop (SIGTERM) and waits until it has exited, STOP_TIMEOUT seconds at most
+# (SeaweedFS keeps serving for up to ~30 s while its filer and volume servers shut down), then
+# kills it: `stop` returns only once the ports and data are free for the next `start`.
+STOP_TIMEOUT=${STOP_TIMEOUT:-45}
+stop_pid() {
+  local pid=$1 name=$2
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 $((STOP_TIMEOUT * 10))); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  log "$name did not exit within ${STOP_TIMEOUT} s of SIGTERM; killing it"
+  kill -KILL "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+}
+
+# Waits until nothing answers on a port any more (bounded like stop_pid).
+wait_port_closed() {
+  local port=$1 name=$2
+  for _ in $(seq 1 $((STOP_TIMEOUT * 10))); do
+    port_open "$port" || return 0
+    sleep 0.1
+  done
+  log "$name still answers on $port after ${STOP_TIMEOUT} s"
+  return 1
+}
+
 stop_all() {
-  if [ -f "$SEAWEED_DIR/weed.pid" ] && port_open "$S3_PORT"; then
-    log "stopping seaweedfs"
-    kill "$(cat "$SEAWEED_DIR/weed.pid")" 2>/dev/null || true
+  local pid
+  if pid=$(live_pid "$SEAWEED_DIR/weed.pid" weed); then
+    log "stopping seaweedfs (waiting for it to exit)"
+    stop_pid "$pid" seaweedfs
   fi
-  if [ -f "$PGBOUNCER_DIR/pgbouncer.pid" ] && port_open "$PGBOUNCER_PORT"; then
+  if pid=$(live_pid "$PGBOUNCER_DIR/pgbouncer.pid" pgbouncer); then
     log "stopping pgbouncer"
-    kill "$(cat "$PGBOUNCER_DIR/pgbouncer.pid")" 2>/dev/null || true
+    stop_pid "$pid" pgbouncer
   fi
   local bin; bin=$(pg_bin || true)
   if [ -n "$bin" ] && pg_running; then
     log "stopping postgres"
+    # -w: pg_ctl itself waits until the server has shut down.
     as_service_user postgres "$bin/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null
   fi
   if port_open "$AMQP_PORT"; then
     log "stopping rabbitmq"
-    rabbitmqctl_ stop >/dev/null 2>&1 || {
-      [ -f "$RABBIT_BASE/rabbit.pid" ] && kill "$(cat "$RABBIT_BASE/rabbit.pid")" 2>/dev/null || true
-    }
+    rabbitmqctl_ stop >/dev/null 2>&1 || true
+    if pid=$(live_pid "$RABBIT_BASE/rabbit.pid" beam); then
+      stop_pid "$pid" rabbitmq
+    fi
+    wait_port_closed "$AMQP_PORT" rabbitmq || true
   fi
 }
 

@@ -6,6 +6,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::bail;
 use clap::{error::ContextKind, CommandFactory, Parser, ValueEnum};
+use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 
 /// The local development cluster started by `scripts/dev-services.sh` (`make run`).
@@ -292,9 +293,67 @@ pub struct Config {
     #[arg(long, env = "SHARE_RATE_BURST", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub share_rate_burst: u32,
 
+    /// Per-address limits count an IPv6 client by its network of this prefix length (a host
+    /// usually holds a whole /64); IPv4 clients by their address.
+    #[arg(long, env = "RATE_LIMIT_IPV6_PREFIX", default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..=128))]
+    pub rate_limit_ipv6_prefix: u8,
+
+    /// Where clients reach this service: scheme, host and an optional path prefix
+    /// (`https://files.example.com`, `https://example.com/files`). Every absolute URL the
+    /// service hands out (a tus upload's `Location`, a share link) starts with it, never with
+    /// what a client sent in `Host` or forwarding headers. Required when APP_ENV=production;
+    /// in dev, `http://` and the address the api listens on.
+    #[arg(long, env = "PUBLIC_URL", value_parser = PublicUrl::parse)]
+    pub public_url: Option<PublicUrl>,
+
+    /// Reverse proxies whose `X-Forwarded-For` is believed, comma-separated addresses or
+    /// networks (`10.0.0.5,2001:db8::/48`): a request from one of them counts as coming from the
+    /// address it forwards (for per-address limits). Empty: the TCP peer is the client.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network)]
+    pub trusted_proxies: Vec<IpNet>,
+
     /// Log output format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// `PUBLIC_URL`, checked: `http` or `https`, a host, perhaps a port and a path prefix, nothing
+/// else. Kept without a trailing slash, so a path starting with `/` joins it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl(String);
+
+impl PublicUrl {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let url = url::Url::parse(value).map_err(|e| format!("not a URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err("the scheme must be http or https".into());
+        }
+        if url.host_str().is_none() || url.cannot_be_a_base() {
+            return Err("a host is required".into());
+        }
+        if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
+            return Err("give scheme, host, port and path only (no credentials, query or fragment)".into());
+        }
+        Ok(Self(url.as_str().trim_end_matches('/').to_owned()))
+    }
+
+    /// The address a dev process listens on, as a URL.
+    pub fn of_listener(addr: SocketAddr) -> Self {
+        Self(format!("http://{addr}"))
+    }
+
+    /// `path` (starting with `/`) as an absolute URL of this service.
+    pub fn join(&self, path: &str) -> String {
+        format!("{}{path}", self.0)
+    }
+}
+
+fn parse_network(value: &str) -> Result<IpNet, String> {
+    let value = value.trim();
+    value
+        .parse::<IpNet>()
+        .or_else(|_| value.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{value:?} is neither an address nor a network (CIDR)"))
 }
 
 fn parse_secret(value: &str) -> Result<SecretString, String> {
@@ -327,6 +386,10 @@ impl Config {
                 bail!("missing SESSION_KEY: required when APP_ENV=production ({MIN_SESSION_KEY_BYTES}+ bytes)")
             }
             _ => {}
+        }
+        let serves_http = matches!(self.mode, Mode::Api | Mode::All);
+        if serves_http && self.public_url.is_none() && self.app_env == Environment::Production {
+            bail!("missing PUBLIC_URL: required when APP_ENV=production (e.g. https://files.example.com)");
         }
         if self.job_retry_delays_ms.is_empty() || self.job_retry_delays_ms.contains(&0) {
             bail!("invalid JOB_RETRY_DELAYS_MS: give one or more delays in milliseconds, each above 0");

@@ -23,6 +23,10 @@ pub enum ApiError {
     CsrfFailed,
     #[error("{0}")]
     Forbidden(&'static str),
+    /// 403: only a signed-in session may do this, never a bearer token (docs/security.md,
+    /// "What a token may do"): it would create a credential or a member that outlives the token.
+    #[error("this needs a signed-in session: an API token cannot create credentials or members")]
+    SessionRequired,
     /// Another tenant's object, a deleted object and a malformed id all answer this.
     #[error("not found")]
     NotFound,
@@ -71,6 +75,7 @@ impl ApiError {
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::CsrfFailed => "csrf_failed",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::SessionRequired => "session_required",
             ApiError::NotFound => "not_found",
             ApiError::Conflict { code, .. } | ApiError::TooLarge { code, .. } => code,
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -121,7 +126,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            ApiError::CsrfFailed | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::CsrfFailed | ApiError::Forbidden(_) | ApiError::SessionRequired => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -155,6 +160,12 @@ impl From<DbError> for ApiError {
         match &err {
             DbError::Unavailable(_) => ApiError::Unavailable(err.into()),
             DbError::Unauthenticated => ApiError::Unauthenticated,
+            // A value the request carried that PostgreSQL refuses (out of its range, a NUL in
+            // text): the client's to fix. The handlers' own checks should have answered first.
+            DbError::InvalidValue(_) => {
+                tracing::warn!(error = %err, error.cause_chain = ?err, "the database refused a value from the request");
+                ApiError::invalid("invalid_value", "a value in the request is outside what the service accepts")
+            }
             // The handler's own checks should have answered first; the database is the backstop.
             DbError::Refused(_) => {
                 tracing::warn!(error = %err, "the database refused a statement the handler allowed");

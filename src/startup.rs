@@ -15,8 +15,8 @@ use tracing_actix_web::TracingLogger;
 use utoipa_actix_web::AppExt;
 
 use crate::{
-    auth::{password, session::PgSessionStore},
-    config::{Config, Pooler, Storage},
+    auth::{password, session::PgSessionStore, signing::SigningKey},
+    config::{Config, Pooler, PublicUrl, Storage},
     db::{Db, Statements},
     http::{self, ApiRootSpan, AppState, ClientLimiter, QueryParameters},
     metrics::Metrics,
@@ -50,6 +50,26 @@ pub fn open_db_and_store(config: &Config) -> anyhow::Result<(Db, FileStore)> {
     Ok((db, store))
 }
 
+/// How often the per-address limiters forget the clients that are within their rate again.
+const LIMITER_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Keeps the per-address limiters' memory to the recently seen networks, off the request path,
+/// until the server stops.
+fn forget_recovered_clients(state: web::Data<AppState>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(LIMITER_SWEEP_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = every.tick() => {
+                    state.sign_in_limiter.forget_recovered();
+                    state.share_limiter.forget_recovered();
+                }
+            }
+        }
+    });
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -70,10 +90,12 @@ impl Application {
                 Key::generate()
             }
         };
+        let cursor_key = SigningKey::for_cursors(key.master());
         let decoy_hash = password::decoy_hash(config.bcrypt_cost).await?;
         let listener =
             TcpListener::bind(config.bind).with_context(|| format!("cannot listen on BIND {}", config.bind))?;
-        let port = listener.local_addr()?.port();
+        let listener_addr = listener.local_addr()?;
+        let port = listener_addr.port();
 
         let shutdown_timeout = config.shutdown_timeout_seconds;
         let secure = config.cookie_secure();
@@ -81,8 +103,10 @@ impl Application {
         let openapi = http::openapi();
         let openapi_json: Arc<str> = openapi.to_pretty_json()?.into();
         let query_parameters = QueryParameters::of(&openapi);
-        let sign_in_limiter = ClientLimiter::new(config.auth_rate_per_minute, config.auth_rate_burst);
-        let share_limiter = ClientLimiter::new(config.share_rate_per_minute, config.share_rate_burst);
+        let ipv6_prefix = config.rate_limit_ipv6_prefix;
+        let sign_in_limiter = ClientLimiter::new(config.auth_rate_per_minute, config.auth_rate_burst, ipv6_prefix);
+        let share_limiter = ClientLimiter::new(config.share_rate_per_minute, config.share_rate_burst, ipv6_prefix);
+        let public_url = config.public_url.clone().unwrap_or_else(|| PublicUrl::of_listener(listener_addr));
         let stop = CancellationToken::new();
         let broker = BrokerStatus::default();
         broker.watch(config.amqp_url.clone(), config.broker_timeout(), stop.clone());
@@ -97,7 +121,10 @@ impl Application {
             broker,
             metrics,
             query_parameters,
+            cursor_key,
+            public_url,
         });
+        forget_recovered_clients(state.clone(), stop.clone());
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(PgSessionStore::new(db.clone()), key.clone())
                 .cookie_name(cookie_name.to_owned())

@@ -572,6 +572,37 @@ mod tests {
         tx.commit().await.unwrap();
     }
 
+    /// The backstop behind the cursor's own checks: a value PostgreSQL refuses as data (the
+    /// three that once answered 500 from a crafted cursor) is `InvalidValue`, a 400 to the
+    /// client, and the connection goes back to the pool usable.
+    #[tokio::test]
+    async fn a_value_postgres_refuses_is_the_clients_400_not_a_500() {
+        let db = crate::db::testing::scratch_db(1).await;
+        let (ctx, _) = tenant(&db, "a.txt").await;
+        let cases = [
+            (SortKey::UploadedAt, "0000-01-01T00:00:00Z"),
+            (SortKey::UploadedAt, "2024-01-01T00:00:00+20:00"),
+            (SortKey::Filename, "nul\0inside"),
+        ];
+        for (sort, key) in cases {
+            let start = Start::After(Position { key: key.to_owned(), id: uuid::Uuid::new_v4() });
+            let listing = Listing { status: None, search: None, sort, direction: Direction::Desc, start, limit: 10 };
+            let refused = list_page(db.read(&ctx).await.unwrap(), &listing).await.err().expect("refused");
+            assert!(matches!(refused, DbError::InvalidValue(_)), "{key:?}: {refused:?}");
+            let answer = crate::error::ApiError::from(refused);
+            assert_eq!(actix_web::ResponseError::status_code(&answer), actix_web::http::StatusCode::BAD_REQUEST);
+        }
+        let listing = Listing {
+            status: None,
+            search: None,
+            sort: SortKey::UploadedAt,
+            direction: Direction::Desc,
+            start: Start::Offset(0),
+            limit: 10,
+        };
+        assert_eq!(list_page(db.read(&ctx).await.unwrap(), &listing).await.unwrap().files.len(), 1);
+    }
+
     /// Statistics taken while nothing was pending, then a burst of pending files: the worker's
     /// re-check and its outcome statement must still find each file by its primary key, not by
     /// walking the partial index of pending files that the statistics say is empty.

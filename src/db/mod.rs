@@ -54,6 +54,11 @@ pub enum DbError {
     /// no longer, valid: nothing ran.
     #[error("the caller's credential is not valid")]
     Unauthenticated,
+    /// PostgreSQL refused a value as data (class 22: out of range, not valid for its type, a
+    /// NUL in text): the value came from outside and was not checked well enough. A backstop:
+    /// the caller's request is at fault, never the service's state.
+    #[error("the database refused a value")]
+    InvalidValue(#[source] tokio_postgres::Error),
     /// A row did not have the shape its query promised.
     #[error("unexpected row from the database")]
     Decode(#[source] anyhow::Error),
@@ -88,6 +93,9 @@ impl From<tokio_postgres::Error> for DbError {
                 if let Some(name) = db.constraint() {
                     return DbError::Constraint(name.to_owned());
                 }
+            }
+            if class == "22" {
+                return DbError::InvalidValue(err);
             }
             if db.code() == &SqlState::INSUFFICIENT_PRIVILEGE {
                 return DbError::Refused(err);

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{decode, DbError, Reading, Tx, Writing};
+use super::{decode, DbError, ReadTx, Reading, Tx, Writing};
 use crate::domain::FileId;
 
 pub struct LinkRow {
@@ -94,4 +94,87 @@ pub async fn revoke(tx: impl Into<Writing<'_>>, file: FileId, id: Uuid) -> Resul
         )
         .await?;
     Ok(revoked == 1)
+}
+
+/// A link as an owner or admin reviews them across the organization.
+pub struct OrgLinkRow {
+    pub id: Uuid,
+    pub file_id: Uuid,
+    pub filename: String,
+    pub created_by: Uuid,
+    pub created_by_email: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Whether opening it would hand out the file now: the rule of `app.share_link_open`.
+    pub works: bool,
+}
+
+impl OrgLinkRow {
+    fn from_row(row: &Row) -> Result<Self, DbError> {
+        Ok(Self {
+            id: decode(row.try_get("id"))?,
+            file_id: decode(row.try_get("file_id"))?,
+            filename: decode(row.try_get("filename"))?,
+            created_by: decode(row.try_get("created_by"))?,
+            created_by_email: decode(row.try_get("created_by_email"))?,
+            created_at: decode(row.try_get("created_at"))?,
+            expires_at: decode(row.try_get("expires_at"))?,
+            revoked_at: decode(row.try_get("revoked_at"))?,
+            works: decode(row.try_get("works"))?,
+        })
+    }
+}
+
+/// One page of the organization's links the caller may see (all of them for an owner or admin,
+/// under the `share_links_by_uploader_or_manager` policy), newest first, with their file and
+/// creator, and the total. `works` repeats the opening rule of `app.share_link_open` (V17), so
+/// an administrator sees which links still hand out their file.
+#[tracing::instrument(name = "db.share_links.list_page", skip_all)]
+pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<OrgLinkRow>, i64), DbError> {
+    let (rows, total) = tx
+        .query_page(
+            r#"
+            select l.id, l.file_id, f.filename, l.created_by, u.email as created_by_email,
+                   l.created_at, l.expires_at, l.revoked_at,
+                   (l.revoked_at is null
+                    and l.expires_at > now()
+                    and f.deleted_at is null
+                    and f.status = 'ready'
+                    and u.is_active
+                    and (u.role in ('owner', 'admin') or f.uploaded_by = u.id)) as works
+              from (select * from app.share_links l
+                     where l.organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)
+                     order by l.created_at desc, l.id desc
+                     limit $1
+                    offset $2) l
+              join app.files f on f.organization_id = l.organization_id and f.id = l.file_id
+              join app.users u on u.organization_id = l.organization_id and u.id = l.created_by
+             order by l.created_at desc, l.id desc
+            "#,
+            &[&limit, &offset],
+            "select count(*) from app.share_links where organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)",
+            &[],
+        )
+        .await?;
+    Ok((rows.iter().map(OrgLinkRow::from_row).collect::<Result<_, _>>()?, total))
+}
+
+/// Revokes any link the caller may manage, by its id alone (again is fine); the link's file,
+/// or `None` when the caller sees no such link.
+#[tracing::instrument(name = "db.share_links.revoke_by_id", skip_all)]
+pub async fn revoke_by_id(tx: impl Into<Writing<'_>>, id: Uuid) -> Result<Option<FileId>, DbError> {
+    let rows = tx
+        .into()
+        .query(
+            r#"
+            update app.share_links
+               set revoked_at = coalesce(revoked_at, now())
+             where id = $1
+            returning file_id
+            "#,
+            &[&id],
+        )
+        .await?;
+    rows.first().map(|row| decode(row.try_get("file_id")).map(FileId::from_uuid)).transpose()
 }

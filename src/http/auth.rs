@@ -79,7 +79,7 @@ async fn register(
     req: HttpRequest,
     body: web::Json<RegisterRequest>,
 ) -> ApiResult {
-    state.sign_in_limiter.check(client_address(&req))?;
+    state.sign_in_limiter.check(state.client_address(&req))?;
     let body = body.into_inner();
     let email = Email::parse(&body.email)?;
     let target = match (body.organization_name, body.invitation_token) {
@@ -144,11 +144,6 @@ fn invalid_invitation() -> ApiError {
     ApiError::invalid("invalid_invitation", "the invitation is unknown, used, expired or for another email")
 }
 
-/// The TCP peer's address (see `throttle` for why not a forwarded header).
-fn client_address(req: &HttpRequest) -> Option<std::net::IpAddr> {
-    req.peer_addr().map(|addr| addr.ip())
-}
-
 /// Unknown email, wrong password and deactivated user answer the same 401 after the same
 /// bcrypt work. Every attempt is counted before the password is checked: once an email has
 /// used its attempts in the window without a success, 429 before any work (`too_many_attempts`);
@@ -171,7 +166,7 @@ async fn login(
     req: HttpRequest,
     body: web::Json<LoginRequest>,
 ) -> ApiResult {
-    state.sign_in_limiter.check(client_address(&req))?;
+    state.sign_in_limiter.check(state.client_address(&req))?;
     let LoginRequest { email, password } = body.into_inner();
     let email = email.trim().to_owned();
     let window = i64::from(state.config.login_window_seconds);

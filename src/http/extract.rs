@@ -52,12 +52,14 @@ impl Authed {
         Event { action, target, details, request_id: &self.request_id }
     }
 
-    /// Signed in with a password (a session), not a bearer token: for what a token must not be
-    /// able to do on its own, like minting tokens that would outlive it.
+    /// Signed in with a password (a session), not a bearer token: for every action that
+    /// creates a credential or a member (tokens, invitations, share links, role changes,
+    /// reactivations), which would otherwise outlive the token that made it and survive its
+    /// revocation (docs/security.md, "What a token may do").
     pub fn require_session(&self) -> Result<(), ApiError> {
         match self.csrf_token {
             Some(_) => Ok(()),
-            None => Err(ApiError::Forbidden("this needs a signed-in session, not an API token")),
+            None => Err(ApiError::SessionRequired),
         }
     }
 

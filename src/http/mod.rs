@@ -1,6 +1,7 @@
 //! HTTP surface: every route, the shared state, and how extractor failures become JSON errors.
 
 mod auth;
+mod client;
 mod extract;
 mod files;
 mod middleware;
@@ -24,7 +25,15 @@ pub use middleware::{
 pub use throttle::ClientLimiter;
 use utoipa_actix_web::{scope, service_config::ServiceConfig};
 
-use crate::{config::Config, db::Db, error::ApiError, metrics::Metrics, queue::BrokerStatus, storage::FileStore};
+use crate::{
+    auth::signing::SigningKey,
+    config::{Config, PublicUrl},
+    db::Db,
+    error::ApiError,
+    metrics::Metrics,
+    queue::BrokerStatus,
+    storage::FileStore,
+};
 
 /// JSON bodies are small (credentials, a filename, up to 100 ids); files come as multipart.
 const JSON_LIMIT_BYTES: usize = 64 * 1024;
@@ -48,6 +57,17 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The query parameters each operation accepts (from the OpenAPI document).
     pub query_parameters: QueryParameters,
+    /// Signs the list cursors this process hands out (derived from `SESSION_KEY`).
+    pub cursor_key: SigningKey,
+    /// Where every absolute URL handed out starts (`PUBLIC_URL`).
+    pub public_url: PublicUrl,
+}
+
+impl AppState {
+    /// The client's address, for per-address limits (`http::client`).
+    pub fn client_address(&self, req: &actix_web::HttpRequest) -> Option<std::net::IpAddr> {
+        client::address(req, &self.config.trusted_proxies)
+    }
 }
 
 /// Document-level OpenAPI settings; the paths and schemas come from the handlers.
@@ -174,13 +194,6 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .configure(tokens::configure),
         )
         .default_service(web::to(|| async { ApiError::NotFound.error_response() }));
-}
-
-/// `path` as an absolute URL on this service, as the client reached it (behind a proxy, the
-/// scheme and host the proxy forwards): for a `Location` or a link handed out.
-pub(crate) fn absolute_url(req: &actix_web::HttpRequest, path: &str) -> String {
-    let origin = req.connection_info();
-    format!("{}://{}{path}", origin.scheme(), origin.host())
 }
 
 fn json_error(err: JsonPayloadError) -> ApiError {

@@ -38,7 +38,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[get("/shared/{secret}")]
 #[tracing::instrument(skip_all, fields(org_id))]
 async fn open_shared(state: web::Data<AppState>, secret: web::Path<String>, req: HttpRequest) -> ApiResult {
-    state.share_limiter.check(req.peer_addr().map(|addr| addr.ip()))?;
+    state.share_limiter.check(state.client_address(&req))?;
     if secret.len() > MAX_SECRET_CHARS {
         return Err(ApiError::NotFound);
     }

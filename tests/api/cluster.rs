@@ -39,9 +39,9 @@ impl Process {
             // The in-process test app's settings, but its own port.
             .args(app.args[1..].iter().filter(|arg| !arg.starts_with("--bind=")))
             .arg(format!("--mode={mode}"))
+            // The same SESSION_KEY too: every api process reads the session cookies (and the
+            // cursors) the others hand out.
             .arg(listen)
-            // Every api process must read the session cookies the others set.
-            .arg(format!("--session-key={}", "cluster-session-key-".repeat(4)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)

@@ -84,6 +84,10 @@ pub struct Settings {
     pub s3: bool,
     /// Reach S3 here instead (a `TcpProxy` in front of SeaweedFS); implies `s3`.
     pub s3_endpoint: Option<String>,
+    /// `PUBLIC_URL`; `None` leaves the dev default (the bound address).
+    pub public_url: Option<String>,
+    /// `TRUSTED_PROXIES`; empty trusts none.
+    pub trusted_proxies: &'static str,
 }
 
 impl Default for Settings {
@@ -108,9 +112,14 @@ impl Default for Settings {
             tus_expiry_seconds: 86_400,
             s3: false,
             s3_endpoint: None,
+            public_url: None,
+            trusted_proxies: "",
         }
     }
 }
+
+/// The `SESSION_KEY` of every test app (64 bytes).
+pub const TEST_SESSION_KEY: &str = "test-session-key-test-session-key-test-session-key-test-session-";
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Settings::default()).await
@@ -179,8 +188,15 @@ pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
         "--maintenance-interval-ms=200".into(),
         format!("--pending-sweep-after-seconds={}", settings.pending_sweep_after_seconds),
         "--app-env=dev".into(),
+        // Known, so that a test can sign what the service signs (cursors), and the same for
+        // every process a test starts.
+        format!("--session-key={TEST_SESSION_KEY}"),
     ];
     args.extend(storage_args);
+    args.extend(settings.public_url.map(|url| format!("--public-url={url}")));
+    if !settings.trusted_proxies.is_empty() {
+        args.push(format!("--trusted-proxies={}", settings.trusted_proxies));
+    }
     let config = Config::from_args(&args).expect("test config");
     migrate::run(&config.migration_database_url).await.expect("migrations apply");
     let metrics = std::sync::Arc::new(tenant_files::metrics::Metrics::new());

@@ -5,7 +5,10 @@ use std::collections::HashSet;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{assert_error, begin_as, spawn_app, TestUser};
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use tenant_files::auth::signing::SigningKey;
+
+use crate::helpers::{assert_error, begin_as, spawn_app, TestUser, TEST_SESSION_KEY};
 
 async fn list(user: &TestUser, query: &str) -> Value {
     let response = user.list(query).await;
@@ -192,4 +195,59 @@ async fn search_finds_files_by_their_current_name_only() {
     let found = list(&owner, "?q=long-name-for-the-minutes-of-the").await;
     assert_eq!(found["files"][0]["id"], long.as_str());
     assert_eq!(list(&owner, "?q=long-name-for-the-minutes-of-thX").await["total"], 0);
+}
+
+/// A cursor as the service would write it for `key`, signed with `signer` (or not at all).
+fn crafted_cursor(sort: &str, order: &str, key: &str, signer: Option<&SigningKey>) -> String {
+    let body = serde_json::to_vec(&serde_json::json!({
+        "sort": sort, "order": order, "key": key, "id": uuid::Uuid::new_v4(),
+    }))
+    .unwrap();
+    match signer {
+        Some(signer) => URL_SAFE_NO_PAD.encode(signer.sign(&body)),
+        None => hex::encode(body),
+    }
+}
+
+/// Values PostgreSQL refuses (year 0, an offset beyond ±15:59, a NUL in text) once answered
+/// 500 from inside a well-formed cursor. A cursor is now the server's own: unsigned, forged,
+/// tampered or from another deployment, it is a 400; and even one signed with the service's
+/// key is range-checked before its value reaches SQL.
+#[tokio::test]
+async fn crafted_cursors_are_400_and_never_reach_the_database() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    owner.upload_ok("a.txt", "a").await;
+    owner.upload_ok("b.txt", "b").await;
+    let ours = SigningKey::for_cursors(TEST_SESSION_KEY.as_bytes());
+    let theirs = SigningKey::for_cursors(&[7; 64]);
+    let hostile = [
+        ("uploaded_at", "desc", "0000-01-01T00:00:00Z"),
+        ("uploaded_at", "desc", "2024-01-01T00:00:00+20:00"),
+        ("filename", "asc", "a\u{0}b"),
+        ("filename", "asc", "nul\0 inside"),
+        ("size", "desc", "-1"),
+        ("size", "desc", "99999999999999999999"),
+    ];
+    for (sort, order, key) in hostile {
+        for signer in [None, Some(&theirs), Some(&ours)] {
+            let cursor = crafted_cursor(sort, order, key, signer);
+            let response = owner.list(&format!("?sort={sort}&order={order}&cursor={cursor}")).await;
+            assert_error(response, StatusCode::BAD_REQUEST, "invalid_cursor").await;
+        }
+    }
+
+    // One the service handed out works; changed in any byte, it does not.
+    let cursor = list(&owner, "?limit=1").await["next_cursor"].as_str().unwrap().to_owned();
+    assert_eq!(list(&owner, &format!("?limit=1&cursor={cursor}")).await["files"].as_array().unwrap().len(), 1);
+    let mut bytes = URL_SAFE_NO_PAD.decode(&cursor).unwrap();
+    for i in [0, bytes.len() / 2, bytes.len() - 1] {
+        bytes[i] ^= 0x20;
+        let tampered = URL_SAFE_NO_PAD.encode(&bytes);
+        assert_error(owner.list(&format!("?cursor={tampered}")).await, StatusCode::BAD_REQUEST, "invalid_cursor").await;
+        bytes[i] ^= 0x20;
+    }
+    // A signed cursor with an ordinary key is one of ours: accepted.
+    let fine = crafted_cursor("uploaded_at", "desc", "2024-01-01T00:00:00.000000Z", Some(&ours));
+    assert_eq!(owner.list(&format!("?cursor={fine}")).await.status(), StatusCode::OK);
 }

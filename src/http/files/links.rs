@@ -3,7 +3,7 @@
 //! SHA-256 is stored) and opened at `/api/shared/{secret}` (`http::shared`). Links are managed
 //! by whoever may change the file: its uploader, or an owner or admin.
 
-use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
+use actix_web::{delete, get, post, web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -16,7 +16,7 @@ use crate::{
     db::{self, audit::Action, share_links::LinkRow},
     domain::{FileId, FileStatus},
     error::{ApiError, ErrorBody},
-    http::{absolute_url, ApiResult, AppState, Authed, BodyErrors},
+    http::{ApiResult, AppState, Authed, BodyErrors},
 };
 
 /// The longest a link may live: 7 days.
@@ -63,7 +63,8 @@ struct LinkList {
     links: Vec<LinkSummary>,
 }
 
-/// Create a share link to a ready file; its URL is shown once.
+/// Create a share link to a ready file; its URL is shown once. Only from a signed-in session
+/// (403 `session_required` for an API token).
 #[utoipa::path(
     tag = "files",
     params(("id" = Uuid, Path, description = "File id")),
@@ -83,9 +84,10 @@ pub(super) async fn create_link(
     state: web::Data<AppState>,
     authed: Authed,
     id: web::Path<Uuid>,
-    req: HttpRequest,
     body: web::Json<CreateLinkRequest>,
 ) -> ApiResult {
+    // A link is a credential: one made by a token would outlive the token (docs/security.md).
+    authed.require_session()?;
     let id = FileId::from_uuid(id.into_inner());
     let expires_in = body.into_inner().expires_in_seconds;
     if !(1..=MAX_EXPIRY_SECONDS).contains(&expires_in) {
@@ -106,7 +108,7 @@ pub(super) async fn create_link(
     let details = json!({ "file_id": id, "expires_at": expires_at });
     db::audit::record(&tx, authed.event(Action::ShareLinkCreated, Some(("share_link", link.id)), details)).await?;
     tx.commit().await?;
-    let url = absolute_url(&req, &format!("/api/shared/{secret}"));
+    let url = state.public_url.join(&format!("/api/shared/{secret}"));
     Ok(HttpResponse::Created().json(CreatedLink { id: link.id, url, expires_at: link.expires_at }))
 }
 

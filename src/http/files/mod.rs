@@ -67,7 +67,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[get("")]
 #[tracing::instrument(skip_all)]
 async fn list_files(state: web::Data<AppState>, reader: Reader, query: web::Query<ListQuery>) -> ApiResult {
-    let (listing, page) = query.into_inner().parse()?;
+    let (listing, page) = query.into_inner().parse(&state.cursor_key)?;
     // A status filter's best plan depends on its value (docs/decisions.md, "Listing files").
     let tx = match listing.status.is_some() {
         true => state.db.read_planned(&reader).await?,
@@ -80,7 +80,7 @@ async fn list_files(state: web::Data<AppState>, reader: Reader, query: web::Quer
         total_capped: found.total_capped,
         page,
         limit: u32::try_from(listing.limit).unwrap_or_default(),
-        next_cursor: found.next.map(|next| Cursor::encode(next, listing.sort, listing.direction)),
+        next_cursor: found.next.map(|next| Cursor::encode(next, listing.sort, listing.direction, &state.cursor_key)),
     }))
 }
 

@@ -30,7 +30,7 @@ use crate::{
     db::{self, tus::TusRow},
     domain::{FileId, Filename},
     error::{ApiError, ErrorBody},
-    http::{absolute_url, ApiResult, AppState, Authed},
+    http::{ApiResult, AppState, Authed},
     storage::Chunk,
 };
 
@@ -120,7 +120,7 @@ pub(super) async fn create_upload(state: web::Data<AppState>, authed: Authed, re
     tx.commit().await?;
 
     Ok(tus_response(HttpResponse::Created())
-        .insert_header((header::LOCATION, absolute_url(&req, &format!("/api/files/tus/{id}"))))
+        .insert_header((header::LOCATION, state.public_url.join(&format!("/api/files/tus/{id}"))))
         .insert_header(("Upload-Expires", http_date(expires_at)))
         .finish())
 }

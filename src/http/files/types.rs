@@ -1,10 +1,12 @@
 //! Request and response bodies of `/api/files`, as the OpenAPI document shows them.
 
-use chrono::{DateTime, Utc};
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
+    auth::signing::SigningKey,
     db::files::{Direction, FileRow, Listing, Position, SortKey, Start},
     domain::{FileId, FileStatus},
     error::ApiError,
@@ -113,7 +115,7 @@ const MAX_SEARCH_CHARS: usize = 100;
 
 impl ListQuery {
     /// The listing asked for, and the page number if it was asked for by number.
-    pub(super) fn parse(self) -> Result<(Listing, Option<u32>), ApiError> {
+    pub(super) fn parse(self, cursor_key: &SigningKey) -> Result<(Listing, Option<u32>), ApiError> {
         let invalid = |message: &str| ApiError::invalid("invalid_query", message.to_owned());
         let paging = Paging::parse(self.page, self.limit)?;
         let status = match self.status.as_deref() {
@@ -145,14 +147,18 @@ impl ListQuery {
         let (start, page) = match self.cursor {
             None => (Start::Offset(paging.offset()), Some(paging.page)),
             Some(_) if self.page.is_some() => return Err(invalid("give page or cursor, not both")),
-            Some(cursor) => (Start::After(Cursor::decode(&cursor, sort, direction)?), None),
+            Some(cursor) => (Start::After(Cursor::decode(&cursor, sort, direction, cursor_key)?), None),
         };
         Ok((Listing { status, search, sort, direction, start, limit: paging.limit() }, page))
     }
 }
 
-/// An opaque `cursor`: where a page ended, in which order. Hex of a small JSON document; a
-/// cursor is only valid for the order it was made in.
+/// An opaque `cursor`: where a page ended, in which order. A small JSON document, signed with
+/// the server's key ([`SigningKey`]) and base64url-encoded: a cursor this service did not hand
+/// out, or one changed on the way, is a 400 `invalid_cursor` and never reaches the database.
+/// Its key is range-checked all the same (a timestamp PostgreSQL can represent, a size that is
+/// not negative, a name without control characters), so even a signed cursor cannot carry a
+/// value the database would refuse. A cursor is only valid for the order it was made in.
 #[derive(Serialize, Deserialize)]
 pub(super) struct Cursor {
     sort: String,
@@ -161,30 +167,41 @@ pub(super) struct Cursor {
     id: uuid::Uuid,
 }
 
+/// The longest name a cursor may carry: a file's name is at most 255 bytes.
+const MAX_CURSOR_NAME_BYTES: usize = 255;
+
 impl Cursor {
-    pub(super) fn encode(next: Position, sort: SortKey, direction: Direction) -> String {
+    pub(super) fn encode(next: Position, sort: SortKey, direction: Direction, key: &SigningKey) -> String {
         let cursor =
             Cursor { sort: sort_name(sort).into(), order: order_name(direction).into(), key: next.key, id: next.id };
-        hex::encode(serde_json::to_vec(&cursor).unwrap_or_default())
+        URL_SAFE_NO_PAD.encode(key.sign(&serde_json::to_vec(&cursor).unwrap_or_default()))
     }
 
-    fn decode(text: &str, sort: SortKey, direction: Direction) -> Result<Position, ApiError> {
+    fn decode(text: &str, sort: SortKey, direction: Direction, key: &SigningKey) -> Result<Position, ApiError> {
         let invalid = || ApiError::invalid("invalid_cursor", "cursor is not one this list gave out");
-        let bytes = hex::decode(text).map_err(|_| invalid())?;
-        let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+        let signed = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
+        let message = key.verify(&signed).ok_or_else(invalid)?;
+        let cursor: Cursor = serde_json::from_slice(message).map_err(|_| invalid())?;
         if cursor.sort != sort_name(sort) || cursor.order != order_name(direction) {
             return Err(ApiError::invalid("invalid_cursor", "cursor was made for another sort or order"));
         }
-        let valid_key = match sort {
-            SortKey::UploadedAt => DateTime::parse_from_rfc3339(&cursor.key).is_ok(),
-            SortKey::Size => cursor.key.parse::<i64>().is_ok(),
-            SortKey::Filename => true,
+        let key = match sort {
+            SortKey::UploadedAt => canonical_timestamp(&cursor.key),
+            SortKey::Size => cursor.key.parse::<i64>().ok().filter(|size| *size >= 0).map(|size| size.to_string()),
+            SortKey::Filename => Some(cursor.key)
+                .filter(|name| name.len() <= MAX_CURSOR_NAME_BYTES && !name.chars().any(char::is_control)),
         };
-        if !valid_key {
-            return Err(invalid());
-        }
-        Ok(Position { key: cursor.key, id: cursor.id })
+        Ok(Position { key: key.ok_or_else(invalid)?, id: cursor.id })
     }
+}
+
+/// The time, if `text` is one exactly as the list writes it (RFC 3339 in UTC, microseconds)
+/// and within years 1 to 9999: PostgreSQL refuses year 0 and offsets like `+20:00`, which
+/// chrono parses, and no cursor of ours carries either.
+fn canonical_timestamp(text: &str) -> Option<String> {
+    let time = DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc);
+    let canonical = time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    ((1..=9999).contains(&time.year()) && canonical == text).then_some(canonical)
 }
 
 fn sort_name(sort: SortKey) -> &'static str {

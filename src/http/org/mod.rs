@@ -1,10 +1,12 @@
-//! `/api/org`: the caller's organization, its members, invitations and audit log.
+//! `/api/org`: the caller's organization, its members, invitations, audit log and share links
+//! (`links`).
 //!
 //! Managing members, invitations and the audit log is for owners and admins; handlers check
 //! that first for a clear 403, and the database enforces it again (restrictive policies and
 //! the `users_guard_changes` trigger), whose refusals map to the same answers. The request and
 //! response bodies are in `types`.
 
+mod links;
 mod types;
 
 use actix_web::{get, patch, post, web, HttpResponse};
@@ -44,7 +46,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .service(list_invitations)
             .service(get_invitation)
             .service(list_audit)
-            .service(get_audit_entry),
+            .service(get_audit_entry)
+            .service(links::list_org_links)
+            .service(links::revoke_org_link),
     );
 }
 
@@ -87,7 +91,8 @@ async fn get_user(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid
 
 /// Allowed transitions: an owner changes the role of another member of the organization
 /// (granting or revoking owner or admin); admins and members change no roles; nobody changes
-/// their own; the last active owner stays an owner.
+/// their own; the last active owner stays an owner. Only from a signed-in session (403
+/// `session_required` for an API token).
 #[utoipa::path(tag = "org", params(("id" = Uuid, Path, description = "User id")), request_body = ChangeRoleRequest, responses(
         BodyErrors,
         (status = 200, body = UserResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "`last_owner`", body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
@@ -99,6 +104,7 @@ async fn change_role(
     id: web::Path<Uuid>,
     body: web::Json<ChangeRoleRequest>,
 ) -> ApiResult {
+    authed.require_session()?;
     authed.require_manager()?;
     let target = UserId::from_uuid(id.into_inner());
     let role = body.into_inner().role;
@@ -131,10 +137,12 @@ async fn deactivate_user(state: web::Data<AppState>, authed: Authed, id: web::Pa
     set_active(state, authed, UserId::from_uuid(id.into_inner()), false).await
 }
 
-/// Reactivate a member.
+/// Reactivate a member. Only from a signed-in session (403 `session_required` for an API token).
 #[utoipa::path(tag = "org", params(("id" = Uuid, Path, description = "User id")), responses((status = 200, body = UserResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
 #[post("/users/{id}/reactivate")]
 async fn reactivate_user(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
+    // Gives a member back their credentials: not for a token (it would outlive the token).
+    authed.require_session()?;
     set_active(state, authed, UserId::from_uuid(id.into_inner()), true).await
 }
 
@@ -156,13 +164,15 @@ async fn set_active(state: web::Data<AppState>, authed: Authed, target: UserId, 
 }
 
 /// Owners and admins invite; only owners invite owners. The token is single-use, expires after
-/// seven days and works only for the invited email.
+/// seven days and works only for the invited email. Only from a signed-in session (403
+/// `session_required` for an API token).
 #[utoipa::path(tag = "org", request_body = InviteRequest, responses(
         BodyErrors,
         (status = 201, body = CreatedInvitation), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
 #[post("/invitations")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
 async fn create_invitation(state: web::Data<AppState>, authed: Authed, body: web::Json<InviteRequest>) -> ApiResult {
+    authed.require_session()?;
     authed.require_manager()?;
     let InviteRequest { email, role } = body.into_inner();
     let email = Email::parse(&email)?;
