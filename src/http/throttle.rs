@@ -49,7 +49,7 @@ impl ClientLimiter {
     /// Networks currently remembered.
     #[cfg(test)]
     fn remembered(&self) -> usize {
-        self.limiter.remembered()
+        self.limiter.len()
     }
 
     /// The key an address counts under: an IPv4 address itself (also when written as an
