@@ -4,6 +4,7 @@
 mod auth;
 mod authz;
 mod cluster;
+mod credentials;
 mod database_guard;
 mod files;
 mod helpers;

@@ -41,6 +41,8 @@ const CONTRACT: &[&str] = &[
     "GET /api/org/invitations/{id}",
     "GET /api/org/audit",
     "GET /api/org/audit/{id}",
+    "GET /api/org/links",
+    "DELETE /api/org/links/{id}",
     "POST /api/tokens",
     "GET /api/tokens",
     "GET /api/tokens/{id}",

@@ -177,7 +177,7 @@ async fn a_token_cannot_create_tokens() {
         .await
         .unwrap();
 
-    assert_error(minted, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_error(minted, StatusCode::FORBIDDEN, "session_required").await;
     let listed: Value = owner.get("/api/tokens").await.json().await.unwrap();
     assert_eq!(listed["tokens"].as_array().unwrap().len(), 1, "{listed}");
 }

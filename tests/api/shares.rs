@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::helpers::{assert_error, begin_as, spawn_app, spawn_app_with, Settings, TestApp, TestUser};
 
 /// An uploaded file, made ready behind the API's back (no worker runs here).
-async fn ready_file(app: &TestApp, user: &TestUser, name: &str, bytes: &str) -> String {
+pub(crate) async fn ready_file(app: &TestApp, user: &TestUser, name: &str, bytes: &str) -> String {
     let id = user.upload_ok(name, bytes).await;
     app.as_user(
         user,
@@ -21,7 +21,7 @@ async fn ready_file(app: &TestApp, user: &TestUser, name: &str, bytes: &str) -> 
     id
 }
 
-async fn share(user: &TestUser, file_id: &str, seconds: u32) -> Value {
+pub(crate) async fn share(user: &TestUser, file_id: &str, seconds: u32) -> Value {
     let created = user.post(&format!("/api/files/{file_id}/links"), json!({ "expires_in_seconds": seconds })).await;
     assert_eq!(created.status(), StatusCode::CREATED);
     created.json().await.unwrap()
