@@ -216,8 +216,10 @@ start_seaweedfs() {
     mkdir -p "$SEAWEED_DIR"
     log "starting seaweedfs (S3 API) on 127.0.0.1:$S3_PORT"
     # Small volumes (the default is 30 GB each), no telemetry, and none of the optional
-    # servers (IAM, Iceberg, Lance) on their default ports.
-    nohup "$VENV/bin/weed" server -dir="$SEAWEED_DIR" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    # servers (IAM, Iceberg, Lance) on their default ports. In a session of its own (setsid),
+    # like the daemons above: Ctrl-C on `make run`, or a script stopping it, must not take the
+    # store down with the service.
+    setsid nohup "$VENV/bin/weed" server -dir="$SEAWEED_DIR" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
       -master.port="$SEAWEED_MASTER_PORT" -master.volumeSizeLimitMB=256 -master.telemetry=false \
       -volume.port="$SEAWEED_VOLUME_PORT" -volume.max=0 \
       -filer -filer.port="$SEAWEED_FILER_PORT" \
