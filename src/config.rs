@@ -254,6 +254,17 @@ pub struct Config {
     #[arg(long, env = "TUS_EXPIRY_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub tus_expiry_seconds: u64,
 
+    /// How long an upload's body may send nothing before it is ended (a resumable upload keeps
+    /// what arrived and its lease lapses after twice this): a stalled body must not hold its
+    /// connection, memory and upload for long.
+    #[arg(long, env = "UPLOAD_IDLE_TIMEOUT_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub upload_idle_timeout_seconds: u64,
+
+    /// Request-body bytes of uploads this process holds in memory at once, in MB; a body that
+    /// finds them spent stores what it holds and waits (back-pressure).
+    #[arg(long, env = "UPLOAD_MEMORY_MB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub upload_memory_mb: u64,
+
     /// Secret for signing and encrypting session cookies, 64 bytes or more. Required outside dev.
     #[arg(long, env = "SESSION_KEY", value_parser = parse_secret, hide_env_values = true)]
     pub session_key: Option<SecretString>,

@@ -9,6 +9,9 @@ use serde::Serialize;
 
 use crate::{db::DbError, domain::Invalid, storage::StorageError};
 
+/// What a retryable refusal (503, 423) suggests a client wait before trying again.
+const RETRY_AFTER_SECONDS: &str = "2";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// 400: the request is well-formed HTTP but its content is not acceptable.
@@ -44,6 +47,9 @@ pub enum ApiError {
     /// Too many requests from one client address (per-process limit on sign-in endpoints).
     #[error("too many requests from this address; slow down")]
     RateLimited,
+    /// 423: another request is writing to this resumable upload right now (tusd's answer).
+    #[error("another request is uploading to this upload right now; retry shortly")]
+    Locked,
     #[error("service temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
     /// A client error that actix answered before our handlers (a failed precondition, an
@@ -82,6 +88,7 @@ impl ApiError {
             ApiError::TooManyAttempts => "too_many_attempts",
             ApiError::RateLimited => "rate_limited",
             ApiError::TooManyUploads => "too_many_uploads",
+            ApiError::Locked => "upload_locked",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotReady(_) => "not_ready",
             ApiError::Http(status) => http_code(*status),
@@ -134,6 +141,7 @@ impl ResponseError for ApiError {
             ApiError::TooManyAttempts | ApiError::RateLimited | ApiError::TooManyUploads => {
                 StatusCode::TOO_MANY_REQUESTS
             }
+            ApiError::Locked => StatusCode::LOCKED,
             ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Http(status) => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -148,8 +156,13 @@ impl ResponseError for ApiError {
             }
             _ => tracing::debug!(error.code = self.code(), "request refused"),
         }
-        HttpResponse::build(self.status_code())
-            .json(ErrorBody { error: ErrorDetail { code: self.code(), message: self.to_string() } })
+        let mut response = HttpResponse::build(self.status_code());
+        // A dependency blipped, or another request holds the upload: worth retrying soon, and
+        // clients that honour Retry-After (tus clients do) wait this long first.
+        if matches!(self, ApiError::Unavailable(_) | ApiError::Locked) {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, RETRY_AFTER_SECONDS));
+        }
+        response.json(ErrorBody { error: ErrorDetail { code: self.code(), message: self.to_string() } })
     }
 }
 

@@ -17,4 +17,5 @@ pub mod shutdown;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod uploads;
 pub mod worker;

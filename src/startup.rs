@@ -22,6 +22,7 @@ use crate::{
     metrics::Metrics,
     queue::BrokerStatus,
     storage::FileStore,
+    uploads::{Limits, MemoryBudget, Uploads},
 };
 
 /// With `Secure`, the `__Host-` prefix makes browsers refuse the cookie unless it is Secure,
@@ -110,6 +111,13 @@ impl Application {
         let stop = CancellationToken::new();
         let broker = BrokerStatus::default();
         broker.watch(config.amqp_url.clone(), config.broker_timeout(), stop.clone());
+        let limits = Limits {
+            max_file_bytes: config.max_file_size_bytes(),
+            upload_timeout: std::time::Duration::from_secs(config.upload_timeout_seconds),
+            idle_timeout: std::time::Duration::from_secs(config.upload_idle_timeout_seconds),
+        };
+        let budget = MemoryBudget::new(usize::try_from(config.upload_memory_mb * 1_048_576).unwrap_or(usize::MAX));
+        let uploads = Uploads::new(db.clone(), store.clone(), budget, limits);
         let state = web::Data::new(AppState {
             db: db.clone(),
             store,
@@ -123,6 +131,7 @@ impl Application {
             query_parameters,
             cursor_key,
             public_url,
+            uploads,
         });
         forget_recovered_clients(state.clone(), stop.clone());
         let server = HttpServer::new(move || {

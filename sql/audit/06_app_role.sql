@@ -25,6 +25,8 @@ expected (object, privilege) as (values
   ('table app.file_name_suffixes', 'DELETE'),
   ('table app.tus_uploads', 'SELECT'), ('table app.tus_uploads', 'INSERT'), ('table app.tus_uploads', 'DELETE'),
   ('column app.tus_uploads.upload_offset', 'UPDATE'), ('column app.tus_uploads.chunks', 'UPDATE'),
+  ('column app.tus_uploads.file_id', 'UPDATE'), ('column app.tus_uploads.lease_holder', 'UPDATE'),
+  ('column app.tus_uploads.lease_until', 'UPDATE'),
   ('table app.audit_log', 'SELECT'), ('table app.audit_log', 'INSERT'),
   ('table app.upload_reservations', 'SELECT'), ('table app.upload_reservations', 'INSERT'),
   ('table app.upload_reservations', 'DELETE')

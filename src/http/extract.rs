@@ -52,6 +52,11 @@ impl Authed {
         Event { action, target, details, request_id: &self.request_id }
     }
 
+    /// This caller as the upload service names them.
+    pub fn uploader(&self) -> crate::uploads::Uploader {
+        crate::uploads::Uploader { ctx: self.ctx, request_id: self.request_id.clone() }
+    }
+
     /// Signed in with a password (a session), not a bearer token: for every action that
     /// creates a credential or a member (tokens, invitations, share links, role changes,
     /// reactivations), which would otherwise outlive the token that made it and survive its

@@ -33,6 +33,7 @@ use crate::{
     metrics::Metrics,
     queue::BrokerStatus,
     storage::FileStore,
+    uploads::Uploads,
 };
 
 /// JSON bodies are small (credentials, a filename, up to 100 ids); files come as multipart.
@@ -61,6 +62,8 @@ pub struct AppState {
     pub cursor_key: SigningKey,
     /// Where every absolute URL handed out starts (`PUBLIC_URL`).
     pub public_url: PublicUrl,
+    /// Recording uploads, resumable ones' `PATCH`es, the memory budget for their bodies.
+    pub uploads: Uploads,
 }
 
 impl AppState {

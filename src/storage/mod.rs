@@ -110,8 +110,38 @@ impl FileStore {
 
     /// Streams `body` to the store in parts, hashing as it goes, and gives up with
     /// [`StorageError::TooLarge`] as soon as more than `limit_bytes` arrived. Nothing is
-    /// visible until the returned [`Staged`] is persisted; dropped, it is aborted.
+    /// visible until the returned [`Staged`] is persisted; dropped, it is aborted. A body that
+    /// breaks off is the client's ([`StorageError::Body`]).
     pub async fn receive<S, E>(
+        &self,
+        org: OrgId,
+        file: FileId,
+        body: S,
+        limit_bytes: u64,
+    ) -> Result<(Staged, Received), StorageError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let body = body.map_err(|e| StorageError::Body(format!("upload body broke off: {e}")));
+        self.write_stream(org, file, body, limit_bytes).await
+    }
+
+    /// A resumable upload's chunks, in order, streamed into the file of the same id as
+    /// [`FileStore::receive`] does; a chunk that cannot be read is the store's failure
+    /// ([`StorageError::Failed`], a retryable 503), never the client's.
+    pub async fn assemble(
+        &self,
+        org: OrgId,
+        upload: FileId,
+        chunks: Vec<Chunk>,
+        limit_bytes: u64,
+    ) -> Result<(Staged, Received), StorageError> {
+        let body = self.read_chunks(org, upload, chunks).map_err(|e| StorageError::Failed(e.into()));
+        self.write_stream(org, upload, body, limit_bytes).await
+    }
+
+    async fn write_stream<S>(
         &self,
         org: OrgId,
         file: FileId,
@@ -119,14 +149,13 @@ impl FileStore {
         limit_bytes: u64,
     ) -> Result<(Staged, Received), StorageError>
     where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
+        S: Stream<Item = Result<Bytes, StorageError>> + Unpin,
     {
         let mut hasher = Hasher::spawn();
         let mut parts = PartWriter::new(self.objects.clone(), Self::location(org, file));
         let mut received: u64 = 0;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| StorageError::Body(format!("upload body broke off: {e}")))?;
+            let chunk = chunk?;
             received += chunk.len() as u64;
             if received > limit_bytes {
                 return Err(StorageError::TooLarge { limit_bytes });
@@ -218,7 +247,7 @@ impl FileStore {
     }
 
     /// The upload's bytes so far, chunk after chunk, as one stream.
-    pub fn read_chunks(&self, org: OrgId, upload: FileId, chunks: Vec<Chunk>) -> ByteStream {
+    fn read_chunks(&self, org: OrgId, upload: FileId, chunks: Vec<Chunk>) -> ByteStream {
         let objects = self.objects.clone();
         futures_util::stream::iter(chunks)
             .then(move |chunk| {

@@ -139,7 +139,19 @@ async fn an_upload_in_pieces_becomes_an_ordinary_file_with_nothing_left_over() {
     );
     assert_eq!(file["sha256"], hex::encode(Sha256::digest(&bytes)));
     assert_eq!(org_usage(&app, &owner.org_id).await, (3000, 0, 0), "the reservation became stored bytes");
-    assert_eq!(tus.offset(&upload).await.status(), StatusCode::NOT_FOUND, "HEAD has no body");
+    // HEAD keeps telling a client whose last answer was lost that the upload is whole, and
+    // which file it became; PATCH and DELETE have nothing more to do.
+    let head = tus.offset(&upload).await;
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(
+        (head.headers()["Upload-Offset"].to_str().unwrap(), head.headers()["Upload-Length"].to_str().unwrap()),
+        ("3000", "3000")
+    );
+    assert_eq!(head.headers()["Upload-File-Id"], file["id"].as_str().unwrap());
+    let again = tus.patch(&upload, 3000, Vec::new()).await;
+    assert_eq!((again.status(), again.headers()["Upload-Offset"].to_str().unwrap()), (StatusCode::NO_CONTENT, "3000"));
+    let terminate = tus.bearer.request(Method::DELETE, &upload).header(TUS, "1.0.0").send().await.unwrap();
+    assert_error(terminate, StatusCode::CONFLICT, "upload_complete").await;
     app.assert_stored_files(1).await; // the file, and no chunk left
     assert_eq!(app.drain_jobs().await, 1, "enqueued through the outbox like any upload");
     let id = file["id"].as_str().unwrap();

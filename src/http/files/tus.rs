@@ -7,10 +7,12 @@
 //! in the database after each, so an upload survives a broken connection (what arrived is kept)
 //! and the api process itself (any api host takes the next `PATCH`); `HEAD` tells the offset;
 //! `DELETE` terminates. The `PATCH` that reaches the length turns the chunks into an ordinary
-//! file (`pending`, its validation job in the outbox, its SHA-256 recorded), with nothing left
-//! over. Uploads that expire unfinished are removed by the worker.
+//! file (`pending`, its validation job in the outbox, its SHA-256 recorded) in the commit that
+//! records the upload's end; `HEAD` then answers offset = length and the file's id until the
+//! upload expires. Uploads that expire unfinished are removed by the worker. The `PATCH` itself
+//! (lease, memory budget, idle timeout, completion) is the upload service's (`uploads::tus`).
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use actix_web::{
     delete, get,
@@ -18,27 +20,20 @@ use actix_web::{
     options, patch, post, web, HttpRequest, HttpResponse, HttpResponseBuilder,
 };
 use base64::Engine;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::upload::commit_file;
 use crate::{
     db::{self, tus::TusRow},
     domain::{FileId, Filename},
     error::{ApiError, ErrorBody},
     http::{ApiResult, AppState, Authed},
-    storage::Chunk,
 };
 
 const TUS_VERSION: &str = "1.0.0";
 const TUS_EXTENSIONS: &str = "creation,termination,expiration";
-/// Bytes held before they are stored as a chunk: what a crash of the api process may cost a
-/// client (it resumes from the last stored chunk), and the memory one `PATCH` holds.
-const CHUNK_BYTES: usize = 8 * 1024 * 1024;
 /// `Upload-Metadata` is a few names and values; anything longer is not a client's metadata.
 const MAX_METADATA_BYTES: usize = 4096;
 const OFFSET_CONTENT_TYPE: &str = "application/offset+octet-stream";
@@ -48,7 +43,13 @@ struct UploadStatus {
     offset: u64,
     length: u64,
     expires_at: DateTime<Utc>,
+    /// Once the upload is whole: the file it became (committed with it).
+    file_id: Option<FileId>,
 }
+
+/// Names the file a whole upload became, on `HEAD` and `GET` of the upload (its id is the
+/// upload's own).
+const FILE_ID_HEADER: &str = "Upload-File-Id";
 
 /// What this server speaks of tus (no authentication needed).
 #[utoipa::path(
@@ -130,9 +131,9 @@ pub(super) async fn create_upload(state: web::Data<AppState>, authed: Authed, re
     tag = "files",
     params(("id" = Uuid, Path, description = "Upload id"), ("Tus-Resumable" = String, Header, description = "1.0.0")),
     responses(
-        (status = 200, description = "`Upload-Offset`, `Upload-Length`, `Upload-Expires`", body = UploadStatus),
+        (status = 200, description = "`Upload-Offset`, `Upload-Length`, `Upload-Expires`; once whole, `Upload-Offset` = `Upload-Length` and `Upload-File-Id` names the file (until the upload's expiry)", body = UploadStatus),
         (status = 401, body = ErrorBody),
-        (status = 404, description = "Unknown, another's, expired, terminated or completed", body = ErrorBody),
+        (status = 404, description = "Unknown, another's, expired or terminated", body = ErrorBody),
         (status = 412, body = ErrorBody),
     ),
     security(("session" = []), ("bearer" = []))
@@ -147,12 +148,22 @@ pub(super) async fn upload_status(
 ) -> ApiResult {
     tus_request(&req)?;
     let upload = find(&state, &authed, FileId::from_uuid(id.into_inner())).await?;
-    Ok(tus_response(HttpResponse::Ok())
+    let mut response = tus_response(HttpResponse::Ok());
+    response
         .insert_header(("Upload-Offset", upload.offset.to_string()))
         .insert_header(("Upload-Length", upload.length.to_string()))
         .insert_header(("Upload-Expires", http_date(upload.expires_at)))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(UploadStatus { offset: upload.offset, length: upload.length, expires_at: upload.expires_at }))
+        .insert_header((header::CACHE_CONTROL, "no-store"));
+    if let Some(file_id) = upload.file_id {
+        response.insert_header((FILE_ID_HEADER, file_id.to_string()));
+    }
+    let status = UploadStatus {
+        offset: upload.offset,
+        length: upload.length,
+        expires_at: upload.expires_at,
+        file_id: upload.file_id,
+    };
+    Ok(response.json(status))
 }
 
 /// Append bytes at `Upload-Offset` (tus core). The last `PATCH` turns the upload into a file.
@@ -169,12 +180,13 @@ pub(super) async fn upload_status(
         (status = 400, description = "`invalid_upload_offset`", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 408, description = "`request_timeout`: what arrived in time is kept", body = ErrorBody),
+        (status = 408, description = "`request_timeout`: the body sent nothing for UPLOAD_IDLE_TIMEOUT_SECONDS, or took longer than UPLOAD_TIMEOUT_SECONDS; what arrived is kept", body = ErrorBody),
         (status = 409, description = "`offset_mismatch`: ask HEAD for the offset", body = ErrorBody),
         (status = 412, body = ErrorBody),
         (status = 413, description = "`file_too_large`: more bytes than Upload-Length", body = ErrorBody),
         (status = 415, body = ErrorBody),
-        (status = 503, description = "`unavailable`", body = ErrorBody),
+        (status = 423, description = "`upload_locked`: another PATCH is writing to this upload (`Retry-After`)", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the store or the database failed; what was stored is kept (`Retry-After`)", body = ErrorBody),
     ),
     security(("session" = []), ("bearer" = []))
 )]
@@ -185,7 +197,7 @@ pub(super) async fn append(
     authed: Authed,
     id: web::Path<Uuid>,
     req: HttpRequest,
-    mut body: web::Payload,
+    body: web::Payload,
 ) -> ApiResult {
     tus_request(&req)?;
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
@@ -199,27 +211,13 @@ pub(super) async fn append(
     if offset != upload.offset {
         return Err(offset_mismatch());
     }
-
-    let mut appending = Appending {
-        state: &state,
-        authed: &authed,
-        upload: &upload,
-        at: offset,
-        chunks: upload.chunks.clone(),
-        held: Vec::new(),
-        held_bytes: 0,
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(state.config.upload_timeout_seconds);
-    let broken = appending.receive(&mut body, deadline).await?;
-    // What arrived whole is kept even when the body broke off: that is what resuming is for.
-    appending.store_held().await?;
-    if let Some(broken) = broken {
-        return Err(broken);
+    if upload.file_id.is_some() {
+        // Whole already (the client's last answer was lost): nothing more to send.
+        return Ok(tus_response(HttpResponse::NoContent())
+            .insert_header(("Upload-Offset", offset.to_string()))
+            .finish());
     }
-    let at = appending.at;
-    if at == upload.length {
-        complete(&state, &authed, &upload, appending.chunks).await?;
-    }
+    let at = state.uploads.append(authed.uploader(), upload, body).await?;
     Ok(tus_response(HttpResponse::NoContent()).insert_header(("Upload-Offset", at.to_string())).finish())
 }
 
@@ -229,7 +227,10 @@ pub(super) async fn append(
     params(("id" = Uuid, Path, description = "Upload id"), ("Tus-Resumable" = String, Header, description = "1.0.0")),
     responses(
         (status = 204, description = "Terminated"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 412, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "`upload_complete`: the upload is a file now", body = ErrorBody),
+        (status = 412, body = ErrorBody),
+        (status = 423, description = "`upload_locked`: a PATCH is writing to it", body = ErrorBody),
     ),
     security(("session" = []), ("bearer" = []))
 )]
@@ -242,115 +243,19 @@ pub(super) async fn terminate(
     req: HttpRequest,
 ) -> ApiResult {
     tus_request(&req)?;
-    let id = FileId::from_uuid(id.into_inner());
-    let tx = state.db.begin(&authed.ctx).await?;
-    let chunks = db::tus::remove(&tx, id).await?.ok_or(ApiError::NotFound)?;
-    db::uploads::release(&tx, id).await?;
-    tx.commit().await?;
-    remove_chunks(&state, &authed, id, &chunks).await;
+    let upload = find(&state, &authed, FileId::from_uuid(id.into_inner())).await?;
+    if upload.file_id.is_some() {
+        return Err(ApiError::Conflict {
+            code: "upload_complete",
+            message: "the upload is a file now: DELETE /api/files/{id} removes it",
+        });
+    }
+    state.uploads.terminate(&authed.uploader(), upload.id).await?;
     Ok(tus_response(HttpResponse::NoContent()).finish())
-}
-
-/// Bytes of one `PATCH` on their way to the store, stored as a chunk whenever enough are held.
-struct Appending<'a> {
-    state: &'a AppState,
-    authed: &'a Authed,
-    upload: &'a TusRow,
-    /// The upload's offset: everything before it is stored and recorded.
-    at: u64,
-    /// The stored chunks up to `at`, as recorded.
-    chunks: Vec<Chunk>,
-    held: Vec<Bytes>,
-    held_bytes: usize,
-}
-
-impl Appending<'_> {
-    /// Takes the body until it ends, storing chunks as they fill; how it ended, if not well
-    /// (broken off, too long, too slow), for the caller to answer once what arrived is stored.
-    async fn receive(
-        &mut self,
-        body: &mut web::Payload,
-        deadline: tokio::time::Instant,
-    ) -> Result<Option<ApiError>, ApiError> {
-        loop {
-            let bytes = match tokio::time::timeout_at(deadline, body.next()).await {
-                Err(_) => return Ok(Some(ApiError::Http(actix_web::http::StatusCode::REQUEST_TIMEOUT))),
-                Ok(None) => return Ok(None),
-                Ok(Some(Err(e))) => {
-                    return Ok(Some(ApiError::invalid("invalid_body", format!("upload body broke off: {e}"))));
-                }
-                Ok(Some(Ok(bytes))) => bytes,
-            };
-            if self.at + self.held_bytes as u64 + bytes.len() as u64 > self.upload.length {
-                return Ok(Some(ApiError::TooLarge {
-                    code: "file_too_large",
-                    message: format!("the upload is {} bytes long, as declared in Upload-Length", self.upload.length),
-                }));
-            }
-            self.hold(bytes).await?;
-        }
-    }
-
-    async fn hold(&mut self, bytes: Bytes) -> Result<(), ApiError> {
-        self.held_bytes += bytes.len();
-        self.held.push(bytes);
-        if self.held_bytes >= CHUNK_BYTES {
-            self.store_held().await?;
-        }
-        Ok(())
-    }
-
-    /// Stores what is held as one chunk, then records it, if the upload is still where this
-    /// `PATCH` found it (409 otherwise: another `PATCH` got there first, and this chunk goes).
-    async fn store_held(&mut self) -> Result<(), ApiError> {
-        if self.held_bytes == 0 {
-            return Ok(());
-        }
-        let chunk = Chunk { offset: self.at, size: self.held_bytes as u64, nonce: Uuid::new_v4() };
-        let (org, id) = (self.authed.ctx.org_id, self.upload.id);
-        self.state.store.put_chunk(org, id, &chunk, std::mem::take(&mut self.held)).await?;
-        self.held_bytes = 0;
-        if !db::tus::advance(self.state.db.write(&self.authed.ctx).await?, id, &chunk).await? {
-            remove_chunks(self.state, self.authed, id, &[chunk]).await;
-            return Err(offset_mismatch());
-        }
-        self.at += chunk.size;
-        self.chunks.push(chunk);
-        Ok(())
-    }
-}
-
-/// The upload is whole: its chunks become the file, streamed into place and hashed, and the
-/// file row replaces the upload's in one commit (which also releases the reservation).
-async fn complete(state: &AppState, authed: &Authed, upload: &TusRow, chunks: Vec<Chunk>) -> Result<(), ApiError> {
-    let (id, org) = (upload.id, authed.ctx.org_id);
-    let filename = Filename::parse(&upload.filename)?;
-    let limit = state.config.max_file_size_bytes();
-    let whole = state.store.read_chunks(org, id, chunks.clone());
-    let (staged, received) = state.store.receive(org, id, whole, limit).await?;
-    if received.size != upload.length {
-        return Err(ApiError::Internal(anyhow::anyhow!(
-            "upload {id}: {} bytes stored, {} declared",
-            received.size,
-            upload.length
-        )));
-    }
-    let tx = state.db.begin(&authed.ctx).await?;
-    db::tus::remove(&tx, id).await?.ok_or(ApiError::NotFound)?;
-    commit_file(state, Some(tx), authed, id, &filename, staged, &received).await?;
-    remove_chunks(state, authed, id, &chunks).await;
-    Ok(())
 }
 
 async fn find(state: &AppState, authed: &Authed, id: FileId) -> Result<TusRow, ApiError> {
     db::tus::find(state.db.read(&authed.ctx).await?, id).await?.ok_or(ApiError::NotFound)
-}
-
-/// Chunks nothing refers to any more; a failure leaves them to nobody, so it is logged.
-async fn remove_chunks(state: &AppState, authed: &Authed, id: FileId, chunks: &[Chunk]) {
-    if let Err(e) = state.store.remove_chunks(authed.ctx.org_id, id, chunks).await {
-        tracing::warn!(upload_id = %id, error = %e, "chunks of a finished upload were not removed");
-    }
 }
 
 /// Every request but `OPTIONS` names the protocol version it speaks.

@@ -9,19 +9,16 @@ use actix_web::{
     http::{header, StatusCode},
     post, web, HttpRequest, HttpResponse,
 };
-use anyhow::Context;
 use futures_util::StreamExt;
 use serde::Serialize;
-use serde_json::json;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use crate::{
-    db::{self, audit::Action, files::NewFile, uploads::Reservation, Tx},
+    db::uploads::Reservation,
     domain::{FileId, FileStatus, Filename},
     error::{ApiError, ErrorBody},
     http::{ApiResult, AppState, Authed},
-    storage::{FileStore, Received, Staged, StorageError},
+    storage::StorageError,
 };
 
 /// Form fields other than `file` are ignored, but not read without bound.
@@ -131,50 +128,7 @@ async fn store(
     if received.size == 0 {
         return Err(ApiError::invalid("empty_file", "the uploaded file is empty"));
     }
-    commit_file(state, None, authed, file_id, filename, staged, &received).await
-}
-
-/// Records a completely received file and commits: makes its bytes visible in the store, then
-/// sends the file row, its validation job, the release of its reservation and the audit entry
-/// as one statement with the commit (`db::files::record_upload`), in `within` (a transaction
-/// already holding the upload's other statements: a tus upload's removal) or else in a
-/// transaction begun only now, so that no pooled connection waits on the store. On any error
-/// nothing is kept: no row, no object.
-pub(super) async fn commit_file(
-    state: &AppState,
-    within: Option<Tx>,
-    authed: &Authed,
-    file_id: FileId,
-    filename: &Filename,
-    staged: Staged,
-    received: &Received,
-) -> Result<(), ApiError> {
-    let size = i64::try_from(received.size).context("file size out of range")?;
-    let file_path = FileStore::key(authed.ctx.org_id, file_id);
-    let new_file = NewFile { id: file_id, filename, file_path: &file_path, size, sha256: &received.sha256 };
-    let details = json!({ "filename": filename.as_str(), "size": size });
-    let event = authed.event(Action::FileUploaded, Some(("file", file_id.into())), details);
-    // The bytes go in place first, so that a committed row always has them, and are removed
-    // again if the record fails. (Placing them after the row's insert and before its commit,
-    // as this did, held the organization's row for the store's write.)
-    let placed = staged.persist().await?;
-    let recorded = async {
-        let tx = match within {
-            Some(tx) => tx,
-            None => state.db.begin(&authed.ctx).await?,
-        };
-        db::files::record_upload(tx, &new_file, Uuid::new_v4(), event).await
-    };
-    match recorded.await {
-        Ok(()) => {
-            placed.keep();
-            Ok(())
-        }
-        Err(e) => {
-            placed.discard().await;
-            Err(e.into())
-        }
-    }
+    state.uploads.record_file(&authed.uploader(), file_id, filename, staged, &received, None).await
 }
 
 fn content_length(req: &HttpRequest) -> Option<u64> {
