@@ -88,6 +88,10 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// `TRUSTED_PROXIES`; empty trusts none.
     pub trusted_proxies: &'static str,
+    /// How long an upload body may send nothing (a tus lease lapses after twice this).
+    pub upload_idle_timeout_seconds: u64,
+    /// The process's memory budget for upload bodies.
+    pub upload_memory_mb: u64,
 }
 
 impl Default for Settings {
@@ -114,6 +118,8 @@ impl Default for Settings {
             s3_endpoint: None,
             public_url: None,
             trusted_proxies: "",
+            upload_idle_timeout_seconds: 5,
+            upload_memory_mb: 64,
         }
     }
 }
@@ -174,6 +180,8 @@ pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
         format!("--share-rate-per-minute={}", settings.share_rate_per_minute),
         format!("--share-rate-burst={}", settings.share_rate_burst),
         format!("--tus-expiry-seconds={}", settings.tus_expiry_seconds),
+        format!("--upload-idle-timeout-seconds={}", settings.upload_idle_timeout_seconds),
+        format!("--upload-memory-mb={}", settings.upload_memory_mb),
         "--bcrypt-cost=4".into(),
         format!("--cookie-secure={}", settings.cookie_secure),
         format!("--amqp-url={}", settings.amqp_url.unwrap_or_else(amqp_url)),

@@ -21,5 +21,6 @@ mod shutdown;
 mod storage;
 mod stored;
 mod tus;
+mod tus_integrity;
 mod worker;
 mod worker_process;

@@ -13,8 +13,8 @@ use crate::{
     helpers::{assert_error, begin_as, eventually, spawn_app, spawn_app_with, Bearer, Settings, TestApp, TestUser},
 };
 
-const TUS: &str = "Tus-Resumable";
-const OFFSET_TYPE: &str = "application/offset+octet-stream";
+pub(crate) const TUS: &str = "Tus-Resumable";
+pub(crate) const OFFSET_TYPE: &str = "application/offset+octet-stream";
 
 fn b64(text: &str) -> String {
     use base64::Engine;
@@ -23,21 +23,21 @@ fn b64(text: &str) -> String {
 
 /// A client of the tus endpoints, signed in with a bearer token (what scripts and tus clients
 /// use; a browser session works the same, with its CSRF token).
-struct Tus {
-    bearer: Bearer,
+pub(crate) struct Tus {
+    pub(crate) bearer: Bearer,
 }
 
 impl Tus {
-    async fn new(app: &TestApp, user: &TestUser) -> Self {
+    pub(crate) async fn new(app: &TestApp, user: &TestUser) -> Self {
         let (_, secret) = user.create_token("tus").await;
         Self { bearer: Bearer::new(app, &secret) }
     }
 
-    fn at(&self, address: &str) -> Self {
+    pub(crate) fn at(&self, address: &str) -> Self {
         Self { bearer: self.bearer.at(address) }
     }
 
-    async fn create(&self, length: usize, filename: &str) -> Response {
+    pub(crate) async fn create(&self, length: usize, filename: &str) -> Response {
         self.bearer
             .request(Method::POST, "/api/files/tus")
             .header(TUS, "1.0.0")
@@ -49,7 +49,7 @@ impl Tus {
     }
 
     /// The path of a new upload (from its absolute `Location`).
-    async fn create_ok(&self, length: usize, filename: &str) -> String {
+    pub(crate) async fn create_ok(&self, length: usize, filename: &str) -> String {
         let created = self.create(length, filename).await;
         assert_eq!(created.status(), StatusCode::CREATED);
         assert!(created.headers().contains_key("Upload-Expires"));
@@ -57,18 +57,18 @@ impl Tus {
         location.split_once("/api/").map(|(_, path)| format!("/api/{path}")).expect("an absolute URL")
     }
 
-    async fn offset(&self, path: &str) -> Response {
+    pub(crate) async fn offset(&self, path: &str) -> Response {
         self.bearer.request(Method::HEAD, path).header(TUS, "1.0.0").send().await.unwrap()
     }
 
-    async fn offset_ok(&self, path: &str) -> u64 {
+    pub(crate) async fn offset_ok(&self, path: &str) -> u64 {
         let head = self.offset(path).await;
         assert_eq!(head.status(), StatusCode::OK);
         assert_eq!(head.headers()[header::CACHE_CONTROL], "no-store");
         head.headers()["Upload-Offset"].to_str().unwrap().parse().unwrap()
     }
 
-    async fn patch(&self, path: &str, offset: usize, bytes: impl Into<reqwest::Body>) -> Response {
+    pub(crate) async fn patch(&self, path: &str, offset: usize, bytes: impl Into<reqwest::Body>) -> Response {
         self.bearer
             .request(Method::PATCH, path)
             .header(TUS, "1.0.0")
@@ -80,16 +80,16 @@ impl Tus {
             .unwrap()
     }
 
-    async fn terminate(&self, path: &str) -> Response {
+    pub(crate) async fn terminate(&self, path: &str) -> Response {
         self.bearer.request(Method::DELETE, path).header(TUS, "1.0.0").send().await.unwrap()
     }
 }
 
-fn content(len: usize) -> Vec<u8> {
+pub(crate) fn content(len: usize) -> Vec<u8> {
     (0..len).map(|i| b"resumable "[i % 10]).collect()
 }
 
-async fn org_usage(app: &TestApp, org_id: &str) -> (i64, i64, i32) {
+pub(crate) async fn org_usage(app: &TestApp, org_id: &str) -> (i64, i64, i32) {
     let row = app
         .superuser()
         .await
@@ -103,7 +103,7 @@ async fn org_usage(app: &TestApp, org_id: &str) -> (i64, i64, i32) {
 }
 
 /// The file an upload became: the one in the list, with its detail.
-async fn only_file(user: &TestUser) -> Value {
+pub(crate) async fn only_file(user: &TestUser) -> Value {
     let listed: Value = user.list("").await.json().await.unwrap();
     assert_eq!(listed["total"], 1, "{listed}");
     let id = listed["files"][0]["id"].as_str().unwrap().to_owned();
