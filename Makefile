@@ -25,9 +25,12 @@ test: services clean-test-dbs test-tools
 	TEST_DB_POOLER=transaction $(CARGO) test --test api
 	TEST_STORAGE=s3 $(CARGO) test --test api
 
-## Clients the tests drive the service with: tuspy, a real tus client (in .dev/venv).
+## Clients the tests drive the service with: tuspy (in .dev/venv) and tus-js-client (npm, pinned
+## in tests/tus/package-lock.json; Node from Debian's packages if the machine has none).
 test-tools:
 	@.dev/venv/bin/python -c 'import tusclient' 2>/dev/null || .dev/venv/bin/pip install -q tuspy==1.1.0
+	@command -v npm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null)
+	@[ -d tests/tus/node_modules/tus-js-client ] || (cd tests/tus && npm ci --no-audit --no-fund --silent)
 
 ## The RLS linter DBAs run (pgrls, in .dev/venv) against the migrated dev database.
 lint-rls: migrate

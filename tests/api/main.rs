@@ -21,6 +21,7 @@ mod shutdown;
 mod storage;
 mod stored;
 mod tus;
+mod tus_clients;
 mod tus_integrity;
 mod worker;
 mod worker_process;
