@@ -7,7 +7,7 @@ DEV := scripts/dev-services.sh
 # Owner-role URL of the dev cluster's maintenance database (tests create one database each).
 PG_ADMIN_URL ?= postgres://tenant_files_owner@127.0.0.1:54329/postgres
 
-.PHONY: run test test-tools fuzz bench bench-curves bench-worker bench-uploads bench-listing bench-scaling profile stop services migrate lint lint-rls clean-test-dbs
+.PHONY: run test test-tools fuzz bench bench-curves bench-worker bench-uploads bench-abuse bench-listing bench-scaling profile stop services migrate lint lint-rls clean-test-dbs
 
 ## Start PostgreSQL + RabbitMQ, migrate, then serve the API on 127.0.0.1:5000 and run the worker.
 run: migrate
@@ -61,6 +61,11 @@ bench-worker:
 ## (release build; see docs/performance.md).
 bench-uploads:
 	bench/uploads.sh
+
+## 500 stalled resumable-upload PATCHes from one account against the api's memory, while
+## another organization reads (release build; see docs/performance.md).
+bench-abuse:
+	bench/abuse.sh
 
 ## Search, sort and cursor pages at 1,000,000 files against the plain list (release build;
 ## see docs/performance.md).

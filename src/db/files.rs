@@ -572,6 +572,18 @@ mod tests {
         tx.commit().await.unwrap();
     }
 
+    /// A first page of ten, newest first, of every status.
+    fn first_page() -> Listing {
+        Listing {
+            status: None,
+            search: None,
+            sort: SortKey::UploadedAt,
+            direction: Direction::Desc,
+            start: Start::Offset(0),
+            limit: 10,
+        }
+    }
+
     /// The backstop behind the cursor's own checks: a value PostgreSQL refuses as data (the
     /// three that once answered 500 from a crafted cursor) is `InvalidValue`, a 400 to the
     /// client, and the connection goes back to the pool usable.
@@ -586,21 +598,13 @@ mod tests {
         ];
         for (sort, key) in cases {
             let start = Start::After(Position { key: key.to_owned(), id: uuid::Uuid::new_v4() });
-            let listing = Listing { status: None, search: None, sort, direction: Direction::Desc, start, limit: 10 };
+            let listing = Listing { sort, start, ..first_page() };
             let refused = list_page(db.read(&ctx).await.unwrap(), &listing).await.err().expect("refused");
             assert!(matches!(refused, DbError::InvalidValue(_)), "{key:?}: {refused:?}");
             let answer = crate::error::ApiError::from(refused);
             assert_eq!(actix_web::ResponseError::status_code(&answer), actix_web::http::StatusCode::BAD_REQUEST);
         }
-        let listing = Listing {
-            status: None,
-            search: None,
-            sort: SortKey::UploadedAt,
-            direction: Direction::Desc,
-            start: Start::Offset(0),
-            limit: 10,
-        };
-        assert_eq!(list_page(db.read(&ctx).await.unwrap(), &listing).await.unwrap().files.len(), 1);
+        assert_eq!(list_page(db.read(&ctx).await.unwrap(), &first_page()).await.unwrap().files.len(), 1);
     }
 
     /// Statistics taken while nothing was pending, then a burst of pending files: the worker's
@@ -646,14 +650,7 @@ mod tests {
             add_pending_files(&db, &other, 500).await;
         }
         owner.batch_execute("analyze").await.unwrap();
-        let listing = Listing {
-            status: None,
-            search: None,
-            sort: SortKey::UploadedAt,
-            direction: Direction::Desc,
-            start: Start::Offset(0),
-            limit: 20,
-        };
+        let listing = Listing { limit: 20, ..first_page() };
         assert_eq!(list_page(db.read(&a).await.unwrap(), &listing).await.unwrap().files.len(), 20);
 
         let tx = db.begin(&a).await.unwrap();

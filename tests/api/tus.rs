@@ -68,16 +68,17 @@ impl Tus {
         head.headers()["Upload-Offset"].to_str().unwrap().parse().unwrap()
     }
 
-    pub(crate) async fn patch(&self, path: &str, offset: usize, bytes: impl Into<reqwest::Body>) -> Response {
+    /// A `PATCH` at `offset`, its body still to be given.
+    pub(crate) fn patch_request(&self, path: &str, offset: usize) -> reqwest::RequestBuilder {
         self.bearer
             .request(Method::PATCH, path)
             .header(TUS, "1.0.0")
             .header("Upload-Offset", offset.to_string())
             .header(header::CONTENT_TYPE, OFFSET_TYPE)
-            .body(bytes)
-            .send()
-            .await
-            .unwrap()
+    }
+
+    pub(crate) async fn patch(&self, path: &str, offset: usize, bytes: impl Into<reqwest::Body>) -> Response {
+        self.patch_request(path, offset).body(bytes).send().await.unwrap()
     }
 
     pub(crate) async fn terminate(&self, path: &str) -> Response {

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
 use crate::{
     helpers::{spawn_app_with, Settings, TestApp, TestUser},
-    tus::{only_file, Tus, OFFSET_TYPE},
+    tus::{only_file, Tus},
+    tus_integrity::reset_after_sending,
 };
 
 /// Runs tests/tus/js-client.mjs; its last JSON line.
@@ -85,18 +85,7 @@ async fn tus_js_client_finishes_after_a_reset_right_after_its_last_byte() {
     let path = dir.path().join("reset.bin");
     std::fs::write(&path, &bytes).unwrap();
     let upload = tus.create_ok(bytes.len(), "reset.bin").await;
-    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
-    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let head = format!(
-        "PATCH {upload} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {secret}\r\nTus-Resumable: 1.0.0\r\n\
-         Upload-Offset: 0\r\nContent-Type: {OFFSET_TYPE}\r\nContent-Length: {}\r\n\r\n",
-        bytes.len()
-    );
-    socket.write_all(head.as_bytes()).await.unwrap();
-    socket.write_all(&bytes).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    socket.set_zero_linger().unwrap();
-    drop(socket);
+    reset_after_sending(&app, &tus, &upload, &bytes, Duration::from_millis(20)).await;
 
     // tus-js-client retries a 423 (the reset PATCH may still hold the upload for a moment).
     let finished =

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use reqwest::{header, Method, StatusCode};
+use reqwest::{header, StatusCode};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -14,7 +14,7 @@ use crate::{
     cluster::Process,
     helpers::{assert_error, eventually, spawn_app_with, Settings, TcpProxy, TestApp, TestUser},
     stored::s3_addr,
-    tus::{content, only_file, Tus, OFFSET_TYPE, TUS},
+    tus::{content, only_file, Tus, OFFSET_TYPE},
 };
 
 fn sha256(bytes: &[u8]) -> String {
@@ -54,6 +54,24 @@ async fn finish_and_check(tus: &Tus, owner: &TestUser, upload: &str, bytes: &[u8
     );
 }
 
+/// The whole of `bytes` in one `PATCH` from offset 0, then, after `pause`, the connection reset
+/// (RST, not FIN): the client is gone before any answer.
+pub(crate) async fn reset_after_sending(app: &TestApp, tus: &Tus, upload: &str, bytes: &[u8], pause: Duration) {
+    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let head = format!(
+        "PATCH {upload} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nTus-Resumable: 1.0.0\r\n\
+         Upload-Offset: 0\r\nContent-Type: {OFFSET_TYPE}\r\nContent-Length: {}\r\n\r\n",
+        tus.bearer.secret,
+        bytes.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(bytes).await.unwrap();
+    tokio::time::sleep(pause).await;
+    socket.set_zero_linger().unwrap();
+    drop(socket);
+}
+
 /// A `PATCH` whose body is fed by hand: the sender, and the request's answer to come.
 fn patch_by_hand(
     tus: &Tus,
@@ -65,13 +83,7 @@ fn patch_by_hand(
         let chunk = receiver.recv().await?;
         Some((Ok::<_, std::io::Error>(chunk), receiver))
     });
-    let request = tus
-        .bearer
-        .request(Method::PATCH, upload)
-        .header(TUS, "1.0.0")
-        .header("Upload-Offset", offset.to_string())
-        .header(header::CONTENT_TYPE, OFFSET_TYPE)
-        .body(reqwest::Body::wrap_stream(body));
+    let request = tus.patch_request(upload, offset).body(reqwest::Body::wrap_stream(body));
     (sender, tokio::spawn(request.send()))
 }
 
@@ -148,24 +160,10 @@ async fn a_client_reset_after_its_last_byte_never_loses_the_upload() {
     let app = spawn_app_with(Settings { max_file_size_mb: 32, ..Settings::default() }).await;
     let owner = app.register_org().await;
     let tus = Tus::new(&app, &owner).await;
-    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
-
     for (round, pause_ms) in [0u64, 30, 150].into_iter().enumerate() {
         let bytes: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i / 997 + round as u32) as u8).collect();
         let upload = tus.create_ok(bytes.len(), &format!("reset-{round}.bin")).await;
-        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let head = format!(
-            "PATCH {upload} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nTus-Resumable: 1.0.0\r\n\
-             Upload-Offset: 0\r\nContent-Type: {OFFSET_TYPE}\r\nContent-Length: {}\r\n\r\n",
-            tus.bearer.secret,
-            bytes.len()
-        );
-        socket.write_all(head.as_bytes()).await.unwrap();
-        socket.write_all(&bytes).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
-        // RST instead of FIN: the client is gone before any answer.
-        socket.set_zero_linger().unwrap();
-        drop(socket);
+        reset_after_sending(&app, &tus, &upload, &bytes, Duration::from_millis(pause_ms)).await;
 
         eventually("the PATCH is over", || async { (!leased(&app, &upload).await).then_some(()) }).await;
         finish_and_check(&tus, &owner, &upload, &bytes).await;
@@ -192,16 +190,7 @@ async fn an_api_killed_at_any_moment_of_an_upload_leaves_it_whole_or_resumable()
         doomed.wait_ready().await;
         let on_doomed = tus.at(&doomed.address);
         let upload = on_doomed.create_ok(bytes.len(), &format!("killed-{round}.bin")).await;
-        let sending = {
-            let request = on_doomed
-                .bearer
-                .request(Method::PATCH, &upload)
-                .header(TUS, "1.0.0")
-                .header("Upload-Offset", "0")
-                .header(header::CONTENT_TYPE, OFFSET_TYPE)
-                .body(bytes.clone());
-            tokio::spawn(request.send())
-        };
+        let sending = tokio::spawn(on_doomed.patch_request(&upload, 0).body(bytes.clone()).send());
         tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
         doomed.child.kill().await.unwrap();
         let _ = sending.await;
