@@ -71,6 +71,7 @@ sleep 5
 log "another organization's file detail while they stall"
 read -r DETAIL_RPS DETAIL_P50 DETAIL_P99 < <(wrk_run "/api/files/$FILE_C" "$COOKIE_C")
 RSS_DURING=$(rss_kib VmRSS)
+THREADS_DURING=$(rss_kib Threads)
 wait "$CLIENTS"
 RSS_PEAK=$(rss_kib VmHWM)
 RSS_AFTER=$(rss_kib VmRSS)
@@ -82,7 +83,7 @@ import sys
 mib = lambda kib: int(kib) / 1024
 lines = [f"# Stalled uploads run {'$(date -u +%Y-%m-%dT%H:%MZ)'} ({'$(nproc)'} cores)", "",
          f"- {$STALLED} PATCHes from one account, each {$SENT_BYTES} bytes of an 8 MiB body, then stalled",
-         f"- api RSS: before {mib($RSS_BEFORE):.0f} MiB, during {mib($RSS_DURING):.0f} MiB, peak {mib($RSS_PEAK):.0f} MiB, after {mib($RSS_AFTER):.0f} MiB (target: under 256 MiB)",
+         f"- api RSS: before {mib($RSS_BEFORE):.0f} MiB, during {mib($RSS_DURING):.0f} MiB, peak {mib($RSS_PEAK):.0f} MiB, after {mib($RSS_AFTER):.0f} MiB (target: under 256 MiB); {$THREADS_DURING} threads during",
          f"- another organization's file detail meanwhile: {$DETAIL_RPS} req/s, p50 {$DETAIL_P50} ms, p99 {$DETAIL_P99} ms (-c$CONNECTIONS, ${DURATION}s)",
          f"- how the stalled PATCHes ended: $ENDED",
          f"- bytes they left stored as chunks (kept, resumable): {int('$STORED') / 1048576:.0f} MiB"]

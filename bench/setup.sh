@@ -33,6 +33,7 @@ psql -X -q "$SUPER/postgres" -c "drop database if exists $DB with (force)" -c "c
 MIGRATION_DATABASE_URL=$OWNER_URL $BIN --mode migrate 2>/dev/null
 psql -X -q "$SUPER/$DB" -c "create extension if not exists pg_stat_statements"
 
+# BENCH_WRAP: a command to run the service under (e.g. "heaptrack -o /tmp/ht" for a heap profile).
 UPLOADS=.dev/bench-uploads
 rm -rf "$UPLOADS"
 start_service() { # mode [instance name] (more settings through the environment)
@@ -40,7 +41,7 @@ start_service() { # mode [instance name] (more settings through the environment)
     MAX_FILE_SIZE_MB=2048 QUEUE_PREFIX=tenant_files_bench LOGIN_MAX_FAILURES=1000000 \
     AUTH_RATE_PER_MINUTE=1000000 AUTH_RATE_BURST=1000000 \
     WORKER_PREFETCH=${BENCH_WORKER_PREFETCH:-32} \
-    "$BIN" --mode "$1" >".dev/bench-$1${2:+-$2}.log" 2>&1 &
+    ${BENCH_WRAP:-} "$BIN" --mode "$1" >".dev/bench-$1${2:+-$2}.log" 2>&1 &
   echo $!
 }
 SERVICE=$(start_service api)

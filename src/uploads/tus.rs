@@ -242,6 +242,10 @@ impl Appending<'_> {
     }
 
     async fn hold(&mut self, bytes: Bytes) -> Result<(), ApiError> {
+        // A frame of the body is a slice of the connection's read buffer, and holding it would
+        // keep that whole buffer alive (several times the frame): held bytes are copied into
+        // allocations of their own size, so what the budget counts is what is held.
+        let bytes = Bytes::copy_from_slice(&bytes);
         let budget: &MemoryBudget = &self.uploads.budget;
         if !budget.try_take(&mut self.memory, bytes.len()) {
             // The process's budget is spent: store what this body holds (a smaller chunk) so
