@@ -46,7 +46,8 @@ impl MemoryBudget {
     }
 
     /// Bytes of the budget not held by anyone now.
-    pub fn available(&self) -> usize {
+    #[cfg(test)]
+    fn available(&self) -> usize {
         self.bytes.available_permits()
     }
 

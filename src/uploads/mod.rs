@@ -69,12 +69,4 @@ impl Uploads {
     pub fn new(db: Db, store: FileStore, budget: MemoryBudget, limits: Limits) -> Self {
         Self { db, store, budget, limits }
     }
-
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
-    pub fn budget(&self) -> &MemoryBudget {
-        &self.budget
-    }
 }
