@@ -115,6 +115,7 @@ impl Application {
             max_file_bytes: config.max_file_size_bytes(),
             upload_timeout: std::time::Duration::from_secs(config.upload_timeout_seconds),
             idle_timeout: std::time::Duration::from_secs(config.upload_idle_timeout_seconds),
+            tus_expiry: std::time::Duration::from_secs(config.tus_expiry_seconds),
         };
         let budget = MemoryBudget::new(usize::try_from(config.upload_memory_mb * 1_048_576).unwrap_or(usize::MAX));
         let uploads = Uploads::new(db.clone(), store.clone(), budget, limits);

@@ -28,6 +28,7 @@ registry (signature) as (values
   ('app.purge_claim(integer)'),
   ('app.purge_done(uuid[])'),
   ('app.tus_expire(integer)'),
+  ('app.tus_chunks_in_use(uuid[])'),
   ('app.outbox_backlog()')
 ),
 definers as (

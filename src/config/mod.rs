@@ -253,9 +253,10 @@ pub struct Config {
     #[arg(long, env = "UPLOAD_TIMEOUT_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub upload_timeout_seconds: u64,
 
-    /// How long a resumable (tus) upload may take from its creation to its last byte; its
-    /// declared length is reserved against the quota until then at most.
-    #[arg(long, env = "TUS_EXPIRY_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    /// How long a resumable (tus) upload lives after its last byte (or its creation): its
+    /// declared length stays reserved against the quota until then, and an upload that gets
+    /// no byte for this long expires. A completed upload answers HEAD this long.
+    #[arg(long, env = "TUS_EXPIRY_SECONDS", default_value_t = 3_600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub tus_expiry_seconds: u64,
 
     /// How long an upload's body may send nothing before it is ended (a resumable upload keeps

@@ -1,13 +1,16 @@
-//! Upload reservations: the bytes an upload may write and its slot among the organization's
-//! uploads in flight, held in the database from before the first byte is written until the file
-//! row commits, the upload fails, or its deadline passes (then the maintenance loop prunes it).
-//! The `upload_reservations_track` trigger refuses a reservation over the quota or over the
-//! organization's `max_concurrent_uploads` (V9).
+//! Upload reservations: the bytes an upload may write, held in the database from before the
+//! first byte is written until the file row commits, the upload fails, or its deadline passes
+//! (then the maintenance loop prunes it); and its slot among the organization's uploads in
+//! flight, held only while bytes are being received (`receiving_until`: a plain upload's
+//! deadline, a resumable upload's lease, which the `tus_uploads_hold_reservation` trigger
+//! copies here). The `upload_reservations_track` trigger refuses a reservation over the quota
+//! and a slot over the organization's `max_concurrent_uploads` (V9, V19).
 
 use super::{Db, DbError, TenantCtx, Writing};
 use crate::domain::FileId;
 
-/// Reserves `bytes` for the upload that will become `file_id`, until `deadline_seconds` from now.
+/// Reserves `bytes` for the upload that will become `file_id`, until `deadline_seconds` from now,
+/// with a slot until then when it is `receiving` from the start (a plain upload).
 /// Refused with `organizations_within_quota` or `organizations_uploads_in_flight`.
 #[tracing::instrument(name = "db.uploads.reserve", skip_all, fields(file_id = %file_id, bytes = bytes))]
 pub async fn reserve(
@@ -15,15 +18,24 @@ pub async fn reserve(
     file_id: FileId,
     bytes: i64,
     deadline_seconds: i64,
+    receiving: bool,
 ) -> Result<(), DbError> {
     let tx = tx.into();
     let ctx = *tx.ctx();
     tx.execute(
         r#"
-        insert into app.upload_reservations (id, organization_id, user_id, bytes, expires_at)
-        values ($1, $2, $3, $4, now() + make_interval(secs => $5))
+        insert into app.upload_reservations (id, organization_id, user_id, bytes, expires_at, receiving_until)
+        select $1, $2, $3, $4, deadline, case when $6 then deadline end
+          from (select now() + make_interval(secs => $5) as deadline) d
         "#,
-        &[file_id.as_uuid(), ctx.org_id.as_uuid(), ctx.user_id.as_uuid(), &bytes, &(deadline_seconds as f64)],
+        &[
+            file_id.as_uuid(),
+            ctx.org_id.as_uuid(),
+            ctx.user_id.as_uuid(),
+            &bytes,
+            &(deadline_seconds as f64),
+            &receiving,
+        ],
     )
     .await?;
     Ok(())
@@ -59,7 +71,7 @@ impl Reservation {
     ) -> Result<Self, DbError> {
         let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
         let deadline = i64::try_from(deadline_seconds).unwrap_or(i64::MAX);
-        reserve(db.write(&ctx).await?, file_id, bytes, deadline).await?;
+        reserve(db.write(&ctx).await?, file_id, bytes, deadline, true).await?;
         Ok(Self { db: db.clone(), ctx, file_id, held: true })
     }
 

@@ -24,6 +24,7 @@ use crate::{
         Db, TenantCtx,
     },
     domain::{FileId, Filename},
+    error::ApiError,
     storage::FileStore,
 };
 
@@ -35,6 +36,8 @@ pub struct Limits {
     pub upload_timeout: Duration,
     /// The longest a body may send nothing before it is ended (what arrived is kept).
     pub idle_timeout: Duration,
+    /// How long a resumable upload (and its reservation) lives after its last byte.
+    pub tus_expiry: Duration,
 }
 
 /// The upload service of one process: cheap to clone.
@@ -63,6 +66,11 @@ impl Uploader {
             request_id: &self.request_id,
         }
     }
+}
+
+/// 409 to a `PATCH` whose `Upload-Offset` is not the upload's (any more).
+pub fn offset_mismatch() -> ApiError {
+    ApiError::Conflict { code: "offset_mismatch", message: "Upload-Offset is not the upload's offset; ask HEAD for it" }
 }
 
 impl Uploads {

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{Uploader, Uploads};
 use crate::{
-    db::{self, files::NewFile},
+    db::{self, files::NewFile, tus::LeaseTerms},
     domain::{FileId, Filename},
     error::ApiError,
     storage::{Chunk, FileStore, Received, Staged},
@@ -15,7 +15,7 @@ use crate::{
 /// A resumable upload whose last chunk is recorded in the same commit as its file.
 pub struct Completing<'a> {
     pub last: &'a Chunk,
-    pub lease: Uuid,
+    pub lease: &'a LeaseTerms,
 }
 
 impl Uploads {

@@ -21,10 +21,14 @@ use uuid::Uuid;
 use super::{
     budget::{Held, MemoryBudget},
     record::Completing,
-    Uploader, Uploads,
+    Limits, Uploader, Uploads,
 };
 use crate::{
-    db::{self, tus::TusRow, Db, TenantCtx},
+    db::{
+        self,
+        tus::{LeaseTerms, Removal, TusRow},
+        Db, TenantCtx,
+    },
     domain::{FileId, Filename},
     error::ApiError,
     storage::Chunk,
@@ -42,33 +46,42 @@ struct Lease {
     db: Db,
     ctx: TenantCtx,
     upload: FileId,
-    holder: Uuid,
-    seconds: f64,
+    terms: LeaseTerms,
     renewed: Instant,
     /// Given back (or ended by the completing commit): nothing to release on drop.
     ended: bool,
 }
 
 impl Lease {
-    async fn take(db: &Db, ctx: TenantCtx, upload: FileId, idle_timeout: Duration) -> Result<Self, ApiError> {
-        let holder = Uuid::new_v4();
-        let seconds = 2.0 * idle_timeout.as_secs_f64();
-        if !db::tus::take_lease(db.write(&ctx).await?, upload, holder, seconds).await? {
-            return Err(ApiError::Locked);
+    /// Takes the lease of `upload`, found at `offset`: 423 while another `PATCH` holds it, 409
+    /// when that one moved the offset meanwhile (or completed the upload), 429 when the
+    /// organization receives as many uploads as it may.
+    async fn take(db: &Db, ctx: TenantCtx, upload: &TusRow, limits: &Limits) -> Result<Self, ApiError> {
+        let terms = LeaseTerms {
+            holder: Uuid::new_v4(),
+            lease_seconds: 2.0 * limits.idle_timeout.as_secs_f64(),
+            expiry_seconds: limits.tus_expiry.as_secs_f64(),
+        };
+        if !db::tus::take_lease(db.write(&ctx).await?, upload.id, &terms).await? {
+            let now = db::tus::find(db.read(&ctx).await?, upload.id).await?;
+            return Err(match now {
+                Some(now) if now.offset != upload.offset => super::offset_mismatch(),
+                _ => ApiError::Locked,
+            });
         }
-        Ok(Self { db: db.clone(), ctx, upload, holder, seconds, renewed: Instant::now(), ended: false })
+        Ok(Self { db: db.clone(), ctx, upload: upload.id, terms, renewed: Instant::now(), ended: false })
     }
 
     /// Renews the lease once a third of it has passed; 423 if it lapsed and was taken over.
     async fn renew_if_due(&mut self) -> Result<(), ApiError> {
-        if self.renewed.elapsed().as_secs_f64() < self.seconds / 3.0 {
+        if self.renewed.elapsed().as_secs_f64() < self.terms.lease_seconds / 3.0 {
             return Ok(());
         }
         self.renew().await
     }
 
     async fn renew(&mut self) -> Result<(), ApiError> {
-        if !db::tus::renew_lease(self.db.write(&self.ctx).await?, self.upload, self.holder, self.seconds).await? {
+        if !db::tus::renew_lease(self.db.write(&self.ctx).await?, self.upload, &self.terms).await? {
             return Err(ApiError::Locked);
         }
         self.renewed = Instant::now();
@@ -84,15 +97,15 @@ impl Lease {
     /// (seconds for a large one), until the returned guard is dropped.
     fn keep_alive(&self) -> DropGuard {
         let stop = CancellationToken::new();
-        let (db, ctx, upload, holder, seconds) = (self.db.clone(), self.ctx, self.upload, self.holder, self.seconds);
+        let (db, ctx, upload, terms) = (self.db.clone(), self.ctx, self.upload, self.terms);
         let guard = stop.clone().drop_guard();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs_f64(seconds / 3.0));
+            let mut every = tokio::time::interval(Duration::from_secs_f64(terms.lease_seconds / 3.0));
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = every.tick() => {
-                        let renewed = async { db::tus::renew_lease(db.write(&ctx).await?, upload, holder, seconds).await };
+                        let renewed = async { db::tus::renew_lease(db.write(&ctx).await?, upload, &terms).await };
                         if let Err(e) = renewed.await {
                             tracing::warn!(upload_id = %upload, error = %e, "could not renew an upload's lease");
                         }
@@ -105,7 +118,7 @@ impl Lease {
 
     async fn release(mut self) {
         self.ended = true;
-        release_logged(&self.db, self.ctx, self.upload, self.holder).await;
+        release_logged(&self.db, self.ctx, self.upload, self.terms.holder).await;
     }
 }
 
@@ -116,7 +129,7 @@ impl Drop for Lease {
         }
         // The request was cancelled mid-PATCH (the client went away): given back in the
         // background; should that fail too, it lapses at its deadline.
-        let (db, ctx, upload, holder) = (self.db.clone(), self.ctx, self.upload, self.holder);
+        let (db, ctx, upload, holder) = (self.db.clone(), self.ctx, self.upload, self.terms.holder);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move { release_logged(&db, ctx, upload, holder).await });
         }
@@ -138,7 +151,7 @@ impl Uploads {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let lease = Lease::take(&self.db, uploader.ctx, upload.id, self.limits.idle_timeout).await?;
+        let lease = Lease::take(&self.db, uploader.ctx, &upload, &self.limits).await?;
         let mut appending = Appending {
             uploads: self,
             uploader: &uploader,
@@ -174,11 +187,22 @@ impl Uploads {
         }
     }
 
-    /// Terminates the caller's unfinished upload: the row and reservation go in one commit,
-    /// then its chunks. 423 while a `PATCH` holds it.
+    /// Terminates an unfinished upload, the caller's or (for an owner or admin) any of the
+    /// organization's: the row and reservation go in one commit, then its chunks. 404 for one
+    /// the caller does not see, 409 once it is a file, 423 while a `PATCH` holds it.
     pub async fn terminate(&self, uploader: &Uploader, id: FileId) -> Result<(), ApiError> {
         let tx = self.db.begin(&uploader.ctx).await?;
-        let chunks = db::tus::remove(&tx, id).await?.ok_or(ApiError::Locked)?;
+        let chunks = match db::tus::remove(&tx, id).await? {
+            Removal::Removed(chunks) => chunks,
+            Removal::NotFound => return Err(ApiError::NotFound),
+            Removal::Whole => {
+                return Err(ApiError::Conflict {
+                    code: "upload_complete",
+                    message: "the upload is a file now: DELETE /api/files/{id} removes it",
+                })
+            }
+            Removal::Leased => return Err(ApiError::Locked),
+        };
         db::uploads::release(&tx, id).await?;
         tx.commit().await?;
         self.remove_chunks(uploader, id, &chunks).await;
@@ -274,9 +298,8 @@ impl Appending<'_> {
         self.held_bytes = 0;
         self.memory = Held::default();
         stored?;
-        let lease = (self.lease.holder, self.lease.seconds);
-        let recorded =
-            async { db::tus::advance(self.uploads.db.write(&ctx).await?, id, &chunk, lease.0, lease.1).await };
+        let terms = self.lease.terms;
+        let recorded = async { db::tus::advance(self.uploads.db.write(&ctx).await?, id, &chunk, &terms).await };
         match recorded.await {
             Ok(true) => {
                 self.lease.renewed_now();
@@ -333,7 +356,7 @@ impl Completion {
                     upload.length
                 )));
             }
-            let completing = Completing { last: &last, lease: lease.holder };
+            let completing = Completing { last: &last, lease: &lease.terms };
             uploads.record_file(&uploader, id, &filename, staged, &received, Some(completing)).await
         };
         match assembled.await {

@@ -23,5 +23,6 @@ mod stored;
 mod tus;
 mod tus_clients;
 mod tus_integrity;
+mod tus_slots;
 mod worker;
 mod worker_process;

@@ -22,6 +22,7 @@ const CONTRACT: &[&str] = &[
     "DELETE /api/files/{id}",
     "POST /api/files/bulk-delete",
     "OPTIONS /api/files/tus",
+    "GET /api/files/tus",
     "POST /api/files/tus",
     "GET /api/files/tus/{id}",
     "PATCH /api/files/tus/{id}",

@@ -51,13 +51,13 @@ async fn concurrent_uploads_near_the_quota_never_exceed_it_and_deletes_give_it_b
     assert_eq!(owner.upload("fits-again.bin", vec![1u8; size]).await.status(), StatusCode::CREATED);
 }
 
-/// The organization's reserved bytes and uploads in flight, as the database counts them.
+/// The organization's reserved bytes and uploads receiving bytes (slots held), as the database counts them.
 async fn reserved(app: &TestApp, org_id: &str) -> (i64, i32) {
     let row = app
         .superuser()
         .await
         .query_one(
-            "select storage_reserved_bytes, uploads_in_flight from app.organizations where id = $1::text::uuid",
+            "select storage_reserved_bytes, (select count(*)::int from app.upload_reservations r where r.organization_id = o.id and r.receiving_until > now()) from app.organizations o where id = $1::text::uuid",
             &[&org_id],
         )
         .await

@@ -24,8 +24,8 @@ async fn org_usage(app: &TestApp, org_id: &str) -> (i64, i64, i32) {
         .superuser()
         .await
         .query_one(
-            "select storage_used_bytes, storage_reserved_bytes, uploads_in_flight
-               from app.organizations where id = $1::text::uuid",
+            "select storage_used_bytes, storage_reserved_bytes, (select count(*)::int from app.upload_reservations r where r.organization_id = o.id and r.receiving_until > now())
+               from app.organizations o where id = $1::text::uuid",
             &[&org_id],
         )
         .await

@@ -95,7 +95,7 @@ pub(crate) async fn org_usage(app: &TestApp, org_id: &str) -> (i64, i64, i32) {
         .superuser()
         .await
         .query_one(
-            "select storage_used_bytes, storage_reserved_bytes, uploads_in_flight from app.organizations where id = $1::text::uuid",
+            "select storage_used_bytes, storage_reserved_bytes, (select count(*)::int from app.upload_reservations r where r.organization_id = o.id and r.receiving_until > now()) from app.organizations o where id = $1::text::uuid",
             &[&org_id],
         )
         .await
@@ -119,7 +119,11 @@ async fn an_upload_in_pieces_becomes_an_ordinary_file_with_nothing_left_over() {
     let bytes = content(3000);
 
     let upload = tus.create_ok(bytes.len(), "pieces.txt").await;
-    assert_eq!(org_usage(&app, &owner.org_id).await, (0, 3000, 1), "the length is reserved at creation");
+    assert_eq!(
+        org_usage(&app, &owner.org_id).await,
+        (0, 3000, 0),
+        "the length is reserved at creation, and no slot is held while no PATCH receives"
+    );
     assert_eq!(tus.offset_ok(&upload).await, 0);
     assert_eq!(tus.patch(&upload, 0, bytes[..1000].to_vec()).await.status(), StatusCode::NO_CONTENT);
     // A PATCH at the wrong offset changes nothing.
@@ -285,7 +289,8 @@ async fn quota_is_reserved_at_creation_and_released_on_termination() {
 async fn an_upload_url_is_its_creators_alone() {
     let app = spawn_app().await;
     let owner = app.register_org().await;
-    let colleague = app.add_user(&owner, "admin").await;
+    // (An owner or admin sees and ends a member's upload: tus_slots.rs.)
+    let colleague = app.add_user(&owner, "member").await;
     let stranger = app.register_org().await;
     let tus = Tus::new(&app, &owner).await;
     let upload = tus.create_ok(10, "mine.txt").await;

@@ -22,7 +22,7 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 /// Whether any `PATCH` holds the upload's lease now.
-async fn leased(app: &TestApp, upload: &str) -> bool {
+pub(crate) async fn leased(app: &TestApp, upload: &str) -> bool {
     let id = upload.rsplit('/').next().unwrap();
     app.superuser()
         .await
@@ -73,7 +73,7 @@ pub(crate) async fn reset_after_sending(app: &TestApp, tus: &Tus, upload: &str, 
 }
 
 /// A `PATCH` whose body is fed by hand: the sender, and the request's answer to come.
-fn patch_by_hand(
+pub(crate) fn patch_by_hand(
     tus: &Tus,
     upload: &str,
     offset: usize,

@@ -330,7 +330,10 @@ async fn maintenance_prunes_expired_sessions_login_windows_and_reservations() {
     })
     .await;
     eventually("the dead upload's quota is given back", || async {
-        (count("select storage_reserved_bytes + uploads_in_flight from app.organizations").await == 0).then_some(())
+        (count("select storage_reserved_bytes + (select count(*) from app.upload_reservations) from app.organizations")
+            .await
+            == 0)
+            .then_some(())
     })
     .await;
     assert_eq!(count("select count(*) from app.login_attempts where email_key = 'recent@example.com'").await, 1);

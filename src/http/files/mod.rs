@@ -39,6 +39,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         scope("/files")
             // Before `/{id}`: actix takes the first route that matches.
             .service(tus::tus_options)
+            .service(tus::list_uploads)
             .service(tus::create_upload)
             .service(tus::upload_status)
             .service(tus::append)

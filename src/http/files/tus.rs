@@ -27,9 +27,10 @@ use uuid::Uuid;
 
 use crate::{
     db::{self, tus::TusRow},
-    domain::{FileId, Filename},
+    domain::{FileId, Filename, UserId},
     error::{ApiError, ErrorBody},
     http::{ApiResult, AppState, Authed},
+    uploads,
 };
 
 const TUS_VERSION: &str = "1.0.0";
@@ -65,6 +66,63 @@ pub(super) async fn tus_options(state: web::Data<AppState>) -> HttpResponse {
         .insert_header(("Tus-Extension", TUS_EXTENSIONS))
         .insert_header(("Tus-Max-Size", state.config.max_file_size_bytes().to_string()))
         .finish()
+}
+
+/// An upload in progress (unfinished, unexpired).
+#[derive(Serialize, ToSchema)]
+struct UploadInProgress {
+    id: FileId,
+    /// Who created it (only they send its bytes).
+    user_id: UserId,
+    user_email: String,
+    filename: String,
+    length: i64,
+    offset: i64,
+    /// A `PATCH` is receiving its bytes now: it holds one of the organization's
+    /// `max_concurrent_uploads` slots (an idle upload holds none).
+    receiving: bool,
+    created_at: DateTime<Utc>,
+    /// When its last bytes were stored (or it was created): it expires TUS_EXPIRY_SECONDS later.
+    last_activity_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+}
+
+impl From<db::tus::InProgress> for UploadInProgress {
+    fn from(row: db::tus::InProgress) -> Self {
+        Self {
+            id: row.id,
+            user_id: row.created_by,
+            user_email: row.created_by_email,
+            filename: row.filename,
+            length: row.length,
+            offset: row.offset,
+            receiving: row.receiving,
+            created_at: row.created_at,
+            last_activity_at: row.last_activity,
+            expires_at: row.expires_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+struct UploadsInProgress {
+    /// The most recently active first, at most 1,000.
+    items: Vec<UploadInProgress>,
+}
+
+/// Uploads in progress: an owner's or admin's list holds every member's (each can be
+/// terminated with `DELETE /api/files/tus/{id}`), a member's their own.
+#[utoipa::path(
+    tag = "files",
+    responses((status = 200, body = UploadsInProgress), (status = 401, body = ErrorBody)),
+    security(("session" = []), ("bearer" = []))
+)]
+#[get("/tus")]
+#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
+pub(super) async fn list_uploads(state: web::Data<AppState>, authed: Authed) -> ApiResult {
+    let rows = db::tus::list_in_progress(state.db.read(&authed.ctx).await?).await?;
+    let items = rows.into_iter().map(UploadInProgress::from).collect();
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(UploadsInProgress { items }))
 }
 
 /// Create a resumable upload (tus creation): `Upload-Length` and `Upload-Metadata` with a
@@ -115,8 +173,9 @@ pub(super) async fn create_upload(state: web::Data<AppState>, authed: Authed, re
     let length = i64::try_from(length).unwrap_or(i64::MAX);
     let tx = state.db.begin(&authed.ctx).await?;
     // The reservation shares the upload's id and expiry: the quota is held until the upload
-    // becomes a file, is terminated, or expires.
-    db::uploads::reserve(&tx, id, length, i64::try_from(expiry).unwrap_or(i64::MAX)).await?;
+    // becomes a file, is terminated, or expires (TUS_EXPIRY_SECONDS after its last byte).
+    // (No slot yet: one is held only while a PATCH receives bytes.)
+    db::uploads::reserve(&tx, id, length, i64::try_from(expiry).unwrap_or(i64::MAX), false).await?;
     db::tus::create(&tx, id, &filename, length, expires_at).await?;
     tx.commit().await?;
 
@@ -209,7 +268,7 @@ pub(super) async fn append(
     let id = FileId::from_uuid(id.into_inner());
     let upload = find(&state, &authed, id).await?;
     if offset != upload.offset {
-        return Err(offset_mismatch());
+        return Err(uploads::offset_mismatch());
     }
     if upload.file_id.is_some() {
         // Whole already (the client's last answer was lost): nothing more to send.
@@ -222,6 +281,7 @@ pub(super) async fn append(
 }
 
 /// Terminate an upload (tus termination): its bytes and its quota reservation are released.
+/// Its creator, or an owner or admin of the organization (any member's upload).
 #[utoipa::path(
     tag = "files",
     params(("id" = Uuid, Path, description = "Upload id"), ("Tus-Resumable" = String, Header, description = "1.0.0")),
@@ -243,14 +303,7 @@ pub(super) async fn terminate(
     req: HttpRequest,
 ) -> ApiResult {
     tus_request(&req)?;
-    let upload = find(&state, &authed, FileId::from_uuid(id.into_inner())).await?;
-    if upload.file_id.is_some() {
-        return Err(ApiError::Conflict {
-            code: "upload_complete",
-            message: "the upload is a file now: DELETE /api/files/{id} removes it",
-        });
-    }
-    state.uploads.terminate(&authed.uploader(), upload.id).await?;
+    state.uploads.terminate(&authed.uploader(), FileId::from_uuid(id.into_inner())).await?;
     Ok(tus_response(HttpResponse::NoContent()).finish())
 }
 
@@ -269,10 +322,6 @@ fn tus_request(req: &HttpRequest) -> Result<(), ApiError> {
 fn tus_response(mut builder: HttpResponseBuilder) -> HttpResponseBuilder {
     builder.insert_header(("Tus-Resumable", TUS_VERSION));
     builder
-}
-
-fn offset_mismatch() -> ApiError {
-    ApiError::Conflict { code: "offset_mismatch", message: "Upload-Offset is not the upload's offset; ask HEAD for it" }
 }
 
 fn header_number(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<u64> {
