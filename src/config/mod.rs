@@ -259,6 +259,12 @@ pub struct Config {
     #[arg(long, env = "TUS_EXPIRY_SECONDS", default_value_t = 3_600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub tus_expiry_seconds: u64,
 
+    /// A stored chunk of a resumable upload that no upload refers to (left by a killed
+    /// process, or by an upload ended in the database alone) is removed by the worker once it
+    /// is this old; the worker's sweep of the store runs this often.
+    #[arg(long, env = "CHUNK_SWEEP_GRACE_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub chunk_sweep_grace_seconds: u64,
+
     /// How long an upload's body may send nothing before it is ended (a resumable upload keeps
     /// what arrived and its lease lapses after twice this): a stalled body must not hold its
     /// connection, memory and upload for long.

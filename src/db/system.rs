@@ -298,6 +298,37 @@ pub async fn tus_expire(tx: &SystemTx<'_>, limit: i32) -> Result<Vec<(OrgId, Fil
         .collect()
 }
 
+/// What an upload found in the store still refers to (`app.tus_chunks_in_use`).
+#[derive(Debug)]
+pub struct ChunksInUse {
+    pub org: OrgId,
+    /// The nonces of the chunks its row records.
+    pub nonces: std::collections::HashSet<uuid::Uuid>,
+    /// A `PATCH` holds it: a chunk it stored may not be recorded yet.
+    pub leased: bool,
+}
+
+/// Of the uploads `ids`, those that still exist, with what they refer to.
+pub async fn tus_chunks_in_use(
+    conn: &SystemConn,
+    ids: &[uuid::Uuid],
+) -> Result<std::collections::HashMap<FileId, ChunksInUse>, DbError> {
+    let rows = conn.query("select organization_id, id, chunks, leased from app.tus_chunks_in_use($1)", &[&ids]).await?;
+    rows.iter()
+        .map(|row| {
+            let chunks = super::tus::chunks(decode(row.try_get("chunks"))?)?;
+            Ok((
+                FileId::from_uuid(decode(row.try_get("id"))?),
+                ChunksInUse {
+                    org: OrgId::from_uuid(decode(row.try_get("organization_id"))?),
+                    nonces: chunks.iter().map(|chunk| chunk.nonce).collect(),
+                    leased: decode(row.try_get("leased"))?,
+                },
+            ))
+        })
+        .collect()
+}
+
 pub async fn purge_done(tx: &SystemTx<'_>, file_ids: &[uuid::Uuid]) -> Result<(), DbError> {
     tx.query("select app.purge_done($1)", &[&file_ids]).await?;
     Ok(())

@@ -7,6 +7,7 @@ use std::{
     io::{self, Read, Seek, SeekFrom},
     ops::Range,
     path::Path,
+    time::SystemTime,
 };
 
 use futures_util::StreamExt;
@@ -23,8 +24,48 @@ impl FileStore {
     pub fn local(root: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(root)?;
         let objects = LocalFileSystem::new_with_prefix(root).map_err(io::Error::other)?.with_fsync(true);
-        Ok(Self::new(objects))
+        Ok(Self { local_root: Some(std::sync::Arc::new(root.to_owned())), ..Self::new(objects) })
     }
+}
+
+/// Removes the staging files (`{name}#{digits}`) under `root/*/` (files' writes) and
+/// `root/*/tus/*/` (chunks' writes) last modified before `before`: a write cut off by a killed
+/// process leaves one, which `object_store` never lists (a live write touches its file as its
+/// bytes come, and a body that goes quiet is ended long before). How many were removed.
+pub(super) fn remove_staging_files(root: &Path, before: SystemTime) -> io::Result<usize> {
+    let mut removed = 0;
+    for organization in std::fs::read_dir(root)? {
+        let organization = organization?.path();
+        removed += remove_staging_in(&organization, before)?;
+        let Ok(uploads) = std::fs::read_dir(organization.join("tus")) else { continue };
+        for upload in uploads {
+            removed += remove_staging_in(&upload?.path(), before)?;
+        }
+    }
+    Ok(removed)
+}
+
+fn remove_staging_in(dir: &Path, before: SystemTime) -> io::Result<usize> {
+    let Ok(files) = std::fs::read_dir(dir) else { return Ok(0) };
+    let mut removed = 0;
+    for file in files {
+        let file = file?;
+        let name = file.file_name();
+        let staging = name
+            .to_str()
+            .and_then(|name| name.rsplit_once('#'))
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        // (One that vanished meanwhile was a write completing: it is renamed into place.)
+        let Ok(modified) = file.metadata().and_then(|meta| meta.modified()) else { continue };
+        if staging && modified < before {
+            match std::fs::remove_file(file.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// `range` of an open file as a stream of large chunks.

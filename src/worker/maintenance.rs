@@ -1,9 +1,11 @@
 //! Periodic housekeeping: removes the bytes of soft-deleted files and of resumable uploads that
-//! expired unfinished, gives files stuck in `pending` (a lost message, a crash between steps) a
-//! new job, and prunes expired sessions and finished login-throttling windows so those tables
-//! do not only grow.
+//! expired unfinished, and chunk objects no upload refers to; gives files stuck in `pending` (a
+//! lost message, a crash between steps) a new job; and prunes expired sessions and finished
+//! login-throttling windows so those tables do not only grow.
 
 use std::{sync::Arc, time::Duration};
+
+use tokio::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
@@ -11,10 +13,21 @@ use super::{pause, WorkerCtx};
 use crate::db::system;
 
 const BATCH: i32 = 500;
+/// Chunk objects one sweep checks at most (the next sweep takes the rest).
+const SWEEP_BATCH: usize = 10_000;
 
 pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
     let every = Duration::from_millis(ctx.config.maintenance_interval_ms);
+    let sweep_every = Duration::from_secs(ctx.config.chunk_sweep_grace_seconds);
+    let mut swept: Option<Instant> = None;
     while pause(&shutdown, every).await {
+        // Lists the store: once per grace period, not every round.
+        if swept.is_none_or(|at| at.elapsed() >= sweep_every) {
+            swept = Some(Instant::now());
+            if let Err(e) = sweep_orphan_chunks(&ctx).await {
+                tracing::warn!(error = format!("{e:#}"), "sweep of unreferenced upload chunks failed; will retry");
+            }
+        }
         if let Err(e) = purge_deleted(&ctx).await {
             tracing::warn!(error = format!("{e:#}"), "purge of deleted files failed; will retry");
         }
@@ -61,6 +74,39 @@ pub async fn expire_tus_uploads(ctx: &WorkerCtx) -> anyhow::Result<usize> {
         tracing::info!(expired = expired.len(), "removed expired resumable uploads");
     }
     Ok(expired.len())
+}
+
+/// Removes chunk objects that no upload refers to, once older than CHUNK_SWEEP_GRACE_SECONDS:
+/// left by a process killed between storing a chunk and recording it, by a failed removal, or
+/// by uploads ended in the database alone (a deactivated user's). A chunk of an upload a
+/// `PATCH` holds is left alone (it may be stored and not yet recorded), as is any chunk
+/// younger than the grace period.
+pub async fn sweep_orphan_chunks(ctx: &WorkerCtx) -> anyhow::Result<usize> {
+    let grace = chrono::Duration::seconds(i64::try_from(ctx.config.chunk_sweep_grace_seconds).unwrap_or(i64::MAX));
+    let before = chrono::Utc::now() - grace;
+    let cut_off = ctx.store.remove_cut_off_writes(before).await?;
+    let found = ctx.store.chunks_written_before(before, SWEEP_BATCH).await?;
+    if found.is_empty() {
+        return Ok(cut_off);
+    }
+    let mut ids: Vec<uuid::Uuid> = found.iter().map(|chunk| *chunk.upload.as_uuid()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let in_use = system::tus_chunks_in_use(&ctx.db.system_conn().await?, &ids).await?;
+    let mut removed = cut_off;
+    for chunk in &found {
+        let referred = in_use
+            .get(&chunk.upload)
+            .is_some_and(|upload| upload.org == chunk.org && (upload.leased || upload.nonces.contains(&chunk.nonce)));
+        if !referred {
+            ctx.store.remove_stored_chunk(chunk).await?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "removed upload chunks no upload refers to");
+    }
+    Ok(removed)
 }
 
 /// Gives stuck pending files a new job, or marks them failed when their uploader was

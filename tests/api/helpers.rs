@@ -92,6 +92,8 @@ pub struct Settings {
     pub upload_idle_timeout_seconds: u64,
     /// The process's memory budget for upload bodies.
     pub upload_memory_mb: u64,
+    /// How old a chunk no upload refers to must be before the worker removes it.
+    pub chunk_sweep_grace_seconds: u64,
 }
 
 impl Default for Settings {
@@ -120,6 +122,7 @@ impl Default for Settings {
             trusted_proxies: "",
             upload_idle_timeout_seconds: 5,
             upload_memory_mb: 64,
+            chunk_sweep_grace_seconds: 900,
         }
     }
 }
@@ -182,6 +185,7 @@ pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
         format!("--tus-expiry-seconds={}", settings.tus_expiry_seconds),
         format!("--upload-idle-timeout-seconds={}", settings.upload_idle_timeout_seconds),
         format!("--upload-memory-mb={}", settings.upload_memory_mb),
+        format!("--chunk-sweep-grace-seconds={}", settings.chunk_sweep_grace_seconds),
         "--bcrypt-cost=4".into(),
         format!("--cookie-secure={}", settings.cookie_secure),
         format!("--amqp-url={}", settings.amqp_url.unwrap_or_else(amqp_url)),

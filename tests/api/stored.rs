@@ -76,9 +76,17 @@ impl TestStore {
 
     /// Replaces a file's stored bytes behind the app's back.
     pub async fn write(&self, user: &TestUser, file_id: &str, bytes: impl Into<Vec<u8>>) {
-        let key = Self::key(user, file_id);
+        self.put(&Self::key(user, file_id), bytes).await;
+    }
+
+    /// Writes an object under `key` behind the app's back.
+    pub async fn put(&self, key: &str, bytes: impl Into<Vec<u8>>) {
         match self {
-            TestStore::Local(root) => std::fs::write(root.join(key), bytes.into()).expect("write stored file"),
+            TestStore::Local(root) => {
+                let path = root.join(key);
+                std::fs::create_dir_all(path.parent().unwrap()).expect("make the object's directory");
+                std::fs::write(path, bytes.into()).expect("write stored file")
+            }
             TestStore::S3(bucket) => {
                 bucket.put(&Path::from(key), PutPayload::from(bytes.into())).await.expect("put object");
             }

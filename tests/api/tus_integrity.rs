@@ -203,6 +203,57 @@ async fn an_api_killed_at_any_moment_of_an_upload_leaves_it_whole_or_resumable()
     }
 }
 
+/// No chunk outlives its upload: the api SIGKILLed mid-chunk round after round (chunks stored
+/// and never recorded, writes cut off), a chunk left by a process that died between storing it
+/// and recording it, and a member's upload ended by their deactivation (the database ends it,
+/// its chunks stay in the store): once the uploads end, the worker's expiry and its sweep of
+/// unreferenced chunks leave no chunk object, on either backend.
+#[tokio::test]
+async fn an_api_killed_mid_chunk_again_and_again_leaves_no_chunk_once_uploads_end() {
+    let app = spawn_app_with(Settings {
+        max_file_size_mb: 64,
+        upload_idle_timeout_seconds: 1,
+        chunk_sweep_grace_seconds: 1,
+        ..Settings::default()
+    })
+    .await;
+    let owner = app.register_org().await;
+    let tus = Tus::new(&app, &owner).await;
+    let bytes = content(40 * 1024 * 1024);
+    let upload = tus.create_ok(bytes.len(), "killed-again.bin").await;
+    for kill_after_ms in [150u64, 300, 450, 600, 800, 1000] {
+        let mut doomed = Process::start(&app, "api");
+        doomed.wait_ready().await;
+        let offset = tus.offset_ok(&upload).await as usize;
+        // Never the last byte: the upload stays unfinished, to be abandoned.
+        let body = bytes[offset..bytes.len() - 1].to_vec();
+        let sending = tokio::spawn(tus.at(&doomed.address).patch_request(&upload, offset).body(body).send());
+        tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
+        doomed.child.kill().await.unwrap();
+        let _ = sending.await;
+        eventually("the dead process's lease lapses", || async { (!leased(&app, &upload).await).then_some(()) }).await;
+    }
+    let id = upload.rsplit('/').next().unwrap();
+    let unrecorded = format!("{}/tus/{id}/{:020}-{}", owner.org_id, 0, uuid::Uuid::new_v4());
+    app.store.put(&unrecorded, b"stored, never recorded".to_vec()).await;
+
+    let member = app.add_user(&owner, "member").await;
+    let member_tus = Tus::new(&app, &member).await;
+    let ended = member_tus.create_ok(20_000, "ended.txt").await;
+    assert_eq!(member_tus.patch(&ended, 0, content(5_000)).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(owner.deactivate(&member.user_id).await.status(), StatusCode::OK);
+    assert!(app.store.keys().await.len() >= 2, "chunks are left in the store");
+
+    // The owner's upload is abandoned: it expires (as if an hour went by).
+    app.superuser()
+        .await
+        .execute("update app.tus_uploads set expires_at = now() - interval '1 second'", &[])
+        .await
+        .unwrap();
+    let _worker = app.start_worker();
+    app.assert_stored_files(0).await;
+}
+
 /// A store that fails while the last bytes are turned into the file is the store's failure: a
 /// retryable 503 (`Retry-After`), never a 400, and the upload stays where it was, resumable.
 #[tokio::test]
