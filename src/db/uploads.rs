@@ -6,7 +6,7 @@
 //! copies here). The `upload_reservations_track` trigger refuses a reservation over the quota
 //! and a slot over the organization's `max_concurrent_uploads` (V9, V19).
 
-use super::{Db, DbError, TenantCtx, Writing};
+use super::{DbError, Writing};
 use crate::domain::FileId;
 
 /// Reserves `bytes` for the upload that will become `file_id`, until `deadline_seconds` from now,
@@ -47,58 +47,4 @@ pub async fn release(tx: impl Into<Writing<'_>>, file_id: FileId) -> Result<(), 
     let tx = tx.into();
     tx.execute("delete from app.upload_reservations where id = $1", &[file_id.as_uuid()]).await?;
     Ok(())
-}
-
-/// A reservation held by a request, ended with [`Reservation::finish`]: given back right away
-/// when the upload failed, so the client's next upload finds quota and slot free, or left to
-/// the file row, which released it in its own commit. Dropped unfinished (the client went away
-/// mid-upload and the request was cancelled), it is released in the background; should that
-/// fail too, its deadline frees it.
-pub struct Reservation {
-    db: Db,
-    ctx: TenantCtx,
-    file_id: FileId,
-    held: bool,
-}
-
-impl Reservation {
-    pub async fn take(
-        db: &Db,
-        ctx: TenantCtx,
-        file_id: FileId,
-        bytes: u64,
-        deadline_seconds: u64,
-    ) -> Result<Self, DbError> {
-        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
-        let deadline = i64::try_from(deadline_seconds).unwrap_or(i64::MAX);
-        reserve(db.write(&ctx).await?, file_id, bytes, deadline, true).await?;
-        Ok(Self { db: db.clone(), ctx, file_id, held: true })
-    }
-
-    /// `committed`: the file row was committed together with [`release`], nothing is left to
-    /// give back. Otherwise the reservation is released now, and this waits for it.
-    pub async fn finish(mut self, committed: bool) {
-        self.held = false;
-        if !committed {
-            release_logged(&self.db, self.ctx, self.file_id).await;
-        }
-    }
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        if !self.held {
-            return;
-        }
-        let (db, ctx, file_id) = (self.db.clone(), self.ctx, self.file_id);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { release_logged(&db, ctx, file_id).await });
-        }
-    }
-}
-
-async fn release_logged(db: &Db, ctx: TenantCtx, file_id: FileId) {
-    if let Err(e) = async { release(db.write(&ctx).await?, file_id).await }.await {
-        tracing::warn!(file_id = %file_id, error = %e, "upload reservation not released; it expires at its deadline");
-    }
 }

@@ -1,7 +1,8 @@
-//! The upload service: what every path that accepts file bytes shares — recording a received
-//! file with its job, reservation release and audit entry in one commit ([`record`]), the
-//! resumable (tus) upload's `PATCH`, lease and completion ([`tus`]), and the process's memory
-//! budget for bodies in flight ([`budget`]). Handlers keep only what their protocol says
+//! The upload service: what every path that accepts file bytes shares — the plain upload's
+//! reserve, receive and release ([`plain`]), recording a received file with its job,
+//! reservation release and audit entry in one commit ([`record`]), the resumable (tus)
+//! upload's `PATCH`, lease and completion ([`tus`]), and the process's memory budget for
+//! bodies in flight ([`budget`]). Handlers keep only what their protocol says
 //! (multipart parts, tus headers) and answer with what this returns.
 //!
 //! Two rules hold on every path: a client is told its bytes are stored (a file id, an
@@ -9,6 +10,7 @@
 //! no pooled connection or transaction is held while the store writes.
 
 pub mod budget;
+mod plain;
 mod record;
 pub mod tus;
 

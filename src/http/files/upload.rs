@@ -1,24 +1,17 @@
-//! `POST /api/files/upload`: the multipart body is streamed to storage (memory stays flat
-//! whatever the size) after the upload has reserved its quota; the file row, its validation job
-//! and the audit entry commit together.
-
-use std::time::Duration;
+//! `POST /api/files/upload`: the multipart form's `file` part, streamed to storage (memory
+//! stays flat whatever the size) by the upload service (`uploads::plain`), which reserves the
+//! quota first and commits the file row, its validation job and the audit entry together.
 
 use actix_multipart::{Field, Multipart, MultipartError};
-use actix_web::{
-    http::{header, StatusCode},
-    post, web, HttpRequest, HttpResponse,
-};
+use actix_web::{http::header, post, web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::{
-    db::uploads::Reservation,
     domain::{FileId, FileStatus, Filename},
     error::{ApiError, ErrorBody},
     http::{ApiResult, AppState, Authed},
-    storage::StorageError,
 };
 
 /// Form fields other than `file` are ignored, but not read without bound.
@@ -64,23 +57,9 @@ pub(super) async fn upload_file(
     req: HttpRequest,
     mut multipart: Multipart,
 ) -> ApiResult {
-    let file_id = FileId::new();
-    tracing::Span::current().record("file_id", tracing::field::display(file_id));
-    let limit = state.config.max_file_size_bytes();
     let (mut field, filename) = file_field(&mut multipart).await?;
-    // Before the first byte is written: the file cannot be larger than the request body, nor
-    // than the limit. Over the quota or the organization's uploads in flight, it is refused
-    // here, with nothing written.
-    let bytes = content_length(&req).map_or(limit, |length| length.min(limit));
-    let deadline = state.config.upload_timeout_seconds;
-    let reservation = match Reservation::take(&state.db, authed.ctx, file_id, bytes, deadline).await {
-        Ok(reservation) => reservation,
-        Err(err) => return Err(drained(&mut field, limit, err.into()).await),
-    };
-    let stored = store(&state, &authed, file_id, &filename, &mut field).await;
-    // Given back before answering, so that a client's next upload finds quota and slot free.
-    reservation.finish(stored.is_ok()).await;
-    stored?;
+    let file_id = state.uploads.receive_file(&authed.uploader(), &filename, &mut field, content_length(&req)).await?;
+    tracing::Span::current().record("file_id", tracing::field::display(file_id));
     Ok(HttpResponse::Created().json(UploadResponse {
         file_id,
         filename: filename.to_string(),
@@ -106,46 +85,8 @@ async fn file_field(multipart: &mut Multipart) -> Result<(Field, Filename), ApiE
     Err(ApiError::invalid("missing_file", "multipart field `file` is required"))
 }
 
-/// Streams the field to storage (within the upload's deadline) and records it: the file row,
-/// its validation job and the audit entry, together with the release of its reservation. On
-/// any error nothing is left behind: no part file, no row.
-async fn store(
-    state: &AppState,
-    authed: &Authed,
-    file_id: FileId,
-    filename: &Filename,
-    field: &mut Field,
-) -> Result<(), ApiError> {
-    let limit = state.config.max_file_size_bytes();
-    let deadline = Duration::from_secs(state.config.upload_timeout_seconds);
-    let receiving = state.store.receive(authed.ctx.org_id, file_id, &mut *field, limit);
-    let (staged, received) = match tokio::time::timeout(deadline, receiving).await {
-        Err(_) => return Err(ApiError::Http(StatusCode::REQUEST_TIMEOUT)),
-        Ok(Ok(received)) => received,
-        Ok(Err(err @ StorageError::TooLarge { .. })) => return Err(drained(field, limit, err.into()).await),
-        Ok(Err(err)) => return Err(err.into()),
-    };
-    if received.size == 0 {
-        return Err(ApiError::invalid("empty_file", "the uploaded file is empty"));
-    }
-    state.uploads.record_file(&authed.uploader(), file_id, filename, staged, &received, None).await
-}
-
 fn content_length(req: &HttpRequest) -> Option<u64> {
     req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
-/// Reads (and discards) a bounded remainder of the field before answering with `error`, so the
-/// client gets to see the refusal instead of a connection reset mid-send.
-async fn drained(field: &mut Field, limit: u64, error: ApiError) -> ApiError {
-    let mut drained = 0u64;
-    while let Some(Ok(chunk)) = field.next().await {
-        drained += chunk.len() as u64;
-        if drained > limit {
-            break;
-        }
-    }
-    error
 }
 
 async fn skip_field(field: &mut Field) -> Result<(), ApiError> {

@@ -1,0 +1,141 @@
+//! A plain upload (one request, the whole file in its body): reserve → receive → persist →
+//! record → release. The reservation is taken before the first byte is written, so an upload
+//! over the quota or over the organization's uploads in flight is refused with nothing written;
+//! it is given back before the answer, so the client's next upload finds quota and slot free.
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use super::{Uploader, Uploads};
+use crate::{
+    db::{self, Db, DbError, TenantCtx},
+    domain::{FileId, Filename},
+    error::ApiError,
+    storage::StorageError,
+};
+
+impl Uploads {
+    /// Stores `body` as the file `filename` and records it (the file row, its validation job
+    /// and the audit entry, with the release of its reservation), within the upload timeout.
+    /// `declared`: the request's length, if it said (the file can be no larger). On any error
+    /// nothing is left behind: no part file, no row, no reservation; a refusal (quota, uploads
+    /// in flight, too large) reads a bounded rest of the body first, so the client sees the
+    /// answer rather than a connection reset mid-send.
+    pub async fn receive_file<S, E>(
+        &self,
+        uploader: &Uploader,
+        filename: &Filename,
+        body: &mut S,
+        declared: Option<u64>,
+    ) -> Result<FileId, ApiError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let file_id = FileId::new();
+        let limit = self.limits.max_file_bytes;
+        let bytes = declared.map_or(limit, |length| length.min(limit));
+        let deadline = self.limits.upload_timeout.as_secs();
+        let reservation = match Reservation::take(&self.db, uploader.ctx, file_id, bytes, deadline).await {
+            Ok(reservation) => reservation,
+            Err(err) => return Err(drained(body, limit, err.into()).await),
+        };
+        let stored = self.store_file(uploader, file_id, filename, body).await;
+        reservation.finish(stored.is_ok()).await;
+        stored.map(|()| file_id)
+    }
+
+    async fn store_file<S, E>(
+        &self,
+        uploader: &Uploader,
+        file_id: FileId,
+        filename: &Filename,
+        body: &mut S,
+    ) -> Result<(), ApiError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let limit = self.limits.max_file_bytes;
+        let receiving = self.store.receive(uploader.ctx.org_id, file_id, &mut *body, limit);
+        let (staged, received) = match tokio::time::timeout(self.limits.upload_timeout, receiving).await {
+            Err(_) => return Err(ApiError::Http(actix_web::http::StatusCode::REQUEST_TIMEOUT)),
+            Ok(Ok(received)) => received,
+            Ok(Err(err @ StorageError::TooLarge { .. })) => return Err(drained(body, limit, err.into()).await),
+            Ok(Err(err)) => return Err(err.into()),
+        };
+        if received.size == 0 {
+            return Err(ApiError::invalid("empty_file", "the uploaded file is empty"));
+        }
+        self.record_file(uploader, file_id, filename, staged, &received, None).await
+    }
+}
+
+/// Reads (and discards) a bounded remainder of the body before answering with `error`.
+async fn drained<S, E>(body: &mut S, limit: u64, error: ApiError) -> ApiError
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let mut drained = 0u64;
+    while let Some(Ok(chunk)) = body.next().await {
+        drained += chunk.len() as u64;
+        if drained > limit {
+            break;
+        }
+    }
+    error
+}
+
+/// A reservation held by a request, ended with [`Reservation::finish`]: given back right away
+/// when the upload failed, so the client's next upload finds quota and slot free, or left to
+/// the file row, which released it in its own commit. Dropped unfinished (the client went away
+/// mid-upload and the request was cancelled), it is released in the background; should that
+/// fail too, its deadline frees it.
+struct Reservation {
+    db: Db,
+    ctx: TenantCtx,
+    file_id: FileId,
+    held: bool,
+}
+
+impl Reservation {
+    async fn take(
+        db: &Db,
+        ctx: TenantCtx,
+        file_id: FileId,
+        bytes: u64,
+        deadline_seconds: u64,
+    ) -> Result<Self, DbError> {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        let deadline = i64::try_from(deadline_seconds).unwrap_or(i64::MAX);
+        db::uploads::reserve(db.write(&ctx).await?, file_id, bytes, deadline, true).await?;
+        Ok(Self { db: db.clone(), ctx, file_id, held: true })
+    }
+
+    /// `committed`: the file row was committed together with [`release`], nothing is left to
+    /// give back. Otherwise the reservation is released now, and this waits for it.
+    async fn finish(mut self, committed: bool) {
+        self.held = false;
+        if !committed {
+            release_logged(&self.db, self.ctx, self.file_id).await;
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.held {
+            return;
+        }
+        let (db, ctx, file_id) = (self.db.clone(), self.ctx, self.file_id);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { release_logged(&db, ctx, file_id).await });
+        }
+    }
+}
+
+async fn release_logged(db: &Db, ctx: TenantCtx, file_id: FileId) {
+    if let Err(e) = async { db::uploads::release(db.write(&ctx).await?, file_id).await }.await {
+        tracing::warn!(file_id = %file_id, error = %e, "upload reservation not released; it expires at its deadline");
+    }
+}
