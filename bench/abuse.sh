@@ -4,7 +4,8 @@
 # freshly registered account each get one PATCH that sends ABUSE_BYTES (default 8 MiB - 1) of an
 # 8 MiB body and then stalls; meanwhile another organization's file detail is read with wrk.
 # Reports the api's RSS before, at its peak (VmHWM) and after, the other organization's req/s
-# and tail, and how the stalled PATCHes ended (408 after the idle timeout). Same setup as
+# and tail, and how the stalled PATCHes ended (429 for those beyond the organization's upload
+# slots, at once; 408 after the idle timeout for those receiving). Same setup as
 # `make bench`, with a small seed. A benchmark, not a test: nothing here is timed by CI.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,8 +18,11 @@ STALLED=${ABUSE_CONNECTIONS:-500}
 BODY_BYTES=$((8 * 1024 * 1024))
 SENT_BYTES=${ABUSE_BYTES:-$((BODY_BYTES - 1))}
 
-# One account with room for every upload at once (the default allows 8 per organization).
-psql -X -q "$SUPER/$DB" -c "update app.organizations set max_concurrent_uploads = 100000, storage_quota_mb = 1000000 where id = '$ORG_A'"
+# Quota for every upload's declared length. Its upload slots stay the default (8 receiving at
+# once) unless ABUSE_SLOTS raises them: with room for all 500, only the process's memory budget
+# and the idle timeout stand between them and the process (the rival measurement).
+SLOTS=${ABUSE_SLOTS:-8}
+psql -X -q "$SUPER/$DB" -c "update app.organizations set max_concurrent_uploads = $SLOTS, storage_quota_mb = 1000000 where id = '$ORG_A'"
 TOKEN=$(curl -sf -b "$JAR_A" -H "X-CSRF-Token: $CSRF_A" -H 'content-type: application/json' \
   -d '{"name":"abuse","expires_in_days":1}' "$API/api/tokens" | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
 FILE_C=$(psql -X -At "$SUPER/$DB" -c "select id from app.files where organization_id = '$ORG_C' limit 1")
@@ -46,16 +50,20 @@ async def stall(path):
     head = (f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nTus-Resumable: 1.0.0\r\n"
             f"Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {length}\r\n\r\n")
     writer.write(head.encode())
+    # The answer may come before the body is sent (429 at once): read it meanwhile.
+    answer = asyncio.ensure_future(reader.readline())
     piece, left = b"x" * 65536, sent
     try:
-        while left > 0:
+        while left > 0 and not answer.done():
             writer.write(piece[:min(left, len(piece))])
             left -= min(left, len(piece))
             await writer.drain()
         # Stalled: the last byte never comes. The server's answer (or its closing) ends it.
-        status = await asyncio.wait_for(reader.readline(), timeout=120)
+        status = await asyncio.wait_for(answer, timeout=120)
         return status.split(b" ")[1].decode() if status else "closed"
     except (ConnectionError, asyncio.TimeoutError) as e:
+        if answer.done() and not answer.cancelled() and answer.exception() is None and answer.result():
+            return answer.result().split(b" ")[1].decode()
         return type(e).__name__
     finally:
         writer.close()
@@ -82,7 +90,7 @@ python3 - "$REPORT" <<PY
 import sys
 mib = lambda kib: int(kib) / 1024
 lines = [f"# Stalled uploads run {'$(date -u +%Y-%m-%dT%H:%MZ)'} ({'$(nproc)'} cores)", "",
-         f"- {$STALLED} PATCHes from one account, each {$SENT_BYTES} bytes of an 8 MiB body, then stalled",
+         f"- {$STALLED} PATCHes from one account (upload slots: $SLOTS), each {$SENT_BYTES} bytes of an 8 MiB body, then stalled",
          f"- api RSS: before {mib($RSS_BEFORE):.0f} MiB, during {mib($RSS_DURING):.0f} MiB, peak {mib($RSS_PEAK):.0f} MiB, after {mib($RSS_AFTER):.0f} MiB (target: under 256 MiB); {$THREADS_DURING} threads during",
          f"- another organization's file detail meanwhile: {$DETAIL_RPS} req/s, p50 {$DETAIL_P50} ms, p99 {$DETAIL_P99} ms (-c$CONNECTIONS, ${DURATION}s)",
          f"- how the stalled PATCHes ended: $ENDED",

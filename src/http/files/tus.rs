@@ -126,7 +126,9 @@ pub(super) async fn list_uploads(state: web::Data<AppState>, authed: Authed) -> 
 }
 
 /// Create a resumable upload (tus creation): `Upload-Length` and `Upload-Metadata` with a
-/// `filename`; the length counts against the quota from now on.
+/// `filename`; the length counts against the quota from now on (until the upload becomes a
+/// file, is terminated, or expires TUS_EXPIRY_SECONDS after its last byte). It holds no upload
+/// slot until a `PATCH` sends bytes.
 #[utoipa::path(
     tag = "files",
     params(
@@ -140,7 +142,6 @@ pub(super) async fn list_uploads(state: web::Data<AppState>, authed: Authed) -> 
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 412, description = "Not tus 1.0.0 (`Tus-Version` says what is)", body = ErrorBody),
         (status = 413, description = "`file_too_large` or `quota_exceeded`", body = ErrorBody),
-        (status = 429, description = "`too_many_uploads`", body = ErrorBody),
     ),
     security(("session" = []), ("bearer" = []))
 )]
@@ -245,6 +246,7 @@ pub(super) async fn upload_status(
         (status = 413, description = "`file_too_large`: more bytes than Upload-Length", body = ErrorBody),
         (status = 415, body = ErrorBody),
         (status = 423, description = "`upload_locked`: another PATCH is writing to this upload (`Retry-After`)", body = ErrorBody),
+        (status = 429, description = "`too_many_uploads`: the organization receives its maximum of uploads at once (an idle upload holds no slot); nothing was read", body = ErrorBody),
         (status = 503, description = "`unavailable`: the store or the database failed; what was stored is kept (`Retry-After`)", body = ErrorBody),
     ),
     security(("session" = []), ("bearer" = []))
