@@ -32,6 +32,20 @@ pub(crate) async fn leased(app: &TestApp, upload: &str) -> bool {
         .get(0)
 }
 
+/// As if a process holding the upload had been killed: a lease nobody gives back, live for
+/// `seconds` more.
+pub(crate) async fn leased_by_a_dead_process(app: &TestApp, upload: &str, seconds: f64) {
+    let id = upload.rsplit('/').next().unwrap();
+    app.superuser()
+        .await
+        .execute(
+            "update app.tus_uploads set lease_holder = gen_random_uuid(), lease_until = now() + make_interval(secs => $2) where id = $1::text::uuid",
+            &[&id, &seconds],
+        )
+        .await
+        .unwrap();
+}
+
 /// The invariant a client relies on: HEAD says whole only when the file exists (and names it);
 /// otherwise the upload resumes from where HEAD says and becomes the file. Either way, exactly
 /// one file with the upload's bytes.
@@ -111,15 +125,7 @@ async fn a_second_patch_meanwhile_is_423_and_a_dead_holders_lease_lapses() {
     assert!(!leased(&app, &upload).await, "given back when the PATCH ended");
 
     // As if a process holding it had been killed: its lease is still live for a moment.
-    let id = upload.rsplit('/').next().unwrap();
-    app.superuser()
-        .await
-        .execute(
-            "update app.tus_uploads set lease_holder = gen_random_uuid(), lease_until = now() + interval '1.5 seconds' where id = $1::text::uuid",
-            &[&id],
-        )
-        .await
-        .unwrap();
+    leased_by_a_dead_process(&app, &upload, 1.5).await;
     assert_error(tus.patch(&upload, 10_000, bytes[10_000..].to_vec()).await, StatusCode::LOCKED, "upload_locked").await;
     tokio::time::sleep(Duration::from_millis(1600)).await;
     assert_eq!(tus.patch(&upload, 10_000, bytes[10_000..].to_vec()).await.status(), StatusCode::NO_CONTENT);

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::{
     helpers::{assert_error, begin_as, eventually, spawn_app, spawn_app_with, Settings, TestApp, TestUser},
     tus::{content, org_usage, Tus},
-    tus_integrity::{leased, patch_by_hand},
+    tus_integrity::{leased, leased_by_a_dead_process, patch_by_hand},
 };
 
 async fn set_slots(app: &TestApp, user: &TestUser, slots: i32) {
@@ -82,15 +82,7 @@ async fn a_dead_processs_slot_lapses_with_its_lease() {
     set_slots(&app, &owner, 1).await;
     let tus = Tus::new(&app, &owner).await;
     let upload = tus.create_ok(10, "held.txt").await;
-    let id = upload.rsplit('/').next().unwrap();
-    app.superuser()
-        .await
-        .execute(
-            "update app.tus_uploads set lease_holder = gen_random_uuid(), lease_until = now() + interval '1 second' where id = $1::text::uuid",
-            &[&id],
-        )
-        .await
-        .unwrap();
+    leased_by_a_dead_process(&app, &upload, 1.0).await;
     assert_error(owner.upload("blocked.txt", "x").await, StatusCode::TOO_MANY_REQUESTS, "too_many_uploads").await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(owner.upload("free.txt", "x").await.status(), StatusCode::CREATED);
