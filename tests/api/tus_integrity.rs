@@ -180,7 +180,7 @@ async fn a_client_reset_after_its_last_byte_never_loses_the_upload() {
 }
 
 /// The api process SIGKILLed at a different moment of a whole-file `PATCH` each round (before,
-/// during and after the body, during the completion): every upload ends as exactly one file
+/// during and after the body, during the completion, and at random): every upload ends as exactly one file
 /// with its bytes, either because HEAD says whole and names it, or by resuming from HEAD's
 /// offset on another process.
 #[tokio::test]
@@ -190,7 +190,10 @@ async fn an_api_killed_at_any_moment_of_an_upload_leaves_it_whole_or_resumable()
     let owner = app.register_org().await;
     let tus = Tus::new(&app, &owner).await;
 
-    for (round, kill_after_ms) in [5u64, 60, 200, 450, 900].into_iter().enumerate() {
+    // Five chosen moments, then three at random (logged, to replay a failure).
+    let random = (0..3).map(|_| (uuid::Uuid::new_v4().as_u128() % 1_200) as u64);
+    for (round, kill_after_ms) in [5u64, 60, 200, 450, 900].into_iter().chain(random).enumerate() {
+        eprintln!("round {round}: the api is killed {kill_after_ms} ms into the PATCH");
         let bytes: Vec<u8> = (0..12 * 1024 * 1024u32).map(|i| (i / 1013 + round as u32 * 7) as u8).collect();
         let mut doomed = Process::start(&app, "api");
         doomed.wait_ready().await;
