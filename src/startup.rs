@@ -16,12 +16,10 @@ use utoipa_actix_web::AppExt;
 
 use crate::{
     auth::{password, session::PgSessionStore, signing::SigningKey},
-    config::{Config, Pooler, PublicUrl, Storage},
-    db::{Db, Statements},
+    config::{Config, PublicUrl},
     http::{self, ApiRootSpan, AppState, ClientLimiter, QueryParameters},
     metrics::Metrics,
     queue::BrokerStatus,
-    storage::FileStore,
     uploads::{Limits, MemoryBudget, Uploads},
 };
 
@@ -29,27 +27,6 @@ use crate::{
 /// host-only and Path=/, so a sibling subdomain cannot plant or overwrite it.
 const SECURE_COOKIE_NAME: &str = "__Host-tf_session";
 const DEV_COOKIE_NAME: &str = "tf_session";
-
-/// The app role's pool and the file store, as api and worker both use them. The pool connects
-/// lazily, so this never waits on the network.
-pub fn open_db_and_store(config: &Config) -> anyhow::Result<(Db, FileStore)> {
-    let db = Db::new(
-        config.database_url.clone(),
-        usize::from(config.db_pool_size),
-        std::time::Duration::from_millis(config.db_pool_timeout_ms),
-        match config.db_pooler {
-            Pooler::None => Statements::Prepared,
-            Pooler::Transaction => Statements::Unnamed,
-        },
-    )
-    .context("invalid DATABASE_URL")?;
-    let store = match config.storage {
-        Storage::Local => FileStore::local(&config.upload_dir)
-            .with_context(|| format!("cannot create UPLOAD_DIR {}", config.upload_dir.display()))?,
-        Storage::S3 => FileStore::s3(&config.s3_settings()?).context("invalid S3 settings")?,
-    };
-    Ok((db, store))
-}
 
 /// How often the per-address limiters forget the clients that are within their rate again.
 const LIMITER_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
@@ -83,7 +60,7 @@ impl Application {
     /// Nothing is served until [`Application::run_until_stopped`].
     /// Counts into `metrics`, which a worker in the same process may share.
     pub async fn build(config: Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let (db, store) = open_db_and_store(&config)?;
+        let (db, store) = crate::resources::open_db_and_store(&config)?;
         let key = match &config.session_key {
             Some(secret) => Key::try_from(secret.expose_secret().as_bytes()).context("invalid SESSION_KEY")?,
             None => {

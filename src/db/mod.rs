@@ -205,26 +205,23 @@ impl Db {
         matches!(tokio::time::timeout(timeout, ping).await, Ok(Ok(())))
     }
 
-    /// The gauges `/metrics` reads from the database and the pool; the backlog is `None` when the
-    /// database does not answer within `timeout`.
-    pub async fn sample(&self, timeout: Duration, broker_up: bool) -> crate::metrics::Sampled {
+    /// Jobs waiting in the outbox to be published, across tenants; `None` when the database
+    /// does not answer within `timeout`.
+    pub async fn outbox_backlog(&self, timeout: Duration) -> Option<i64> {
         let backlog = async { system::outbox_backlog(&self.system_conn().await?).await };
-        let outbox_backlog = match tokio::time::timeout(timeout, backlog).await {
+        match tokio::time::timeout(timeout, backlog).await {
             Ok(Ok(backlog)) => Some(backlog),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "outbox backlog not sampled");
                 None
             }
             Err(_) => None,
-        };
-        let pool = self.pool.status();
-        crate::metrics::Sampled {
-            pool_size: pool.size,
-            pool_available: pool.available,
-            pool_waiting: pool.waiting,
-            outbox_backlog,
-            broker_up,
         }
+    }
+
+    /// The pool's connections: open, idle, and requests waiting for one.
+    pub fn pool_status(&self) -> deadpool_postgres::Status {
+        self.pool.status()
     }
 
     /// A connection without tenant context, for the SECURITY DEFINER registry.

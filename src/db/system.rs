@@ -6,10 +6,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
 use super::{decode, DbError, SystemConn, SystemTx};
-use crate::{
-    domain::{FileId, OrgId, Role, UserId},
-    storage::Chunk,
-};
+use crate::domain::{Chunk, FileId, OrgId, Role, UserId};
 
 /// One round trip as the app role: the database is reachable and accepts our login.
 pub async fn ping(conn: &SystemConn) -> Result<(), DbError> {

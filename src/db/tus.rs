@@ -11,10 +11,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{decode, DbError, Reading, Tx, Writing};
-use crate::{
-    domain::{FileId, Filename, UserId},
-    storage::Chunk,
-};
+use crate::domain::{Chunk, FileId, Filename, UserId};
 
 #[derive(Debug, Clone)]
 pub struct TusRow {

@@ -1,6 +1,7 @@
 //! Domain types. Parse, don't validate: once a value of these types exists, its invariant holds,
 //! so handlers and queries never re-check it.
 
+mod chunk;
 mod email;
 mod file_status;
 mod filename;
@@ -9,6 +10,7 @@ mod org_name;
 mod password;
 mod role;
 
+pub use chunk::Chunk;
 pub use email::Email;
 pub use file_status::FileStatus;
 pub use filename::Filename;

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use tokio::{sync::mpsc, task::JoinSet};
 
 use crate::{
-    domain::{FileId, OrgId},
+    domain::{Chunk, FileId, OrgId},
     telemetry::spawn_blocking_with_tracing,
 };
 
@@ -221,17 +221,6 @@ impl FileStore {
     }
 }
 
-/// Bytes of a resumable (tus) upload in progress, stored as they arrive, until the upload
-/// completes and they are assembled into the file. Keyed
-/// `{organization_id}/tus/{upload_id}/{offset}-{nonce}`: ids the server made, and a nonce per
-/// write, so a PATCH that lost a race for an offset never overwrites the winner's chunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Chunk {
-    pub offset: u64,
-    pub size: u64,
-    pub nonce: uuid::Uuid,
-}
-
 /// A chunk object as found in the store: whose upload it is, and which write of it.
 #[derive(Debug, Clone)]
 pub struct StoredChunk {
@@ -260,6 +249,9 @@ impl StoredChunk {
 }
 
 impl FileStore {
+    /// A chunk's key: `{organization_id}/tus/{upload_id}/{offset}-{nonce}`, ids the server made,
+    /// and a nonce per write, so a PATCH that lost a race for an offset never overwrites the
+    /// winner's chunk.
     fn chunk_location(org: OrgId, upload: FileId, chunk: &Chunk) -> Path {
         Path::from(format!("{org}/tus/{upload}/{:020}-{}", chunk.offset, chunk.nonce))
     }

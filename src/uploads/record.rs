@@ -7,9 +7,9 @@ use uuid::Uuid;
 use super::{Uploader, Uploads};
 use crate::{
     db::{self, files::NewFile, tus::LeaseTerms},
-    domain::{FileId, Filename},
+    domain::{Chunk, FileId, Filename},
     error::ApiError,
-    storage::{Chunk, FileStore, Received, Staged},
+    storage::{FileStore, Received, Staged},
 };
 
 /// A resumable upload whose last chunk is recorded in the same commit as its file.

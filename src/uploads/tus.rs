@@ -29,9 +29,8 @@ use crate::{
         tus::{LeaseTerms, Removal, TusRow},
         Db, TenantCtx,
     },
-    domain::{FileId, Filename},
+    domain::{Chunk, FileId, Filename},
     error::ApiError,
-    storage::Chunk,
 };
 
 /// Most bytes one `PATCH` holds before it stores them as a chunk: what a crash of the api

@@ -23,9 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use job::{JobMessage, Outcome};
 
-use crate::{
-    config::Config, db::Db, error::ApiError, metrics::Metrics, queue::Topology, shutdown::pause, storage::FileStore,
-};
+use crate::{config::Config, db::Db, metrics::Metrics, probe, queue::Topology, shutdown::pause, storage::FileStore};
 
 /// What the worker's tasks share.
 pub struct WorkerCtx {
@@ -43,7 +41,7 @@ pub struct WorkerCtx {
 
 impl WorkerCtx {
     pub fn new(config: Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let (db, store) = crate::startup::open_db_and_store(&config)?;
+        let (db, store) = crate::resources::open_db_and_store(&config)?;
         let topology = Topology::from_config(&config);
         let outcomes = outcomes::Recorder::start(db.clone(), metrics.clone());
         Ok(Self { config: Arc::new(config), db, store, topology, consuming: Arc::default(), metrics, outcomes })
@@ -118,7 +116,7 @@ fn serve_metrics(
     ctx: Arc<WorkerCtx>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    use actix_web::{web, App, HttpResponse, HttpServer};
+    use actix_web::{web, App, HttpServer};
     let ctx = web::Data::from(ctx);
     let server = HttpServer::new(move || {
         App::new()
@@ -126,14 +124,10 @@ fn serve_metrics(
             .route(
                 "/metrics",
                 web::get().to(|ctx: web::Data<WorkerCtx>| async move {
-                    let sampled = ctx.db.sample(READINESS_TIMEOUT, ctx.consuming.load(Ordering::Relaxed)).await;
-                    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(ctx.metrics.scrape(&sampled))
+                    probe::metrics(&ctx.metrics, &ctx.db, ctx.consuming.load(Ordering::Relaxed)).await
                 }),
             )
-            .route(
-                "/healthz",
-                web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({ "status": "ok" })) }),
-            )
+            .route("/healthz", web::get().to(|| async { probe::health() }))
             .route("/readyz", web::get().to(readiness))
     })
     .workers(1)
@@ -149,19 +143,12 @@ fn serve_metrics(
     Ok(tokio::spawn(server))
 }
 
-async fn readiness(ctx: actix_web::web::Data<WorkerCtx>) -> Result<actix_web::HttpResponse, ApiError> {
-    let (database, storage) = tokio::join!(ctx.db.reachable(READINESS_TIMEOUT), ctx.store.reachable(READINESS_TIMEOUT));
-    let consuming = ctx.consuming.load(Ordering::Relaxed);
-    if let Some(not_ready) = ApiError::not_ready(&[("database", database), ("storage", storage), ("broker", consuming)])
-    {
-        return Err(not_ready);
-    }
-    let checks = serde_json::json!({ "database": "ok", "storage": "ok", "broker": "ok" });
-    Ok(actix_web::HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "checks": checks })))
+/// Ready means able to work: the database and the file store answer, and the consumer is
+/// attached to its queue.
+async fn readiness(ctx: actix_web::web::Data<WorkerCtx>) -> actix_web::HttpResponse {
+    let [database, storage] = probe::database_and_store(&ctx.db, &ctx.store).await;
+    probe::readiness(&[database, storage, ("broker", ctx.consuming.load(Ordering::Relaxed))], &[])
 }
-
-/// How long the readiness probe waits for the database.
-const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Exponential backoff for reconnecting: 250 ms doubling up to 30 s.
 struct Backoff(Duration);
