@@ -110,16 +110,20 @@ impl AuditRow {
 pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<AuditRow>, i64), DbError> {
     let (rows, total) = tx
         .query_page(
-            r#"
+            concat!(
+                r#"
         select id, action, actor_user_id, target_type, target_id, details, request_id, created_at
           from app.audit_log
-         where organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)
+         where organization_id = "#,
+                tenant_org!(),
+                r#"
          order by created_at desc, id desc
          limit $1
         offset $2
-        "#,
+        "#
+            ),
             &[&limit, &offset],
-            "select count(*) from app.audit_log where organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)",
+            concat!("select count(*) from app.audit_log where organization_id = ", tenant_org!()),
             &[],
         )
         .await?;

@@ -58,16 +58,20 @@ pub async fn insert(
 pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<InvitationRow>, i64), DbError> {
     let (rows, total) = tx
         .query_page(
-            r#"
+            concat!(
+                r#"
         select id, email, role, expires_at, accepted_at, created_at
           from app.invitations
-         where organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)
+         where organization_id = "#,
+                tenant_org!(),
+                r#"
          order by created_at desc, id desc
          limit $1
         offset $2
-        "#,
+        "#
+            ),
             &[&limit, &offset],
-            "select count(*) from app.invitations where organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)",
+            concat!("select count(*) from app.invitations where organization_id = ", tenant_org!()),
             &[],
         )
         .await?;

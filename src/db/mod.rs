@@ -15,6 +15,15 @@
 //! `search_path`, so PostgreSQL cannot inline them and runs a SQL function per call (0.2 ms a
 //! statement). And as a sub-select, like the policies': evaluated once per statement.
 
+/// The tenant's organization, as every statement names it: the transaction's own setting (set
+/// by its first statement, from known ids or a resolved credential), read once per statement
+/// (an init plan), never a parameter. Written once here, pasted by `concat!`.
+macro_rules! tenant_org {
+    () => {
+        "(select nullif(current_setting('app.org_id', true), '')::uuid)"
+    };
+}
+
 pub mod audit;
 pub mod files;
 pub mod invitations;

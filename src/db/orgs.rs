@@ -34,12 +34,16 @@ pub async fn find_current(tx: impl Into<Reading<'_>>) -> Result<Option<OrgRow>, 
     let row = tx
         .into()
         .query_opt(
-            r#"
+            concat!(
+                r#"
             select o.id, o.name, o.storage_quota_mb, o.storage_used_bytes,
                    (select count(*) from app.users u where u.organization_id = o.id and u.is_active) as member_count
               from app.organizations o
-             where o.id = (select nullif(current_setting('app.org_id', true), '')::uuid)
-            "#,
+             where o.id = "#,
+                tenant_org!(),
+                r#"
+            "#
+            ),
             &[],
         )
         .await?;

@@ -64,14 +64,18 @@ pub async fn list(tx: impl Into<Reading<'_>>, file: FileId) -> Result<Vec<LinkRo
     let rows = tx
         .into()
         .query(
-            r#"
+            concat!(
+                r#"
             select l.id, l.created_at, l.expires_at, l.revoked_at, u.email as created_by_email
               from app.share_links l
               join app.users u on u.id = l.created_by
-             where l.organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)
+             where l.organization_id = "#,
+                tenant_org!(),
+                r#"
                and l.file_id = $1
              order by l.created_at desc, l.id desc
-            "#,
+            "#
+            ),
             &[file.as_uuid()],
         )
         .await?;
@@ -134,7 +138,8 @@ impl OrgLinkRow {
 pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<OrgLinkRow>, i64), DbError> {
     let (rows, total) = tx
         .query_page(
-            r#"
+            concat!(
+                r#"
             select l.id, l.file_id, f.filename, l.created_by, u.email as created_by_email,
                    l.created_at, l.expires_at, l.revoked_at,
                    (l.revoked_at is null
@@ -144,16 +149,19 @@ pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<OrgLi
                     and u.is_active
                     and (u.role in ('owner', 'admin') or f.uploaded_by = u.id)) as works
               from (select * from app.share_links l
-                     where l.organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)
+                     where l.organization_id = "#,
+                tenant_org!(),
+                r#"
                      order by l.created_at desc, l.id desc
                      limit $1
                     offset $2) l
               join app.files f on f.organization_id = l.organization_id and f.id = l.file_id
               join app.users u on u.organization_id = l.organization_id and u.id = l.created_by
              order by l.created_at desc, l.id desc
-            "#,
+            "#
+            ),
             &[&limit, &offset],
-            "select count(*) from app.share_links where organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)",
+            concat!("select count(*) from app.share_links where organization_id = ", tenant_org!()),
             &[],
         )
         .await?;

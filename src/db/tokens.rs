@@ -55,14 +55,18 @@ pub async fn list(tx: impl Into<Reading<'_>>) -> Result<Vec<TokenRow>, DbError> 
     let rows = tx
         .into()
         .query(
-            r#"
+            concat!(
+                r#"
             select id, name, created_at, expires_at, last_used_at
               from app.api_tokens
-             where organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)
+             where organization_id = "#,
+                tenant_org!(),
+                r#"
                and user_id = (select nullif(current_setting('app.user_id', true), '')::uuid)
                and revoked_at is null
              order by created_at desc, id desc
-            "#,
+            "#
+            ),
             &[],
         )
         .await?;

@@ -81,16 +81,20 @@ impl UserRow {
 pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<UserRow>, i64), DbError> {
     let (rows, total) = tx
         .query_page(
-            r#"
+            concat!(
+                r#"
         select id, email, role, is_active, created_at
           from app.users
-         where organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)
+         where organization_id = "#,
+                tenant_org!(),
+                r#"
          order by created_at, id
          limit $1
         offset $2
-        "#,
+        "#
+            ),
             &[&limit, &offset],
-            "select count(*) from app.users where organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid)",
+            concat!("select count(*) from app.users where organization_id = ", tenant_org!()),
             &[],
         )
         .await?;
