@@ -6,6 +6,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{decode, DbError, ReadTx, Reading, Writing};
+use crate::domain::AuditEntryId;
 
 /// What happened, as stored in `app.audit_log.action`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +80,7 @@ pub async fn record(tx: impl Into<Writing<'_>>, event: Event<'_>) -> Result<(), 
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditRow {
-    pub id: Uuid,
+    pub id: AuditEntryId,
     pub action: String,
     pub actor_user_id: Option<Uuid>,
     pub target_type: Option<String>,
@@ -93,7 +94,7 @@ pub struct AuditRow {
 impl AuditRow {
     fn from_row(row: &Row) -> Result<Self, DbError> {
         Ok(Self {
-            id: decode(row.try_get("id"))?,
+            id: AuditEntryId::from_uuid(decode(row.try_get("id"))?),
             action: decode(row.try_get("action"))?,
             actor_user_id: decode(row.try_get("actor_user_id"))?,
             target_type: decode(row.try_get("target_type"))?,
@@ -131,7 +132,7 @@ pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<Audit
 }
 
 #[tracing::instrument(name = "db.audit.find", skip_all)]
-pub async fn find(tx: impl Into<Reading<'_>>, id: Uuid) -> Result<Option<AuditRow>, DbError> {
+pub async fn find(tx: impl Into<Reading<'_>>, id: AuditEntryId) -> Result<Option<AuditRow>, DbError> {
     let tx = tx.into();
     tx.query_opt(
         r#"
@@ -139,7 +140,7 @@ pub async fn find(tx: impl Into<Reading<'_>>, id: Uuid) -> Result<Option<AuditRo
           from app.audit_log
          where id = $1
         "#,
-        &[&id],
+        &[id.as_uuid()],
     )
     .await?
     .as_ref()

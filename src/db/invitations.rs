@@ -3,13 +3,12 @@
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
-use uuid::Uuid;
 
 use super::{decode, system::role, DbError, ReadTx, Reading, Writing};
-use crate::domain::{Email, Role};
+use crate::domain::{Email, InvitationId, Role};
 
 pub struct InvitationRow {
-    pub id: Uuid,
+    pub id: InvitationId,
     pub email: String,
     pub role: Role,
     pub expires_at: DateTime<Utc>,
@@ -20,7 +19,7 @@ pub struct InvitationRow {
 impl InvitationRow {
     fn from_row(row: &Row) -> Result<Self, DbError> {
         Ok(Self {
-            id: decode(row.try_get("id"))?,
+            id: InvitationId::from_uuid(decode(row.try_get("id"))?),
             email: decode(row.try_get("email"))?,
             role: role(row)?,
             expires_at: decode(row.try_get("expires_at"))?,
@@ -35,7 +34,7 @@ impl InvitationRow {
 #[tracing::instrument(name = "db.invitations.insert", skip_all)]
 pub async fn insert(
     tx: impl Into<Writing<'_>>,
-    id: Uuid,
+    id: InvitationId,
     email: &Email,
     role: Role,
     token_hash: &[u8],
@@ -48,7 +47,15 @@ pub async fn insert(
         insert into app.invitations (id, organization_id, email, role, token_hash, invited_by, expires_at)
         values ($1, $2, $3, $4, $5, $6, $7)
         "#,
-        &[&id, ctx.org_id.as_uuid(), &email.as_str(), &role.as_str(), &token_hash, ctx.user_id.as_uuid(), &expires_at],
+        &[
+            id.as_uuid(),
+            ctx.org_id.as_uuid(),
+            &email.as_str(),
+            &role.as_str(),
+            &token_hash,
+            ctx.user_id.as_uuid(),
+            &expires_at,
+        ],
     )
     .await?;
     Ok(())
@@ -79,7 +86,7 @@ pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<Invit
 }
 
 #[tracing::instrument(name = "db.invitations.find", skip_all)]
-pub async fn find(tx: impl Into<Reading<'_>>, id: Uuid) -> Result<Option<InvitationRow>, DbError> {
+pub async fn find(tx: impl Into<Reading<'_>>, id: InvitationId) -> Result<Option<InvitationRow>, DbError> {
     let tx = tx.into();
     tx.query_opt(
         r#"
@@ -87,7 +94,7 @@ pub async fn find(tx: impl Into<Reading<'_>>, id: Uuid) -> Result<Option<Invitat
           from app.invitations
          where id = $1
         "#,
-        &[&id],
+        &[id.as_uuid()],
     )
     .await?
     .as_ref()

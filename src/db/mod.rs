@@ -350,7 +350,7 @@ pub(crate) mod testing {
             details: serde_json::json!({}),
             request_id: "test",
         };
-        files::record_upload(tx, &new_file, uuid::Uuid::new_v4(), event).await.unwrap();
+        files::record_upload(tx, &new_file, crate::domain::JobId::new(), event).await.unwrap();
         (ctx, file_id)
     }
 

@@ -4,13 +4,12 @@
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
-use uuid::Uuid;
 
 use super::{decode, DbError, ReadTx, Reading, Tx, Writing};
-use crate::domain::FileId;
+use crate::domain::{FileId, LinkId, UserId};
 
 pub struct LinkRow {
-    pub id: Uuid,
+    pub id: LinkId,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -20,7 +19,7 @@ pub struct LinkRow {
 impl LinkRow {
     fn from_row(row: &Row) -> Result<Self, DbError> {
         Ok(Self {
-            id: decode(row.try_get("id"))?,
+            id: LinkId::from_uuid(decode(row.try_get("id"))?),
             created_at: decode(row.try_get("created_at"))?,
             expires_at: decode(row.try_get("expires_at"))?,
             revoked_at: decode(row.try_get("revoked_at"))?,
@@ -33,7 +32,7 @@ impl LinkRow {
 #[tracing::instrument(name = "db.share_links.insert", skip_all, fields(file_id = %file))]
 pub async fn insert(
     tx: &Tx,
-    id: Uuid,
+    id: LinkId,
     file: FileId,
     secret_hash: &[u8],
     expires_at: DateTime<Utc>,
@@ -51,7 +50,7 @@ pub async fn insert(
               from link
               join app.users u on u.id = link.created_by
             "#,
-            &[&id, ctx.org_id.as_uuid(), file.as_uuid(), ctx.user_id.as_uuid(), &secret_hash, &expires_at],
+            &[id.as_uuid(), ctx.org_id.as_uuid(), file.as_uuid(), ctx.user_id.as_uuid(), &secret_hash, &expires_at],
         )
         .await?;
     LinkRow::from_row(&row)
@@ -84,7 +83,7 @@ pub async fn list(tx: impl Into<Reading<'_>>, file: FileId) -> Result<Vec<LinkRo
 
 /// Revokes one of the file's links (again is fine); `false` when the caller sees no such link.
 #[tracing::instrument(name = "db.share_links.revoke", skip_all, fields(file_id = %file))]
-pub async fn revoke(tx: impl Into<Writing<'_>>, file: FileId, id: Uuid) -> Result<bool, DbError> {
+pub async fn revoke(tx: impl Into<Writing<'_>>, file: FileId, id: LinkId) -> Result<bool, DbError> {
     let tx = tx.into();
     let revoked = tx
         .execute(
@@ -94,7 +93,7 @@ pub async fn revoke(tx: impl Into<Writing<'_>>, file: FileId, id: Uuid) -> Resul
              where id = $1
                and file_id = $2
             "#,
-            &[&id, file.as_uuid()],
+            &[id.as_uuid(), file.as_uuid()],
         )
         .await?;
     Ok(revoked == 1)
@@ -102,10 +101,10 @@ pub async fn revoke(tx: impl Into<Writing<'_>>, file: FileId, id: Uuid) -> Resul
 
 /// A link as an owner or admin reviews them across the organization.
 pub struct OrgLinkRow {
-    pub id: Uuid,
-    pub file_id: Uuid,
+    pub id: LinkId,
+    pub file_id: FileId,
     pub filename: String,
-    pub created_by: Uuid,
+    pub created_by: UserId,
     pub created_by_email: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -117,10 +116,10 @@ pub struct OrgLinkRow {
 impl OrgLinkRow {
     fn from_row(row: &Row) -> Result<Self, DbError> {
         Ok(Self {
-            id: decode(row.try_get("id"))?,
-            file_id: decode(row.try_get("file_id"))?,
+            id: LinkId::from_uuid(decode(row.try_get("id"))?),
+            file_id: FileId::from_uuid(decode(row.try_get("file_id"))?),
             filename: decode(row.try_get("filename"))?,
-            created_by: decode(row.try_get("created_by"))?,
+            created_by: UserId::from_uuid(decode(row.try_get("created_by"))?),
             created_by_email: decode(row.try_get("created_by_email"))?,
             created_at: decode(row.try_get("created_at"))?,
             expires_at: decode(row.try_get("expires_at"))?,
@@ -171,7 +170,7 @@ pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<OrgLi
 /// Revokes any link the caller may manage, by its id alone (again is fine); the link's file,
 /// or `None` when the caller sees no such link.
 #[tracing::instrument(name = "db.share_links.revoke_by_id", skip_all)]
-pub async fn revoke_by_id(tx: impl Into<Writing<'_>>, id: Uuid) -> Result<Option<FileId>, DbError> {
+pub async fn revoke_by_id(tx: impl Into<Writing<'_>>, id: LinkId) -> Result<Option<FileId>, DbError> {
     let rows = tx
         .into()
         .query(
@@ -181,7 +180,7 @@ pub async fn revoke_by_id(tx: impl Into<Writing<'_>>, id: Uuid) -> Result<Option
              where id = $1
             returning file_id
             "#,
-            &[&id],
+            &[id.as_uuid()],
         )
         .await?;
     rows.first().map(|row| decode(row.try_get("file_id")).map(FileId::from_uuid)).transpose()

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
 use super::{decode, DbError, SystemConn, SystemTx};
-use crate::domain::{Chunk, FileId, OrgId, Role, UserId};
+use crate::domain::{Chunk, FileId, JobId, OrgId, Role, UserId};
 
 /// One round trip as the app role: the database is reachable and accepts our login.
 pub async fn ping(conn: &SystemConn) -> Result<(), DbError> {
@@ -232,7 +232,7 @@ pub(super) fn role(row: &Row) -> Result<Role, DbError> {
 
 /// A validation job waiting in the outbox.
 pub struct OutboxJob {
-    pub job_id: uuid::Uuid,
+    pub job_id: JobId,
     pub org_id: OrgId,
     pub file_id: FileId,
     pub user_id: UserId,
@@ -244,7 +244,7 @@ pub async fn outbox_claim(tx: &SystemTx<'_>, limit: i32) -> Result<Vec<OutboxJob
     rows.iter()
         .map(|row| {
             Ok(OutboxJob {
-                job_id: decode(row.try_get("id"))?,
+                job_id: JobId::from_uuid(decode(row.try_get("id"))?),
                 org_id: OrgId::from_uuid(decode(row.try_get("organization_id"))?),
                 file_id: FileId::from_uuid(decode(row.try_get("file_id"))?),
                 user_id: UserId::from_uuid(decode(row.try_get("user_id"))?),
@@ -253,7 +253,8 @@ pub async fn outbox_claim(tx: &SystemTx<'_>, limit: i32) -> Result<Vec<OutboxJob
         .collect()
 }
 
-pub async fn outbox_delete(tx: &SystemTx<'_>, job_ids: &[uuid::Uuid]) -> Result<(), DbError> {
+pub async fn outbox_delete(tx: &SystemTx<'_>, job_ids: &[JobId]) -> Result<(), DbError> {
+    let job_ids: Vec<uuid::Uuid> = job_ids.iter().map(|id| *id.as_uuid()).collect();
     tx.query("select app.outbox_delete($1)", &[&job_ids]).await?;
     Ok(())
 }

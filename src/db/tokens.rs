@@ -1,14 +1,13 @@
 //! Personal API tokens. Under the `api_tokens_own` policy a user sees and revokes only their
 //! own; authenticating with one is in the registry (`system::token_load`).
 
+use super::{decode, DbError, Reading, Tx, Writing};
+use crate::domain::TokenId;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
-use uuid::Uuid;
-
-use super::{decode, DbError, Reading, Tx, Writing};
 
 pub struct TokenRow {
-    pub id: Uuid,
+    pub id: TokenId,
     pub name: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -18,7 +17,7 @@ pub struct TokenRow {
 impl TokenRow {
     fn from_row(row: &Row) -> Result<Self, DbError> {
         Ok(Self {
-            id: decode(row.try_get("id"))?,
+            id: TokenId::from_uuid(decode(row.try_get("id"))?),
             name: decode(row.try_get("name"))?,
             created_at: decode(row.try_get("created_at"))?,
             expires_at: decode(row.try_get("expires_at"))?,
@@ -30,7 +29,7 @@ impl TokenRow {
 #[tracing::instrument(name = "db.tokens.insert", skip_all)]
 pub async fn insert(
     tx: &Tx,
-    id: Uuid,
+    id: TokenId,
     name: &str,
     token_hash: &[u8],
     expires_at: DateTime<Utc>,
@@ -43,7 +42,7 @@ pub async fn insert(
             values ($1, $2, $3, $4, $5, $6)
             returning id, name, created_at, expires_at, last_used_at
             "#,
-            &[&id, ctx.org_id.as_uuid(), ctx.user_id.as_uuid(), &name, &token_hash, &expires_at],
+            &[id.as_uuid(), ctx.org_id.as_uuid(), ctx.user_id.as_uuid(), &name, &token_hash, &expires_at],
         )
         .await?;
     TokenRow::from_row(&row)
@@ -74,7 +73,7 @@ pub async fn list(tx: impl Into<Reading<'_>>) -> Result<Vec<TokenRow>, DbError> 
 }
 
 #[tracing::instrument(name = "db.tokens.find", skip_all)]
-pub async fn find(tx: impl Into<Reading<'_>>, id: Uuid) -> Result<Option<TokenRow>, DbError> {
+pub async fn find(tx: impl Into<Reading<'_>>, id: TokenId) -> Result<Option<TokenRow>, DbError> {
     let tx = tx.into();
     tx.query_opt(
         r#"
@@ -83,7 +82,7 @@ pub async fn find(tx: impl Into<Reading<'_>>, id: Uuid) -> Result<Option<TokenRo
          where id = $1
            and revoked_at is null
         "#,
-        &[&id],
+        &[id.as_uuid()],
     )
     .await?
     .as_ref()
@@ -93,7 +92,7 @@ pub async fn find(tx: impl Into<Reading<'_>>, id: Uuid) -> Result<Option<TokenRo
 
 /// Revokes one of the caller's tokens; `false` when there is no such live token.
 #[tracing::instrument(name = "db.tokens.revoke", skip_all)]
-pub async fn revoke(tx: impl Into<Writing<'_>>, id: Uuid) -> Result<bool, DbError> {
+pub async fn revoke(tx: impl Into<Writing<'_>>, id: TokenId) -> Result<bool, DbError> {
     let tx = tx.into();
     let revoked = tx
         .execute(
@@ -103,7 +102,7 @@ pub async fn revoke(tx: impl Into<Writing<'_>>, id: Uuid) -> Result<bool, DbErro
              where id = $1
                and revoked_at is null
             "#,
-            &[&id],
+            &[id.as_uuid()],
         )
         .await?;
     Ok(revoked == 1)

@@ -60,3 +60,23 @@ id_type!(
     /// A stored file.
     FileId
 );
+id_type!(
+    /// A personal API token (its id, never its secret).
+    TokenId
+);
+id_type!(
+    /// An invitation to join an organization (its id, never its token).
+    InvitationId
+);
+id_type!(
+    /// A share link to a file (its id, never its secret).
+    LinkId
+);
+id_type!(
+    /// An entry of an organization's audit log.
+    AuditEntryId
+);
+id_type!(
+    /// A validation job: its outbox row and the message that carries it.
+    JobId
+);

@@ -14,7 +14,7 @@ pub use chunk::Chunk;
 pub use email::Email;
 pub use file_status::FileStatus;
 pub use filename::Filename;
-pub use ids::{FileId, OrgId, UserId};
+pub use ids::{AuditEntryId, FileId, InvitationId, JobId, LinkId, OrgId, TokenId, UserId};
 pub use org_name::OrgName;
 pub use password::Password;
 pub use role::Role;

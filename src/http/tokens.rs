@@ -8,12 +8,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_actix_web::{scope, service_config::ServiceConfig};
-use uuid::Uuid;
 
 use super::{ApiResult, AppState, Authed, BodyErrors, Reader};
 use crate::{
     auth::token,
     db::{self, audit::Action, tokens::TokenRow},
+    domain::TokenId,
     error::{ApiError, ErrorBody},
 };
 
@@ -32,7 +32,7 @@ struct CreateTokenRequest {
 
 #[derive(Serialize, ToSchema)]
 struct TokenResponse {
-    id: Uuid,
+    id: TokenId,
     name: String,
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
@@ -89,9 +89,9 @@ async fn create_token(state: web::Data<AppState>, authed: Authed, body: web::Jso
     let (secret, digest) = token::new_secret("tfp_");
     let expires_at = Utc::now() + Duration::days(i64::from(expires_in_days));
     let tx = state.db.begin(&authed.ctx).await?;
-    let created = db::tokens::insert(&tx, Uuid::new_v4(), name, &digest, expires_at).await?;
+    let created = db::tokens::insert(&tx, TokenId::new(), name, &digest, expires_at).await?;
     let details = json!({ "name": name, "expires_at": expires_at });
-    db::audit::record(&tx, authed.event(Action::TokenCreated, Some(("token", created.id)), details)).await?;
+    db::audit::record(&tx, authed.event(Action::TokenCreated, Some(("token", created.id.into())), details)).await?;
     tx.commit().await?;
     Ok(HttpResponse::Created().json(CreatedToken { token: created.into(), secret }))
 }
@@ -119,7 +119,7 @@ async fn list_tokens(state: web::Data<AppState>, reader: Reader) -> ApiResult {
 )]
 #[get("/{id}")]
 #[tracing::instrument(skip_all)]
-async fn get_token(state: web::Data<AppState>, reader: Reader, id: web::Path<Uuid>) -> ApiResult {
+async fn get_token(state: web::Data<AppState>, reader: Reader, id: web::Path<TokenId>) -> ApiResult {
     let tx = state.db.read(&reader).await?;
     let found = db::tokens::find(tx, id.into_inner()).await?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(TokenResponse::from(found)))
@@ -134,13 +134,13 @@ async fn get_token(state: web::Data<AppState>, reader: Reader, id: web::Path<Uui
 )]
 #[delete("/{id}")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
-async fn revoke_token(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
+async fn revoke_token(state: web::Data<AppState>, authed: Authed, id: web::Path<TokenId>) -> ApiResult {
     let id = id.into_inner();
     let tx = state.db.begin(&authed.ctx).await?;
     if !db::tokens::revoke(&tx, id).await? {
         return Err(ApiError::NotFound);
     }
-    db::audit::record(&tx, authed.event(Action::TokenRevoked, Some(("token", id)), json!({}))).await?;
+    db::audit::record(&tx, authed.event(Action::TokenRevoked, Some(("token", id.into())), json!({}))).await?;
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -2,12 +2,11 @@
 //! reservation release and audit entry commit in one statement (`db::files::record_upload`).
 
 use anyhow::Context;
-use uuid::Uuid;
 
 use super::{Uploader, Uploads};
 use crate::{
     db::{self, files::NewFile, tus::LeaseTerms},
-    domain::{Chunk, FileId, Filename},
+    domain::{Chunk, FileId, Filename, JobId},
     error::ApiError,
     storage::{FileStore, Received, Staged},
 };
@@ -50,7 +49,7 @@ impl Uploads {
                     return Err(ApiError::Locked);
                 }
             }
-            db::files::record_upload(tx, &new_file, Uuid::new_v4(), uploader.uploaded(file_id, filename, size)).await?;
+            db::files::record_upload(tx, &new_file, JobId::new(), uploader.uploaded(file_id, filename, size)).await?;
             Ok(())
         };
         match recorded.await {

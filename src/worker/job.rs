@@ -5,7 +5,6 @@
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::{
     validate::{judge, Verdict},
@@ -13,7 +12,7 @@ use super::{
 };
 use crate::{
     db::{self, DbError, TenantCtx},
-    domain::{FileId, FileStatus, OrgId, UserId},
+    domain::{FileId, FileStatus, JobId, OrgId, UserId},
     metrics::Metrics,
     storage::StorageError,
 };
@@ -25,7 +24,7 @@ const MAX_MESSAGE_BYTES: usize = 4096;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobMessage {
-    pub job_id: Uuid,
+    pub job_id: JobId,
     pub file_id: FileId,
     pub organization_id: OrgId,
     pub user_id: UserId,
@@ -244,7 +243,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> WorkerCtx {
-        let upload_dir = std::env::temp_dir().join(format!("tf-job-test-{}", Uuid::new_v4()));
+        let upload_dir = std::env::temp_dir().join(format!("tf-job-test-{}", uuid::Uuid::new_v4()));
         let config = crate::config::Config::from_args([
             "tenant-files".to_owned(),
             format!("--upload-dir={}", upload_dir.display()),
@@ -256,7 +255,7 @@ mod tests {
 
     fn job(attempt: u32) -> JobMessage {
         JobMessage {
-            job_id: Uuid::new_v4(),
+            job_id: JobId::new(),
             file_id: FileId::new(),
             organization_id: OrgId::new(),
             user_id: UserId::new(),

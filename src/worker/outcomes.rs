@@ -177,7 +177,9 @@ mod tests {
         let new_file = NewFile { id: poison, filename: &name, file_path: "unused", size: 1, sha256: &"0".repeat(64) };
         let event =
             Event { action: Action::FileUploaded, target: None, details: serde_json::json!({}), request_id: "test" };
-        files::record_upload(db.begin(&ctx).await.unwrap(), &new_file, uuid::Uuid::new_v4(), event).await.unwrap();
+        files::record_upload(db.begin(&ctx).await.unwrap(), &new_file, crate::domain::JobId::new(), event)
+            .await
+            .unwrap();
         owner
             .batch_execute(
                 "create function app.test_refuse_poison() returns trigger language plpgsql as

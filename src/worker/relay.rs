@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{pause, Backoff, JobMessage, WorkerCtx};
 use crate::{
     db::system,
+    domain::JobId,
     queue::{self, Publisher, VALIDATE_ROUTING_KEY},
 };
 
@@ -94,7 +95,7 @@ pub async fn relay_batch(ctx: &WorkerCtx, publisher: &Publisher) -> anyhow::Resu
     publisher.publish_confirmed(&ctx.topology.exchange, VALIDATE_ROUTING_KEY, &messages).await?;
     // Confirmed: now the jobs may leave the outbox. Should this commit fail, they are published
     // again later; the worker's processing is idempotent.
-    let ids: Vec<uuid::Uuid> = jobs.iter().map(|job| job.job_id).collect();
+    let ids: Vec<JobId> = jobs.iter().map(|job| job.job_id).collect();
     system::outbox_delete(&tx, &ids).await?;
     tx.commit().await?;
     ctx.metrics.jobs_published.inc_by(ids.len() as u64);

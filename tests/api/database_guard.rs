@@ -251,7 +251,7 @@ async fn a_job_commits_only_with_its_own_organizations_file() {
         Event { action: Action::FileUploaded, target: None, details: serde_json::json!({}), request_id: "test" };
 
     let tx = db.begin(&ctx(&owner)).await.unwrap();
-    files::record_upload(tx, &new_file, Uuid::new_v4(), event).await.unwrap();
+    files::record_upload(tx, &new_file, tenant_files::domain::JobId::new(), event).await.unwrap();
 
     // A job written straight into the outbox as the app role, in the owner's tenant context.
     let app_role = app.app_role().await;

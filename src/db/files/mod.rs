@@ -9,7 +9,7 @@ mod list;
 pub use list::{list_page, Direction, Listing, Page, Position, SortKey, Start, SEARCH_COUNT_LIMIT};
 
 use super::{audit::Event, decode, DbError, Param, ReadTx, Reading, Tx, Writing};
-use crate::domain::{FileId, FileStatus, Filename, OrgId, UserId};
+use crate::domain::{FileId, FileStatus, Filename, JobId, OrgId, UserId};
 
 /// A file as the API shows it (detail and list).
 pub struct FileRow {
@@ -64,7 +64,7 @@ pub struct NewFile<'a> {
 /// with its commit holds it for the server's own work only (docs/performance.md, "Small
 /// uploads"). A refusal (`organizations_within_quota`) leaves nothing.
 #[tracing::instrument(name = "db.files.record_upload", skip_all, fields(file_id = %file.id))]
-pub async fn record_upload(tx: Tx, file: &NewFile<'_>, job_id: uuid::Uuid, event: Event<'_>) -> Result<(), DbError> {
+pub async fn record_upload(tx: Tx, file: &NewFile<'_>, job_id: JobId, event: Event<'_>) -> Result<(), DbError> {
     let ctx = *tx.ctx();
     let (target_type, target_id) = event.target.unzip();
     tx.execute_and_commit(
@@ -89,7 +89,7 @@ pub async fn record_upload(tx: Tx, file: &NewFile<'_>, job_id: uuid::Uuid, event
             &file.size,
             &file.sha256,
             ctx.user_id.as_uuid(),
-            &job_id,
+            job_id.as_uuid(),
             &event.action.as_str(),
             &target_type,
             &target_id,

@@ -188,7 +188,7 @@ mod tests {
     async fn a_read_made_with_a_token_stamps_it_and_still_cannot_write() {
         let db = scratch_db(1).await;
         let (a, a_file) = tenant(&db, "a.txt").await;
-        let (token_id, token_hash) = (Uuid::new_v4(), vec![4u8; 32]);
+        let (token_id, token_hash) = (crate::domain::TokenId::new(), vec![4u8; 32]);
         let expires_at = chrono::Utc::now() + chrono::Duration::days(1);
         let tx = db.begin(&a).await.unwrap();
         tokens::insert(&tx, token_id, "script", &token_hash, expires_at).await.unwrap();

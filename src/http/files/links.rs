@@ -14,7 +14,7 @@ use super::ensure_may_change;
 use crate::{
     auth::token,
     db::{self, audit::Action, share_links::LinkRow},
-    domain::{FileId, FileStatus},
+    domain::{FileId, FileStatus, LinkId},
     error::{ApiError, ErrorBody},
     http::{ApiResult, AppState, Authed, BodyErrors},
 };
@@ -31,7 +31,7 @@ pub(super) struct CreateLinkRequest {
 
 #[derive(Serialize, ToSchema)]
 struct CreatedLink {
-    id: Uuid,
+    id: LinkId,
     /// The link itself; shown once, never again (only its SHA-256 is stored).
     url: String,
     expires_at: DateTime<Utc>,
@@ -39,7 +39,7 @@ struct CreatedLink {
 
 #[derive(Serialize, ToSchema)]
 struct LinkSummary {
-    id: Uuid,
+    id: LinkId,
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     revoked_at: Option<DateTime<Utc>>,
@@ -104,9 +104,10 @@ pub(super) async fn create_link(
     if file.status != FileStatus::Ready {
         return Err(ApiError::Conflict { code: "file_not_ready", message: "only a ready file can be shared" });
     }
-    let link = db::share_links::insert(&tx, Uuid::new_v4(), id, &digest, expires_at).await?;
+    let link = db::share_links::insert(&tx, LinkId::new(), id, &digest, expires_at).await?;
     let details = json!({ "file_id": id, "expires_at": expires_at });
-    db::audit::record(&tx, authed.event(Action::ShareLinkCreated, Some(("share_link", link.id)), details)).await?;
+    db::audit::record(&tx, authed.event(Action::ShareLinkCreated, Some(("share_link", link.id.into())), details))
+        .await?;
     tx.commit().await?;
     let url = state.public_url.join(&format!("/api/shared/{secret}"));
     Ok(HttpResponse::Created().json(CreatedLink { id: link.id, url, expires_at: link.expires_at }))
@@ -148,7 +149,7 @@ pub(super) async fn list_links(state: web::Data<AppState>, authed: Authed, id: w
 pub(super) async fn revoke_link(
     state: web::Data<AppState>,
     authed: Authed,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(Uuid, LinkId)>,
 ) -> ApiResult {
     let (id, link_id) = path.into_inner();
     let id = FileId::from_uuid(id);
@@ -158,7 +159,8 @@ pub(super) async fn revoke_link(
         return Err(ApiError::NotFound);
     }
     let details = json!({ "file_id": id });
-    db::audit::record(&tx, authed.event(Action::ShareLinkRevoked, Some(("share_link", link_id)), details)).await?;
+    db::audit::record(&tx, authed.event(Action::ShareLinkRevoked, Some(("share_link", link_id.into())), details))
+        .await?;
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }

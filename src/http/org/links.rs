@@ -7,20 +7,20 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use crate::{
     db::{self, audit::Action, share_links::OrgLinkRow},
+    domain::{FileId, LinkId, UserId},
     error::{ApiError, ErrorBody},
     http::{ApiResult, AppState, Authed, PageQuery},
 };
 
 #[derive(Serialize, ToSchema)]
 pub(super) struct OrgLink {
-    id: Uuid,
-    file_id: Uuid,
+    id: LinkId,
+    file_id: FileId,
     filename: String,
-    created_by: Uuid,
+    created_by: UserId,
     created_by_email: String,
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
@@ -77,13 +77,14 @@ pub(super) async fn list_org_links(
 #[utoipa::path(tag = "org", params(("id" = Uuid, Path, description = "Link id")), responses((status = 204, description = "Revoked"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
 #[delete("/links/{id}")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
-pub(super) async fn revoke_org_link(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
+pub(super) async fn revoke_org_link(state: web::Data<AppState>, authed: Authed, id: web::Path<LinkId>) -> ApiResult {
     authed.require_manager()?;
     let link_id = id.into_inner();
     let tx = state.db.begin(&authed.ctx).await?;
     let file_id = db::share_links::revoke_by_id(&tx, link_id).await?.ok_or(ApiError::NotFound)?;
     let details = json!({ "file_id": file_id });
-    db::audit::record(&tx, authed.event(Action::ShareLinkRevoked, Some(("share_link", link_id)), details)).await?;
+    db::audit::record(&tx, authed.event(Action::ShareLinkRevoked, Some(("share_link", link_id.into())), details))
+        .await?;
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -22,7 +22,7 @@ use crate::{
         self,
         audit::{Action, AuditRow},
     },
-    domain::{Email, Role, UserId},
+    domain::{AuditEntryId, Email, InvitationId, Role, UserId},
     error::{ApiError, ErrorBody},
 };
 
@@ -180,13 +180,13 @@ async fn create_invitation(state: web::Data<AppState>, authed: Authed, body: web
         return Err(ApiError::Forbidden("only owners invite owners"));
     }
     let (invitation_token, digest) = token::new_secret("tfi_");
-    let id = Uuid::new_v4();
+    let id = InvitationId::new();
     let expires_at = Utc::now() + Duration::days(INVITATION_VALIDITY_DAYS);
 
     let tx = state.db.begin(&authed.ctx).await?;
     db::invitations::insert(&tx, id, &email, role, &digest, expires_at).await?;
     let details = json!({ "email": email.as_str(), "role": role });
-    db::audit::record(&tx, authed.event(Action::InvitationCreated, Some(("invitation", id)), details)).await?;
+    db::audit::record(&tx, authed.event(Action::InvitationCreated, Some(("invitation", id.into())), details)).await?;
     tx.commit().await?;
     Ok(HttpResponse::Created().json(CreatedInvitation {
         id,
@@ -214,7 +214,7 @@ async fn list_invitations(state: web::Data<AppState>, authed: Authed, query: web
 #[utoipa::path(tag = "org", params(("id" = Uuid, Path, description = "Invitation id")), responses((status = 200, body = InvitationResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
 #[get("/invitations/{id}")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
-async fn get_invitation(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
+async fn get_invitation(state: web::Data<AppState>, authed: Authed, id: web::Path<InvitationId>) -> ApiResult {
     authed.require_manager()?;
     let tx = state.db.read(&authed.ctx).await?;
     let invitation = db::invitations::find(tx, id.into_inner()).await?.ok_or(ApiError::NotFound)?;
@@ -237,7 +237,7 @@ async fn list_audit(state: web::Data<AppState>, authed: Authed, query: web::Quer
 #[utoipa::path(tag = "org", params(("id" = Uuid, Path, description = "Audit entry id")), responses((status = 200, body = AuditRow), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
 #[get("/audit/{id}")]
 #[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
-async fn get_audit_entry(state: web::Data<AppState>, authed: Authed, id: web::Path<Uuid>) -> ApiResult {
+async fn get_audit_entry(state: web::Data<AppState>, authed: Authed, id: web::Path<AuditEntryId>) -> ApiResult {
     authed.require_manager()?;
     let tx = state.db.read(&authed.ctx).await?;
     let entry = db::audit::find(tx, id.into_inner()).await?.ok_or(ApiError::NotFound)?;

@@ -3,11 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use crate::{
     db::{audit::AuditRow, invitations::InvitationRow, users::UserRow},
-    domain::{OrgId, Role, UserId},
+    domain::{InvitationId, OrgId, Role, UserId},
 };
 
 #[derive(Serialize, ToSchema)]
@@ -36,7 +35,7 @@ impl From<UserRow> for UserResponse {
 
 #[derive(Serialize, ToSchema)]
 pub(super) struct InvitationResponse {
-    pub(super) id: Uuid,
+    pub(super) id: InvitationId,
     pub(super) email: String,
     pub(super) role: Role,
     pub(super) expires_at: DateTime<Utc>,
@@ -59,7 +58,7 @@ impl From<InvitationRow> for InvitationResponse {
 
 #[derive(Serialize, ToSchema)]
 pub(super) struct CreatedInvitation {
-    pub(super) id: Uuid,
+    pub(super) id: InvitationId,
     /// Shown once; only its SHA-256 is stored.
     pub(super) invitation_token: String,
     pub(super) email: String,
