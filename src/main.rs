@@ -35,7 +35,7 @@ async fn main() -> ExitCode {
 async fn run(config: Config) -> anyhow::Result<()> {
     match config.mode {
         Mode::Migrate => {
-            let applied = db::migrate::run(&config.migration_database_url).await?;
+            let applied = db::migrate::run(&config.database.migration_database_url).await?;
             tracing::info!(applied, "migrations are up to date");
             Ok(())
         }
@@ -46,9 +46,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Mode::RlsAudit => {
-            let target = config.audit_database_url.as_ref().unwrap_or(&config.migration_database_url);
-            let report = rls_audit::run(target, &config.audit_app_role, &config.audit_definer_role).await?;
-            match config.format {
+            let target = config.audit.audit_database_url.as_ref().unwrap_or(&config.database.migration_database_url);
+            let report = rls_audit::run(target, &config.audit.audit_app_role, &config.audit.audit_definer_role).await?;
+            match config.audit.format {
                 OutputFormat::Text => print!("{}", report.to_text()),
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
             }

@@ -61,7 +61,7 @@ impl Application {
     /// Counts into `metrics`, which a worker in the same process may share.
     pub async fn build(config: Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let (db, store) = crate::resources::open_db_and_store(&config)?;
-        let key = match &config.session_key {
+        let key = match &config.auth.session_key {
             Some(secret) => Key::try_from(secret.expose_secret().as_bytes()).context("invalid SESSION_KEY")?,
             None => {
                 tracing::warn!("APP_ENV=dev: using a generated SESSION_KEY; sessions end when the process restarts");
@@ -69,9 +69,9 @@ impl Application {
             }
         };
         let cursor_key = SigningKey::for_cursors(key.master());
-        let decoy_hash = password::decoy_hash(config.bcrypt_cost).await?;
-        let listener =
-            TcpListener::bind(config.bind).with_context(|| format!("cannot listen on BIND {}", config.bind))?;
+        let decoy_hash = password::decoy_hash(config.auth.bcrypt_cost).await?;
+        let listener = TcpListener::bind(config.http.bind)
+            .with_context(|| format!("cannot listen on BIND {}", config.http.bind))?;
         let listener_addr = listener.local_addr()?;
         let port = listener_addr.port();
 
@@ -81,20 +81,23 @@ impl Application {
         let openapi = http::openapi();
         let openapi_json: Arc<str> = openapi.to_pretty_json()?.into();
         let query_parameters = QueryParameters::of(&openapi);
-        let ipv6_prefix = config.rate_limit_ipv6_prefix;
-        let sign_in_limiter = ClientLimiter::new(config.auth_rate_per_minute, config.auth_rate_burst, ipv6_prefix);
-        let share_limiter = ClientLimiter::new(config.share_rate_per_minute, config.share_rate_burst, ipv6_prefix);
-        let public_url = config.public_url.clone().unwrap_or_else(|| PublicUrl::of_listener(listener_addr));
+        let ipv6_prefix = config.http.rate_limit_ipv6_prefix;
+        let sign_in_limiter =
+            ClientLimiter::new(config.http.auth_rate_per_minute, config.http.auth_rate_burst, ipv6_prefix);
+        let share_limiter =
+            ClientLimiter::new(config.http.share_rate_per_minute, config.http.share_rate_burst, ipv6_prefix);
+        let public_url = config.http.public_url.clone().unwrap_or_else(|| PublicUrl::of_listener(listener_addr));
         let stop = CancellationToken::new();
         let broker = BrokerStatus::default();
-        broker.watch(config.amqp_url.clone(), config.broker_timeout(), stop.clone());
+        broker.watch(config.broker.amqp_url.clone(), config.broker.timeout(), stop.clone());
         let limits = Limits {
-            max_file_bytes: config.max_file_size_bytes(),
-            upload_timeout: std::time::Duration::from_secs(config.upload_timeout_seconds),
-            idle_timeout: std::time::Duration::from_secs(config.upload_idle_timeout_seconds),
-            tus_expiry: std::time::Duration::from_secs(config.tus_expiry_seconds),
+            max_file_bytes: config.limits.max_file_size_bytes(),
+            upload_timeout: std::time::Duration::from_secs(config.limits.upload_timeout_seconds),
+            idle_timeout: std::time::Duration::from_secs(config.limits.upload_idle_timeout_seconds),
+            tus_expiry: std::time::Duration::from_secs(config.limits.tus_expiry_seconds),
         };
-        let budget = MemoryBudget::new(usize::try_from(config.upload_memory_mb * 1_048_576).unwrap_or(usize::MAX));
+        let budget =
+            MemoryBudget::new(usize::try_from(config.limits.upload_memory_mb * 1_048_576).unwrap_or(usize::MAX));
         let uploads = Uploads::new(db.clone(), store.clone(), budget, limits);
         let state = web::Data::new(AppState {
             db: db.clone(),

@@ -97,7 +97,7 @@ async fn register(
             return Err(invalid_invitation());
         }
     }
-    let password_hash = password::hash(password, state.config.bcrypt_cost).await?;
+    let password_hash = password::hash(password, state.config.auth.bcrypt_cost).await?;
     let user_id = UserId::new();
     let (org_id, role) = match target {
         Join::NewOrganization(name) => {
@@ -169,8 +169,8 @@ async fn login(
     state.sign_in_limiter.check(state.client_address(&req))?;
     let LoginRequest { email, password } = body.into_inner();
     let email = email.trim().to_owned();
-    let window = i64::from(state.config.login_window_seconds);
-    let max_attempts = i32::try_from(state.config.login_max_failures).unwrap_or(i32::MAX);
+    let window = i64::from(state.config.auth.login_window_seconds);
+    let max_attempts = i32::try_from(state.config.auth.login_max_failures).unwrap_or(i32::MAX);
 
     let attempt = {
         let conn = state.db.system_conn().await?;

@@ -73,7 +73,7 @@ pub struct AppState {
 impl AppState {
     /// The client's address, for per-address limits (`http::client`).
     pub fn client_address(&self, req: &actix_web::HttpRequest) -> Option<std::net::IpAddr> {
-        client::address(req, &self.config.trusted_proxies)
+        client::address(req, &self.config.http.trusted_proxies)
     }
 }
 

@@ -94,7 +94,12 @@ impl Topology {
     }
 
     pub fn from_config(config: &Config) -> Self {
-        Self::new(&config.queue_prefix, &config.job_retry_delays_ms, config.queue_type, config.queue_expires_ms)
+        Self::new(
+            &config.broker.queue_prefix,
+            &config.worker.job_retry_delays_ms,
+            config.broker.queue_type,
+            config.broker.queue_expires_ms,
+        )
     }
 
     /// The retry queue for a delay (the configured delay list is looked up by the caller).

@@ -39,13 +39,13 @@ pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
 /// Consumes until shutdown (`Ok`) or until the connection fails (`Err`, the caller reconnects).
 /// Either way the jobs already in progress finish first.
 async fn consume(ctx: &Arc<WorkerCtx>, shutdown: &CancellationToken, backoff: &mut Backoff) -> anyhow::Result<()> {
-    let timeout = ctx.config.broker_timeout();
+    let timeout = ctx.config.broker.timeout();
     let (connection, channel) =
-        queue::connect(&ctx.config.amqp_url, &ctx.topology, "tenant-files worker", timeout).await?;
+        queue::connect(&ctx.config.broker.amqp_url, &ctx.topology, "tenant-files worker", timeout).await?;
     // basic.qos: the broker sends at most this many unacknowledged deliveries to this channel
     // (https://www.rabbitmq.com/amqp-0-9-1-reference.html#basic.qos). Small, so a busy worker
     // leaves the rest of the queue to other workers.
-    queue::bounded(timeout, channel.basic_qos(ctx.config.worker_prefetch, BasicQosOptions::default())).await?;
+    queue::bounded(timeout, channel.basic_qos(ctx.config.worker.worker_prefetch, BasicQosOptions::default())).await?;
     // Retries are published on their own confirming channel.
     let retries = Arc::new(Publisher::new(queue::bounded(timeout, connection.create_channel()).await?, timeout).await?);
     let tag = format!("tenant-files-worker-{}", uuid::Uuid::new_v4());
@@ -101,7 +101,7 @@ async fn consume(ctx: &Arc<WorkerCtx>, shutdown: &CancellationToken, backoff: &m
 /// retries and dead-lettering are decided.
 pub(super) async fn settle(ctx: Arc<WorkerCtx>, retries: Arc<Publisher>, delivery: Delivery) {
     let outcome = job::process(&ctx, &delivery.data).await;
-    let timeout = ctx.config.broker_timeout();
+    let timeout = ctx.config.broker.timeout();
     let ack = || queue::bounded(timeout, delivery.ack(BasicAckOptions::default()));
     let dead_letter = || queue::bounded(timeout, delivery.reject(BasicRejectOptions { requeue: false }));
     let settled = match &outcome {

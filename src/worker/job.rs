@@ -158,7 +158,7 @@ async fn decide(
             give_up(ctx, &job, "validation could not complete (an internal error; see the worker's log)", &error).await;
             Outcome::Permanent { job, error }
         }
-        Err(JobError::Transient(e)) if job.attempt >= ctx.config.job_max_attempts => {
+        Err(JobError::Transient(e)) if job.attempt >= ctx.config.worker.job_max_attempts => {
             let error = format!("{e:#}");
             let reason = format!("validation could not complete after {} attempts", job.attempt);
             give_up(ctx, &job, &reason, &error).await;

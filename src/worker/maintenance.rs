@@ -17,8 +17,8 @@ const BATCH: i32 = 500;
 const SWEEP_BATCH: usize = 10_000;
 
 pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
-    let every = Duration::from_millis(ctx.config.maintenance_interval_ms);
-    let sweep_every = Duration::from_secs(ctx.config.chunk_sweep_grace_seconds);
+    let every = Duration::from_millis(ctx.config.worker.maintenance_interval_ms);
+    let sweep_every = Duration::from_secs(ctx.config.worker.chunk_sweep_grace_seconds);
     let mut swept: Option<Instant> = None;
     while pause(&shutdown, every).await {
         // Lists the store: once per grace period, not every round.
@@ -82,7 +82,8 @@ pub async fn expire_tus_uploads(ctx: &WorkerCtx) -> anyhow::Result<usize> {
 /// `PATCH` holds is left alone (it may be stored and not yet recorded), as is any chunk
 /// younger than the grace period.
 pub async fn sweep_orphan_chunks(ctx: &WorkerCtx) -> anyhow::Result<usize> {
-    let grace = chrono::Duration::seconds(i64::try_from(ctx.config.chunk_sweep_grace_seconds).unwrap_or(i64::MAX));
+    let grace =
+        chrono::Duration::seconds(i64::try_from(ctx.config.worker.chunk_sweep_grace_seconds).unwrap_or(i64::MAX));
     let before = chrono::Utc::now() - grace;
     let cut_off = ctx.store.remove_cut_off_writes(before).await?;
     let found = ctx.store.chunks_written_before(before, SWEEP_BATCH).await?;
@@ -113,7 +114,7 @@ pub async fn sweep_orphan_chunks(ctx: &WorkerCtx) -> anyhow::Result<usize> {
 /// deactivated (no job could be authorized for them any more); returns how many it settled.
 pub async fn requeue_stale(ctx: &WorkerCtx) -> anyhow::Result<i32> {
     let conn = ctx.db.system_conn().await?;
-    let after = i64::try_from(ctx.config.pending_sweep_after_seconds).unwrap_or(i64::MAX);
+    let after = i64::try_from(ctx.config.worker.pending_sweep_after_seconds).unwrap_or(i64::MAX);
     let settled = system::requeue_stale_pending(&conn, after, BATCH).await?;
     if settled > 0 {
         tracing::warn!(settled, "re-enqueued (or failed, for deactivated uploaders) files stuck in pending");
@@ -125,7 +126,7 @@ pub async fn requeue_stale(ctx: &WorkerCtx) -> anyhow::Result<i32> {
 /// round takes the next batch.
 pub async fn prune_expired(ctx: &WorkerCtx) -> anyhow::Result<i32> {
     let conn = ctx.db.system_conn().await?;
-    let pruned = system::prune_expired(&conn, i64::from(ctx.config.login_window_seconds), BATCH).await?;
+    let pruned = system::prune_expired(&conn, i64::from(ctx.config.auth.login_window_seconds), BATCH).await?;
     if pruned > 0 {
         tracing::info!(pruned, "pruned expired sessions and login windows");
     }

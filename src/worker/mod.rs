@@ -49,7 +49,7 @@ impl WorkerCtx {
 
     /// How long to wait before retrying attempt `attempt` (1-based); the last delay repeats.
     pub fn retry_delay_ms(&self, attempt: u32) -> u32 {
-        let delays = &self.config.job_retry_delays_ms;
+        let delays = &self.config.worker.job_retry_delays_ms;
         let index = (attempt.max(1) as usize - 1).min(delays.len() - 1);
         delays[index]
     }
@@ -64,7 +64,7 @@ pub async fn run_worker_until_stopped(
 ) -> anyhow::Result<()> {
     let ctx = Arc::new(WorkerCtx::new(config, metrics)?);
     tracing::info!(queue = %ctx.topology.work_queue, "worker starting");
-    let metrics = match ctx.config.metrics_bind {
+    let metrics = match ctx.config.worker.metrics_bind {
         Some(addr) => Some(serve_metrics(addr, ctx.clone(), shutdown.clone())?),
         None => None,
     };
@@ -88,9 +88,9 @@ pub async fn run_worker_until_stopped(
 pub async fn drain(config: Config, metrics: Arc<Metrics>) -> anyhow::Result<usize> {
     use lapin::options::BasicGetOptions;
     let ctx = Arc::new(WorkerCtx::new(config, metrics)?);
-    let timeout = ctx.config.broker_timeout();
+    let timeout = ctx.config.broker.timeout();
     let (connection, channel) =
-        crate::queue::connect(&ctx.config.amqp_url, &ctx.topology, "tenant-files drain", timeout).await?;
+        crate::queue::connect(&ctx.config.broker.amqp_url, &ctx.topology, "tenant-files drain", timeout).await?;
     let publisher = Arc::new(
         crate::queue::Publisher::new(crate::queue::bounded(timeout, connection.create_channel()).await?, timeout)
             .await?,

@@ -17,7 +17,7 @@ use crate::{
 const BATCH: i32 = 200;
 
 pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
-    let idle = Duration::from_millis(ctx.config.relay_interval_ms);
+    let idle = Duration::from_millis(ctx.config.worker.relay_interval_ms);
     let mut backoff = Backoff::new();
     while !shutdown.is_cancelled() {
         let (_connection, publisher) = match connect(&ctx).await {
@@ -65,9 +65,9 @@ pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
 }
 
 async fn connect(ctx: &WorkerCtx) -> anyhow::Result<(lapin::Connection, Publisher)> {
-    let timeout = ctx.config.broker_timeout();
+    let timeout = ctx.config.broker.timeout();
     let (connection, channel) =
-        queue::connect(&ctx.config.amqp_url, &ctx.topology, "tenant-files relay", timeout).await?;
+        queue::connect(&ctx.config.broker.amqp_url, &ctx.topology, "tenant-files relay", timeout).await?;
     Ok((connection, Publisher::new(channel, timeout).await?))
 }
 

@@ -67,8 +67,8 @@ async fn the_worker_is_ready_only_while_its_consumer_is_attached() {
     let app = spawn_app().await;
     let port = unused_port();
     let mut config = app.config.clone();
-    config.amqp_url = amqp_url_via(proxy.port);
-    config.metrics_bind = Some(format!("127.0.0.1:{port}").parse().unwrap());
+    config.broker.amqp_url = amqp_url_via(proxy.port);
+    config.worker.metrics_bind = Some(format!("127.0.0.1:{port}").parse().unwrap());
     let _worker = app.start_worker_with(config);
     let client = app.client();
     let readiness = || async {

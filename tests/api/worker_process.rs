@@ -90,7 +90,7 @@ async fn uploads_during_a_broker_outage_are_validated_once_it_is_back() {
     let owner = app.register_org().await;
     let proxy = TcpProxy::start(broker_addr()).await;
     let mut config = app.config.clone();
-    config.amqp_url = amqp_url_via(proxy.port);
+    config.broker.amqp_url = amqp_url_via(proxy.port);
     let _worker = app.start_worker_with(config);
 
     // Broker unreachable: uploads still succeed, their jobs wait in the outbox.
@@ -124,8 +124,8 @@ async fn a_hung_broker_never_leaves_the_relay_idle_in_transaction() {
     let proxy = TcpProxy::start(broker_addr()).await;
     proxy.set_up(true);
     let mut config = app.config.clone();
-    config.amqp_url = amqp_url_via(proxy.port);
-    config.broker_timeout_ms = 1000;
+    config.broker.amqp_url = amqp_url_via(proxy.port);
+    config.broker.broker_timeout_ms = 1000;
     let _worker = app.start_worker_with(config);
     let first = owner.upload_ok("before.txt", "connected").await;
     app.wait_for_status(&owner, &first, "ready").await;

@@ -64,7 +64,7 @@ pub(super) async fn tus_options(state: web::Data<AppState>) -> HttpResponse {
         .insert_header(("Tus-Resumable", TUS_VERSION))
         .insert_header(("Tus-Version", TUS_VERSION))
         .insert_header(("Tus-Extension", TUS_EXTENSIONS))
-        .insert_header(("Tus-Max-Size", state.config.max_file_size_bytes().to_string()))
+        .insert_header(("Tus-Max-Size", state.config.limits.max_file_size_bytes().to_string()))
         .finish()
 }
 
@@ -161,7 +161,7 @@ pub(super) async fn create_upload(state: web::Data<AppState>, authed: Authed, re
     if length == 0 {
         return Err(ApiError::invalid("empty_file", "the uploaded file is empty"));
     }
-    let limit = state.config.max_file_size_bytes();
+    let limit = state.config.limits.max_file_size_bytes();
     if length > limit {
         return Err(crate::storage::StorageError::TooLarge { limit_bytes: limit }.into());
     }
@@ -169,7 +169,7 @@ pub(super) async fn create_upload(state: web::Data<AppState>, authed: Authed, re
 
     let id = FileId::new();
     tracing::Span::current().record("upload_id", tracing::field::display(id));
-    let expiry = state.config.tus_expiry_seconds;
+    let expiry = state.config.limits.tus_expiry_seconds;
     let expires_at = Utc::now() + chrono::Duration::seconds(i64::try_from(expiry).unwrap_or(i64::MAX));
     let length = i64::try_from(length).unwrap_or(i64::MAX);
     let tx = state.db.begin(&authed.ctx).await?;

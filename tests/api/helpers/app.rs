@@ -210,7 +210,7 @@ pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
         args.push(format!("--trusted-proxies={}", settings.trusted_proxies));
     }
     let config = Config::from_args(&args).expect("test config");
-    migrate::run(&config.migration_database_url).await.expect("migrations apply");
+    migrate::run(&config.database.migration_database_url).await.expect("migrations apply");
     let metrics = std::sync::Arc::new(tenant_files::metrics::Metrics::new());
     let app = Application::build(config.clone(), metrics.clone()).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
