@@ -2,10 +2,9 @@
 //! which is listed with its justification in docs/rls.md. Nothing else in the crate reads
 //! across tenants.
 
-use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
-use super::{decode, DbError, SystemConn, SystemTx};
+use super::{decode, files::StoredFile, DbError, SystemConn, SystemTx};
 use crate::domain::{Chunk, FileId, JobId, OrgId, Role, UserId};
 
 /// One round trip as the app role: the database is reachable and accepts our login.
@@ -160,40 +159,19 @@ pub async fn token_load(conn: &SystemConn, token_hash: &[u8]) -> Result<Option<(
 
 /// The file a share link grants, while it does (unexpired, unrevoked, file live and ready,
 /// creator active); each opening is audited in the file's organization.
-pub struct SharedFile {
-    pub organization_id: OrgId,
-    pub file_id: FileId,
-    pub filename: String,
-    pub size: i64,
-    pub mime_type: Option<String>,
-    pub sha256: String,
-    pub uploaded_at: DateTime<Utc>,
-}
-
 pub async fn share_link_open(
     conn: &SystemConn,
     secret_hash: &[u8],
     request_id: &str,
-) -> Result<Option<SharedFile>, DbError> {
+) -> Result<Option<StoredFile>, DbError> {
     let row = conn
         .query_opt(
-            "select organization_id, file_id, filename, file_size_bytes, mime_type, sha256, uploaded_at
+            "select organization_id, file_id as id, filename, file_size_bytes, mime_type, sha256, uploaded_at
                from app.share_link_open($1, $2)",
             &[&secret_hash, &request_id],
         )
         .await?;
-    row.map(|row| {
-        Ok(SharedFile {
-            organization_id: OrgId::from_uuid(decode(row.try_get("organization_id"))?),
-            file_id: FileId::from_uuid(decode(row.try_get("file_id"))?),
-            filename: decode(row.try_get("filename"))?,
-            size: decode(row.try_get("file_size_bytes"))?,
-            mime_type: decode(row.try_get("mime_type"))?,
-            sha256: decode(row.try_get("sha256"))?,
-            uploaded_at: decode(row.try_get("uploaded_at"))?,
-        })
-    })
-    .transpose()
+    row.as_ref().map(StoredFile::from_row).transpose()
 }
 
 /// Whether an invitation token is usable by `email` right now (checked before the password is

@@ -7,7 +7,7 @@
 use actix_web::{get, http::header, web, HttpRequest};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::{extract::request_id, files::serve_download, files::Downloadable, ApiResult, AppState};
+use super::{extract::request_id, files::serve_download, ApiResult, AppState};
 use crate::{
     auth::token,
     db::system,
@@ -47,7 +47,7 @@ async fn open_shared(state: web::Data<AppState>, secret: web::Path<String>, req:
         system::share_link_open(&conn, &token::digest(&secret), &request_id(&req)).await?.ok_or(ApiError::NotFound)?;
     drop(conn);
     tracing::Span::current().record("org_id", tracing::field::display(shared.organization_id));
-    let mut response = serve_download(&req, &state.store, Downloadable::from(&shared)).await?;
+    let mut response = serve_download(&req, &state.store, &shared).await?;
     // The secret is in this URL: no page opened from the file may learn it from a Referer.
     response.headers_mut().insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
     Ok(response)

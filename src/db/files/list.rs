@@ -86,9 +86,9 @@ impl SortKey {
     /// `row`'s value of this key, as the cursor carries it.
     fn value_of(self, row: &FileRow) -> String {
         match self {
-            SortKey::UploadedAt => row.uploaded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            SortKey::Filename => row.filename.clone(),
-            SortKey::Size => row.size.to_string(),
+            SortKey::UploadedAt => row.file.uploaded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            SortKey::Filename => row.file.filename.clone(),
+            SortKey::Size => row.file.size.to_string(),
         }
     }
 }
@@ -322,7 +322,7 @@ pub async fn list_page(tx: ReadTx, listing: &Listing) -> Result<Page, DbError> {
     let next = more
         .then(|| files.last())
         .flatten()
-        .map(|last| Position { key: listing.sort.value_of(last), id: *last.id.as_uuid() });
+        .map(|last| Position { key: listing.sort.value_of(last), id: *last.file.id.as_uuid() });
     Ok(Page { files, total, total_capped, next })
 }
 

@@ -11,8 +11,10 @@ pub use list::{list_page, Direction, Listing, Page, Position, SortKey, Start, SE
 use super::{audit::Event, decode, DbError, Param, ReadTx, Reading, Tx, Writing};
 use crate::domain::{FileId, FileStatus, Filename, JobId, OrgId, UserId};
 
-/// A file as the API shows it (detail and list).
-pub struct FileRow {
+/// A stored file: where its bytes are and what they are — what serving them needs, whether
+/// the caller reached it as a tenant (inside [`FileRow`]) or through a share link
+/// (`system::share_link_open`).
+pub struct StoredFile {
     pub id: FileId,
     /// Where its bytes are kept (`{organization}/{file}`).
     pub organization_id: OrgId,
@@ -20,9 +22,30 @@ pub struct FileRow {
     pub size: i64,
     pub mime_type: Option<String>,
     pub sha256: String,
+    pub uploaded_at: DateTime<Utc>,
+}
+
+impl StoredFile {
+    /// From a row with the columns `id`, `organization_id`, `filename`, `file_size_bytes`,
+    /// `mime_type`, `sha256` and `uploaded_at`.
+    pub(super) fn from_row(row: &Row) -> Result<Self, DbError> {
+        Ok(Self {
+            id: FileId::from_uuid(decode(row.try_get("id"))?),
+            organization_id: OrgId::from_uuid(decode(row.try_get("organization_id"))?),
+            filename: decode(row.try_get("filename"))?,
+            size: decode(row.try_get("file_size_bytes"))?,
+            mime_type: decode(row.try_get("mime_type"))?,
+            sha256: decode(row.try_get("sha256"))?,
+            uploaded_at: decode(row.try_get("uploaded_at"))?,
+        })
+    }
+}
+
+/// A file as the API shows it (detail and list): the stored file, and where validation stands.
+pub struct FileRow {
+    pub file: StoredFile,
     pub status: FileStatus,
     pub error_message: Option<String>,
-    pub uploaded_at: DateTime<Utc>,
     pub processed_at: Option<DateTime<Utc>>,
     pub uploaded_by_email: String,
 }
@@ -31,16 +54,10 @@ impl FileRow {
     fn from_row(row: &Row) -> Result<Self, DbError> {
         let status: String = decode(row.try_get("status"))?;
         Ok(Self {
-            id: FileId::from_uuid(decode(row.try_get("id"))?),
-            organization_id: OrgId::from_uuid(decode(row.try_get("organization_id"))?),
-            filename: decode(row.try_get("filename"))?,
-            size: decode(row.try_get("file_size_bytes"))?,
-            mime_type: decode(row.try_get("mime_type"))?,
-            sha256: decode(row.try_get("sha256"))?,
+            file: StoredFile::from_row(row)?,
             status: FileStatus::from_db(&status)
                 .ok_or_else(|| DbError::Decode(anyhow::anyhow!("unknown file status {status:?}")))?,
             error_message: decode(row.try_get("error_message"))?,
-            uploaded_at: decode(row.try_get("uploaded_at"))?,
             processed_at: decode(row.try_get("processed_at"))?,
             uploaded_by_email: decode(row.try_get("uploaded_by_email"))?,
         })

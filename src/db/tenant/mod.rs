@@ -91,7 +91,7 @@ mod tests {
         drop(tx);
         assert_eq!(left_on_the_connection(&db).await, NO_TENANT_NOTHING_VISIBLE);
         let file = super::super::files::find(db.read(&b).await.unwrap(), b_file).await.unwrap().unwrap();
-        assert_eq!(file.filename, "b.txt");
+        assert_eq!(file.file.filename, "b.txt");
     }
 
     /// A read is one statement (a second does not compile: `ReadTx` is consumed), it cannot
@@ -117,7 +117,7 @@ mod tests {
         assert_eq!(code, Some(SqlState::READ_ONLY_SQL_TRANSACTION));
         assert_eq!(left_on_the_connection(&db).await, NO_TENANT_NOTHING_VISIBLE);
         let file = super::super::files::find(db.read(&a).await.unwrap(), a_file).await.unwrap().unwrap();
-        assert_eq!(file.filename, "a.txt");
+        assert_eq!(file.file.filename, "a.txt");
     }
 
     /// A write commits with its one statement; a statement the policies refuse leaves nothing,
@@ -129,7 +129,7 @@ mod tests {
         let (b, b_file) = tenant(&db, "b.txt").await;
         let name = |ctx, id| {
             let db = &db;
-            async move { super::super::files::find(db.read(&ctx).await.unwrap(), id).await.unwrap().unwrap().filename }
+            async move { super::super::files::find(db.read(&ctx).await.unwrap(), id).await.unwrap().unwrap().file.filename }
         };
 
         let write = db.write(&a).await.unwrap();
@@ -213,7 +213,7 @@ mod tests {
         });
         assert_eq!(code, Some(SqlState::READ_ONLY_SQL_TRANSACTION));
         let file = files::find(db.read(&a).await.unwrap(), a_file).await.unwrap().unwrap();
-        assert_eq!(file.filename, "a.txt");
+        assert_eq!(file.file.filename, "a.txt");
 
         assert!(tokens::revoke(db.write(&a).await.unwrap(), token_id).await.unwrap());
         let read = db.read(Caller::Token(Credential::new(token_hash))).await.unwrap().query(ALL_FILES, &[]).await;

@@ -26,63 +26,28 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 use crate::{
-    db::{files::FileRow, system::SharedFile},
-    domain::{FileId, FileStatus, OrgId},
+    db::files::{FileRow, StoredFile},
+    domain::FileStatus,
     error::ApiError,
     http::ApiResult,
     storage::FileStore,
 };
 
-/// What serving a file's bytes needs to know about it: where they are and what they are.
-pub(crate) struct Downloadable<'a> {
-    pub organization_id: OrgId,
-    pub id: FileId,
-    pub filename: &'a str,
-    pub size: i64,
-    pub mime_type: Option<&'a str>,
-    pub sha256: &'a str,
-    pub uploaded_at: DateTime<Utc>,
-}
-
-impl<'a> Downloadable<'a> {
-    /// A file the caller may see, once validation has marked it ready (409 before).
-    pub(crate) fn ready(file: &'a FileRow) -> Result<Self, ApiError> {
-        if file.status != FileStatus::Ready {
-            return Err(ApiError::Conflict {
-                code: "file_not_ready",
-                message: "the file can be downloaded once validation has marked it ready",
-            });
-        }
-        Ok(Self {
-            organization_id: file.organization_id,
-            id: file.id,
-            filename: &file.filename,
-            size: file.size,
-            mime_type: file.mime_type.as_deref(),
-            sha256: &file.sha256,
-            uploaded_at: file.uploaded_at,
-        })
+/// A file the caller may see, once validation has marked it ready (409 before).
+pub(crate) fn ready(row: &FileRow) -> Result<&StoredFile, ApiError> {
+    if row.status != FileStatus::Ready {
+        return Err(ApiError::Conflict {
+            code: "file_not_ready",
+            message: "the file can be downloaded once validation has marked it ready",
+        });
     }
-}
-
-impl<'a> From<&'a SharedFile> for Downloadable<'a> {
-    fn from(shared: &'a SharedFile) -> Self {
-        Self {
-            organization_id: shared.organization_id,
-            id: shared.file_id,
-            filename: &shared.filename,
-            size: shared.size,
-            mime_type: shared.mime_type.as_deref(),
-            sha256: &shared.sha256,
-            uploaded_at: shared.uploaded_at,
-        }
-    }
+    Ok(&row.file)
 }
 
 /// The response to a download of `file`: 200 or 206 with the bytes, 304, 412 or 416.
-pub(crate) async fn serve(req: &HttpRequest, store: &FileStore, file: Downloadable<'_>) -> ApiResult {
+pub(crate) async fn serve(req: &HttpRequest, store: &FileStore, file: &StoredFile) -> ApiResult {
     let size = u64::try_from(file.size).context("negative file size")?;
-    let validators = Validators::of(&file);
+    let validators = Validators::of(file);
     match validators.evaluate(req) {
         Precondition::Failed => return Err(ApiError::Http(StatusCode::PRECONDITION_FAILED)),
         Precondition::NotModified => return Ok(validators.apply(&mut HttpResponse::NotModified()).finish()),
@@ -112,11 +77,11 @@ pub(crate) async fn serve(req: &HttpRequest, store: &FileStore, file: Downloadab
         }
         None => HttpResponse::Ok(),
     };
-    let content_type = file.mime_type.and_then(|m| m.parse().ok()).unwrap_or(mime::APPLICATION_OCTET_STREAM);
+    let content_type = file.mime_type.as_deref().and_then(|m| m.parse().ok()).unwrap_or(mime::APPLICATION_OCTET_STREAM);
     validators
         .apply(&mut response)
         .insert_header(header::ContentType(content_type))
-        .insert_header(attachment(file.filename))
+        .insert_header(attachment(&file.filename))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         // Even opened directly, a stored HTML or SVG file must not run script on our origin.
@@ -138,7 +103,7 @@ enum Precondition {
 }
 
 impl Validators {
-    fn of(file: &Downloadable<'_>) -> Self {
+    fn of(file: &StoredFile) -> Self {
         Self { etag: EntityTag::new_strong(file.sha256.to_owned()), modified_secs: file.uploaded_at.timestamp() }
     }
 

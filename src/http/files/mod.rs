@@ -11,7 +11,7 @@ mod tus;
 mod types;
 mod upload;
 
-pub(super) use download::{serve as serve_download, Downloadable};
+pub(super) use download::serve as serve_download;
 
 use std::collections::HashSet;
 
@@ -118,7 +118,7 @@ async fn download_file(state: web::Data<AppState>, reader: Reader, id: web::Path
     let id = FileId::from_uuid(id.into_inner());
     let tx = state.db.read(&reader).await?;
     let file = db::files::find(tx, id).await?.ok_or(ApiError::NotFound)?;
-    download::serve(&req, &state.store, Downloadable::ready(&file)?).await
+    download::serve(&req, &state.store, download::ready(&file)?).await
 }
 
 /// Rename a file (the only changeable field).

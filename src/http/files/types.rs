@@ -30,14 +30,14 @@ pub(super) struct FileDetail {
 impl From<FileRow> for FileDetail {
     fn from(f: FileRow) -> Self {
         Self {
-            id: f.id,
-            filename: f.filename,
-            size: f.size,
-            mime_type: f.mime_type,
-            sha256: f.sha256,
+            id: f.file.id,
+            filename: f.file.filename,
+            size: f.file.size,
+            mime_type: f.file.mime_type,
+            sha256: f.file.sha256,
             status: f.status,
             error_message: f.error_message,
-            uploaded_at: f.uploaded_at,
+            uploaded_at: f.file.uploaded_at,
             processed_at: f.processed_at,
             uploaded_by_email: f.uploaded_by_email,
         }
@@ -57,11 +57,11 @@ pub(super) struct FileSummary {
 impl From<FileRow> for FileSummary {
     fn from(f: FileRow) -> Self {
         Self {
-            id: f.id,
-            filename: f.filename,
-            size: f.size,
+            id: f.file.id,
+            filename: f.file.filename,
+            size: f.file.size,
             status: f.status,
-            uploaded_at: f.uploaded_at,
+            uploaded_at: f.file.uploaded_at,
             uploaded_by_email: f.uploaded_by_email,
         }
     }
