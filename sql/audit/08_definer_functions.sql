@@ -6,7 +6,7 @@
 \if :{?definer_role} \else \set definer_role tenant_files_definer \endif
 with params as (select :'app_role'::name as app_role, :'definer_role'::name as definer_role),
 registry (signature) as (values
-  ('app.session_load(bytea)'),
+  ('app.credential(text,bytea)'),
   ('app.session_save(bytea,uuid,jsonb,bigint)'),
   ('app.session_touch(bytea,bigint)'),
   ('app.session_delete(bytea)'),
@@ -15,9 +15,6 @@ registry (signature) as (values
   ('app.prune_expired(bigint,integer)'),
   ('app.invitation_accept(bytea,text,uuid,text,text)'),
   ('app.invitation_valid(bytea,text)'),
-  ('app.token_load(bytea)'),
-  ('app.session_context(bytea)'),
-  ('app.token_context(bytea)'),
   ('app.share_link_open(bytea,text)'),
   ('app.users_end_sessions()'),
   ('app.files_track_usage()'),

@@ -5,8 +5,8 @@
 //! a session: it hands over only the key's hash, and the session is resolved where it is used
 //! (`http::extract`), with the user's *current* organization and role and nothing at all once
 //! the user is deactivated, so authorization never trusts what was true at login time. Either
-//! up front (`app.session_load`: a state-changing request needs the CSRF token first) or inside
-//! the read's own transaction (`app.session_context`: a read costs one round trip in all).
+//! up front (`app.credential('session', …)`: a state-changing request needs the CSRF token first) or inside
+//! the read's own transaction (`app.credential_context`: a read costs one round trip in all).
 
 use std::collections::HashMap;
 

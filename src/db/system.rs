@@ -37,7 +37,7 @@ pub async fn session_load(conn: &SystemConn, key_hash: &[u8]) -> Result<Option<S
         .query_opt(
             r#"
             select state, user_id, organization_id, role
-              from app.session_load($1)
+              from app.credential('session', $1)
             "#,
             &[&key_hash],
         )
@@ -146,7 +146,9 @@ pub async fn prune_expired(conn: &SystemConn, login_window_seconds: i64, limit: 
 /// Who a bearer token acts as, right now: `None` once it expired or was revoked, or its user
 /// was deactivated.
 pub async fn token_load(conn: &SystemConn, token_hash: &[u8]) -> Result<Option<(UserId, OrgId, Role)>, DbError> {
-    let row = conn.query_opt("select user_id, organization_id, role from app.token_load($1)", &[&token_hash]).await?;
+    let row = conn
+        .query_opt("select user_id, organization_id, role from app.credential('token', $1)", &[&token_hash])
+        .await?;
     row.map(|row| {
         Ok((
             UserId::from_uuid(decode(row.try_get("user_id"))?),

@@ -1,5 +1,5 @@
 //! Personal API tokens. Under the `api_tokens_own` policy a user sees and revokes only their
-//! own; authenticating with one is in the registry (`system::token_load`).
+//! own; authenticating with one is in the registry (`app.credential`, `system::token_load`).
 
 use super::{decode, DbError, Reading, Tx, Writing};
 use crate::domain::TokenId;

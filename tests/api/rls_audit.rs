@@ -44,7 +44,7 @@ async fn the_audit_passes_on_the_real_schema() {
     let report = rls_audit::run(&owner_config(&db), APP_ROLE, DEFINER_ROLE).await.unwrap();
     assert!(report.passed(), "{}", report.to_text());
     assert!(report.objects.iter().any(|o| o == "table app.files"));
-    assert!(report.objects.iter().any(|o| o == "function app.session_load(bytea)"));
+    assert!(report.objects.iter().any(|o| o == "function app.credential(text,bytea)"));
 
     for check in CHECKS {
         assert_eq!(psql_file(&db, check.file, APP_ROLE), "", "{} should return nothing", check.file);

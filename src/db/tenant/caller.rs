@@ -10,9 +10,9 @@ use super::TenantCtx;
 #[derive(Debug, Clone)]
 pub enum Caller {
     Known(TenantCtx),
-    /// The SHA-256 of a session's key: `app.session_context`.
+    /// The SHA-256 of a session's key: `app.credential_context('session', …)`.
     Session(Credential),
-    /// The SHA-256 of a bearer token: `app.token_context`.
+    /// The SHA-256 of a bearer token: `app.credential_context('token', …)`.
     Token(Credential),
 }
 
@@ -78,24 +78,23 @@ select set_config('app.org_id', $1, true),
        set_config('transaction_read_only', $4, true)
 "#;
 
-/// The same, with the ids resolved from a credential by a registry function (migrations/V16),
-/// which raises `invalid_authorization_specification` when it is not valid: the transaction is
-/// then aborted before the statement behind it runs. The function runs first (it is the `from`),
-/// so a token's `last_used_at` stamp precedes the switch to read-only.
+/// The same, with the ids resolved from a credential (`app.credential_context`, migrations
+/// V20), which raises `invalid_authorization_specification` when it is not valid: the
+/// transaction is then aborted before the statement behind it runs. The function runs first (it
+/// is the `from`), so a token's `last_used_at` stamp precedes the switch to read-only. The kind
+/// is part of the text: one prepared statement per kind.
 macro_rules! set_credential_context {
-    ($function:literal, $state:literal) => {
+    ($kind:literal) => {
         concat!(
-            "select c.organization_id, c.user_id, ",
-            $state,
-            " as state, set_config('plan_cache_mode', $2, true), set_config('transaction_read_only', $3, true) \
-             from ",
-            $function,
-            "($1) c"
+            "select c.organization_id, c.user_id, c.state, set_config('plan_cache_mode', $2, true), \
+             set_config('transaction_read_only', $3, true) from app.credential_context('",
+            $kind,
+            "', $1) c"
         )
     };
 }
-const SET_SESSION_CONTEXT: &str = set_credential_context!("app.session_context", "c.state");
-const SET_TOKEN_CONTEXT: &str = set_credential_context!("app.token_context", "null::jsonb");
+const SET_SESSION_CONTEXT: &str = set_credential_context!("session");
+const SET_TOKEN_CONTEXT: &str = set_credential_context!("token");
 
 /// What the context statement sets: known ids, or what a credential resolves to.
 pub(super) enum Context {
