@@ -77,7 +77,7 @@ CLIENTS=$!
 # Let the bodies pile up before measuring the other organization.
 sleep 5
 log "another organization's file detail while they stall"
-read -r DETAIL_RPS DETAIL_P50 DETAIL_P99 < <(wrk_run "/api/files/$FILE_C" "$COOKIE_C")
+read -r DETAIL_RPS DETAIL_P50 DETAIL_P99 _ < <(wrk_run "/api/files/$FILE_C" "$COOKIE_C")
 RSS_DURING=$(rss_kib VmRSS)
 THREADS_DURING=$(rss_kib Threads)
 wait "$CLIENTS"

@@ -51,7 +51,7 @@ done
   echo "| page | req/s | p50 ms | p99 ms |"
   echo "|---|---|---|---|"
   for n in "${!QUERIES[@]}"; do
-    read -r rps p50 p99 <<<"${RESULTS[$n]}"
+    read -r rps p50 p99 _ <<<"${RESULTS[$n]}"
     echo "| ${NAMES[$n]} | $rps | $p50 | $p99 |"
   done
 } | tee "$REPORT"

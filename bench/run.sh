@@ -15,11 +15,21 @@ source bench/jobs.sh
 source bench/peer.sh
 
 # --- Measure ------------------------------------------------------------------------------
-# pgbench: prints tps
+# pgbench: prints "tps p50_ms p99_ms p999_ms", the percentiles from its per-transaction log
+# (-l: one line per transaction, its latency in µs the third field), as wrk's are per request.
 pgbench_run() { # script org user file keyhash [total: 0 replays the list page without its total]
-  "$PGBENCH" -n -M prepared -c"$CONNECTIONS" -j2 -T"$DURATION" -f "bench/pgbench/$1.sql" \
+  rm -f .dev/pgbench-log.*
+  "$PGBENCH" -n -M prepared -c"$CONNECTIONS" -j2 -T"$DURATION" -l --log-prefix=.dev/pgbench-log -f "bench/pgbench/$1.sql" \
     -D org="$2" -D usr="$3" -D file="$4" -D keyhash="$5" -D total="${6:-1}" "$APP_URL" 2>&1 \
-    | python3 -c 'import re,sys; out=sys.stdin.read(); m=re.search(r"tps = ([\d.]+)", out); print(f"{float(m.group(1)):.0f}" if m else sys.exit(out))'
+    | python3 -c '
+import glob, re, sys
+out = sys.stdin.read()
+m = re.search(r"tps = ([\d.]+)", out)
+if not m:
+    sys.exit(out)
+latencies = sorted(int(line.split()[2]) for path in glob.glob(".dev/pgbench-log.*") for line in open(path))
+pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] / 1000.0
+print(f"{float(m.group(1)):.0f} {pick(0.5):.2f} {pick(0.99):.2f} {pick(0.999):.2f}")'
 }
 
 # RESULT: "req/s p50 p99" (wrk) or tps (pgbench); CPU: ms of CPU per request of each kind of
@@ -35,7 +45,7 @@ measure() { # name path cookie script org user keyhash [total]
   log "pgbench $4${8:+ (total=$8)}"
   cpu=$(cpu_split)
   RESULT[$1_ceiling]=$(pgbench_run "$4" "$5" "$6" "$FILE_A" "$7" "${8:-1}")
-  CPU[$1_ceiling]=$(cpu_per "$cpu" "$(cpu_split)" "${RESULT[$1_ceiling]} * $DURATION")
+  CPU[$1_ceiling]=$(cpu_per "$cpu" "$(cpu_split)" "${RESULT[$1_ceiling]%% *} * $DURATION")
 }
 measure detail "/api/files/$FILE_A" "$COOKIE_A" detail "$ORG_A" "$USER_A" "$KEYHASH_A"
 measure list "/api/files?page=1&limit=20" "$COOKIE_A" list "$ORG_A" "$USER_A" "$KEYHASH_A" 0 # ceiling: the page query alone
@@ -95,7 +105,9 @@ import sys
 r = {k: v.split() for k, v in {
     "detail": "${RESULT[detail]}", "list": "${RESULT[list]}", "me": "${RESULT[me]}",
     "list_1m": "${RESULT[list_1m]}", "detail_logins": "${RESULT[detail_logins]}"}.items()}
-ceil = {"detail": float("${RESULT[detail_ceiling]}"), "list": float("${RESULT[list_ceiling]}"), "me": float("${RESULT[me_ceiling]}")}
+replay = {k: [float(x) for x in v.split()] for k, v in {
+    "detail": "${RESULT[detail_ceiling]}", "list": "${RESULT[list_ceiling]}", "me": "${RESULT[me_ceiling]}"}.items()}
+ceil = {k: v[0] for k, v in replay.items()}
 target = {"detail": 0.6, "list": 0.5, "me": 0.6}
 cpu_ms = {k: [float(x) for x in v.split()] for k, v in {
     "detail": "${CPU[detail]}", "detail_ceiling": "${CPU[detail_ceiling]}", "list": "${CPU[list]}",
@@ -105,10 +117,23 @@ cpu = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].split("
 lines.append(f"Machine: {cpu}, {__import__('os').cpu_count()} cores; wrk -t2 -c$CONNECTIONS -d${DURATION}s, pgbench -c$CONNECTIONS -j2 -T${DURATION} -M prepared.\n")
 lines.append("| request | service req/s | p50 ms | p99 ms | pgbench ceiling tps | ratio | target |")
 lines.append("|---|---|---|---|---|---|---|")
-for name, label in [("detail", "GET /api/files/{id}"), ("list", "GET /api/files?page=1&limit=20 (ceiling: page query alone)"), ("me", "GET /api/auth/me")]:
-    rps, p50, p99 = r[name]
+labels = [("detail", "GET /api/files/{id}"), ("list", "GET /api/files?page=1&limit=20 (ceiling: page query alone)"), ("me", "GET /api/auth/me")]
+for name, label in labels:
+    rps, p50, p99 = r[name][:3]
     ratio = float(rps) / ceil[name]
     lines.append(f"| {label} | {rps} | {p50} | {p99} | {ceil[name]:.0f} | {ratio:.2f} | ≥ {target[name]} {'✓' if ratio >= target[name] else '✗'} |")
+lines.append("")
+lines.append("Tails, per request (wrk --latency and bench/tails.lua) and per transaction of the replay (pgbench -l), ms;")
+lines.append("targets (#24): the service's p99 within 3× the replay's, and within 4× its own p50:")
+lines.append("")
+lines.append("| request | service p50 | p90 | p99 | p99.9 | replay p50 | p99 | p99.9 | p99 ÷ replay p99 | p99 ÷ own p50 |")
+lines.append("|---|---|---|---|---|---|---|---|---|---|")
+for name, label in labels:
+    p50, p99, p90, p999 = (float(r[name][i]) for i in (1, 2, 3, 4))
+    _, rp50, rp99, rp999 = replay[name]
+    vs_replay, vs_own = p99 / rp99, p99 / p50
+    lines.append(f"| {name} | {p50:.2f} | {p90:.2f} | {p99:.2f} | {p999:.2f} | {rp50:.2f} | {rp99:.2f} | {rp999:.2f} | "
+                 f"{vs_replay:.1f} {'✓' if vs_replay <= 3 else '✗'} | {vs_own:.1f} {'✓' if vs_own <= 4 else '✗'} |")
 lines.append("")
 lines.append("CPU ms per request, by process, measured from /proc over each run (the two cores are shared by all):")
 lines.append("")

@@ -91,7 +91,8 @@ FILE_A=$(psql -X -At "$SUPER/$DB" -c "select id from app.files where organizatio
 KEYHASH_A=$(psql -X -At "$SUPER/$DB" -c "select '\\x' || encode(key_hash, 'hex') from app.sessions where user_id = '$USER_A' order by created_at desc limit 1")
 KEYHASH_C=$(psql -X -At "$SUPER/$DB" -c "select '\\x' || encode(key_hash, 'hex') from app.sessions where user_id = '$USER_C' order by created_at desc limit 1")
 
-# wrk's report on stdin -> "req/s p50_ms p99_ms socket_errors non_2xx"
+# wrk's report on stdin -> "req/s p50_ms p99_ms socket_errors non_2xx p90_ms p999_ms" (the
+# last two from bench/tails.lua's line)
 wrk_summary() {
   python3 -c '
 import re, sys
@@ -104,17 +105,24 @@ rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 sockets = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
 non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 p50, p99 = ms("50"), ms("99")
-print(f"{rps:.0f} {p50:.2f} {p99:.2f} {sockets} {non2xx.group(1) if non2xx else 0}")'
+tails = re.search(r"^TAILS (\d+) (\d+) (\d+) (\d+)$", out, re.M)
+p90, p999 = (int(tails.group(2)) / 1000.0, int(tails.group(4)) / 1000.0) if tails else (float("nan"), float("nan"))
+print(f"{rps:.0f} {p50:.2f} {p99:.2f} {sockets} {non2xx.group(1) if non2xx else 0} {p90:.2f} {p999:.2f}")'
 }
 
-# wrk at the bench's concurrency: prints "req/s p50_ms p99_ms"; fails on any non-2xx answer.
+# wrk at the bench's concurrency: prints "req/s p50_ms p99_ms p90_ms p999_ms"; fails on any
+# non-2xx answer. bench/tails.lua is appended to the run's script (or is its script).
 wrk_run() { # path cookie [more wrk options, e.g. -s script.lua]
-  local path=$1 cookie=$2 summary
+  local path=$1 cookie=$2 summary script=.dev/bench-wrk-tails.lua args=()
   shift 2
-  summary=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Cookie: $cookie" "$@" "$API$path" | wrk_summary)
+  cp bench/tails.lua "$script"
+  while [ $# -gt 0 ]; do
+    if [ "$1" = -s ]; then cat "$2" bench/tails.lua >"$script"; shift 2; else args+=("$1"); shift; fi
+  done
+  summary=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$script" -H "Cookie: $cookie" "${args[@]}" "$API$path" | wrk_summary)
   set -- $summary
   [ "$5" = 0 ] || { log "$path: $5 non-2xx answers"; return 1; }
-  echo "$1 $2 $3"
+  echo "$1 $2 $3 $6 $7"
 }
 
 # CPU time used so far, in ms, by each kind of process: "service postgres rabbitmq other"

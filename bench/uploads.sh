@@ -22,7 +22,7 @@ wrk.body = "--BENCHBOUNDARY\r\nContent-Disposition: form-data; name=\"file\"; fi
 LUA
 log "4 KB uploads, wrk -c$CONNECTIONS"
 wrk -t2 -c"$CONNECTIONS" -d2s -s .dev/bench-upload.lua "$API/api/files/upload" >/dev/null
-read -r UPLOAD_RPS UPLOAD_P50 UPLOAD_P99 < <(wrk_run /api/files/upload "$COOKIE_A" -s .dev/bench-upload.lua)
+read -r UPLOAD_RPS UPLOAD_P50 UPLOAD_P99 _ < <(wrk_run /api/files/upload "$COOKIE_A" -s .dev/bench-upload.lua)
 
 log "pgbench replay of the upload's statements"
 PGBENCH_TPS=$("$PGBENCH" -n -M prepared -c"$CONNECTIONS" -j2 -T"$DURATION" -f bench/pgbench/upload.sql \
