@@ -82,6 +82,7 @@ impl Application {
         let openapi_json: Arc<str> = openapi.to_pretty_json()?.into();
         let query_parameters = QueryParameters::of(&openapi);
         let ipv6_prefix = config.http.rate_limit_ipv6_prefix;
+        let workers = config.http.http_workers;
         let sign_in_limiter =
             ClientLimiter::new(config.http.auth_rate_per_minute, config.http.auth_rate_burst, ipv6_prefix);
         let share_limiter =
@@ -138,9 +139,12 @@ impl Application {
                 .app_data(state.clone())
         })
         // SIGTERM/SIGINT: stop accepting, let in-flight requests finish (bounded), then return.
-        .shutdown_timeout(shutdown_timeout)
-        .listen(listener)?
-        .run();
+        .shutdown_timeout(shutdown_timeout);
+        let server = match workers {
+            Some(workers) => server.workers(usize::from(workers)),
+            None => server,
+        };
+        let server = server.listen(listener)?.run();
         Ok(Self { port, server, stop })
     }
 

@@ -186,6 +186,12 @@ pub struct LimitsConfig {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "HTTP")]
 pub struct HttpConfig {
+    /// The HTTP server's worker threads, each a single-threaded runtime with its own share of
+    /// the connections (actix's default: one per CPU core). For experiments on how requests
+    /// and the database connections' tasks share the runtimes (docs/performance.md, "Tails").
+    #[arg(long, env = "HTTP_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub http_workers: Option<u16>,
+
     /// Listen address.
     #[arg(long, env = "BIND", default_value = "127.0.0.1:5000")]
     pub bind: SocketAddr,
