@@ -24,6 +24,13 @@ macro_rules! tenant_org {
     };
 }
 
+/// The acting user, the same way ([`tenant_org`]'s twin).
+macro_rules! tenant_user {
+    () => {
+        "(select nullif(current_setting('app.user_id', true), '')::uuid)"
+    };
+}
+
 pub mod audit;
 pub mod files;
 pub mod invitations;

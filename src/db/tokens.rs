@@ -61,7 +61,9 @@ pub async fn list(tx: impl Into<Reading<'_>>) -> Result<Vec<TokenRow>, DbError> 
              where organization_id = "#,
                 tenant_org!(),
                 r#"
-               and user_id = (select nullif(current_setting('app.user_id', true), '')::uuid)
+               and user_id = "#,
+                tenant_user!(),
+                r#"
                and revoked_at is null
              order by created_at desc, id desc
             "#

@@ -71,8 +71,14 @@ pub async fn create(
 #[tracing::instrument(name = "db.tus.find", skip_all, fields(upload_id = %id))]
 pub async fn find(tx: impl Into<Reading<'_>>, id: FileId) -> Result<Option<TusRow>, DbError> {
     let tx = tx.into();
+    // The user as every statement names it, not `app.current_user_id()`: a function per call.
     let sql = format!(
-        "select {COLUMNS} from app.tus_uploads where id = $1 and created_by = app.current_user_id() and expires_at > now()"
+        concat!(
+            "select {COLUMNS} from app.tus_uploads where id = $1 and created_by = ",
+            tenant_user!(),
+            " and expires_at > now()"
+        ),
+        COLUMNS = COLUMNS
     );
     tx.query_opt(&sql, &[id.as_uuid()]).await?.as_ref().map(TusRow::from_row).transpose()
 }

@@ -34,13 +34,17 @@ pub async fn find_me(tx: impl Into<Reading<'_>>) -> Result<Option<MeRow>, DbErro
     let row = tx
         .into()
         .query_opt(
-            r#"
+            concat!(
+                r#"
             select u.id, u.email, u.role, o.id as organization_id, o.name as organization_name
               from app.users u
               join app.organizations o on o.id = u.organization_id
-             where u.id = (select nullif(current_setting('app.user_id', true), '')::uuid)
+             where u.id = "#,
+                tenant_user!(),
+                r#"
                and u.is_active
-            "#,
+            "#
+            ),
             &[],
         )
         .await?;

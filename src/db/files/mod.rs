@@ -221,17 +221,21 @@ pub struct PendingFile {
     pub org_within_quota: bool,
 }
 
-const FIND_PENDING: &str = r#"
+const FIND_PENDING: &str = concat!(
+    r#"
     select f.filename, f.file_size_bytes, f.sha256,
            o.storage_used_bytes <= o.storage_quota_mb * 1048576 as org_within_quota
       from app.files f
       join app.organizations o on o.id = f.organization_id
-      join app.users u on u.id = (select nullif(current_setting('app.user_id', true), '')::uuid) and u.organization_id = f.organization_id
+      join app.users u on u.id = "#,
+    tenant_user!(),
+    r#" and u.organization_id = f.organization_id
      where f.id = $1
        and f.status = $2
        and f.deleted_at is null
        and u.is_active
-"#;
+"#
+);
 
 /// The file, if it is live and pending and the job's user is still an active member of the
 /// job's organization; `None` for every stale or forged job.
