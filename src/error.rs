@@ -44,6 +44,9 @@ pub enum ApiError {
     /// The organization already has its maximum of uploads in flight.
     #[error("too many uploads in progress for this organization; retry when one has finished")]
     TooManyUploads,
+    /// The user already has their maximum of unfinished resumable uploads.
+    #[error("too many unfinished resumable uploads; finish or terminate one (GET /api/files/tus lists them)")]
+    TooManyOpenUploads,
     /// Too many requests from one client address (per-process limit on sign-in endpoints).
     #[error("too many requests from this address; slow down")]
     RateLimited,
@@ -88,6 +91,7 @@ impl ApiError {
             ApiError::TooManyAttempts => "too_many_attempts",
             ApiError::RateLimited => "rate_limited",
             ApiError::TooManyUploads => "too_many_uploads",
+            ApiError::TooManyOpenUploads => "too_many_open_uploads",
             ApiError::Locked => "upload_locked",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotReady(_) => "not_ready",
@@ -138,9 +142,10 @@ impl ResponseError for ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::TooManyAttempts | ApiError::RateLimited | ApiError::TooManyUploads => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::TooManyAttempts
+            | ApiError::RateLimited
+            | ApiError::TooManyUploads
+            | ApiError::TooManyOpenUploads => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Locked => StatusCode::LOCKED,
             ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Http(status) => *status,

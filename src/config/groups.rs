@@ -170,6 +170,12 @@ pub struct LimitsConfig {
     #[arg(long, env = "TUS_EXPIRY_SECONDS", default_value_t = 3_600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub tus_expiry_seconds: u64,
 
+    /// Unfinished resumable uploads one user may have open at once (429
+    /// `too_many_open_uploads` beyond): an idle upload holds no upload slot, so without this
+    /// one account could open them without bound.
+    #[arg(long, env = "TUS_MAX_OPEN_UPLOADS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub tus_max_open_uploads: u32,
+
     /// How long an upload's body may send nothing before it is ended (a resumable upload keeps
     /// what arrived and its lease lapses after twice this): a stalled body must not hold its
     /// connection, memory and upload for long.

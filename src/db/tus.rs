@@ -46,6 +46,9 @@ pub(super) fn chunks(value: serde_json::Value) -> Result<Vec<Chunk>, DbError> {
 
 const COLUMNS: &str = "id, filename, upload_length, upload_offset, chunks, expires_at, file_id";
 
+/// Creates an upload, unless the caller already has `max_open` unfinished ones (`false`).
+/// Exact under concurrency when the transaction reserved first: the reservation locks the
+/// organization's row, so the count here sees every other creation committed before it.
 #[tracing::instrument(name = "db.tus.create", skip_all, fields(upload_id = %id))]
 pub async fn create(
     tx: &Tx,
@@ -53,17 +56,29 @@ pub async fn create(
     filename: &Filename,
     length: i64,
     expires_at: DateTime<Utc>,
-) -> Result<(), DbError> {
+    max_open: i64,
+) -> Result<bool, DbError> {
     let ctx = *tx.ctx();
-    tx.execute(
-        r#"
-        insert into app.tus_uploads (id, organization_id, created_by, filename, upload_length, expires_at)
-        values ($1, $2, $3, $4, $5, $6)
-        "#,
-        &[id.as_uuid(), ctx.org_id.as_uuid(), ctx.user_id.as_uuid(), &filename.as_str(), &length, &expires_at],
-    )
-    .await?;
-    Ok(())
+    let created = tx
+        .execute(
+            r#"
+            insert into app.tus_uploads (id, organization_id, created_by, filename, upload_length, expires_at)
+            select $1, $2, $3, $4, $5, $6
+             where (select count(*) from app.tus_uploads t
+                     where t.created_by = $3 and t.file_id is null and t.expires_at > now()) < $7
+            "#,
+            &[
+                id.as_uuid(),
+                ctx.org_id.as_uuid(),
+                ctx.user_id.as_uuid(),
+                &filename.as_str(),
+                &length,
+                &expires_at,
+                &max_open,
+            ],
+        )
+        .await?;
+    Ok(created == 1)
 }
 
 /// The caller's own upload, unless it expired (a completed one too, until then): what the tus

@@ -73,6 +73,34 @@ async fn idle_uploads_hold_no_slot_and_a_receiving_patch_holds_one() {
     assert_eq!(tus.patch(&uploads[2], 0, bytes.clone()).await.status(), StatusCode::NO_CONTENT);
 }
 
+/// Idle uploads hold no slot, so their number is bounded otherwise: a user has at most
+/// TUS_MAX_OPEN_UPLOADS unfinished ones, exactly even when they are created all at once, while
+/// another member of the organization still creates theirs; finishing or terminating one makes
+/// room again.
+#[tokio::test]
+async fn a_user_opens_at_most_their_share_of_unfinished_uploads() {
+    let app = spawn_app_with(Settings { tus_max_open_uploads: 3, ..Settings::default() }).await;
+    let owner = app.register_org().await;
+    let member = app.add_user(&owner, "member").await;
+    let tus = Tus::new(&app, &member).await;
+    let created = futures_util::future::join_all((0..10).map(|n| {
+        let tus = &tus;
+        async move { tus.create(10, &format!("burst-{n}.txt")).await.status() }
+    }))
+    .await;
+    assert_eq!(created.iter().filter(|s| **s == StatusCode::CREATED).count(), 3, "{created:?}");
+    assert!(created.iter().all(|s| *s == StatusCode::CREATED || *s == StatusCode::TOO_MANY_REQUESTS));
+    assert_error(tus.create(10, "one-more.txt").await, StatusCode::TOO_MANY_REQUESTS, "too_many_open_uploads").await;
+    assert_eq!(org_usage(&app, &owner.org_id).await.1, 30, "the refused ones reserved nothing");
+
+    let owner_tus = Tus::new(&app, &owner).await;
+    owner_tus.create_ok(10, "the-owners.txt").await;
+    let listed = listed(&member).await;
+    let first = listed[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(tus.terminate(&format!("/api/files/tus/{first}")).await.status(), StatusCode::NO_CONTENT);
+    tus.create_ok(10, "room-again.txt").await;
+}
+
 /// A slot is the lease: one left by a process that died (a lease nobody gives back) is free
 /// again once the lease lapses, without anyone releasing it.
 #[tokio::test]

@@ -142,6 +142,7 @@ pub(super) async fn list_uploads(state: web::Data<AppState>, authed: Authed) -> 
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 412, description = "Not tus 1.0.0 (`Tus-Version` says what is)", body = ErrorBody),
         (status = 413, description = "`file_too_large` or `quota_exceeded`", body = ErrorBody),
+        (status = 429, description = "`too_many_open_uploads`: the caller has TUS_MAX_OPEN_UPLOADS unfinished uploads", body = ErrorBody),
     ),
     security(("session" = []), ("bearer" = []))
 )]
@@ -177,7 +178,10 @@ pub(super) async fn create_upload(state: web::Data<AppState>, authed: Authed, re
     // becomes a file, is terminated, or expires (TUS_EXPIRY_SECONDS after its last byte).
     // (No slot yet: one is held only while a PATCH receives bytes.)
     db::uploads::reserve(&tx, id, length, i64::try_from(expiry).unwrap_or(i64::MAX), false).await?;
-    db::tus::create(&tx, id, &filename, length, expires_at).await?;
+    let max_open = i64::from(state.config.limits.tus_max_open_uploads);
+    if !db::tus::create(&tx, id, &filename, length, expires_at, max_open).await? {
+        return Err(ApiError::TooManyOpenUploads);
+    }
     tx.commit().await?;
 
     Ok(tus_response(HttpResponse::Created())

@@ -94,6 +94,8 @@ pub struct Settings {
     pub upload_memory_mb: u64,
     /// How old a chunk no upload refers to must be before the worker removes it.
     pub chunk_sweep_grace_seconds: u64,
+    /// Unfinished resumable uploads one user may have open.
+    pub tus_max_open_uploads: u32,
 }
 
 impl Default for Settings {
@@ -123,6 +125,7 @@ impl Default for Settings {
             upload_idle_timeout_seconds: 5,
             upload_memory_mb: 64,
             chunk_sweep_grace_seconds: 900,
+            tus_max_open_uploads: 100,
         }
     }
 }
@@ -186,6 +189,7 @@ pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
         format!("--upload-idle-timeout-seconds={}", settings.upload_idle_timeout_seconds),
         format!("--upload-memory-mb={}", settings.upload_memory_mb),
         format!("--chunk-sweep-grace-seconds={}", settings.chunk_sweep_grace_seconds),
+        format!("--tus-max-open-uploads={}", settings.tus_max_open_uploads),
         "--bcrypt-cost=4".into(),
         format!("--cookie-secure={}", settings.cookie_secure),
         format!("--amqp-url={}", settings.amqp_url.unwrap_or_else(amqp_url)),
