@@ -12,7 +12,10 @@
 //! costs what the first page costs, however deep, and no row is skipped or repeated when files
 //! are added meanwhile.
 
-use super::{FileRow, Param, ReadTx};
+use super::{
+    search::{like_pattern, Search},
+    FileRow, Param, ReadTx,
+};
 use crate::{db::DbError, domain::FileStatus};
 
 /// What the list shows, in which order, from where.
@@ -105,10 +108,6 @@ impl Direction {
 
 /// Matches above this many are not counted: a search's total is exact up to here.
 pub const SEARCH_COUNT_LIMIT: i64 = 1_000;
-
-/// Suffix hits up to which a search goes through the suffix table (V12); above, its term is
-/// common enough that walking the sort order finds a page sooner.
-const SPARSE_HITS: i64 = 1000;
 
 pub struct Page {
     pub files: Vec<FileRow>,
@@ -324,49 +323,6 @@ pub async fn list_page(tx: ReadTx, listing: &Listing) -> Result<Page, DbError> {
         .flatten()
         .map(|last| Position { key: listing.sort.value_of(last), id: *last.file.id.as_uuid() });
     Ok(Page { files, total, total_capped, next })
-}
-
-/// The SQL of a filename search whose term is parameter `$n`: the files whose name has a
-/// suffix starting with the term (lowercased and cut as `app.name_suffixes` cuts them), read
-/// by a range scan, which row-level security allows on an index because text comparisons are
-/// leakproof (ILIKE is not: docs/rls.md, "Traps").
-struct Search {
-    candidates: String,
-    probe: String,
-}
-
-impl Search {
-    fn new(n: usize) -> Self {
-        let prefix = format!("(left(lower(${n}), 24) collate \"C\")");
-        // The limit is never reached where candidates are used (the probe saw at most
-        // SPARSE_HITS), but it tells the planner how few they are: a lookup of each beats a
-        // scan of the organization's files.
-        let candidates = format!(
-            concat!(
-                "select s.file_id from app.file_name_suffixes s where s.organization_id = ",
-                tenant_org!(),
-                " and s.suffix >= {prefix} and s.suffix < ({prefix} || chr(1114111)) limit {limit}"
-            ),
-            prefix = prefix,
-            limit = SPARSE_HITS + 1
-        );
-        let probe = format!("with probe as (select count(*) <= {SPARSE_HITS} as sparse from ({candidates}) hits)");
-        Self { candidates, probe }
-    }
-}
-
-/// `ILIKE` pattern for a substring: `%`, `_` and the escape character match themselves.
-fn like_pattern(text: &str) -> String {
-    let mut pattern = String::with_capacity(text.len() + 2);
-    pattern.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
 }
 
 #[cfg(test)]

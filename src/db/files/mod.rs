@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
 mod list;
+mod search;
 
 pub use list::{list_page, Direction, Listing, Page, Position, SortKey, Start, SEARCH_COUNT_LIMIT};
 
