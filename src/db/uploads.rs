@@ -10,7 +10,8 @@ use super::{DbError, Writing};
 use crate::domain::FileId;
 
 /// Reserves `bytes` for the upload that will become `file_id`, until `deadline_seconds` from now,
-/// with a slot until then when it is `receiving` from the start (a plain upload).
+/// with a slot for `receiving_seconds` when it receives from the start (a plain upload, which
+/// renews it as it goes: [`renew_slot`]).
 /// Refused with `organizations_within_quota` or `organizations_uploads_in_flight`.
 #[tracing::instrument(name = "db.uploads.reserve", skip_all, fields(file_id = %file_id, bytes = bytes))]
 pub async fn reserve(
@@ -18,15 +19,14 @@ pub async fn reserve(
     file_id: FileId,
     bytes: i64,
     deadline_seconds: i64,
-    receiving: bool,
+    receiving_seconds: Option<f64>,
 ) -> Result<(), DbError> {
     let tx = tx.into();
     let ctx = *tx.ctx();
     tx.execute(
         r#"
         insert into app.upload_reservations (id, organization_id, user_id, bytes, expires_at, receiving_until)
-        select $1, $2, $3, $4, deadline, case when $6 then deadline end
-          from (select now() + make_interval(secs => $5) as deadline) d
+        values ($1, $2, $3, $4, now() + make_interval(secs => $5), now() + make_interval(secs => $6))
         "#,
         &[
             file_id.as_uuid(),
@@ -34,8 +34,21 @@ pub async fn reserve(
             ctx.user_id.as_uuid(),
             &bytes,
             &(deadline_seconds as f64),
-            &receiving,
+            &receiving_seconds,
         ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Keeps a plain upload's slot for `seconds` more: it is renewed while the request lives, so a
+/// process killed mid-upload gives the slot back within seconds, not at the upload's deadline.
+#[tracing::instrument(name = "db.uploads.renew_slot", skip_all, fields(file_id = %file_id))]
+pub async fn renew_slot(tx: impl Into<Writing<'_>>, file_id: FileId, seconds: f64) -> Result<(), DbError> {
+    let tx = tx.into();
+    tx.execute(
+        "update app.upload_reservations set receiving_until = now() + make_interval(secs => $2) where id = $1",
+        &[file_id.as_uuid(), &seconds],
     )
     .await?;
     Ok(())

@@ -2,9 +2,21 @@
 //! record → release. The reservation is taken before the first byte is written, so an upload
 //! over the quota or over the organization's uploads in flight is refused with nothing written;
 //! it is given back before the answer, so the client's next upload finds quota and slot free.
+//! Its slot is a lease like a resumable upload's: twice the idle timeout, renewed while the
+//! request lives, so a killed process frees it within seconds; and a body that sends nothing
+//! for the idle timeout is ended (408), so a stalled client cannot sit on a slot.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{Uploader, Uploads};
 use crate::{
@@ -36,7 +48,8 @@ impl Uploads {
         let limit = self.limits.max_file_bytes;
         let bytes = declared.map_or(limit, |length| length.min(limit));
         let deadline = self.limits.upload_timeout.as_secs();
-        let reservation = match Reservation::take(&self.db, uploader.ctx, file_id, bytes, deadline).await {
+        let slot = 2 * self.limits.idle_timeout;
+        let reservation = match Reservation::take(&self.db, uploader.ctx, file_id, bytes, deadline, slot).await {
             Ok(reservation) => reservation,
             Err(err) => return Err(drained(body, limit, err.into()).await),
         };
@@ -57,9 +70,13 @@ impl Uploads {
         E: std::fmt::Display,
     {
         let limit = self.limits.max_file_bytes;
-        let receiving = self.store.receive(uploader.ctx.org_id, file_id, &mut *body, limit);
+        let went_quiet = Arc::new(AtomicBool::new(false));
+        let watched = quiet_ends(&mut *body, self.limits.idle_timeout, went_quiet.clone());
+        let receiving = self.store.receive(uploader.ctx.org_id, file_id, watched, limit);
+        let timed_out = || ApiError::Http(actix_web::http::StatusCode::REQUEST_TIMEOUT);
         let (staged, received) = match tokio::time::timeout(self.limits.upload_timeout, receiving).await {
-            Err(_) => return Err(ApiError::Http(actix_web::http::StatusCode::REQUEST_TIMEOUT)),
+            Err(_) => return Err(timed_out()),
+            Ok(Err(_)) if went_quiet.load(Ordering::Relaxed) => return Err(timed_out()),
             Ok(Ok(received)) => received,
             Ok(Err(err @ StorageError::TooLarge { .. })) => return Err(drained(body, limit, err.into()).await),
             Ok(Err(err)) => return Err(err.into()),
@@ -69,6 +86,32 @@ impl Uploads {
         }
         self.record_file(uploader, file_id, filename, staged, &received, None).await
     }
+}
+
+/// `body`, ended with an error (and `went_quiet` set) once it sends nothing for `idle`.
+fn quiet_ends<'a, S, E>(
+    body: &'a mut S,
+    idle: Duration,
+    went_quiet: Arc<AtomicBool>,
+) -> impl Stream<Item = Result<Bytes, String>> + Unpin + 'a
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    Box::pin(futures_util::stream::unfold(Some(body), move |body| {
+        let went_quiet = went_quiet.clone();
+        async move {
+            let body = body?;
+            match tokio::time::timeout(idle, body.next()).await {
+                Err(_) => {
+                    went_quiet.store(true, Ordering::Relaxed);
+                    Some((Err(format!("nothing sent for {} s", idle.as_secs())), None))
+                }
+                Ok(None) => None,
+                Ok(Some(item)) => Some((item.map_err(|e| e.to_string()), Some(body))),
+            }
+        }
+    }))
 }
 
 /// Reads (and discards) a bounded remainder of the body before answering with `error`.
@@ -96,6 +139,8 @@ struct Reservation {
     ctx: TenantCtx,
     file_id: FileId,
     held: bool,
+    /// Renews the slot until dropped.
+    _renewing: DropGuard,
 }
 
 impl Reservation {
@@ -105,11 +150,31 @@ impl Reservation {
         file_id: FileId,
         bytes: u64,
         deadline_seconds: u64,
+        slot: Duration,
     ) -> Result<Self, DbError> {
         let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
         let deadline = i64::try_from(deadline_seconds).unwrap_or(i64::MAX);
-        db::uploads::reserve(db.write(&ctx).await?, file_id, bytes, deadline, true).await?;
-        Ok(Self { db: db.clone(), ctx, file_id, held: true })
+        let seconds = slot.as_secs_f64();
+        db::uploads::reserve(db.write(&ctx).await?, file_id, bytes, deadline, Some(seconds)).await?;
+        let stop = CancellationToken::new();
+        let renewing = stop.clone().drop_guard();
+        let renewer = db.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(slot / 3);
+            every.tick().await; // the first tick is now: the slot was just taken
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = every.tick() => {
+                        let renewed = async { db::uploads::renew_slot(renewer.write(&ctx).await?, file_id, seconds).await };
+                        if let Err(e) = renewed.await {
+                            tracing::warn!(file_id = %file_id, error = %e, "could not renew an upload's slot");
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Self { db: db.clone(), ctx, file_id, held: true, _renewing: renewing })
     }
 
     /// `committed`: the file row was committed together with [`release`], nothing is left to

@@ -101,6 +101,37 @@ async fn a_user_opens_at_most_their_share_of_unfinished_uploads() {
     tus.create_ok(10, "room-again.txt").await;
 }
 
+/// A plain upload's slot is a lease too, and its body has the same idle timeout: a multipart
+/// upload that stops sending is ended (408, nothing kept) and frees the organization's only
+/// slot within seconds, not at its hour-long deadline; one that keeps sending keeps its slot
+/// (renewed) past the lease's first term.
+#[tokio::test]
+async fn a_stalled_plain_upload_ends_and_gives_its_slot_back() {
+    let app = spawn_app_with(Settings { upload_idle_timeout_seconds: 1, ..Settings::default() }).await;
+    let owner = app.register_org().await;
+    set_slots(&app, &owner, 1).await;
+
+    let (feed, slow) = owner.upload_slowly("slow-but-alive.bin", 4 * 1024);
+    for _ in 0..4 {
+        feed.send(vec![1u8; 1024]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_eq!(org_usage(&app, &owner.org_id).await.2, 1, "a body that keeps sending keeps its slot");
+    }
+    drop(feed);
+    assert_eq!(slow.await.unwrap().status(), StatusCode::CREATED);
+
+    let (feed, stalled) = owner.upload_slowly("stalled.bin", 4 * 1024);
+    feed.send(vec![1u8; 1024]).await.unwrap();
+    eventually("the upload holds the slot", || async { (org_usage(&app, &owner.org_id).await.2 == 1).then_some(()) })
+        .await;
+    assert_error(owner.upload("blocked.txt", "x").await, StatusCode::TOO_MANY_REQUESTS, "too_many_uploads").await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), stalled).await.expect("ended by the server").unwrap();
+    assert_error(ended, StatusCode::REQUEST_TIMEOUT, "request_timeout").await;
+    assert_eq!(owner.upload("free.txt", "x").await.status(), StatusCode::CREATED);
+    drop(feed);
+    app.assert_stored_files(2).await;
+}
+
 /// A slot is the lease: one left by a process that died (a lease nobody gives back) is free
 /// again once the lease lapses, without anyone releasing it.
 #[tokio::test]
