@@ -9,8 +9,9 @@ begin;
 select set_config('app.org_id', :org, true), set_config('app.user_id', :usr, true),
        set_config('plan_cache_mode', 'force_generic_plan', true),
        set_config('transaction_read_only', 'off', true);
-insert into app.upload_reservations (id, organization_id, user_id, bytes, expires_at)
-values (md5('f' || :n)::uuid, :org::uuid, :usr::uuid, 4300, now() + make_interval(secs => 3600::float8));
+insert into app.upload_reservations (id, organization_id, user_id, bytes, expires_at, receiving_until)
+values (md5('f' || :n)::uuid, :org::uuid, :usr::uuid, 4300, now() + make_interval(secs => 3600::float8),
+        now() + make_interval(secs => 40::float8));
 commit;
 \endpipeline
 -- Round trip 3 (once the bytes are in place): the file row, its job, the reservation's release
