@@ -68,7 +68,7 @@ impl Application {
                 Key::generate()
             }
         };
-        let cursor_key = SigningKey::for_cursors(key.master());
+        let (cursor_key, csrf_key) = (SigningKey::for_cursors(key.master()), SigningKey::for_csrf(key.master()));
         let decoy_hash = password::decoy_hash(config.auth.bcrypt_cost).await?;
         let listener = TcpListener::bind(config.http.bind)
             .with_context(|| format!("cannot listen on BIND {}", config.http.bind))?;
@@ -112,6 +112,7 @@ impl Application {
             metrics,
             query_parameters,
             cursor_key,
+            csrf_key,
             public_url,
             uploads,
         });

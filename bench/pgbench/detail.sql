@@ -2,7 +2,7 @@
 -- session resolved as the tenant context (read-only), the query and COMMIT, pipelined.
 \startpipeline
 begin;
-select c.organization_id, c.user_id, c.state,
+select c.organization_id, c.user_id,
        set_config('plan_cache_mode', 'force_generic_plan', true),
        set_config('transaction_read_only', 'on', true)
   from app.credential_context('session', :keyhash::bytea) c;

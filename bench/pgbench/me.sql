@@ -1,7 +1,7 @@
 -- GET /api/auth/me: one round trip, the session resolved in the read's own transaction.
 \startpipeline
 begin;
-select c.organization_id, c.user_id, c.state,
+select c.organization_id, c.user_id,
        set_config('plan_cache_mode', 'force_generic_plan', true),
        set_config('transaction_read_only', 'on', true)
   from app.credential_context('session', :keyhash::bytea) c;

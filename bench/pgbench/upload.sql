@@ -2,7 +2,7 @@
 -- trips (the bytes themselves go to the store between round trips 2 and 3).
 \set n random(1, 9000000000000000)
 -- Round trip 1: the session load.
-select state, user_id, organization_id, role from app.credential('session', :keyhash::bytea);
+select user_id, organization_id, role from app.credential('session', :keyhash::bytea);
 -- Round trip 2: the upload's reservation (quota and slot), a write of its own.
 \startpipeline
 begin;

@@ -1,7 +1,9 @@
 //! Server-side sessions in PostgreSQL, behind actix-session's `SessionStore`.
 //!
 //! The cookie holds only a random key (encrypted by actix-session); the database holds the
-//! key's SHA-256 and the state. The store does not read the database when actix-session loads
+//! key's SHA-256 and the state (the user). The session's CSRF token is stored nowhere: it is
+//! derived from the key's hash ([`csrf_token`]), so checking it costs no read and a database
+//! that leaks cannot hand one out. The store does not read the database when actix-session loads
 //! a session: it hands over only the key's hash, and the session is resolved where it is used
 //! (`http::extract`), with the user's *current* organization and role and nothing at all once
 //! the user is deactivated, so authorization never trusts what was true at login time. Either
@@ -19,6 +21,7 @@ use anyhow::anyhow;
 use rand::{distributions::Alphanumeric, Rng};
 use sha2::{Digest, Sha256};
 
+use super::signing::SigningKey;
 use crate::{
     db::{system, Db, DbError, TenantCtx},
     domain::{Role, UserId},
@@ -26,9 +29,11 @@ use crate::{
 
 /// Keys we keep in the state.
 const USER_ID: &str = "user_id";
-const CSRF_TOKEN: &str = "csrf_token";
 /// The key's SHA-256 (hex), all a load puts in the state; never persisted.
 const KEY_HASH: &str = "key_hash";
+/// The key a new session is to be saved under, chosen by [`start`] so that its CSRF token is
+/// known before the response is sent; never persisted.
+const NEW_KEY: &str = "new_key";
 
 /// actix-session keeps state as a map of JSON-encoded strings.
 type State = HashMap<String, String>;
@@ -60,8 +65,11 @@ fn persisted(state: State) -> anyhow::Result<(UserId, serde_json::Value)> {
         .map(|v| serde_json::from_str(v))
         .transpose()?
         .ok_or_else(|| anyhow!("session state has no user"))?;
-    let kept: serde_json::Map<String, serde_json::Value> =
-        state.into_iter().filter(|(k, _)| k != KEY_HASH).map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+    let kept: serde_json::Map<String, serde_json::Value> = state
+        .into_iter()
+        .filter(|(k, _)| k != KEY_HASH && k != NEW_KEY)
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect();
     Ok((user_id, serde_json::Value::Object(kept)))
 }
 
@@ -83,8 +91,9 @@ impl SessionStore for PgSessionStore {
         Ok(Some(State::from([(KEY_HASH.to_owned(), to_json(&hex::encode(key_hash(key))))])))
     }
 
-    async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
-        let key = new_key();
+    async fn save(&self, mut state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
+        let chosen = state.remove(NEW_KEY).and_then(|json| serde_json::from_str::<String>(&json).ok());
+        let key = chosen.and_then(|key| SessionKey::try_from(key).ok()).unwrap_or_else(new_key);
         self.store(&key, state, ttl).await.map_err(SaveError::Other)?;
         Ok(key)
     }
@@ -123,35 +132,30 @@ pub fn key_hash_of(session: &Session) -> Option<Vec<u8>> {
 pub struct SessionUser {
     pub ctx: TenantCtx,
     pub role: Role,
-    pub csrf_token: String,
 }
 
-/// The session's user, loaded from the database; `None` when there is no session or it is not
-/// valid (expired, logged out, user deactivated). A state we cannot read counts as none.
-pub async fn current(db: &Db, session: &Session) -> Result<Option<SessionUser>, DbError> {
-    let Some(key_hash) = key_hash_of(session) else { return Ok(None) };
-    let Some(row) = system::session_load(&db.system_conn().await?, &key_hash).await? else { return Ok(None) };
-    Ok(csrf_token(&row.state).map(|csrf_token| SessionUser {
-        ctx: TenantCtx { org_id: row.org_id, user_id: row.user_id },
-        role: row.role,
-        csrf_token,
-    }))
+/// The user of the session whose key has SHA-256 `key_hash`, loaded from the database; `None`
+/// when it is not valid (expired, logged out, user deactivated).
+pub async fn current(db: &Db, key_hash: &[u8]) -> Result<Option<SessionUser>, DbError> {
+    let row = system::session_load(&db.system_conn().await?, key_hash).await?;
+    Ok(row.map(|row| SessionUser { ctx: TenantCtx { org_id: row.org_id, user_id: row.user_id }, role: row.role }))
 }
 
-/// The CSRF token in a session's stored state.
-pub fn csrf_token(state: &serde_json::Value) -> Option<String> {
-    let encoded = state.get(CSRF_TOKEN)?.as_str()?;
-    serde_json::from_str(encoded).ok()
+/// The CSRF token of the session whose key has SHA-256 `key_hash`: an HMAC of that hash under a
+/// key derived from `SESSION_KEY`. Only the holder of the cookie can learn it (from the
+/// sign-in's answer or `GET /api/auth/me`), and it changes with the key, at every sign-in.
+pub fn csrf_token(csrf_key: &SigningKey, key_hash: &[u8]) -> String {
+    hex::encode(csrf_key.tag(key_hash))
 }
 
 /// Starts a fresh session for `user_id` (a new key: the session id rotates at every login)
 /// and returns its CSRF token.
-pub fn start(session: &Session, user_id: UserId) -> anyhow::Result<String> {
-    let csrf_token = hex::encode(rand::random::<[u8; 32]>());
+pub fn start(session: &Session, user_id: UserId, csrf_key: &SigningKey) -> anyhow::Result<String> {
+    let key = new_key();
     session.renew();
     session.insert(USER_ID, user_id).map_err(|e| anyhow!("{e}"))?;
-    session.insert(CSRF_TOKEN, &csrf_token).map_err(|e| anyhow!("{e}"))?;
-    Ok(csrf_token)
+    session.insert(NEW_KEY, key.as_ref()).map_err(|e| anyhow!("{e}"))?;
+    Ok(csrf_token(csrf_key, &key_hash(&key)))
 }
 
 /// Ends the session here and in the database.

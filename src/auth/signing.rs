@@ -26,6 +26,16 @@ impl SigningKey {
         Self::derive(session_key, "tenant-files list cursor v1")
     }
 
+    /// The key of sessions' CSRF tokens (`auth::session`), from the session key's bytes.
+    pub fn for_csrf(session_key: &[u8]) -> Self {
+        Self::derive(session_key, "tenant-files csrf token v1")
+    }
+
+    /// The whole tag of `message`.
+    pub fn tag(&self, message: &[u8]) -> [u8; 32] {
+        mac(&self.0, message)
+    }
+
     /// `message` followed by its tag.
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
         let mut signed = message.to_vec();

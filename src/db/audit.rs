@@ -5,7 +5,7 @@ use serde::Serialize;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{decode, DbError, ReadTx, Reading, Writing};
+use super::{decode, DbError, TenantRead, TenantWrite};
 use crate::domain::AuditEntryId;
 
 /// What happened, as stored in `app.audit_log.action`.
@@ -55,8 +55,7 @@ pub struct Event<'a> {
 }
 
 #[tracing::instrument(name = "db.audit.record", skip_all, fields(action = event.action.as_str()))]
-pub async fn record(tx: impl Into<Writing<'_>>, event: Event<'_>) -> Result<(), DbError> {
-    let tx = tx.into();
+pub async fn record(tx: impl TenantWrite, event: Event<'_>) -> Result<(), DbError> {
     let ctx = *tx.ctx();
     let (target_type, target_id) = event.target.unzip();
     tx.execute(
@@ -108,7 +107,7 @@ impl AuditRow {
 
 /// Newest first, with the total.
 #[tracing::instrument(name = "db.audit.list_page", skip_all)]
-pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<AuditRow>, i64), DbError> {
+pub async fn list_page(tx: impl TenantRead, limit: i64, offset: i64) -> Result<(Vec<AuditRow>, i64), DbError> {
     let (rows, total) = tx
         .query_page(
             concat!(
@@ -132,8 +131,7 @@ pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<Audit
 }
 
 #[tracing::instrument(name = "db.audit.find", skip_all)]
-pub async fn find(tx: impl Into<Reading<'_>>, id: AuditEntryId) -> Result<Option<AuditRow>, DbError> {
-    let tx = tx.into();
+pub async fn find(tx: impl TenantRead, id: AuditEntryId) -> Result<Option<AuditRow>, DbError> {
     tx.query_opt(
         r#"
         select id, action, actor_user_id, target_type, target_id, details, request_id, created_at

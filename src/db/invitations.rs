@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
-use super::{decode, system::role, DbError, ReadTx, Reading, Writing};
+use super::{decode, system::role, DbError, TenantRead, TenantWrite};
 use crate::domain::{Email, InvitationId, Role};
 
 pub struct InvitationRow {
@@ -33,14 +33,13 @@ impl InvitationRow {
 /// owners may invite an owner: the `invitations_by_admins` policy refuses anything else.
 #[tracing::instrument(name = "db.invitations.insert", skip_all)]
 pub async fn insert(
-    tx: impl Into<Writing<'_>>,
+    tx: impl TenantWrite,
     id: InvitationId,
     email: &Email,
     role: Role,
     token_hash: &[u8],
     expires_at: DateTime<Utc>,
 ) -> Result<(), DbError> {
-    let tx = tx.into();
     let ctx = *tx.ctx();
     tx.execute(
         r#"
@@ -62,7 +61,7 @@ pub async fn insert(
 }
 
 #[tracing::instrument(name = "db.invitations.list_page", skip_all)]
-pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<InvitationRow>, i64), DbError> {
+pub async fn list_page(tx: impl TenantRead, limit: i64, offset: i64) -> Result<(Vec<InvitationRow>, i64), DbError> {
     let (rows, total) = tx
         .query_page(
             concat!(
@@ -86,8 +85,7 @@ pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<Invit
 }
 
 #[tracing::instrument(name = "db.invitations.find", skip_all)]
-pub async fn find(tx: impl Into<Reading<'_>>, id: InvitationId) -> Result<Option<InvitationRow>, DbError> {
-    let tx = tx.into();
+pub async fn find(tx: impl TenantRead, id: InvitationId) -> Result<Option<InvitationRow>, DbError> {
     tx.query_opt(
         r#"
         select id, email, role, expires_at, accepted_at, created_at

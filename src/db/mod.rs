@@ -39,6 +39,7 @@ pub mod orgs;
 mod param;
 pub mod share_links;
 pub mod system;
+mod system_conn;
 mod tenant;
 pub mod tokens;
 pub mod tus;
@@ -47,11 +48,12 @@ pub mod users;
 
 use std::time::Duration;
 
-use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use tokio_postgres::{error::SqlState, NoTls, Row};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::{error::SqlState, NoTls};
 
 pub use param::{Param, Params, SqlType};
-pub use tenant::{Caller, Credential, Plans, ReadTx, Reading, TenantCtx, Tx, WriteTx, Writing};
+pub use system_conn::{SystemConn, SystemQuery, SystemTx};
+pub use tenant::{Caller, Credential, Plans, ReadTx, TenantCtx, TenantRead, TenantWrite, Tx, WriteTx};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -199,20 +201,28 @@ impl Db {
         WriteTx::new(self.pool.get().await?, self.statements, ctx).await
     }
 
-    /// A read of tenant data for `caller` (a known context, or a credential resolved by the
-    /// read itself): one statement (or a page and its total), sent with its BEGIN, read-only
-    /// context and COMMIT in one round trip. A credential that is not valid fails it with
-    /// [`DbError::Unauthenticated`] before the statement runs.
-    #[tracing::instrument(name = "db.read", skip_all)]
-    pub async fn read(&self, caller: impl Into<Caller>) -> Result<ReadTx, DbError> {
-        ReadTx::new(self.pool.get().await?, self.statements, caller.into(), Plans::Generic).await
+    /// A read of tenant data bound to `ctx`: one statement (or a page and its total), sent with
+    /// its BEGIN, read-only context and COMMIT in one round trip.
+    #[tracing::instrument(name = "db.read", skip_all, fields(org_id = %ctx.org_id))]
+    pub async fn read(&self, ctx: &TenantCtx) -> Result<ReadTx, DbError> {
+        let context = tenant::Context::known(ctx);
+        ReadTx::new(self.pool.get().await?, self.statements, context, Plans::Generic).await
     }
 
-    /// A read like [`Db::read`] whose statement is planned for its values on each call (see
-    /// [`Plans::PerCall`]).
-    #[tracing::instrument(name = "db.read_planned", skip_all)]
-    pub async fn read_planned(&self, caller: impl Into<Caller>) -> Result<ReadTx, DbError> {
-        ReadTx::new(self.pool.get().await?, self.statements, caller.into(), Plans::PerCall).await
+    /// A read for `caller` (a known context, or a credential resolved by the read itself, in the
+    /// same round trip): runs `read` on a [`ReadTx`] planned as `plans` says, and returns its
+    /// value and who the caller turned out to be. A credential that is not valid fails it with
+    /// [`DbError::Unauthenticated`] before the statement runs.
+    #[tracing::instrument(name = "db.read_as", skip_all)]
+    pub async fn read_as<T, F, Fut>(&self, caller: &Caller, plans: Plans, read: F) -> Result<(T, TenantCtx), DbError>
+    where
+        F: FnOnce(ReadTx) -> Fut,
+        Fut: std::future::Future<Output = Result<T, DbError>>,
+    {
+        let resolved = tenant::Resolution::default();
+        let context = tenant::Context::new(caller, &resolved);
+        let value = read(ReadTx::new(self.pool.get().await?, self.statements, context, plans).await?).await?;
+        Ok((value, resolved.of(caller)?))
     }
 
     /// Whether the database answers a query as the app role within `timeout` (readiness).
@@ -242,63 +252,7 @@ impl Db {
 
     /// A connection without tenant context, for the SECURITY DEFINER registry.
     pub async fn system_conn(&self) -> Result<SystemConn, DbError> {
-        Ok(SystemConn { conn: self.pool.get().await?, statements: self.statements })
-    }
-}
-
-/// A pooled app-role connection with no tenant context. Tenant tables read as empty through it
-/// (the policies fail closed); its purpose is calling the registry functions in [`system`].
-pub struct SystemConn {
-    conn: Object,
-    statements: Statements,
-}
-
-impl SystemConn {
-    pub(crate) async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
-        Ok(match self.statements {
-            Statements::Prepared => {
-                let statement = self.conn.prepare_cached(sql).await?;
-                self.conn.query(&statement, &param::untyped(params)).await?
-            }
-            Statements::Unnamed => self.conn.query_typed(sql, &param::typed(params)).await?,
-        })
-    }
-
-    pub(crate) async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
-        Ok(match self.statements {
-            Statements::Prepared => {
-                let statement = self.conn.prepare_cached(sql).await?;
-                self.conn.query_opt(&statement, &param::untyped(params)).await?
-            }
-            Statements::Unnamed => self.conn.query_typed_opt(sql, &param::typed(params)).await?,
-        })
-    }
-
-    /// A transaction without tenant context, for registry calls whose row locks must last
-    /// until a side effect elsewhere is done (outbox relay, purge).
-    pub async fn begin(&mut self) -> Result<SystemTx<'_>, DbError> {
-        Ok(SystemTx { tx: self.conn.transaction().await?, statements: self.statements })
-    }
-}
-
-pub struct SystemTx<'a> {
-    tx: deadpool_postgres::Transaction<'a>,
-    statements: Statements,
-}
-
-impl SystemTx<'_> {
-    pub(crate) async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
-        Ok(match self.statements {
-            Statements::Prepared => {
-                let statement = self.tx.prepare_cached(sql).await?;
-                self.tx.query(&statement, &param::untyped(params)).await?
-            }
-            Statements::Unnamed => self.tx.query_typed(sql, &param::typed(params)).await?,
-        })
-    }
-
-    pub async fn commit(self) -> Result<(), DbError> {
-        Ok(self.tx.commit().await?)
+        Ok(SystemConn::new(self.pool.get().await?, self.statements))
     }
 }
 
@@ -307,7 +261,7 @@ impl SystemTx<'_> {
 /// the app role, so the helpers are tested exactly as the service runs them.
 #[cfg(test)]
 pub(crate) mod testing {
-    use super::*;
+    use super::{system_conn::exec::Query as _, *};
     use crate::domain::{Email, FileId, Filename, OrgName, Role};
 
     fn admin_url() -> tokio_postgres::Config {

@@ -1,13 +1,12 @@
 //! Queries on `app.organizations`. Under RLS a tenant transaction sees exactly one: its own.
 
-use super::{decode, DbError, Reading, Writing};
+use super::{decode, DbError, TenantRead, TenantWrite};
 use crate::domain::{OrgId, OrgName};
 
 /// Creates the organization named by the transaction's context (registration). A taken name
 /// fails with the `organizations_name_key` constraint.
 #[tracing::instrument(name = "db.orgs.insert", skip_all)]
-pub async fn insert(tx: impl Into<Writing<'_>>, name: &OrgName) -> Result<(), DbError> {
-    let tx = tx.into();
+pub async fn insert(tx: impl TenantWrite, name: &OrgName) -> Result<(), DbError> {
     let ctx = *tx.ctx();
     tx.execute(
         r#"
@@ -30,9 +29,8 @@ pub struct OrgRow {
 
 /// The caller's organization with its active member count.
 #[tracing::instrument(name = "db.orgs.find_current", skip_all)]
-pub async fn find_current(tx: impl Into<Reading<'_>>) -> Result<Option<OrgRow>, DbError> {
+pub async fn find_current(tx: impl TenantRead) -> Result<Option<OrgRow>, DbError> {
     let row = tx
-        .into()
         .query_opt(
             concat!(
                 r#"

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
-use super::{decode, DbError, ReadTx, Reading, Tx, Writing};
+use super::{decode, DbError, TenantRead, TenantWrite};
 use crate::domain::{FileId, LinkId, UserId};
 
 pub struct LinkRow {
@@ -31,7 +31,7 @@ impl LinkRow {
 /// A new link to `file` by the signed-in user; the caller has checked that the file is ready.
 #[tracing::instrument(name = "db.share_links.insert", skip_all, fields(file_id = %file))]
 pub async fn insert(
-    tx: &Tx,
+    tx: impl TenantWrite,
     id: LinkId,
     file: FileId,
     secret_hash: &[u8],
@@ -59,9 +59,8 @@ pub async fn insert(
 /// The file's links the caller may see, newest first, revoked and expired ones included (an
 /// owner reviewing what was shared wants the whole history).
 #[tracing::instrument(name = "db.share_links.list", skip_all, fields(file_id = %file))]
-pub async fn list(tx: impl Into<Reading<'_>>, file: FileId) -> Result<Vec<LinkRow>, DbError> {
+pub async fn list(tx: impl TenantRead, file: FileId) -> Result<Vec<LinkRow>, DbError> {
     let rows = tx
-        .into()
         .query(
             concat!(
                 r#"
@@ -83,8 +82,7 @@ pub async fn list(tx: impl Into<Reading<'_>>, file: FileId) -> Result<Vec<LinkRo
 
 /// Revokes one of the file's links (again is fine); `false` when the caller sees no such link.
 #[tracing::instrument(name = "db.share_links.revoke", skip_all, fields(file_id = %file))]
-pub async fn revoke(tx: impl Into<Writing<'_>>, file: FileId, id: LinkId) -> Result<bool, DbError> {
-    let tx = tx.into();
+pub async fn revoke(tx: impl TenantWrite, file: FileId, id: LinkId) -> Result<bool, DbError> {
     let revoked = tx
         .execute(
             r#"
@@ -134,7 +132,7 @@ impl OrgLinkRow {
 /// creator, and the total. `works` repeats the opening rule of `app.share_link_open` (V17), so
 /// an administrator sees which links still hand out their file.
 #[tracing::instrument(name = "db.share_links.list_page", skip_all)]
-pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<OrgLinkRow>, i64), DbError> {
+pub async fn list_page(tx: impl TenantRead, limit: i64, offset: i64) -> Result<(Vec<OrgLinkRow>, i64), DbError> {
     let (rows, total) = tx
         .query_page(
             concat!(
@@ -170,9 +168,8 @@ pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<OrgLi
 /// Revokes any link the caller may manage, by its id alone (again is fine); the link's file,
 /// or `None` when the caller sees no such link.
 #[tracing::instrument(name = "db.share_links.revoke_by_id", skip_all)]
-pub async fn revoke_by_id(tx: impl Into<Writing<'_>>, id: LinkId) -> Result<Option<FileId>, DbError> {
+pub async fn revoke_by_id(tx: impl TenantWrite, id: LinkId) -> Result<Option<FileId>, DbError> {
     let rows = tx
-        .into()
         .query(
             r#"
             update app.share_links

@@ -4,17 +4,17 @@
 
 use tokio_postgres::Row;
 
-use super::{decode, files::StoredFile, DbError, SystemConn, SystemTx};
+use super::{decode, files::StoredFile, DbError, SystemQuery};
 use crate::domain::{Chunk, FileId, JobId, OrgId, Role, UserId};
 
 /// One round trip as the app role: the database is reachable and accepts our login.
-pub async fn ping(conn: &SystemConn) -> Result<(), DbError> {
+pub async fn ping(conn: impl SystemQuery) -> Result<(), DbError> {
     conn.query("select 1", &[]).await?;
     Ok(())
 }
 
 /// Jobs waiting in the outbox, across tenants (a count only).
-pub async fn outbox_backlog(conn: &SystemConn) -> Result<i64, DbError> {
+pub async fn outbox_backlog(conn: impl SystemQuery) -> Result<i64, DbError> {
     let row = conn
         .query_opt("select app.outbox_backlog() as backlog", &[])
         .await?
@@ -22,9 +22,8 @@ pub async fn outbox_backlog(conn: &SystemConn) -> Result<i64, DbError> {
     decode(row.try_get("backlog"))
 }
 
-/// What a live session resolves to right now: the state plus the user's current org and role.
+/// What a live session resolves to right now: the user's current org and role.
 pub struct SessionRow {
-    pub state: serde_json::Value,
     pub user_id: UserId,
     pub org_id: OrgId,
     pub role: Role,
@@ -32,11 +31,11 @@ pub struct SessionRow {
 
 /// Loads a session by the SHA-256 of its key. `None` when unknown, expired, or the user is no
 /// longer active (so deactivation ends sessions at once).
-pub async fn session_load(conn: &SystemConn, key_hash: &[u8]) -> Result<Option<SessionRow>, DbError> {
+pub async fn session_load(conn: impl SystemQuery, key_hash: &[u8]) -> Result<Option<SessionRow>, DbError> {
     let row = conn
         .query_opt(
             r#"
-            select state, user_id, organization_id, role
+            select user_id, organization_id, role
               from app.credential('session', $1)
             "#,
             &[&key_hash],
@@ -44,7 +43,6 @@ pub async fn session_load(conn: &SystemConn, key_hash: &[u8]) -> Result<Option<S
         .await?;
     row.map(|row| {
         Ok(SessionRow {
-            state: decode(row.try_get("state"))?,
             user_id: UserId::from_uuid(decode(row.try_get("user_id"))?),
             org_id: OrgId::from_uuid(decode(row.try_get("organization_id"))?),
             role: role(&row)?,
@@ -55,7 +53,7 @@ pub async fn session_load(conn: &SystemConn, key_hash: &[u8]) -> Result<Option<S
 
 /// Creates or replaces a session; `false` when the user does not exist or is inactive.
 pub async fn session_save(
-    conn: &SystemConn,
+    conn: impl SystemQuery,
     key_hash: &[u8],
     user_id: UserId,
     state: &serde_json::Value,
@@ -70,12 +68,12 @@ pub async fn session_save(
     Ok(row.map(|r| decode(r.try_get::<_, Option<bool>>("saved"))).transpose()?.flatten().unwrap_or(false))
 }
 
-pub async fn session_touch(conn: &SystemConn, key_hash: &[u8], ttl_seconds: i64) -> Result<(), DbError> {
+pub async fn session_touch(conn: impl SystemQuery, key_hash: &[u8], ttl_seconds: i64) -> Result<(), DbError> {
     conn.query("select app.session_touch($1, $2)", &[&key_hash, &ttl_seconds]).await?;
     Ok(())
 }
 
-pub async fn session_delete(conn: &SystemConn, key_hash: &[u8]) -> Result<(), DbError> {
+pub async fn session_delete(conn: impl SystemQuery, key_hash: &[u8]) -> Result<(), DbError> {
     conn.query("select app.session_delete($1)", &[&key_hash]).await?;
     Ok(())
 }
@@ -98,7 +96,7 @@ pub struct LoginUser {
 /// Takes one of the email's `max_attempts` slots in the window, atomically (concurrent attempts
 /// for one email queue on its throttling row), and returns who the email belongs to.
 pub async fn login_attempt(
-    conn: &SystemConn,
+    conn: impl SystemQuery,
     email: &str,
     window_seconds: i64,
     max_attempts: i32,
@@ -128,14 +126,14 @@ pub async fn login_attempt(
 
 /// After the password check: a success gives the email its attempts back; either way the
 /// attempt goes to the audit log of the email's organization.
-pub async fn login_finish(conn: &SystemConn, email: &str, success: bool, request_id: &str) -> Result<(), DbError> {
+pub async fn login_finish(conn: impl SystemQuery, email: &str, success: bool, request_id: &str) -> Result<(), DbError> {
     conn.query("select app.login_finish($1, $2, $3)", &[&email, &success, &request_id]).await?;
     Ok(())
 }
 
 /// Removes expired sessions and finished throttling windows, at most `limit` of each; returns
 /// how many rows went.
-pub async fn prune_expired(conn: &SystemConn, login_window_seconds: i64, limit: i32) -> Result<i32, DbError> {
+pub async fn prune_expired(conn: impl SystemQuery, login_window_seconds: i64, limit: i32) -> Result<i32, DbError> {
     let row = conn
         .query_opt("select app.prune_expired($1, $2) as pruned", &[&login_window_seconds, &limit])
         .await?
@@ -145,7 +143,7 @@ pub async fn prune_expired(conn: &SystemConn, login_window_seconds: i64, limit: 
 
 /// Who a bearer token acts as, right now: `None` once it expired or was revoked, or its user
 /// was deactivated.
-pub async fn token_load(conn: &SystemConn, token_hash: &[u8]) -> Result<Option<(UserId, OrgId, Role)>, DbError> {
+pub async fn token_load(conn: impl SystemQuery, token_hash: &[u8]) -> Result<Option<(UserId, OrgId, Role)>, DbError> {
     let row = conn
         .query_opt("select user_id, organization_id, role from app.credential('token', $1)", &[&token_hash])
         .await?;
@@ -162,7 +160,7 @@ pub async fn token_load(conn: &SystemConn, token_hash: &[u8]) -> Result<Option<(
 /// The file a share link grants, while it does (unexpired, unrevoked, file live and ready,
 /// creator active); each opening is audited in the file's organization.
 pub async fn share_link_open(
-    conn: &SystemConn,
+    conn: impl SystemQuery,
     secret_hash: &[u8],
     request_id: &str,
 ) -> Result<Option<StoredFile>, DbError> {
@@ -178,7 +176,7 @@ pub async fn share_link_open(
 
 /// Whether an invitation token is usable by `email` right now (checked before the password is
 /// hashed, so a bad token costs no bcrypt time).
-pub async fn invitation_valid(conn: &SystemConn, token_hash: &[u8], email: &str) -> Result<bool, DbError> {
+pub async fn invitation_valid(conn: impl SystemQuery, token_hash: &[u8], email: &str) -> Result<bool, DbError> {
     let row = conn
         .query_opt("select app.invitation_valid($1, $2) as valid", &[&token_hash, &email])
         .await?
@@ -189,7 +187,7 @@ pub async fn invitation_valid(conn: &SystemConn, token_hash: &[u8], email: &str)
 /// Consumes an invitation for `email` and creates the user; `None` when the token is unknown,
 /// used, expired or meant for another email. A taken email fails with `users_email_key`.
 pub async fn invitation_accept(
-    conn: &SystemConn,
+    conn: impl SystemQuery,
     token_hash: &[u8],
     email: &str,
     user_id: UserId,
@@ -219,7 +217,7 @@ pub struct OutboxJob {
 }
 
 /// Claims (locks until `tx` ends) up to `limit` of the oldest unpublished jobs of all tenants.
-pub async fn outbox_claim(tx: &SystemTx<'_>, limit: i32) -> Result<Vec<OutboxJob>, DbError> {
+pub async fn outbox_claim(tx: impl SystemQuery, limit: i32) -> Result<Vec<OutboxJob>, DbError> {
     let rows = tx.query("select id, organization_id, file_id, user_id from app.outbox_claim($1)", &[&limit]).await?;
     rows.iter()
         .map(|row| {
@@ -233,14 +231,18 @@ pub async fn outbox_claim(tx: &SystemTx<'_>, limit: i32) -> Result<Vec<OutboxJob
         .collect()
 }
 
-pub async fn outbox_delete(tx: &SystemTx<'_>, job_ids: &[JobId]) -> Result<(), DbError> {
+pub async fn outbox_delete(tx: impl SystemQuery, job_ids: &[JobId]) -> Result<(), DbError> {
     let job_ids: Vec<uuid::Uuid> = job_ids.iter().map(|id| *id.as_uuid()).collect();
     tx.query("select app.outbox_delete($1)", &[&job_ids]).await?;
     Ok(())
 }
 
 /// Writes new jobs for files pending longer than `older_than_seconds`; returns how many.
-pub async fn requeue_stale_pending(conn: &SystemConn, older_than_seconds: i64, limit: i32) -> Result<i32, DbError> {
+pub async fn requeue_stale_pending(
+    conn: impl SystemQuery,
+    older_than_seconds: i64,
+    limit: i32,
+) -> Result<i32, DbError> {
     let row = conn
         .query_opt("select app.requeue_stale_pending($1, $2) as queued", &[&older_than_seconds, &limit])
         .await?
@@ -249,7 +251,7 @@ pub async fn requeue_stale_pending(conn: &SystemConn, older_than_seconds: i64, l
 }
 
 /// Claims (locks until `tx` ends) deleted files whose bytes are still to be removed.
-pub async fn purge_claim(tx: &SystemTx<'_>, limit: i32) -> Result<Vec<(OrgId, FileId)>, DbError> {
+pub async fn purge_claim(tx: impl SystemQuery, limit: i32) -> Result<Vec<(OrgId, FileId)>, DbError> {
     let rows = tx.query("select file_id, organization_id from app.purge_claim($1)", &[&limit]).await?;
     rows.iter()
         .map(|row| {
@@ -263,7 +265,7 @@ pub async fn purge_claim(tx: &SystemTx<'_>, limit: i32) -> Result<Vec<(OrgId, Fi
 
 /// Removes up to `limit` tus uploads that expired before completing, in the caller's
 /// transaction: commit it once their chunks are deleted from the store.
-pub async fn tus_expire(tx: &SystemTx<'_>, limit: i32) -> Result<Vec<(OrgId, FileId, Vec<Chunk>)>, DbError> {
+pub async fn tus_expire(tx: impl SystemQuery, limit: i32) -> Result<Vec<(OrgId, FileId, Vec<Chunk>)>, DbError> {
     let rows = tx.query("select organization_id, id, chunks from app.tus_expire($1)", &[&limit]).await?;
     rows.iter()
         .map(|row| {
@@ -288,7 +290,7 @@ pub struct ChunksInUse {
 
 /// Of the uploads `ids`, those that still exist, with what they refer to.
 pub async fn tus_chunks_in_use(
-    conn: &SystemConn,
+    conn: impl SystemQuery,
     ids: &[uuid::Uuid],
 ) -> Result<std::collections::HashMap<FileId, ChunksInUse>, DbError> {
     let rows = conn.query("select organization_id, id, chunks, leased from app.tus_chunks_in_use($1)", &[&ids]).await?;
@@ -307,7 +309,7 @@ pub async fn tus_chunks_in_use(
         .collect()
 }
 
-pub async fn purge_done(tx: &SystemTx<'_>, file_ids: &[uuid::Uuid]) -> Result<(), DbError> {
+pub async fn purge_done(tx: impl SystemQuery, file_ids: &[uuid::Uuid]) -> Result<(), DbError> {
     tx.query("select app.purge_done($1)", &[&file_ids]).await?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Personal API tokens. Under the `api_tokens_own` policy a user sees and revokes only their
 //! own; authenticating with one is in the registry (`app.credential`, `system::token_load`).
 
-use super::{decode, DbError, Reading, Tx, Writing};
+use super::{decode, DbError, TenantRead, TenantWrite};
 use crate::domain::TokenId;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
@@ -28,7 +28,7 @@ impl TokenRow {
 
 #[tracing::instrument(name = "db.tokens.insert", skip_all)]
 pub async fn insert(
-    tx: &Tx,
+    tx: impl TenantWrite,
     id: TokenId,
     name: &str,
     token_hash: &[u8],
@@ -50,9 +50,8 @@ pub async fn insert(
 
 /// The caller's live tokens (not revoked), newest first.
 #[tracing::instrument(name = "db.tokens.list", skip_all)]
-pub async fn list(tx: impl Into<Reading<'_>>) -> Result<Vec<TokenRow>, DbError> {
+pub async fn list(tx: impl TenantRead) -> Result<Vec<TokenRow>, DbError> {
     let rows = tx
-        .into()
         .query(
             concat!(
                 r#"
@@ -75,8 +74,7 @@ pub async fn list(tx: impl Into<Reading<'_>>) -> Result<Vec<TokenRow>, DbError> 
 }
 
 #[tracing::instrument(name = "db.tokens.find", skip_all)]
-pub async fn find(tx: impl Into<Reading<'_>>, id: TokenId) -> Result<Option<TokenRow>, DbError> {
-    let tx = tx.into();
+pub async fn find(tx: impl TenantRead, id: TokenId) -> Result<Option<TokenRow>, DbError> {
     tx.query_opt(
         r#"
         select id, name, created_at, expires_at, last_used_at
@@ -94,8 +92,7 @@ pub async fn find(tx: impl Into<Reading<'_>>, id: TokenId) -> Result<Option<Toke
 
 /// Revokes one of the caller's tokens; `false` when there is no such live token.
 #[tracing::instrument(name = "db.tokens.revoke", skip_all)]
-pub async fn revoke(tx: impl Into<Writing<'_>>, id: TokenId) -> Result<bool, DbError> {
-    let tx = tx.into();
+pub async fn revoke(tx: impl TenantWrite, id: TokenId) -> Result<bool, DbError> {
     let revoked = tx
         .execute(
             r#"

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{decode, DbError, Reading, Tx, Writing};
+use super::{decode, DbError, TenantRead, TenantWrite};
 use crate::domain::{Chunk, FileId, Filename, UserId};
 
 #[derive(Debug, Clone)]
@@ -51,7 +51,7 @@ const COLUMNS: &str = "id, filename, upload_length, upload_offset, chunks, expir
 /// organization's row, so the count here sees every other creation committed before it.
 #[tracing::instrument(name = "db.tus.create", skip_all, fields(upload_id = %id))]
 pub async fn create(
-    tx: &Tx,
+    tx: impl TenantWrite,
     id: FileId,
     filename: &Filename,
     length: i64,
@@ -84,8 +84,7 @@ pub async fn create(
 /// The caller's own upload, unless it expired (a completed one too, until then): what the tus
 /// protocol's requests address (a manager sees others' uploads, but does not send their bytes).
 #[tracing::instrument(name = "db.tus.find", skip_all, fields(upload_id = %id))]
-pub async fn find(tx: impl Into<Reading<'_>>, id: FileId) -> Result<Option<TusRow>, DbError> {
-    let tx = tx.into();
+pub async fn find(tx: impl TenantRead, id: FileId) -> Result<Option<TusRow>, DbError> {
     // The user as every statement names it, not `app.current_user_id()`: a function per call.
     let sql = format!(
         concat!(
@@ -121,9 +120,8 @@ pub const LIST_LIMIT: i64 = 1000;
 /// The unfinished, unexpired uploads the caller sees: all of the organization's for an owner
 /// or admin, their own for a member (the policies decide, not this statement).
 #[tracing::instrument(name = "db.tus.list_in_progress", skip_all)]
-pub async fn list_in_progress(tx: impl Into<Reading<'_>>) -> Result<Vec<InProgress>, DbError> {
+pub async fn list_in_progress(tx: impl TenantRead) -> Result<Vec<InProgress>, DbError> {
     let rows = tx
-        .into()
         .query(
             r#"
             select t.id, t.created_by, u.email, t.filename, t.upload_length, t.upload_offset,
@@ -169,9 +167,8 @@ pub struct LeaseTerms {
 /// `organizations_uploads_in_flight` when none is free) if nobody else holds a live one and the
 /// upload is still open: `false` when another `PATCH` holds it (423).
 #[tracing::instrument(name = "db.tus.take_lease", skip_all, fields(upload_id = %id))]
-pub async fn take_lease(tx: impl Into<Writing<'_>>, id: FileId, terms: &LeaseTerms) -> Result<bool, DbError> {
+pub async fn take_lease(tx: impl TenantWrite, id: FileId, terms: &LeaseTerms) -> Result<bool, DbError> {
     let taken = tx
-        .into()
         .execute(
             r#"
             update app.tus_uploads
@@ -191,9 +188,8 @@ pub async fn take_lease(tx: impl Into<Writing<'_>>, id: FileId, terms: &LeaseTer
 
 /// Extends the holder's lease and the upload's expiry: `false` when it lapsed and another took it.
 #[tracing::instrument(name = "db.tus.renew_lease", skip_all, fields(upload_id = %id))]
-pub async fn renew_lease(tx: impl Into<Writing<'_>>, id: FileId, terms: &LeaseTerms) -> Result<bool, DbError> {
+pub async fn renew_lease(tx: impl TenantWrite, id: FileId, terms: &LeaseTerms) -> Result<bool, DbError> {
     let renewed = tx
-        .into()
         .execute(
             r#"
             update app.tus_uploads
@@ -210,19 +206,18 @@ pub async fn renew_lease(tx: impl Into<Writing<'_>>, id: FileId, terms: &LeaseTe
 
 /// Gives `holder`'s lease back (nothing if it lapsed and another took it).
 #[tracing::instrument(name = "db.tus.release_lease", skip_all, fields(upload_id = %id))]
-pub async fn release_lease(tx: impl Into<Writing<'_>>, id: FileId, holder: Uuid) -> Result<(), DbError> {
-    tx.into()
-        .execute(
-            r#"
+pub async fn release_lease(tx: impl TenantWrite, id: FileId, holder: Uuid) -> Result<(), DbError> {
+    tx.execute(
+        r#"
             update app.tus_uploads
                set lease_holder = null,
                    lease_until = null
              where id = $1
                and lease_holder = $2
             "#,
-            &[id.as_uuid(), &holder],
-        )
-        .await?;
+        &[id.as_uuid(), &holder],
+    )
+    .await?;
     Ok(())
 }
 
@@ -231,13 +226,7 @@ pub async fn release_lease(tx: impl Into<Writing<'_>>, id: FileId, holder: Uuid)
 /// takes the file with it ([`complete`]; the `tus_uploads_whole_only_with_its_file` check
 /// refuses anything else).
 #[tracing::instrument(name = "db.tus.advance", skip_all, fields(upload_id = %id))]
-pub async fn advance(
-    tx: impl Into<Writing<'_>>,
-    id: FileId,
-    chunk: &Chunk,
-    terms: &LeaseTerms,
-) -> Result<bool, DbError> {
-    let tx = tx.into();
+pub async fn advance(tx: impl TenantWrite, id: FileId, chunk: &Chunk, terms: &LeaseTerms) -> Result<bool, DbError> {
     let (offset, size) = (signed(chunk.offset)?, signed(chunk.size)?);
     let entry = serde_json::to_value(chunk).map_err(|e| DbError::Decode(e.into()))?;
     let advanced = tx
@@ -265,7 +254,7 @@ pub async fn advance(
 /// expiry, for a client whose last answer was lost to find the file. `false` when the holder
 /// lost the lease or the upload is no longer where the chunk starts.
 #[tracing::instrument(name = "db.tus.complete", skip_all, fields(upload_id = %id))]
-pub async fn complete(tx: &Tx, id: FileId, last: &Chunk, terms: &LeaseTerms) -> Result<bool, DbError> {
+pub async fn complete(tx: impl TenantWrite, id: FileId, last: &Chunk, terms: &LeaseTerms) -> Result<bool, DbError> {
     let (offset, size) = (signed(last.offset)?, signed(last.size)?);
     let entry = serde_json::to_value(last).map_err(|e| DbError::Decode(e.into()))?;
     let completed = tx
@@ -306,7 +295,7 @@ pub enum Removal {
 /// Removes an unfinished upload the caller may end (its creator, or an owner or admin: the
 /// policies decide), unless a `PATCH` holds its lease; says what it found, in one statement.
 #[tracing::instrument(name = "db.tus.remove", skip_all, fields(upload_id = %id))]
-pub async fn remove(tx: &Tx, id: FileId) -> Result<Removal, DbError> {
+pub async fn remove(tx: impl TenantWrite, id: FileId) -> Result<Removal, DbError> {
     let row = tx
         .query_opt(
             r#"

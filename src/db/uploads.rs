@@ -6,7 +6,7 @@
 //! copies here). The `upload_reservations_track` trigger refuses a reservation over the quota
 //! and a slot over the organization's `max_concurrent_uploads` (V9, V19).
 
-use super::{DbError, Writing};
+use super::{DbError, TenantWrite};
 use crate::domain::FileId;
 
 /// Reserves `bytes` for the upload that will become `file_id`, until `deadline_seconds` from now,
@@ -15,13 +15,12 @@ use crate::domain::FileId;
 /// Refused with `organizations_within_quota` or `organizations_uploads_in_flight`.
 #[tracing::instrument(name = "db.uploads.reserve", skip_all, fields(file_id = %file_id, bytes = bytes))]
 pub async fn reserve(
-    tx: impl Into<Writing<'_>>,
+    tx: impl TenantWrite,
     file_id: FileId,
     bytes: i64,
     deadline_seconds: i64,
     receiving_seconds: Option<f64>,
 ) -> Result<(), DbError> {
-    let tx = tx.into();
     let ctx = *tx.ctx();
     tx.execute(
         r#"
@@ -44,8 +43,7 @@ pub async fn reserve(
 /// Keeps a plain upload's slot for `seconds` more: it is renewed while the request lives, so a
 /// process killed mid-upload gives the slot back within seconds, not at the upload's deadline.
 #[tracing::instrument(name = "db.uploads.renew_slot", skip_all, fields(file_id = %file_id))]
-pub async fn renew_slot(tx: impl Into<Writing<'_>>, file_id: FileId, seconds: f64) -> Result<(), DbError> {
-    let tx = tx.into();
+pub async fn renew_slot(tx: impl TenantWrite, file_id: FileId, seconds: f64) -> Result<(), DbError> {
     tx.execute(
         "update app.upload_reservations set receiving_until = now() + make_interval(secs => $2) where id = $1",
         &[file_id.as_uuid(), &seconds],
@@ -56,8 +54,7 @@ pub async fn renew_slot(tx: impl Into<Writing<'_>>, file_id: FileId, seconds: f6
 
 /// Gives the reservation back (its bytes now count as stored, or were never kept).
 #[tracing::instrument(name = "db.uploads.release", skip_all, fields(file_id = %file_id))]
-pub async fn release(tx: impl Into<Writing<'_>>, file_id: FileId) -> Result<(), DbError> {
-    let tx = tx.into();
+pub async fn release(tx: impl TenantWrite, file_id: FileId) -> Result<(), DbError> {
     tx.execute("delete from app.upload_reservations where id = $1", &[file_id.as_uuid()]).await?;
     Ok(())
 }

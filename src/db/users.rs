@@ -1,13 +1,12 @@
 //! Queries on `app.users`, always inside a tenant transaction.
 
-use super::{decode, system::role, DbError, ReadTx, Reading, Writing};
+use super::{decode, system::role, DbError, TenantRead, TenantWrite};
 use crate::domain::{Email, OrgId, Role, UserId};
 
 /// Adds the transaction's user to its organization. A taken email fails with the
 /// `users_email_key` constraint.
 #[tracing::instrument(name = "db.users.insert", skip_all)]
-pub async fn insert(tx: impl Into<Writing<'_>>, email: &Email, password_hash: &str, role: Role) -> Result<(), DbError> {
-    let tx = tx.into();
+pub async fn insert(tx: impl TenantWrite, email: &Email, password_hash: &str, role: Role) -> Result<(), DbError> {
     let ctx = *tx.ctx();
     tx.execute(
         r#"
@@ -30,9 +29,8 @@ pub struct MeRow {
 }
 
 #[tracing::instrument(name = "db.users.find_me", skip_all)]
-pub async fn find_me(tx: impl Into<Reading<'_>>) -> Result<Option<MeRow>, DbError> {
+pub async fn find_me(tx: impl TenantRead) -> Result<Option<MeRow>, DbError> {
     let row = tx
-        .into()
         .query_opt(
             concat!(
                 r#"
@@ -82,7 +80,7 @@ impl UserRow {
 }
 
 #[tracing::instrument(name = "db.users.list_page", skip_all)]
-pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<UserRow>, i64), DbError> {
+pub async fn list_page(tx: impl TenantRead, limit: i64, offset: i64) -> Result<(Vec<UserRow>, i64), DbError> {
     let (rows, total) = tx
         .query_page(
             concat!(
@@ -106,8 +104,7 @@ pub async fn list_page(tx: ReadTx, limit: i64, offset: i64) -> Result<(Vec<UserR
 }
 
 #[tracing::instrument(name = "db.users.find", skip_all, fields(user_id = %id))]
-pub async fn find(tx: impl Into<Reading<'_>>, id: UserId) -> Result<Option<UserRow>, DbError> {
-    let tx = tx.into();
+pub async fn find(tx: impl TenantRead, id: UserId) -> Result<Option<UserRow>, DbError> {
     tx.query_opt(
         r#"
         select id, email, role, is_active, created_at
@@ -125,16 +122,14 @@ pub async fn find(tx: impl Into<Reading<'_>>, id: UserId) -> Result<Option<UserR
 /// Changes a member's role. The `users_guard_changes` trigger enforces who may do what; the
 /// answer is `false` when the user is not visible (another organization, unknown).
 #[tracing::instrument(name = "db.users.set_role", skip_all, fields(user_id = %id, role = role.as_str()))]
-pub async fn set_role(tx: impl Into<Writing<'_>>, id: UserId, role: Role) -> Result<bool, DbError> {
-    let tx = tx.into();
+pub async fn set_role(tx: impl TenantWrite, id: UserId, role: Role) -> Result<bool, DbError> {
     let updated = tx.execute("update app.users set role = $2 where id = $1", &[id.as_uuid(), &role.as_str()]).await?;
     Ok(updated == 1)
 }
 
 /// Deactivates or reactivates a member (their sessions end with the deactivation, by trigger).
 #[tracing::instrument(name = "db.users.set_active", skip_all, fields(user_id = %id, active))]
-pub async fn set_active(tx: impl Into<Writing<'_>>, id: UserId, active: bool) -> Result<bool, DbError> {
-    let tx = tx.into();
+pub async fn set_active(tx: impl TenantWrite, id: UserId, active: bool) -> Result<bool, DbError> {
     let updated = tx.execute("update app.users set is_active = $2 where id = $1", &[id.as_uuid(), &active]).await?;
     Ok(updated == 1)
 }

@@ -119,7 +119,7 @@ async fn register(
         }
     };
 
-    let csrf_token = session::start(&session, user_id)?;
+    let csrf_token = session::start(&session, user_id, &state.csrf_key)?;
     Ok(HttpResponse::Created().json(SignedInResponse {
         user_id,
         email: email.to_string(),
@@ -187,7 +187,7 @@ async fn login(
     system::login_finish(&conn, &email, signed_in.is_some(), &request_id(&req)).await?;
     let user = signed_in.ok_or(ApiError::InvalidCredentials)?;
 
-    let csrf_token = session::start(&session, user.user_id)?;
+    let csrf_token = session::start(&session, user.user_id, &state.csrf_key)?;
     tracing::info!(user_id = %user.user_id, org_id = %user.org_id, "login");
     Ok(HttpResponse::Ok().json(SignedInResponse {
         user_id: user.user_id,
@@ -223,8 +223,7 @@ async fn logout(state: web::Data<AppState>, authed: Authed, session: Session) ->
 #[get("/me")]
 #[tracing::instrument(skip_all)]
 async fn me(state: web::Data<AppState>, reader: Reader) -> ApiResult {
-    let tx = state.db.read(&reader).await?;
-    let me = db::users::find_me(tx).await?.ok_or(ApiError::Unauthenticated)?;
+    let me = reader.read(&state.db, db::users::find_me).await?.ok_or(ApiError::Unauthenticated)?;
     Ok(HttpResponse::Ok().json(MeResponse {
         user_id: me.user_id,
         email: me.email,

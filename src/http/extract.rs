@@ -1,6 +1,8 @@
 //! `Authed` and `Reader`: the only ways a handler learns who is calling, and where CSRF is
 //! enforced.
 
+use std::future::Future;
+
 use actix_session::SessionExt;
 use actix_web::{
     dev::Payload,
@@ -9,13 +11,15 @@ use actix_web::{
 };
 use futures_util::future::LocalBoxFuture;
 use subtle::ConstantTimeEq;
+use tracing::Span;
+use tracing_actix_web::RootSpan;
 
 use super::{AppState, RequestId};
 use crate::{
     auth::{session, token},
     db::{
         audit::{Action, Event},
-        system, Caller, Credential, TenantCtx,
+        system, Caller, Credential, Db, DbError, Plans, ReadTx, TenantCtx,
     },
     domain::Role,
     error::ApiError,
@@ -86,17 +90,17 @@ impl FromRequest for Authed {
         let req = req.clone();
         Box::pin(async move {
             let authed = resolve(&req).await?;
-            remember(&req, Caller::Known(authed.ctx));
+            record_caller(&root_span(&req), &authed.ctx);
             Ok(authed)
         })
     }
 }
 
 /// The caller of a read-only handler, whose credential the handler's read resolves in its own
-/// transaction (`Db::read(&reader)`): the session cookie's key or the bearer token goes out
-/// with the read, and the database answers both in one round trip (migrations/V16). A
-/// credential that is not valid fails the read with 401 before its statement runs, exactly
-/// like [`Authed`]. Nothing about the caller is known before that read, so a handler taking a
+/// transaction ([`Reader::read`]): the session cookie's key or the bearer token goes out with
+/// the read, and the database answers both in one round trip (migrations/V20). A credential
+/// that is not valid fails the read with 401 before its statement runs, exactly like
+/// [`Authed`]. Nothing about the caller is known before that read, so a handler taking a
 /// `Reader` makes no decision on role or identity before its first read; those that must take
 /// [`Authed`].
 ///
@@ -104,19 +108,39 @@ impl FromRequest for Authed {
 #[derive(Debug, Clone)]
 pub struct Reader {
     caller: Caller,
+    csrf_token: Option<String>,
+    /// The request's root span, which names the caller once the read has resolved them.
+    span: Span,
 }
 
 impl Reader {
-    /// The session's CSRF token, once the read has resolved the session; `None` for a bearer
-    /// token.
+    /// The session's CSRF token; `None` for a bearer token.
     pub fn csrf_token(&self) -> Option<String> {
-        self.caller.session_state().and_then(session::csrf_token)
+        self.csrf_token.clone()
     }
-}
 
-impl From<&Reader> for Caller {
-    fn from(reader: &Reader) -> Self {
-        reader.caller.clone()
+    /// Runs `read` for this caller (one statement, see [`Db::read_as`]), and names the caller
+    /// on the request's log line.
+    pub async fn read<T, Fut>(&self, db: &Db, read: impl FnOnce(ReadTx) -> Fut) -> Result<T, ApiError>
+    where
+        Fut: Future<Output = Result<T, DbError>>,
+    {
+        self.read_planned(db, Plans::Generic, read).await
+    }
+
+    /// [`Reader::read`], planned as `plans` says.
+    pub async fn read_planned<T, Fut>(
+        &self,
+        db: &Db,
+        plans: Plans,
+        read: impl FnOnce(ReadTx) -> Fut,
+    ) -> Result<T, ApiError>
+    where
+        Fut: Future<Output = Result<T, DbError>>,
+    {
+        let (value, caller) = db.read_as(&self.caller, plans, read).await?;
+        record_caller(&self.span, &caller);
+        Ok(value)
     }
 }
 
@@ -127,19 +151,23 @@ impl FromRequest for Reader {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let caller = if is_safe(req.method()) {
-                match bearer(&req)? {
-                    Some(secret) => Caller::Token(Credential::new(token::digest(secret))),
-                    None => {
-                        let key_hash = session::key_hash_of(&req.get_session()).ok_or(ApiError::Unauthenticated)?;
-                        Caller::Session(Credential::new(key_hash))
-                    }
+            let span = root_span(&req);
+            if !is_safe(req.method()) {
+                let authed = resolve(&req).await?;
+                record_caller(&span, &authed.ctx);
+                return Ok(Reader { caller: Caller::Known(authed.ctx), csrf_token: authed.csrf_token, span });
+            }
+            let reader = match bearer(&req)? {
+                Some(secret) => {
+                    Reader { caller: Caller::Token(Credential::new(token::digest(secret))), csrf_token: None, span }
                 }
-            } else {
-                Caller::Known(resolve(&req).await?.ctx)
+                None => {
+                    let key_hash = session::key_hash_of(&req.get_session()).ok_or(ApiError::Unauthenticated)?;
+                    let csrf_token = Some(session::csrf_token(&state(&req)?.csrf_key, &key_hash));
+                    Reader { caller: Caller::Session(Credential::new(key_hash)), csrf_token, span }
+                }
             };
-            remember(&req, caller.clone());
-            Ok(Reader { caller })
+            Ok(reader)
         })
     }
 }
@@ -149,12 +177,15 @@ pub fn request_id(req: &HttpRequest) -> String {
     req.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default()
 }
 
-/// Who the request is for, on its log lines: at once when known (the lines the handler logs
-/// carry it too), and when the request ends (`ApiRootSpan`: a reader's identity is known only
-/// after its read).
-fn remember(req: &HttpRequest, caller: Caller) {
-    super::middleware::record_caller(&tracing::Span::current(), &caller);
-    req.extensions_mut().insert(caller);
+/// The request's root span (`ApiRootSpan`), whose one line names the caller once known.
+fn root_span(req: &HttpRequest) -> Span {
+    req.extensions().get::<RootSpan>().cloned().map(Span::from).unwrap_or_else(Span::none)
+}
+
+/// Puts who the request is for on its root span.
+fn record_caller(span: &Span, ctx: &TenantCtx) {
+    span.record("org_id", tracing::field::display(ctx.org_id));
+    span.record("user_id", tracing::field::display(ctx.user_id));
 }
 
 fn is_safe(method: &Method) -> bool {
@@ -184,12 +215,14 @@ async fn resolve(req: &HttpRequest) -> Result<Authed, ApiError> {
         return Ok(Authed { ctx: TenantCtx { org_id, user_id }, role, csrf_token: None, request_id });
     }
 
-    let user = session::current(&state(req)?.db, &req.get_session()).await?.ok_or(ApiError::Unauthenticated)?;
+    let key_hash = session::key_hash_of(&req.get_session()).ok_or(ApiError::Unauthenticated)?;
+    let user = session::current(&state(req)?.db, &key_hash).await?.ok_or(ApiError::Unauthenticated)?;
+    let csrf_token = session::csrf_token(&state(req)?.csrf_key, &key_hash);
     if !is_safe(req.method()) {
         let sent = req.headers().get(CSRF_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
-        if !bool::from(sent.ct_eq(user.csrf_token.as_bytes())) {
+        if !bool::from(sent.ct_eq(csrf_token.as_bytes())) {
             return Err(ApiError::CsrfFailed);
         }
     }
-    Ok(Authed { ctx: user.ctx, role: user.role, csrf_token: Some(user.csrf_token), request_id })
+    Ok(Authed { ctx: user.ctx, role: user.role, csrf_token: Some(csrf_token), request_id })
 }

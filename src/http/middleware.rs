@@ -12,7 +12,7 @@ use actix_web::{
 use tracing::Span;
 
 use super::AppState;
-use crate::{db::Caller, error::ApiError};
+use crate::error::ApiError;
 
 /// Outermost middleware: fixes the request id (the caller's `X-Request-Id` or a new one) and
 /// the start time before anything else runs, and echoes the id on every response.
@@ -181,14 +181,6 @@ fn method_label(method: &actix_web::http::Method) -> &'static str {
     KNOWN.into_iter().find(|known| *known == method.as_str()).unwrap_or("other")
 }
 
-/// Puts who the request is for on its root span, once known.
-pub(super) fn record_caller(span: &Span, caller: &Caller) {
-    if let Some(ctx) = caller.resolved() {
-        span.record("org_id", tracing::field::display(ctx.org_id));
-        span.record("user_id", tracing::field::display(ctx.user_id));
-    }
-}
-
 /// The root span of every request, and its one log line when it ends: method, route pattern,
 /// status, duration, request id, and the organization and user once known (`http::extract`).
 /// Never headers, cookies, bodies or query strings (tokens and passwords live there).
@@ -224,10 +216,6 @@ impl tracing_actix_web::RootSpanBuilder for ApiRootSpan {
                 } else {
                     method_label(request.method())
                 };
-                // A reader's caller is known only once its read has run.
-                if let Some(caller) = request.extensions().get::<Caller>() {
-                    record_caller(&span, caller);
-                }
                 (response.status().as_u16(), started, Some((method, route, metrics)))
             }
             Err(error) => (error.as_response_error().status_code().as_u16(), None, None),

@@ -64,6 +64,8 @@ pub struct AppState {
     pub query_parameters: QueryParameters,
     /// Signs the list cursors this process hands out (derived from `SESSION_KEY`).
     pub cursor_key: SigningKey,
+    /// Derives sessions' CSRF tokens (from `SESSION_KEY`; see `auth::session::csrf_token`).
+    pub csrf_key: SigningKey,
     /// Where every absolute URL handed out starts (`PUBLIC_URL`).
     pub public_url: PublicUrl,
     /// Recording uploads, resumable ones' `PATCH`es, the memory budget for their bodies.

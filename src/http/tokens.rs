@@ -105,8 +105,7 @@ async fn create_token(state: web::Data<AppState>, authed: Authed, body: web::Jso
 #[get("")]
 #[tracing::instrument(skip_all)]
 async fn list_tokens(state: web::Data<AppState>, reader: Reader) -> ApiResult {
-    let tx = state.db.read(&reader).await?;
-    let tokens = db::tokens::list(tx).await?;
+    let tokens = reader.read(&state.db, db::tokens::list).await?;
     let tokens: Vec<TokenResponse> = tokens.into_iter().map(TokenResponse::from).collect();
     Ok(HttpResponse::Ok().json(TokenList { tokens }))
 }
@@ -120,8 +119,7 @@ async fn list_tokens(state: web::Data<AppState>, reader: Reader) -> ApiResult {
 #[get("/{id}")]
 #[tracing::instrument(skip_all)]
 async fn get_token(state: web::Data<AppState>, reader: Reader, id: web::Path<TokenId>) -> ApiResult {
-    let tx = state.db.read(&reader).await?;
-    let found = db::tokens::find(tx, id.into_inner()).await?.ok_or(ApiError::NotFound)?;
+    let found = reader.read(&state.db, |tx| db::tokens::find(tx, id.into_inner())).await?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(TokenResponse::from(found)))
 }
 

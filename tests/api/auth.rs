@@ -314,6 +314,42 @@ async fn logout_ends_the_session_server_side() {
     assert_eq!(sessions, 1, "only the helper's own session of this user remains");
 }
 
+/// A CSRF token belongs to its session: two sign-ins of one user get two tokens, `me` hands
+/// each session its own, one session's token does not pass for the other's, and the database
+/// (a leaked `sessions` table, say) holds neither.
+#[tokio::test]
+async fn a_csrf_token_is_its_sessions_own_and_stored_nowhere() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let (first, second) = (app.client(), app.client());
+    let mut tokens = Vec::new();
+    for client in [&first, &second] {
+        let login = app.post_login(client, &owner.email, PASSWORD).await;
+        tokens.push(login.json::<Value>().await.unwrap()["csrf_token"].as_str().unwrap().to_owned());
+    }
+    assert_ne!(tokens[0], tokens[1]);
+    for (client, token) in [(&first, &tokens[0]), (&second, &tokens[1])] {
+        let me: Value = client.get(app.url("/api/auth/me")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(me["csrf_token"].as_str(), Some(token.as_str()));
+    }
+
+    let crossed = first.post(app.url("/api/auth/logout")).header("X-CSRF-Token", &tokens[1]).send().await.unwrap();
+    assert_error(crossed, StatusCode::FORBIDDEN, "csrf_failed").await;
+    let stored: Vec<String> = app
+        .superuser()
+        .await
+        .query("select s.state::text || s.key_hash::text from app.sessions s", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(!stored.is_empty());
+    assert!(stored.iter().all(|row| tokens.iter().all(|token| !row.contains(token.as_str()))), "{stored:?}");
+    let own = first.post(app.url("/api/auth/logout")).header("X-CSRF-Token", &tokens[0]).send().await.unwrap();
+    assert_eq!(own.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn auth_endpoints_require_a_session_and_logout_requires_the_csrf_token() {
     let app = spawn_app().await;

@@ -14,9 +14,12 @@
 
 use super::{
     search::{like_pattern, Search},
-    FileRow, Param, ReadTx,
+    FileRow, Param,
 };
-use crate::{db::DbError, domain::FileStatus};
+use crate::{
+    db::{DbError, TenantRead},
+    domain::FileStatus,
+};
 
 /// What the list shows, in which order, from where.
 #[derive(Debug, Clone)]
@@ -285,7 +288,7 @@ const COUNTERS: &str = concat!(
 
 /// One page of the listing, plus the total for the same filter, in one round trip.
 #[tracing::instrument(name = "db.files.list_page", skip_all)]
-pub async fn list_page(tx: ReadTx, listing: &Listing) -> Result<Page, DbError> {
+pub async fn list_page(tx: impl TenantRead, listing: &Listing) -> Result<Page, DbError> {
     let shape = Shape::of(listing);
     let status = listing.status.map(FileStatus::as_str);
     // One row more than the page, to know whether a next page exists.

@@ -9,7 +9,7 @@ mod search;
 
 pub use list::{list_page, Direction, Listing, Page, Position, SortKey, Start, SEARCH_COUNT_LIMIT};
 
-use super::{audit::Event, decode, DbError, Param, ReadTx, Reading, Tx, Writing};
+use super::{audit::Event, decode, DbError, Param, TenantRead, TenantWrite};
 use crate::domain::{FileId, FileStatus, Filename, JobId, OrgId, UserId};
 
 /// A stored file: where its bytes are and what they are — what serving them needs, whether
@@ -82,10 +82,15 @@ pub struct NewFile<'a> {
 /// with its commit holds it for the server's own work only (docs/performance.md, "Small
 /// uploads"). A refusal (`organizations_within_quota`) leaves nothing.
 #[tracing::instrument(name = "db.files.record_upload", skip_all, fields(file_id = %file.id))]
-pub async fn record_upload(tx: Tx, file: &NewFile<'_>, job_id: JobId, event: Event<'_>) -> Result<(), DbError> {
+pub async fn record_upload(
+    tx: impl TenantWrite,
+    file: &NewFile<'_>,
+    job_id: JobId,
+    event: Event<'_>,
+) -> Result<(), DbError> {
     let ctx = *tx.ctx();
     let (target_type, target_id) = event.target.unzip();
-    tx.execute_and_commit(
+    tx.execute(
         r#"
         with file as (
           insert into app.files (id, organization_id, filename, file_path, file_size_bytes, sha256, uploaded_by)
@@ -137,8 +142,7 @@ macro_rules! select_files {
 }
 
 #[tracing::instrument(name = "db.files.find", skip_all, fields(file_id = %id))]
-pub async fn find(tx: impl Into<Reading<'_>>, id: FileId) -> Result<Option<FileRow>, DbError> {
-    let tx = tx.into();
+pub async fn find(tx: impl TenantRead, id: FileId) -> Result<Option<FileRow>, DbError> {
     let sql = select_files!(
         r#"
         where f.id = $1
@@ -153,8 +157,7 @@ pub async fn find(tx: impl Into<Reading<'_>>, id: FileId) -> Result<Option<FileR
 /// absent. (Not `FOR UPDATE`: that would apply the UPDATE policy and hide the files the caller
 /// may see but not change, turning a clear 403 into a 404. The changing statement re-checks.)
 #[tracing::instrument(name = "db.files.uploaders", skip_all, fields(count = ids.len()))]
-pub async fn uploaders(tx: impl Into<Reading<'_>>, ids: &[FileId]) -> Result<Vec<(FileId, UserId)>, DbError> {
-    let tx = tx.into();
+pub async fn uploaders(tx: impl TenantRead, ids: &[FileId]) -> Result<Vec<(FileId, UserId)>, DbError> {
     let ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
     let rows = tx
         .query(
@@ -177,8 +180,7 @@ pub async fn uploaders(tx: impl Into<Reading<'_>>, ids: &[FileId]) -> Result<Vec
 /// Renames a live file; `false` if it is not there (or the policies do not let the caller
 /// change it).
 #[tracing::instrument(name = "db.files.rename", skip_all, fields(file_id = %id))]
-pub async fn rename(tx: impl Into<Writing<'_>>, id: FileId, filename: &Filename) -> Result<bool, DbError> {
-    let tx = tx.into();
+pub async fn rename(tx: impl TenantWrite, id: FileId, filename: &Filename) -> Result<bool, DbError> {
     let renamed = tx
         .execute(
             r#"
@@ -196,8 +198,7 @@ pub async fn rename(tx: impl Into<Writing<'_>>, id: FileId, filename: &Filename)
 /// Soft-deletes and returns how many were deleted; the usage trigger gives the bytes back to
 /// the quota in the same statement.
 #[tracing::instrument(name = "db.files.mark_deleted", skip_all, fields(count = ids.len()))]
-pub async fn mark_deleted(tx: impl Into<Writing<'_>>, ids: &[FileId]) -> Result<u64, DbError> {
-    let tx = tx.into();
+pub async fn mark_deleted(tx: impl TenantWrite, ids: &[FileId]) -> Result<u64, DbError> {
     let ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
     tx.execute(
         r#"
@@ -248,8 +249,8 @@ const FIND_PENDING: &str = concat!(
 /// 20,000 pending; docs/performance.md). A parameter keeps both statements on the primary key
 /// (`tests::the_workers_lookups_stay_on_the_primary_key_after_a_burst_of_uploads`).
 #[tracing::instrument(name = "db.files.find_pending", skip_all, fields(file_id = %file_id))]
-pub async fn find_pending(tx: impl Into<Reading<'_>>, file_id: FileId) -> Result<Option<PendingFile>, DbError> {
-    let row = tx.into().query_opt(FIND_PENDING, &[file_id.as_uuid(), &FileStatus::Pending.as_str()]).await?;
+pub async fn find_pending(tx: impl TenantRead, file_id: FileId) -> Result<Option<PendingFile>, DbError> {
+    let row = tx.query_opt(FIND_PENDING, &[file_id.as_uuid(), &FileStatus::Pending.as_str()]).await?;
     row.map(|row| {
         Ok(PendingFile {
             filename: decode(row.try_get("filename"))?,
@@ -293,8 +294,7 @@ const RECORD_OUTCOMES: &str = r#"
 /// job went stale): nothing happened to it (processing is idempotent). The counters follow in
 /// the same statement, once for the whole batch (V14).
 #[tracing::instrument(name = "db.files.record_outcomes", skip_all, fields(files = verdicts.len()))]
-pub async fn record_outcomes(tx: impl Into<Writing<'_>>, verdicts: &[Validation]) -> Result<Vec<FileId>, DbError> {
-    let tx = tx.into();
+pub async fn record_outcomes(tx: impl TenantWrite, verdicts: &[Validation]) -> Result<Vec<FileId>, DbError> {
     let ctx = *tx.ctx();
     let ids: Vec<uuid::Uuid> = verdicts.iter().map(|v| *v.file_id.as_uuid()).collect();
     let statuses: Vec<&str> = verdicts.iter().map(|v| v.status.as_str()).collect();

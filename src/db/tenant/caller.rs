@@ -3,6 +3,7 @@
 use std::sync::{Arc, OnceLock};
 
 use super::TenantCtx;
+use crate::db::DbError;
 
 /// Who a transaction acts for: ids already known (a resolved caller, a worker's job), or a
 /// credential that the transaction's own first statement resolves (a read made with a session
@@ -16,54 +17,43 @@ pub enum Caller {
     Token(Credential),
 }
 
-impl Caller {
-    /// Who the caller is, once known: at once for known ids, after its first transaction's
-    /// context statement for a credential (every clone learns it).
-    pub fn resolved(&self) -> Option<TenantCtx> {
-        match self {
-            Caller::Known(ctx) => Some(*ctx),
-            Caller::Session(credential) | Caller::Token(credential) => credential.identity.0.get().map(|r| r.ctx),
-        }
-    }
-
-    /// A session's stored state, once its first transaction has resolved it.
-    pub fn session_state(&self) -> Option<&serde_json::Value> {
-        match self {
-            Caller::Session(credential) => credential.identity.0.get().and_then(|r| r.state.as_ref()),
-            _ => None,
-        }
-    }
-}
-
 impl From<&TenantCtx> for Caller {
     fn from(ctx: &TenantCtx) -> Self {
         Caller::Known(*ctx)
     }
 }
 
-/// A credential's hash, and where the ids it stands for go once the database has resolved them.
+/// The SHA-256 of a secret the caller presented.
 #[derive(Debug, Clone)]
-pub struct Credential {
-    pub(super) hash: Vec<u8>,
-    pub(super) identity: Identity,
-}
+pub struct Credential(Vec<u8>);
 
 impl Credential {
     pub fn new(hash: Vec<u8>) -> Self {
-        Self { hash, identity: Identity::default() }
+        Self(hash)
     }
 }
 
-/// Who a credential turned out to be: set by the first transaction that resolved it, and shared
-/// by the caller's clones (the request's log line reads it when the request ends).
-#[derive(Debug, Clone, Default)]
-pub(super) struct Identity(pub(super) Arc<OnceLock<Resolved>>);
+/// Where a credential's context statement puts who the credential turned out to be, for
+/// [`Db::read_as`](crate::db::Db::read_as) to return once the read is done. Made for one read
+/// and gone with it.
+#[derive(Debug, Default)]
+pub(in crate::db) struct Resolution(Arc<OnceLock<TenantCtx>>);
 
-#[derive(Debug)]
-pub(super) struct Resolved {
-    pub(super) ctx: TenantCtx,
-    /// A session's stored state (its CSRF token); `None` for a token.
-    pub(super) state: Option<serde_json::Value>,
+impl Resolution {
+    pub(in crate::db) fn set(&self, ctx: TenantCtx) {
+        // A credential is one user's: a second resolution could only find the same ids.
+        let _ = self.0.set(ctx);
+    }
+
+    /// Who `caller` is, after a read made for it.
+    pub(in crate::db) fn of(self, caller: &Caller) -> Result<TenantCtx, DbError> {
+        match caller {
+            Caller::Known(ctx) => Ok(*ctx),
+            Caller::Session(_) | Caller::Token(_) => self.0.get().copied().ok_or_else(|| {
+                DbError::Decode(anyhow::anyhow!("the read sent no statement to resolve its credential"))
+            }),
+        }
+    }
 }
 
 /// Setting names are fixed here and in the policies' helper functions (migrations/V1).
@@ -86,7 +76,7 @@ select set_config('app.org_id', $1, true),
 macro_rules! set_credential_context {
     ($kind:literal) => {
         concat!(
-            "select c.organization_id, c.user_id, c.state, set_config('plan_cache_mode', $2, true), \
+            "select c.organization_id, c.user_id, set_config('plan_cache_mode', $2, true), \
              set_config('transaction_read_only', $3, true) from app.credential_context('",
             $kind,
             "', $1) c"
@@ -97,21 +87,31 @@ const SET_SESSION_CONTEXT: &str = set_credential_context!("session");
 const SET_TOKEN_CONTEXT: &str = set_credential_context!("token");
 
 /// What the context statement sets: known ids, or what a credential resolves to.
-pub(super) enum Context {
+pub(in crate::db) enum Context {
     Known { ids: [String; 2] },
-    Credential { sql: &'static str, credential: Credential },
+    Credential { sql: &'static str, hash: Vec<u8>, resolved: Resolution },
 }
 
 impl Context {
-    pub(super) fn new(caller: Caller) -> Self {
+    pub(in crate::db) fn known(ctx: &TenantCtx) -> Self {
+        Context::Known { ids: [ctx.org_id.to_string(), ctx.user_id.to_string()] }
+    }
+
+    /// The context for `caller`; a credential's resolution goes to `resolved`.
+    pub(in crate::db) fn new(caller: &Caller, resolved: &Resolution) -> Self {
+        let credential = |sql, credential: &Credential| Context::Credential {
+            sql,
+            hash: credential.0.clone(),
+            resolved: Resolution(resolved.0.clone()),
+        };
         match caller {
-            Caller::Known(ctx) => Context::Known { ids: [ctx.org_id.to_string(), ctx.user_id.to_string()] },
-            Caller::Session(credential) => Context::Credential { sql: SET_SESSION_CONTEXT, credential },
-            Caller::Token(credential) => Context::Credential { sql: SET_TOKEN_CONTEXT, credential },
+            Caller::Known(ctx) => Context::known(ctx),
+            Caller::Session(c) => credential(SET_SESSION_CONTEXT, c),
+            Caller::Token(c) => credential(SET_TOKEN_CONTEXT, c),
         }
     }
 
-    pub(super) fn sql(&self) -> &'static str {
+    pub(in crate::db) fn sql(&self) -> &'static str {
         match self {
             Context::Known { .. } => SET_TENANT_CONTEXT,
             Context::Credential { sql, .. } => sql,

@@ -1,19 +1,69 @@
-//! The three kinds of tenant transaction, and the two shapes query functions take them in.
+//! The three kinds of tenant transaction, and the two traits query functions take them by.
+
+use std::{future::Future, sync::atomic::Ordering};
 
 use deadpool_postgres::Object;
 use tokio_postgres::Row;
 
 use super::{
+    caller::Context,
     wire::{Bound, Plans},
-    Caller, TenantCtx,
+    TenantCtx,
 };
-use std::sync::atomic::Ordering;
+use crate::db::{param::Params, DbError, Statements};
 
-use crate::db::{
-    decode,
-    param::{self, Params},
-    DbError, Statements,
-};
+/// What a read runs on: a one-shot [`ReadTx`], or one statement of a [`Tx`] (`&tx`). The
+/// statements go through a sealed trait that only the `db` layer can name, so handlers can
+/// hand a transaction to a query function but cannot send SQL through it.
+pub trait TenantRead: exec::Read {}
+impl<T: exec::Read> TenantRead for T {}
+
+/// What a write runs on: a one-shot [`WriteTx`]; one statement of a [`Tx`] (`&tx`); or a
+/// `Tx`'s last statement, the transaction given by value: sent with its `COMMIT` in the same
+/// write, and committed once the query function returns `Ok`.
+pub trait TenantWrite: exec::Write {}
+impl<T: exec::Write> TenantWrite for T {}
+
+/// The statements behind [`TenantRead`] and [`TenantWrite`]; nameable only in `db`.
+pub(in crate::db) mod exec {
+    use super::*;
+
+    pub trait Read: Send + Sized {
+        fn query(self, sql: &str, params: Params<'_>) -> impl Future<Output = Result<Vec<Row>, DbError>> + Send;
+
+        fn query_opt(self, sql: &str, params: Params<'_>) -> impl Future<Output = Result<Option<Row>, DbError>> + Send;
+
+        /// A page of rows and the total for the same filter, sent together: one round trip.
+        fn query_page(
+            self,
+            page_sql: &str,
+            page_params: Params<'_>,
+            count_sql: &str,
+            count_params: Params<'_>,
+        ) -> impl Future<Output = Result<(Vec<Row>, i64), DbError>> + Send;
+    }
+
+    pub trait Write: Send + Sized {
+        /// Who the transaction acts for (its statements name them as parameters).
+        fn ctx(&self) -> &TenantCtx;
+
+        fn execute(self, sql: &str, params: Params<'_>) -> impl Future<Output = Result<u64, DbError>> + Send;
+
+        /// The statement's rows (`RETURNING`).
+        fn query(self, sql: &str, params: Params<'_>) -> impl Future<Output = Result<Vec<Row>, DbError>> + Send;
+
+        fn query_opt(self, sql: &str, params: Params<'_>) -> impl Future<Output = Result<Option<Row>, DbError>> + Send;
+
+        /// The statement's one row; none is a decoding error.
+        fn query_one(self, sql: &str, params: Params<'_>) -> impl Future<Output = Result<Row, DbError>> + Send {
+            async move {
+                self.query_opt(sql, params)
+                    .await?
+                    .ok_or_else(|| DbError::Decode(anyhow::anyhow!("query returned no row")))
+            }
+        }
+    }
+}
 
 /// One read of tenant data: one statement (or a page and its total), sent with its `BEGIN`,
 /// read-only context and `COMMIT` in one round trip. Consumed by it. It names its tenant only
@@ -25,44 +75,30 @@ impl ReadTx {
     pub(in crate::db) async fn new(
         conn: Object,
         statements: Statements,
-        caller: Caller,
+        context: Context,
         plans: Plans,
     ) -> Result<Self, DbError> {
-        Ok(Self(Bound::new(conn, statements, caller, plans, true).await?))
+        Ok(Self(Bound::new(conn, statements, context, plans, true).await?))
     }
+}
 
-    pub(crate) async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+impl exec::Read for ReadTx {
+    async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
         self.0.query(sql, params, true).await
     }
 
-    pub(crate) async fn query_opt(self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
+    async fn query_opt(self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
         self.0.query_opt(sql, params, true).await
     }
 
-    /// A page of rows and the total for the same filter, sent together: one round trip.
-    pub(crate) async fn query_page(
+    async fn query_page(
         self,
         page_sql: &str,
         page_params: Params<'_>,
         count_sql: &str,
         count_params: Params<'_>,
     ) -> Result<(Vec<Row>, i64), DbError> {
-        let conn = self.0.conn();
-        let (rows, total) = if self.0.unnamed() {
-            let (page, count) = (param::typed(page_params), param::typed(count_params));
-            let both = async {
-                tokio::try_join!(biased; conn.query_typed(page_sql, &page), conn.query_typed_one(count_sql, &count))
-            };
-            self.0.run(both, true).await?
-        } else {
-            let (page, count) = tokio::try_join!(self.0.prepare(page_sql), self.0.prepare(count_sql))?;
-            let (page_params, count_params) = (param::untyped(page_params), param::untyped(count_params));
-            let both = async {
-                tokio::try_join!(biased; conn.query(&page, &page_params), conn.query_one(&count, &count_params))
-            };
-            self.0.run(both, true).await?
-        };
-        Ok((rows, decode(total.try_get(0))?))
+        self.0.query_page(page_sql, page_params, count_sql, count_params, true).await
     }
 }
 
@@ -72,57 +108,57 @@ pub struct WriteTx(Bound, TenantCtx);
 
 impl WriteTx {
     pub(in crate::db) async fn new(conn: Object, statements: Statements, ctx: &TenantCtx) -> Result<Self, DbError> {
-        Ok(Self(Bound::new(conn, statements, ctx.into(), Plans::Generic, false).await?, *ctx))
+        Ok(Self(Bound::new(conn, statements, Context::known(ctx), Plans::Generic, false).await?, *ctx))
     }
+}
 
-    pub fn ctx(&self) -> &TenantCtx {
+impl exec::Write for WriteTx {
+    fn ctx(&self) -> &TenantCtx {
         &self.1
     }
 
-    pub(crate) async fn execute(self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
+    async fn execute(self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
         self.0.execute(sql, params, true).await
     }
 
-    /// The statement's rows (`RETURNING`), committed once it returns `Ok`.
-    pub(crate) async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+    async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
         self.0.query(sql, params, true).await
+    }
+
+    async fn query_opt(self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
+        self.0.query_opt(sql, params, true).await
     }
 }
 
 /// A transaction of any number of statements (sent as they come, or several at once with
-/// `try_join!`), ending with [`Tx::commit`].
+/// `try_join!`), ending with [`Tx::commit`] or with a last statement given the transaction
+/// by value ([`TenantWrite`]).
 pub struct Tx(Bound, TenantCtx);
 
 impl Tx {
     pub(in crate::db) async fn new(conn: Object, statements: Statements, ctx: &TenantCtx) -> Result<Self, DbError> {
-        Ok(Self(Bound::new(conn, statements, ctx.into(), Plans::Generic, false).await?, *ctx))
+        Ok(Self(Bound::new(conn, statements, Context::known(ctx), Plans::Generic, false).await?, *ctx))
     }
 
     pub fn ctx(&self) -> &TenantCtx {
         &self.1
     }
 
-    pub(crate) async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+    // The db layer's own tests send raw SQL through a transaction: with the traits in scope,
+    // `tx.query` would be ambiguous (`&Tx` reads and writes) or consume it (`Tx` writes last).
+    #[cfg(test)]
+    pub(in crate::db) async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
         self.0.query(sql, params, false).await
     }
 
-    pub(crate) async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
-        self.0.query_opt(sql, params, false).await
+    #[cfg(test)]
+    pub(in crate::db) async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, DbError> {
+        exec::Write::query_one(self, sql, params).await
     }
 
-    pub(crate) async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, DbError> {
-        self.query_opt(sql, params).await?.ok_or_else(|| DbError::Decode(anyhow::anyhow!("query returned no row")))
-    }
-
-    pub(crate) async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
+    #[cfg(test)]
+    pub(in crate::db) async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
         self.0.execute(sql, params, false).await
-    }
-
-    /// A last statement, sent with `COMMIT` in the same write (with `BEGIN` and the context too
-    /// if it is the first): committed once this returns `Ok`, and the row locks it takes are
-    /// held for the server's work only, not for a round trip to the client and back.
-    pub(crate) async fn execute_and_commit(self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
-        self.0.execute(sql, params, true).await
     }
 
     /// Commits and waits for it: what was written is durable and visible once this returns.
@@ -135,81 +171,61 @@ impl Tx {
     }
 }
 
-/// Where a read runs: as its own one-shot transaction, or as one statement of a [`Tx`].
-// Built for one call and moved once: boxing the large variant would only add an allocation per
-// query.
-#[allow(clippy::large_enum_variant)]
-pub enum Reading<'a> {
-    Alone(ReadTx),
-    Within(&'a Tx),
-}
+impl exec::Read for &Tx {
+    async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        self.0.query(sql, params, false).await
+    }
 
-impl From<ReadTx> for Reading<'_> {
-    fn from(tx: ReadTx) -> Self {
-        Reading::Alone(tx)
+    async fn query_opt(self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
+        self.0.query_opt(sql, params, false).await
+    }
+
+    async fn query_page(
+        self,
+        page_sql: &str,
+        page_params: Params<'_>,
+        count_sql: &str,
+        count_params: Params<'_>,
+    ) -> Result<(Vec<Row>, i64), DbError> {
+        self.0.query_page(page_sql, page_params, count_sql, count_params, false).await
     }
 }
 
-impl<'a> From<&'a Tx> for Reading<'a> {
-    fn from(tx: &'a Tx) -> Self {
-        Reading::Within(tx)
+impl exec::Write for &Tx {
+    fn ctx(&self) -> &TenantCtx {
+        &self.1
+    }
+
+    async fn execute(self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
+        self.0.execute(sql, params, false).await
+    }
+
+    async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        self.0.query(sql, params, false).await
+    }
+
+    async fn query_opt(self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
+        self.0.query_opt(sql, params, false).await
     }
 }
 
-impl Reading<'_> {
-    pub(crate) async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
-        match self {
-            Reading::Alone(tx) => tx.query(sql, params).await,
-            Reading::Within(tx) => tx.query(sql, params).await,
-        }
+/// A transaction's last statement, sent with `COMMIT` in the same write (with `BEGIN` and the
+/// context too if it is the first): committed once it returns `Ok`, and the row locks it takes
+/// are held for the server's work only, not for a round trip to the client and back.
+impl exec::Write for Tx {
+    fn ctx(&self) -> &TenantCtx {
+        &self.1
     }
 
-    pub(crate) async fn query_opt(self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
-        match self {
-            Reading::Alone(tx) => tx.query_opt(sql, params).await,
-            Reading::Within(tx) => tx.query_opt(sql, params).await,
-        }
-    }
-}
-
-/// Where a write runs: as its own one-shot transaction, or as one statement of a [`Tx`].
-#[allow(clippy::large_enum_variant)] // as for `Reading`
-pub enum Writing<'a> {
-    Alone(WriteTx),
-    Within(&'a Tx),
-}
-
-impl From<WriteTx> for Writing<'_> {
-    fn from(tx: WriteTx) -> Self {
-        Writing::Alone(tx)
-    }
-}
-
-impl<'a> From<&'a Tx> for Writing<'a> {
-    fn from(tx: &'a Tx) -> Self {
-        Writing::Within(tx)
-    }
-}
-
-impl Writing<'_> {
-    pub fn ctx(&self) -> &TenantCtx {
-        match self {
-            Writing::Alone(tx) => tx.ctx(),
-            Writing::Within(tx) => tx.ctx(),
-        }
+    async fn execute(self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
+        self.0.execute(sql, params, true).await
     }
 
-    pub(crate) async fn execute(self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
-        match self {
-            Writing::Alone(tx) => tx.execute(sql, params).await,
-            Writing::Within(tx) => tx.execute(sql, params).await,
-        }
+    async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        self.0.query(sql, params, true).await
     }
 
-    pub(crate) async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
-        match self {
-            Writing::Alone(tx) => tx.query(sql, params).await,
-            Writing::Within(tx) => tx.query(sql, params).await,
-        }
+    async fn query_opt(self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
+        self.0.query_opt(sql, params, true).await
     }
 }

@@ -23,23 +23,25 @@
 //!   commit (a handler returning early with `?`) is rolled back in the background and only then
 //!   returns to the pool: nothing half-written.
 //!
-//! Query functions in `db::*` take `impl Into<`[`Reading`]`>` or `impl Into<`[`Writing`]`>`:
-//! a one-shot transaction, or a `&Tx` for a statement among others. The raw query methods are
-//! visible only inside the crate's `db` layer, so handlers cannot send SQL of their own.
+//! Query functions in `db::*` take `impl `[`TenantRead`] or `impl `[`TenantWrite`]: a one-shot
+//! transaction, a `&Tx` for a statement among others, or (a write) the `Tx` itself for its last
+//! statement, sent with its `COMMIT`. The traits are sealed and their statement methods live in
+//! a module only `db` can name, so handlers cannot send SQL of their own.
 //!
 //! `BEGIN` and `COMMIT` are prepared statements like the rest (cached per pooled connection),
 //! so the server never parses them again.
 //!
 //! Its parts: [`caller`] (who a transaction acts for and the statement that says so), [`wire`]
 //! (the pooled connection bound to it: framing, pipelining, rollback on drop) and [`kinds`]
-//! (the three transaction types and the two parameter shapes of query functions).
+//! (the three transaction types and the two traits query functions take them by).
 
 mod caller;
 mod kinds;
 mod wire;
 
 pub use caller::{Caller, Credential};
-pub use kinds::{ReadTx, Reading, Tx, WriteTx, Writing};
+pub(super) use caller::{Context, Resolution};
+pub use kinds::{ReadTx, TenantRead, TenantWrite, Tx, WriteTx};
 pub use wire::Plans;
 
 use crate::domain::{OrgId, UserId};
@@ -64,9 +66,13 @@ mod tests {
         super::{
             files, system,
             testing::{left_on_the_connection, scratch_db, tenant},
-            tokens, Db, DbError,
+            tokens, Db, DbError, Plans,
         },
-        Caller, Credential,
+        // `Write` by path only: in scope, `tx.query` on a `Tx` would take the `Tx` by value.
+        kinds::exec::{self, Read},
+        Caller,
+        Credential,
+        TenantCtx,
     };
 
     const NO_TENANT_NOTHING_VISIBLE: (Option<String>, i64) = (Some(String::new()), 0);
@@ -133,14 +139,18 @@ mod tests {
         };
 
         let write = db.write(&a).await.unwrap();
-        assert_eq!(write.execute("update app.files set filename = 'kept'", &[]).await.unwrap(), 1);
+        assert_eq!(exec::Write::execute(write, "update app.files set filename = 'kept'", &[]).await.unwrap(), 1);
         assert_eq!(name(a, a_file).await, "kept", "committed once it returned");
 
         // Moving b's file into a's organization: WITH CHECK refuses the row, and the COMMIT
         // sent behind the statement rolls back.
         let write = db.write(&b).await.unwrap();
-        let moved =
-            write.execute("update app.files set filename = 'moved', organization_id = $1", &[a.org_id.as_uuid()]).await;
+        let moved = exec::Write::execute(
+            write,
+            "update app.files set filename = 'moved', organization_id = $1",
+            &[a.org_id.as_uuid()],
+        )
+        .await;
         assert!(moved.is_err(), "WITH CHECK refuses the row");
         assert_eq!(name(b, b_file).await, "b.txt");
         assert_eq!(left_on_the_connection(&db).await, NO_TENANT_NOTHING_VISIBLE);
@@ -150,9 +160,14 @@ mod tests {
         rows.iter().map(|r| r.get(0)).collect()
     }
 
+    /// Every organization an unfiltered read for `caller` sees, and who the read says it was.
+    async fn read_all_files_as(db: &Db, caller: Caller) -> Result<(Vec<Uuid>, TenantCtx), DbError> {
+        let read = db.read_as(&caller, Plans::Generic, |tx| async { tx.query(ALL_FILES, &[]).await }).await?;
+        Ok((org_ids(&read.0), read.1))
+    }
+
     /// A read made with a session's key resolves it in its own first statement: it acts for that
-    /// user's organization only (an unfiltered query sees one tenant), and the caller learns who
-    /// it was. With a key that is not valid (unknown, expired) the read fails as unauthenticated
+    /// user's organization only (an unfiltered query sees one tenant), and returns who it was. With a key that is not valid (unknown, expired) the read fails as unauthenticated
     /// and its statement never runs; nothing is left on the connection either way.
     #[tokio::test]
     async fn a_read_made_with_a_session_key_acts_for_its_user_only_and_a_bad_key_reads_nothing() {
@@ -160,24 +175,20 @@ mod tests {
         let (a, _) = tenant(&db, "a.txt").await;
         tenant(&db, "b.txt").await;
         let (live, expired) = (vec![1u8; 32], vec![2u8; 32]);
-        let state = serde_json::json!({ "csrf_token": "\"token\"" });
+        let state = serde_json::json!({});
         for (key_hash, ttl_seconds) in [(&live, 60), (&expired, -1)] {
             let conn = db.system_conn().await.unwrap();
             assert!(system::session_save(&conn, key_hash, a.user_id, &state, ttl_seconds).await.unwrap());
         }
 
-        let caller = Caller::Session(Credential::new(live));
-        let rows = db.read(caller.clone()).await.unwrap().query(ALL_FILES, &[]).await.unwrap();
-        assert_eq!(org_ids(&rows), [*a.org_id.as_uuid()], "an unfiltered read sees the session's tenant only");
-        assert_eq!(caller.resolved(), Some(a));
-        assert_eq!(caller.session_state(), Some(&state));
+        let (orgs, who) = read_all_files_as(&db, Caller::Session(Credential::new(live))).await.unwrap();
+        assert_eq!(orgs, [*a.org_id.as_uuid()], "an unfiltered read sees the session's tenant only");
+        assert_eq!(who, a);
         assert_eq!(left_on_the_connection(&db).await, NO_TENANT_NOTHING_VISIBLE);
 
         for key_hash in [expired, vec![3u8; 32]] {
-            let caller = Caller::Session(Credential::new(key_hash));
-            let read = db.read(caller.clone()).await.unwrap().query(ALL_FILES, &[]).await;
+            let read = read_all_files_as(&db, Caller::Session(Credential::new(key_hash))).await;
             assert!(matches!(read, Err(DbError::Unauthenticated)), "{read:?}");
-            assert_eq!(caller.resolved(), None);
             assert_eq!(left_on_the_connection(&db).await, NO_TENANT_NOTHING_VISIBLE);
         }
     }
@@ -199,14 +210,14 @@ mod tests {
         };
         assert_eq!(last_used(&db).await, None);
 
-        let caller = Caller::Token(Credential::new(token_hash.clone()));
-        let rows = db.read(caller.clone()).await.unwrap().query(ALL_FILES, &[]).await.unwrap();
-        assert_eq!(org_ids(&rows), [*a.org_id.as_uuid()]);
-        assert_eq!(caller.resolved(), Some(a));
+        let (orgs, who) = read_all_files_as(&db, Caller::Token(Credential::new(token_hash.clone()))).await.unwrap();
+        assert_eq!(orgs, [*a.org_id.as_uuid()]);
+        assert_eq!(who, a);
         assert!(last_used(&db).await.is_some(), "the stamp commits with the read");
 
-        let read = db.read(Caller::Token(Credential::new(token_hash.clone()))).await.unwrap();
-        let write = read.query("update app.files set filename = 'never kept' returning id", &[]).await;
+        let caller = Caller::Token(Credential::new(token_hash.clone()));
+        let update = "update app.files set filename = 'never kept' returning id";
+        let write = db.read_as(&caller, Plans::Generic, |tx| async { tx.query(update, &[]).await }).await;
         let code = write.err().and_then(|e| match e {
             DbError::Query(e) => e.code().cloned(),
             _ => None,
@@ -216,7 +227,7 @@ mod tests {
         assert_eq!(file.file.filename, "a.txt");
 
         assert!(tokens::revoke(db.write(&a).await.unwrap(), token_id).await.unwrap());
-        let read = db.read(Caller::Token(Credential::new(token_hash))).await.unwrap().query(ALL_FILES, &[]).await;
+        let read = read_all_files_as(&db, Caller::Token(Credential::new(token_hash))).await;
         assert!(matches!(read, Err(DbError::Unauthenticated)), "{read:?}");
     }
 

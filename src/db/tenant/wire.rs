@@ -10,12 +10,10 @@ use std::{
 use deadpool_postgres::{GenericClient, Object};
 use tokio_postgres::{Row, Statement};
 
-use super::{
-    caller::{Context, Resolved},
-    Caller, TenantCtx,
-};
+use super::{caller::Context, TenantCtx};
 use crate::{
     db::{
+        decode,
         param::{self, Param, Params},
         DbError, Statements,
     },
@@ -74,11 +72,10 @@ impl Bound {
     pub(super) async fn new(
         conn: Object,
         statements: Statements,
-        caller: Caller,
+        context: Context,
         plans: Plans,
         read_only: bool,
     ) -> Result<Self, DbError> {
-        let context = Context::new(caller);
         let framing = match statements {
             // Prepared once per pooled connection (cached, the three together on first use), so
             // that from then on they are sent without a round trip of their own.
@@ -103,7 +100,7 @@ impl Bound {
         })
     }
 
-    pub(super) fn conn(&self) -> &Object {
+    fn conn(&self) -> &Object {
         self.conn.as_ref().expect("the connection is only taken when the transaction is dropped")
     }
 
@@ -120,20 +117,16 @@ impl Bound {
         let read_only = if self.read_only { "on" } else { "off" };
         let params: &[&dyn Param] = match &self.context {
             Context::Known { ids: [org, user] } => &[org, user, &plans, &read_only],
-            Context::Credential { credential, .. } => &[&credential.hash, &plans, &read_only],
+            Context::Credential { hash, .. } => &[hash, &plans, &read_only],
         };
         let rows = match &self.framing {
             Framing::Prepared { set_context, .. } => self.conn().query(set_context, &param::untyped(params)).await?,
             Framing::Unnamed => self.conn().query_typed(self.context.sql(), &param::typed(params)).await?,
         };
-        if let (Context::Credential { credential, .. }, Some(row)) = (&self.context, rows.first()) {
-            // A credential is one user's: a second resolution can only find the same ids.
-            let _ = credential.identity.0.set(Resolved {
-                ctx: TenantCtx {
-                    org_id: OrgId::from_uuid(row.try_get("organization_id")?),
-                    user_id: UserId::from_uuid(row.try_get("user_id")?),
-                },
-                state: row.try_get("state")?,
+        if let (Context::Credential { resolved, .. }, Some(row)) = (&self.context, rows.first()) {
+            resolved.set(TenantCtx {
+                org_id: OrgId::from_uuid(row.try_get("organization_id")?),
+                user_id: UserId::from_uuid(row.try_get("user_id")?),
             });
         }
         Ok(())
@@ -146,11 +139,11 @@ impl Bound {
         }
     }
 
-    pub(super) fn unnamed(&self) -> bool {
+    fn unnamed(&self) -> bool {
         matches!(self.framing, Framing::Unnamed)
     }
 
-    pub(super) async fn prepare(&self, sql: &str) -> Result<Statement, DbError> {
+    async fn prepare(&self, sql: &str) -> Result<Statement, DbError> {
         Ok(self.conn().prepare_cached(sql).await?)
     }
 
@@ -159,7 +152,7 @@ impl Bound {
     /// last statement). `biased` polls in order, and each future sends its message on its
     /// first poll, so the order on the wire is fixed; a transaction's later statements find
     /// `started` set and follow them.
-    pub(super) async fn run<T>(
+    async fn run<T>(
         &self,
         statement: impl Future<Output = Result<T, tokio_postgres::Error>>,
         end: bool,
@@ -204,6 +197,33 @@ impl Bound {
         }
         let statement = self.prepare(sql).await?;
         self.run(self.conn().execute(&statement, &param::untyped(params)), end).await
+    }
+
+    /// A page of rows and the total for the same filter, sent together: one round trip.
+    pub(super) async fn query_page(
+        &self,
+        page_sql: &str,
+        page_params: Params<'_>,
+        count_sql: &str,
+        count_params: Params<'_>,
+        end: bool,
+    ) -> Result<(Vec<Row>, i64), DbError> {
+        let conn = self.conn();
+        let (rows, total) = if self.unnamed() {
+            let (page, count) = (param::typed(page_params), param::typed(count_params));
+            let both = async {
+                tokio::try_join!(biased; conn.query_typed(page_sql, &page), conn.query_typed_one(count_sql, &count))
+            };
+            self.run(both, end).await?
+        } else {
+            let (page, count) = tokio::try_join!(self.prepare(page_sql), self.prepare(count_sql))?;
+            let (page_params, count_params) = (param::untyped(page_params), param::untyped(count_params));
+            let both = async {
+                tokio::try_join!(biased; conn.query(&page, &page_params), conn.query_one(&count, &count_params))
+            };
+            self.run(both, end).await?
+        };
+        Ok((rows, decode(total.try_get(0))?))
     }
 }
 

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use super::{ApiResult, AppState, Authed, BodyErrors, Reader};
 use crate::{
-    db::{self, audit::Action, Tx},
+    db::{self, audit::Action, Plans, Tx},
     domain::{FileId, Filename, UserId},
     error::{ApiError, ErrorBody},
 };
@@ -70,11 +70,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
 async fn list_files(state: web::Data<AppState>, reader: Reader, query: web::Query<ListQuery>) -> ApiResult {
     let (listing, page) = query.into_inner().parse(&state.cursor_key)?;
     // A status filter's best plan depends on its value (docs/decisions.md, "Listing files").
-    let tx = match listing.status.is_some() {
-        true => state.db.read_planned(&reader).await?,
-        false => state.db.read(&reader).await?,
-    };
-    let found = db::files::list_page(tx, &listing).await?;
+    let plans = if listing.status.is_some() { Plans::PerCall } else { Plans::Generic };
+    let found = reader.read_planned(&state.db, plans, |tx| db::files::list_page(tx, &listing)).await?;
     Ok(HttpResponse::Ok().json(ListResponse {
         files: found.files.into_iter().map(FileSummary::from).collect(),
         total: found.total,
@@ -96,8 +93,7 @@ async fn list_files(state: web::Data<AppState>, reader: Reader, query: web::Quer
 #[tracing::instrument(skip_all, fields(file_id = %id))]
 async fn get_file(state: web::Data<AppState>, reader: Reader, id: web::Path<Uuid>) -> ApiResult {
     let id = FileId::from_uuid(id.into_inner());
-    let tx = state.db.read(&reader).await?;
-    let file = db::files::find(tx, id).await?.ok_or(ApiError::NotFound)?;
+    let file = reader.read(&state.db, |tx| db::files::find(tx, id)).await?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(FileDetail::from(file)))
 }
 
@@ -116,8 +112,7 @@ async fn get_file(state: web::Data<AppState>, reader: Reader, id: web::Path<Uuid
 #[tracing::instrument(skip_all, fields(file_id = %id))]
 async fn download_file(state: web::Data<AppState>, reader: Reader, id: web::Path<Uuid>, req: HttpRequest) -> ApiResult {
     let id = FileId::from_uuid(id.into_inner());
-    let tx = state.db.read(&reader).await?;
-    let file = db::files::find(tx, id).await?.ok_or(ApiError::NotFound)?;
+    let file = reader.read(&state.db, |tx| db::files::find(tx, id)).await?.ok_or(ApiError::NotFound)?;
     download::serve(&req, &state.store, download::ready(&file)?).await
 }
 

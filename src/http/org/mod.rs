@@ -56,8 +56,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[get("")]
 #[tracing::instrument(skip_all)]
 async fn get_org(state: web::Data<AppState>, reader: Reader) -> ApiResult {
-    let tx = state.db.read(&reader).await?;
-    let org = db::orgs::find_current(tx).await?.ok_or(ApiError::NotFound)?;
+    let org = reader.read(&state.db, db::orgs::find_current).await?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(OrgResponse {
         id: org.id,
         name: org.name,
