@@ -45,9 +45,9 @@ seed_org() { # name files -> "org_id user_id" (rows only, triggers bypassed, cou
   read -r org user < <(register "$1@example.com" "$1")
   psql -X -q -v ON_ERROR_STOP=1 "$SUPER/$DB" >/dev/null <<SQL
 set session_replication_role = replica;
-insert into app.files (id, organization_id, filename, file_path, file_size_bytes, mime_type, sha256, status,
+insert into app.files (id, organization_id, filename, file_size_bytes, mime_type, sha256, status,
                        uploaded_by, uploaded_at, processed_at)
-select gen_random_uuid(), '$org', 'file-' || g || '.txt', '$org/x', 1000, 'text/plain', repeat('a', 64), 'ready',
+select gen_random_uuid(), '$org', 'file-' || g || '.txt', 1000, 'text/plain', repeat('a', 64), 'ready',
        '$user', now() - g * interval '1 second', now()
   from generate_series(1, $2) g;
 update app.organizations set files_ready = $2, storage_used_bytes = $2 * 1000, storage_quota_mb = 100000
@@ -77,9 +77,9 @@ insert into app.organizations (id, name, storage_quota_mb, files_ready, storage_
 select org, 'Filler ' || org, 100000, $2, $2 * 1000 from new_orgs;
 insert into app.users (id, organization_id, email, password_hash, role)
 select usr, org, 'filler-' || org || '@example.com', 'not a hash', 'owner' from new_orgs;
-insert into app.files (id, organization_id, filename, file_path, file_size_bytes, mime_type, sha256, status,
+insert into app.files (id, organization_id, filename, file_size_bytes, mime_type, sha256, status,
                        uploaded_by, uploaded_at, processed_at)
-select gen_random_uuid(), org, 'file-' || f || '.txt', org || '/x', 1000, 'text/plain', repeat('a', 64), 'ready',
+select gen_random_uuid(), org, 'file-' || f || '.txt', 1000, 'text/plain', repeat('a', 64), 'ready',
        usr, now() - f * interval '1 second', now()
   from new_orgs, generate_series(1, $2) f;
 SQL

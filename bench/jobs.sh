@@ -29,8 +29,8 @@ PY
   psql -X -q -v ON_ERROR_STOP=1 "$SUPER/$DB" <<SQL
 create temp table jobs (id uuid, filename text, size bigint, sha256 text);
 \copy jobs from '.dev/bench-jobs.csv' csv
-insert into app.files (id, organization_id, filename, file_path, file_size_bytes, sha256, uploaded_by)
-select id, '$ORG_A', filename, '$ORG_A/' || id, size, sha256, '$USER_A' from jobs;
+insert into app.files (id, organization_id, filename, file_size_bytes, sha256, uploaded_by)
+select id, '$ORG_A', filename, size, sha256, '$USER_A' from jobs;
 insert into app.outbox (id, organization_id, file_id, user_id)
 select gen_random_uuid(), '$ORG_A', id, '$USER_A' from jobs;
 SQL
@@ -66,11 +66,11 @@ worker_ceiling() { # mean batch size
   batch=$(python3 -c "print(max(1, round(float('$1'))))")
   # One pending file to re-check, and each client's own batch of pending files to mark.
   psql -X -q -v ON_ERROR_STOP=1 "$SUPER/$DB" <<SQL
-insert into app.files (id, organization_id, filename, file_path, file_size_bytes, sha256, uploaded_by)
-select gen_random_uuid(), '$ORG_A', 'ceiling-' || c || '-' || g || '.txt', 'x', 1, repeat('a', 64), '$USER_A'
+insert into app.files (id, organization_id, filename, file_size_bytes, sha256, uploaded_by)
+select gen_random_uuid(), '$ORG_A', 'ceiling-' || c || '-' || g || '.txt', 1, repeat('a', 64), '$USER_A'
   from generate_series(1, $clients) c, generate_series(1, $batch) g
 union all
-select gen_random_uuid(), '$ORG_A'::uuid, 'ceiling-read.txt', 'x', 1, repeat('a', 64), '$USER_A'::uuid;
+select gen_random_uuid(), '$ORG_A'::uuid, 'ceiling-read.txt', 1, repeat('a', 64), '$USER_A'::uuid;
 create schema if not exists bench;
 grant usage on schema bench to tenant_files_app;
 drop table if exists bench.batches;

@@ -63,9 +63,9 @@ log "seeding 10,000 + 10,000 + 1,000,000 file rows"
 psql -X -q -v ON_ERROR_STOP=1 "$SUPER/$DB" <<SQL
 -- Seeding bypasses the triggers (superuser, replica role) and sets the counters once.
 set session_replication_role = replica;
-insert into app.files (id, organization_id, filename, file_path, file_size_bytes, mime_type, sha256, status,
+insert into app.files (id, organization_id, filename, file_size_bytes, mime_type, sha256, status,
                        uploaded_by, uploaded_at, processed_at)
-select gen_random_uuid(), o.org, 'file-' || g || '.txt', o.org || '/x', 1000, 'text/plain', repeat('a', 64), 'ready',
+select gen_random_uuid(), o.org, 'file-' || g || '.txt', 1000, 'text/plain', repeat('a', 64), 'ready',
        o.usr, now() - g * interval '1 second', now()
   from (values ('$ORG_A'::uuid, '$USER_A'::uuid, 10000), ('$ORG_B'::uuid, '$USER_B'::uuid, 10000),
                ('$ORG_C'::uuid, '$USER_C'::uuid, $BIG_ORG_FILES)) as o (org, usr, n),

@@ -11,15 +11,15 @@ select set_config('app.org_id', :A, true), set_config('app.user_id', :A, true);
 insert into app.organizations (id, name) values (:A, 'Demo A (rolled back)');
 insert into app.users (id, organization_id, email, password_hash, role)
 values (:A, :A, 'demo-a@example.invalid', 'x', 'owner');
-insert into app.files (id, organization_id, filename, file_path, file_size_bytes, sha256, uploaded_by)
-values (gen_random_uuid(), :A, 'a-secret.txt', 'demo', 1, repeat('a', 64), :A);
+insert into app.files (id, organization_id, filename, file_size_bytes, sha256, uploaded_by)
+values (gen_random_uuid(), :A, 'a-secret.txt', 1, repeat('a', 64), :A);
 
 select set_config('app.org_id', :B, true), set_config('app.user_id', :B, true);
 insert into app.organizations (id, name) values (:B, 'Demo B (rolled back)');
 insert into app.users (id, organization_id, email, password_hash, role)
 values (:B, :B, 'demo-b@example.invalid', 'x', 'owner');
-insert into app.files (id, organization_id, filename, file_path, file_size_bytes, sha256, uploaded_by)
-values (gen_random_uuid(), :B, 'b-secret.txt', 'demo', 1, repeat('b', 64), :B);
+insert into app.files (id, organization_id, filename, file_size_bytes, sha256, uploaded_by)
+values (gen_random_uuid(), :B, 'b-secret.txt', 1, repeat('b', 64), :B);
 
 \echo '== No tenant context: nothing is visible (fail closed)'
 select set_config('app.org_id', '', true);
@@ -31,8 +31,8 @@ select filename from app.files;
 
 \echo '== As A, writing into B: refused by the policy (ERROR expected)'
 savepoint attempt;
-insert into app.files (id, organization_id, filename, file_path, file_size_bytes, sha256, uploaded_by)
-values (gen_random_uuid(), :B, 'planted.txt', 'demo', 1, repeat('c', 64), :B);
+insert into app.files (id, organization_id, filename, file_size_bytes, sha256, uploaded_by)
+values (gen_random_uuid(), :B, 'planted.txt', 1, repeat('c', 64), :B);
 rollback to savepoint attempt;
 
 \echo '== As A, changing B''s file: it is invisible, so nothing is updated (UPDATE 0)'

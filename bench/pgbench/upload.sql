@@ -22,8 +22,8 @@ select set_config('app.org_id', :org, true), set_config('app.user_id', :usr, tru
        set_config('plan_cache_mode', 'force_generic_plan', true),
        set_config('transaction_read_only', 'off', true);
 with file as (
-  insert into app.files (id, organization_id, filename, file_path, file_size_bytes, sha256, uploaded_by)
-  values (md5('f' || :n)::uuid, :org::uuid, 'small.txt', :org || '/' || md5('f' || :n)::uuid, 4096,
+  insert into app.files (id, organization_id, filename, file_size_bytes, sha256, uploaded_by)
+  values (md5('f' || :n)::uuid, :org::uuid, 'small.txt', 4096,
           repeat('a', 64), :usr::uuid)
 ), job as (
   insert into app.outbox (id, organization_id, file_id, user_id)

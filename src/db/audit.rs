@@ -6,7 +6,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{decode, DbError, TenantRead, TenantWrite};
-use crate::domain::AuditEntryId;
+use crate::domain::{AuditEntryId, Paging};
 
 /// What happened, as stored in `app.audit_log.action`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +107,7 @@ impl AuditRow {
 
 /// Newest first, with the total.
 #[tracing::instrument(name = "db.audit.list_page", skip_all)]
-pub async fn list_page(tx: impl TenantRead, limit: i64, offset: i64) -> Result<(Vec<AuditRow>, i64), DbError> {
+pub async fn list_page(tx: impl TenantRead, paging: Paging) -> Result<(Vec<AuditRow>, i64), DbError> {
     let (rows, total) = tx
         .query_page(
             concat!(
@@ -122,7 +122,7 @@ pub async fn list_page(tx: impl TenantRead, limit: i64, offset: i64) -> Result<(
         offset $2
         "#
             ),
-            &[&limit, &offset],
+            &[&paging.limit(), &paging.offset()],
             concat!("select count(*) from app.audit_log where organization_id = ", tenant_org!()),
             &[],
         )

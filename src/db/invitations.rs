@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
 use super::{decode, system::role, DbError, TenantRead, TenantWrite};
-use crate::domain::{Email, InvitationId, Role};
+use crate::domain::{Email, InvitationId, Paging, Role};
 
 pub struct InvitationRow {
     pub id: InvitationId,
@@ -61,7 +61,7 @@ pub async fn insert(
 }
 
 #[tracing::instrument(name = "db.invitations.list_page", skip_all)]
-pub async fn list_page(tx: impl TenantRead, limit: i64, offset: i64) -> Result<(Vec<InvitationRow>, i64), DbError> {
+pub async fn list_page(tx: impl TenantRead, paging: Paging) -> Result<(Vec<InvitationRow>, i64), DbError> {
     let (rows, total) = tx
         .query_page(
             concat!(
@@ -76,7 +76,7 @@ pub async fn list_page(tx: impl TenantRead, limit: i64, offset: i64) -> Result<(
         offset $2
         "#
             ),
-            &[&limit, &offset],
+            &[&paging.limit(), &paging.offset()],
             concat!("select count(*) from app.invitations where organization_id = ", tenant_org!()),
             &[],
         )

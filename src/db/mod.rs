@@ -300,8 +300,7 @@ pub(crate) mod testing {
         let name = OrgName::parse(&format!("org-{}", ctx.org_id)).unwrap();
         let email = Email::parse(&format!("{}@example.com", ctx.user_id)).unwrap();
         let filename = Filename::parse(filename).unwrap();
-        let new_file =
-            files::NewFile { id: file_id, filename: &filename, file_path: "unused", size: 1, sha256: &"0".repeat(64) };
+        let new_file = files::NewFile { id: file_id, filename: &filename, size: 1, sha256: &"0".repeat(64) };
         let tx = db.begin(&ctx).await.unwrap();
         orgs::insert(&tx, &name).await.unwrap();
         users::insert(&tx, &email, "not a hash", Role::Owner).await.unwrap();

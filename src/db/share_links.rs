@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
 use super::{decode, DbError, TenantRead, TenantWrite};
-use crate::domain::{FileId, LinkId, UserId};
+use crate::domain::{FileId, LinkId, Paging, UserId};
 
 pub struct LinkRow {
     pub id: LinkId,
@@ -132,7 +132,7 @@ impl OrgLinkRow {
 /// creator, and the total. `works` repeats the opening rule of `app.share_link_open` (V17), so
 /// an administrator sees which links still hand out their file.
 #[tracing::instrument(name = "db.share_links.list_page", skip_all)]
-pub async fn list_page(tx: impl TenantRead, limit: i64, offset: i64) -> Result<(Vec<OrgLinkRow>, i64), DbError> {
+pub async fn list_page(tx: impl TenantRead, paging: Paging) -> Result<(Vec<OrgLinkRow>, i64), DbError> {
     let (rows, total) = tx
         .query_page(
             concat!(
@@ -157,7 +157,7 @@ pub async fn list_page(tx: impl TenantRead, limit: i64, offset: i64) -> Result<(
              order by l.created_at desc, l.id desc
             "#
             ),
-            &[&limit, &offset],
+            &[&paging.limit(), &paging.offset()],
             concat!("select count(*) from app.share_links where organization_id = ", tenant_org!()),
             &[],
         )

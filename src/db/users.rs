@@ -1,7 +1,7 @@
 //! Queries on `app.users`, always inside a tenant transaction.
 
 use super::{decode, system::role, DbError, TenantRead, TenantWrite};
-use crate::domain::{Email, OrgId, Role, UserId};
+use crate::domain::{Email, OrgId, Paging, Role, UserId};
 
 /// Adds the transaction's user to its organization. A taken email fails with the
 /// `users_email_key` constraint.
@@ -80,7 +80,7 @@ impl UserRow {
 }
 
 #[tracing::instrument(name = "db.users.list_page", skip_all)]
-pub async fn list_page(tx: impl TenantRead, limit: i64, offset: i64) -> Result<(Vec<UserRow>, i64), DbError> {
+pub async fn list_page(tx: impl TenantRead, paging: Paging) -> Result<(Vec<UserRow>, i64), DbError> {
     let (rows, total) = tx
         .query_page(
             concat!(
@@ -95,7 +95,7 @@ pub async fn list_page(tx: impl TenantRead, limit: i64, offset: i64) -> Result<(
         offset $2
         "#
             ),
-            &[&limit, &offset],
+            &[&paging.limit(), &paging.offset()],
             concat!("select count(*) from app.users where organization_id = ", tenant_org!()),
             &[],
         )

@@ -7,6 +7,7 @@ mod file_status;
 mod filename;
 mod ids;
 mod org_name;
+mod paging;
 mod password;
 mod role;
 
@@ -16,6 +17,7 @@ pub use file_status::FileStatus;
 pub use filename::Filename;
 pub use ids::{AuditEntryId, FileId, InvitationId, JobId, LinkId, OrgId, TokenId, UserId};
 pub use org_name::OrgName;
+pub use paging::Paging;
 pub use password::Password;
 pub use role::Role;
 

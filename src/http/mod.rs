@@ -25,7 +25,7 @@ pub use middleware::{
     error_bodies, head_as_get, known_query_parameters, request_id, session_errors, ApiRootSpan, RequestId,
 };
 pub use openapi::{openapi, ApiDoc, BodyErrors, QueryParameters};
-pub use paging::{PageQuery, Paging};
+pub use paging::PageQuery;
 pub use throttle::ClientLimiter;
 use utoipa_actix_web::{scope, service_config::ServiceConfig};
 

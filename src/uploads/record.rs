@@ -8,7 +8,7 @@ use crate::{
     db::{self, files::NewFile, tus::LeaseTerms},
     domain::{Chunk, FileId, Filename, JobId},
     error::ApiError,
-    storage::{FileStore, Received, Staged},
+    storage::{Received, Staged},
 };
 
 /// A resumable upload whose last chunk is recorded in the same commit as its file.
@@ -35,8 +35,7 @@ impl Uploads {
         completing: Option<Completing<'_>>,
     ) -> Result<(), ApiError> {
         let size = i64::try_from(received.size).context("file size out of range")?;
-        let file_path = FileStore::key(uploader.ctx.org_id, file_id);
-        let new_file = NewFile { id: file_id, filename, file_path: &file_path, size, sha256: &received.sha256 };
+        let new_file = NewFile { id: file_id, filename, size, sha256: &received.sha256 };
         // The bytes go in place first, so that a committed row always has them, and are removed
         // again if the record fails. (Placing them after the row's insert and before its commit
         // would hold the organization's row for the store's write.)

@@ -174,7 +174,7 @@ mod tests {
         let (ctx, fine) = tenant(&db, "fine.txt").await;
         let poison = FileId::new();
         let name = Filename::parse("poison.txt").unwrap();
-        let new_file = NewFile { id: poison, filename: &name, file_path: "unused", size: 1, sha256: &"0".repeat(64) };
+        let new_file = NewFile { id: poison, filename: &name, size: 1, sha256: &"0".repeat(64) };
         let event =
             Event { action: Action::FileUploaded, target: None, details: serde_json::json!({}), request_id: "test" };
         files::record_upload(db.begin(&ctx).await.unwrap(), &new_file, crate::domain::JobId::new(), event)

@@ -76,8 +76,8 @@ async fn writes_into_another_tenant_are_refused_by_the_policies() {
 
     let insert = db
         .execute(
-            "insert into app.files (id, organization_id, filename, file_path, file_size_bytes, sha256, uploaded_by) \
-             values ($1, $2::text::uuid, 'x', 'x', 1, repeat('a', 64), $3::text::uuid)",
+            "insert into app.files (id, organization_id, filename, file_size_bytes, sha256, uploaded_by) \
+             values ($1, $2::text::uuid, 'x', 1, repeat('a', 64), $3::text::uuid)",
             &[&Uuid::new_v4(), &b.org_id, &b.user_id],
         )
         .await;
@@ -246,7 +246,7 @@ async fn a_job_commits_only_with_its_own_organizations_file() {
     let db = lib_db(&app, 1);
     let file_id = FileId::new();
     let filename = Filename::parse("recorded.txt").unwrap();
-    let new_file = NewFile { id: file_id, filename: &filename, file_path: "unused", size: 4, sha256: &"0".repeat(64) };
+    let new_file = NewFile { id: file_id, filename: &filename, size: 4, sha256: &"0".repeat(64) };
     let event =
         Event { action: Action::FileUploaded, target: None, details: serde_json::json!({}), request_id: "test" };
 

@@ -16,7 +16,7 @@ async fn mark_ready(app: &TestApp, user: &TestUser, id: &str) {
 }
 
 #[tokio::test]
-async fn upload_stores_the_bytes_under_org_and_id_and_records_size_and_sha256() {
+async fn upload_stores_the_bytes_under_org_and_id_as_its_row_says_and_records_size_and_sha256() {
     let app = spawn_app().await;
     let owner = app.register_org().await;
     let bytes = b"quarterly numbers\n".repeat(1000);
@@ -31,6 +31,15 @@ async fn upload_stores_the_bytes_under_org_and_id_and_records_size_and_sha256() 
     let stored = app.store.read(&owner, id).await.expect("stored under {org}/{id}");
     assert_eq!(stored, bytes);
     app.assert_stored_files(1).await; // no part file left next to it
+                                      // The row names where its bytes are, for a DBA holding it (generated from the ids, V21).
+    let file_path: String = app
+        .superuser()
+        .await
+        .query_one("select file_path from app.files where id = $1::text::uuid", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(app.store.keys().await, [file_path]);
 
     let detail: Value = owner.get_file(id).await.json().await.unwrap();
     assert_eq!(detail["size"], bytes.len());

@@ -69,7 +69,6 @@ impl FileRow {
 pub struct NewFile<'a> {
     pub id: FileId,
     pub filename: &'a Filename,
-    pub file_path: &'a str,
     pub size: i64,
     pub sha256: &'a str,
 }
@@ -93,22 +92,21 @@ pub async fn record_upload(
     tx.execute(
         r#"
         with file as (
-          insert into app.files (id, organization_id, filename, file_path, file_size_bytes, sha256, uploaded_by)
-          values ($1, $2, $3, $4, $5, $6, $7)
+          insert into app.files (id, organization_id, filename, file_size_bytes, sha256, uploaded_by)
+          values ($1, $2, $3, $4, $5, $6)
         ), job as (
           insert into app.outbox (id, organization_id, file_id, user_id)
-          values ($8, $2, $1, $7)
+          values ($7, $2, $1, $6)
         ), released as (
           delete from app.upload_reservations where id = $1
         )
         insert into app.audit_log (organization_id, actor_user_id, action, target_type, target_id, details, request_id)
-        values ($2, $7, $9, $10, $11, $12, $13)
+        values ($2, $6, $8, $9, $10, $11, $12)
         "#,
         &[
             file.id.as_uuid(),
             ctx.org_id.as_uuid(),
             &file.filename.as_str(),
-            &file.file_path,
             &file.size,
             &file.sha256,
             ctx.user_id.as_uuid(),

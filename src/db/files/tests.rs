@@ -17,8 +17,8 @@ async fn cached_plan(db: &crate::db::Db, ctx: &super::super::TenantCtx, sql: &st
 async fn add_pending_files(db: &crate::db::Db, ctx: &super::super::TenantCtx, count: i32) {
     let tx = db.begin(ctx).await.unwrap();
     tx.execute(
-        "insert into app.files (id, organization_id, filename, file_path, file_size_bytes, sha256, uploaded_by)
-         select gen_random_uuid(), $1, 'burst-' || g || '.txt', 'x', 1, repeat('0', 64), $2
+        "insert into app.files (id, organization_id, filename, file_size_bytes, sha256, uploaded_by)
+         select gen_random_uuid(), $1, 'burst-' || g || '.txt', 1, repeat('0', 64), $2
            from generate_series(1, $3) g",
         &[ctx.org_id.as_uuid(), ctx.user_id.as_uuid(), &count],
     )

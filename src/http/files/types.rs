@@ -8,9 +8,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::{
     auth::signing::SigningKey,
     db::files::{Direction, FileRow, Listing, Position, SortKey, Start},
-    domain::{FileId, FileStatus},
+    domain::{FileId, FileStatus, Paging},
     error::ApiError,
-    http::Paging,
 };
 
 #[derive(Serialize, ToSchema)]

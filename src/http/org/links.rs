@@ -67,7 +67,7 @@ pub(super) async fn list_org_links(
     authed.require_manager()?;
     let paging = query.into_inner().paging()?;
     let tx = state.db.read(&authed.ctx).await?;
-    let (links, total) = db::share_links::list_page(tx, paging.limit(), paging.offset()).await?;
+    let (links, total) = db::share_links::list_page(tx, paging).await?;
     let links = links.into_iter().map(OrgLink::from).collect();
     Ok(HttpResponse::Ok().json(OrgLinkList { links, total, page: paging.page, limit: paging.limit }))
 }

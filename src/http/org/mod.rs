@@ -73,7 +73,7 @@ async fn list_users(state: web::Data<AppState>, authed: Authed, query: web::Quer
     authed.require_manager()?;
     let paging = query.into_inner().paging()?;
     let tx = state.db.read(&authed.ctx).await?;
-    let (users, total) = db::users::list_page(tx, paging.limit(), paging.offset()).await?;
+    let (users, total) = db::users::list_page(tx, paging).await?;
     let users = users.into_iter().map(UserResponse::from).collect();
     Ok(HttpResponse::Ok().json(UserList { users, total, page: paging.page, limit: paging.limit }))
 }
@@ -204,7 +204,7 @@ async fn list_invitations(state: web::Data<AppState>, authed: Authed, query: web
     authed.require_manager()?;
     let paging = query.into_inner().paging()?;
     let tx = state.db.read(&authed.ctx).await?;
-    let (invitations, total) = db::invitations::list_page(tx, paging.limit(), paging.offset()).await?;
+    let (invitations, total) = db::invitations::list_page(tx, paging).await?;
     let invitations = invitations.into_iter().map(InvitationResponse::from).collect();
     Ok(HttpResponse::Ok().json(InvitationList { invitations, total, page: paging.page, limit: paging.limit }))
 }
@@ -228,7 +228,7 @@ async fn list_audit(state: web::Data<AppState>, authed: Authed, query: web::Quer
     authed.require_manager()?;
     let paging = query.into_inner().paging()?;
     let tx = state.db.read(&authed.ctx).await?;
-    let (entries, total) = db::audit::list_page(tx, paging.limit(), paging.offset()).await?;
+    let (entries, total) = db::audit::list_page(tx, paging).await?;
     Ok(HttpResponse::Ok().json(AuditList { entries, total, page: paging.page, limit: paging.limit }))
 }
 

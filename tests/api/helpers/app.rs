@@ -347,8 +347,8 @@ impl TestApp {
         self.as_user(
             user,
             &format!(
-                "insert into app.files (id, organization_id, filename, file_path, file_size_bytes, sha256, uploaded_by)
-                 select gen_random_uuid(), '{org}', '{prefix}' || g || '.txt', 'x', 1, repeat('a', 64), '{user}'
+                "insert into app.files (id, organization_id, filename, file_size_bytes, sha256, uploaded_by)
+                 select gen_random_uuid(), '{org}', '{prefix}' || g || '.txt', 1, repeat('a', 64), '{user}'
                    from generate_series(1, {count}) g",
                 org = user.org_id,
                 user = user.user_id
