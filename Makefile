@@ -7,7 +7,7 @@ DEV := scripts/dev-services.sh
 # Owner-role URL of the dev cluster's maintenance database (tests create one database each).
 PG_ADMIN_URL ?= postgres://tenant_files_owner@127.0.0.1:54329/postgres
 
-.PHONY: run test test-tools fuzz bench bench-curves bench-worker bench-uploads bench-abuse bench-listing bench-scaling profile stop services migrate lint lint-rls clean-test-dbs
+.PHONY: run test test-tools fuzz bench bench-curves bench-worker bench-fairness bench-uploads bench-abuse bench-listing bench-scaling profile stop services migrate lint lint-rls clean-test-dbs
 
 ## Start PostgreSQL + RabbitMQ, migrate, then serve the API on 127.0.0.1:5000 and run the worker.
 run: migrate
@@ -61,6 +61,11 @@ bench-worker:
 ## (release build; see docs/performance.md).
 bench-uploads:
 	bench/uploads.sh
+
+## Organization B's upload under organization A's backlog of 1k/10k/20k validation jobs, with and
+## without the relay's fair share (RELAY_QUEUE_DEPTH); A's drain rate either way.
+bench-fairness:
+	bench/fairness.sh
 
 ## 500 stalled resumable-upload PATCHes from one account against the api's memory, while
 ## another organization reads (release build; see docs/performance.md).

@@ -50,6 +50,10 @@ pub enum ApiError {
     /// Too many requests from one client address (per-process limit on sign-in endpoints).
     #[error("too many requests from this address; slow down")]
     RateLimited,
+    /// 429: the caller's organization holds its whole share of this process's database
+    /// connections (`DB_POOL_ORG_SHARE`); other organizations' requests still go through.
+    #[error("your organization has too many requests in progress; retry shortly")]
+    OrganizationBusy,
     /// 423: another request is writing to this resumable upload right now (tusd's answer).
     #[error("another request is uploading to this upload right now; retry shortly")]
     Locked,
@@ -92,6 +96,7 @@ impl ApiError {
             ApiError::RateLimited => "rate_limited",
             ApiError::TooManyUploads => "too_many_uploads",
             ApiError::TooManyOpenUploads => "too_many_open_uploads",
+            ApiError::OrganizationBusy => "organization_busy",
             ApiError::Locked => "upload_locked",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotReady(_) => "not_ready",
@@ -145,7 +150,8 @@ impl ResponseError for ApiError {
             ApiError::TooManyAttempts
             | ApiError::RateLimited
             | ApiError::TooManyUploads
-            | ApiError::TooManyOpenUploads => StatusCode::TOO_MANY_REQUESTS,
+            | ApiError::TooManyOpenUploads
+            | ApiError::OrganizationBusy => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Locked => StatusCode::LOCKED,
             ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Http(status) => *status,
@@ -162,9 +168,10 @@ impl ResponseError for ApiError {
             _ => tracing::debug!(error.code = self.code(), "request refused"),
         }
         let mut response = HttpResponse::build(self.status_code());
-        // A dependency blipped, or another request holds the upload: worth retrying soon, and
-        // clients that honour Retry-After (tus clients do) wait this long first.
-        if matches!(self, ApiError::Unavailable(_) | ApiError::Locked) {
+        // A dependency blipped, another request holds the upload, or the organization's other
+        // requests hold its share: worth retrying soon, and clients that honour Retry-After
+        // (tus clients do) wait this long first.
+        if matches!(self, ApiError::Unavailable(_) | ApiError::Locked | ApiError::OrganizationBusy) {
             response.insert_header((actix_web::http::header::RETRY_AFTER, RETRY_AFTER_SECONDS));
         }
         response.json(ErrorBody { error: ErrorDetail { code: self.code(), message: self.to_string() } })
@@ -178,6 +185,7 @@ impl From<DbError> for ApiError {
         match &err {
             DbError::Unavailable(_) => ApiError::Unavailable(err.into()),
             DbError::Unauthenticated => ApiError::Unauthenticated,
+            DbError::Busy => ApiError::OrganizationBusy,
             // A value the request carried that PostgreSQL refuses (out of its range, a NUL in
             // text): the client's to fix. The handlers' own checks should have answered first.
             DbError::InvalidValue(_) => {

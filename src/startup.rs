@@ -61,6 +61,14 @@ impl Application {
     /// Counts into `metrics`, which a worker in the same process may share.
     pub async fn build(config: Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let (db, store) = crate::resources::open_db_and_store(&config)?;
+        // The api bounds each organization's share of its pool; the worker does not (its jobs
+        // already go out in turns, and one organization's backlog must drain at full rate).
+        let db = match config.database.per_org_connections() {
+            Some(per_org) => {
+                db.with_org_share(per_org, std::time::Duration::from_millis(config.database.db_org_wait_ms))
+            }
+            None => db,
+        };
         let key = match &config.auth.session_key {
             Some(secret) => Key::try_from(secret.expose_secret().as_bytes()).context("invalid SESSION_KEY")?,
             None => {

@@ -39,6 +39,16 @@ pub struct DatabaseConfig {
     /// How long a request waits for a pooled connection before answering 503.
     #[arg(long, env = "DB_POOL_TIMEOUT_MS", default_value_t = 5000)]
     pub db_pool_timeout_ms: u64,
+
+    /// Percentage of an api process's pool one organization may hold at once (at least one
+    /// connection); past it, its requests wait DB_ORG_WAIT_MS for one of its own and then get
+    /// 429 `organization_busy`, while other organizations' requests go through. 100: no bound.
+    #[arg(long, env = "DB_POOL_ORG_SHARE", default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub db_pool_org_share: u8,
+
+    /// How long a request of an organization at its share waits for one of its connections.
+    #[arg(long, env = "DB_ORG_WAIT_MS", default_value_t = 1000)]
+    pub db_org_wait_ms: u64,
 }
 
 /// RabbitMQ: where jobs go, and how long any wait on it may take.
@@ -89,6 +99,13 @@ pub struct WorkerConfig {
     /// How often the outbox relay looks for unpublished jobs when idle.
     #[arg(long, env = "RELAY_INTERVAL_MS", default_value_t = 250)]
     pub relay_interval_ms: u64,
+
+    /// Jobs the relay lets wait in the work queue at most; the rest wait in the outbox, from
+    /// which each organization's jobs go out in turns, so one organization's backlog delays
+    /// another's upload by one queue's depth at most. 0: no bound (every job goes out at once,
+    /// oldest first). Keep it above the workers' jobs per second times RELAY_INTERVAL_MS.
+    #[arg(long, env = "RELAY_QUEUE_DEPTH", default_value_t = 1000)]
+    pub relay_queue_depth: u32,
 
     /// A file still pending this long after its last job gets a new one.
     #[arg(long, env = "PENDING_SWEEP_AFTER_SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
@@ -289,6 +306,14 @@ pub struct AuditConfig {
 }
 
 impl DatabaseConfig {
+    /// Connections of an api process's pool one organization may hold at once; `None` when
+    /// the share is the whole pool.
+    pub fn per_org_connections(&self) -> Option<usize> {
+        let pool = usize::from(self.db_pool_size);
+        let share = (pool * usize::from(self.db_pool_org_share) / 100).max(1);
+        (share < pool).then_some(share)
+    }
+
     pub(super) fn validate(&self) -> anyhow::Result<()> {
         for (name, url) in
             [("DATABASE_URL", &self.database_url), ("MIGRATION_DATABASE_URL", &self.migration_database_url)]

@@ -37,6 +37,7 @@ pub mod invitations;
 pub mod migrate;
 pub mod orgs;
 mod param;
+mod share;
 pub mod share_links;
 pub mod system;
 mod system_conn;
@@ -72,6 +73,10 @@ pub enum DbError {
     /// no longer, valid: nothing ran.
     #[error("the caller's credential is not valid")]
     Unauthenticated,
+    /// The caller's organization holds its whole share of the pool's connections, and none came
+    /// back within the wait.
+    #[error("the organization holds its share of the database connections")]
+    Busy,
     /// PostgreSQL refused a value as data (class 22: out of range, not valid for its type, a
     /// NUL in text): the value came from outside and was not checked well enough. A backstop:
     /// the caller's request is at fault, never the service's state.
@@ -92,7 +97,7 @@ impl DbError {
     /// statement) fails the same way every time.
     pub fn is_transient(&self) -> bool {
         match self {
-            DbError::Unavailable(_) => true,
+            DbError::Unavailable(_) | DbError::Busy => true,
             DbError::Query(e) => e.code().is_some_and(|code| {
                 let code = code.code();
                 code.starts_with("40") || code.starts_with("53") || code == "55P03"
@@ -160,6 +165,8 @@ pub enum Statements {
 pub struct Db {
     pool: Pool,
     statements: Statements,
+    /// Each organization's share of the pool, if bounded (api processes; see [`share`]).
+    shares: Option<std::sync::Arc<share::Shares>>,
 }
 
 impl Db {
@@ -184,29 +191,49 @@ impl Db {
             .recycle_timeout(Some(wait_timeout))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()?;
-        Ok(Self { pool, statements })
+        Ok(Self { pool, statements, shares: None })
+    }
+
+    /// Bounds each organization to `per_org` of the pool's connections at once; a transaction
+    /// past it waits up to `wait` for one of its organization's own, then fails with
+    /// [`DbError::Busy`].
+    pub fn with_org_share(mut self, per_org: usize, wait: Duration) -> Self {
+        self.shares = Some(std::sync::Arc::new(share::Shares::new(per_org, wait)));
+        self
+    }
+
+    /// A connection of `caller`'s organization's share, when shares are bounded and the
+    /// organization known.
+    async fn share_for(&self, caller: &Caller) -> Result<Option<share::Share>, DbError> {
+        match &self.shares {
+            Some(shares) => shares.take_for(caller).await,
+            None => Ok(None),
+        }
     }
 
     /// A transaction for tenant data, bound to `ctx`: the only way to reach tenant rows. Any
     /// number of statements; ends with [`Tx::commit`].
     #[tracing::instrument(name = "db.begin", skip_all, fields(org_id = %ctx.org_id))]
     pub async fn begin(&self, ctx: &TenantCtx) -> Result<Tx, DbError> {
-        Tx::new(self.pool.get().await?, self.statements, ctx).await
+        let share = self.share_for(&ctx.into()).await?;
+        Tx::new(self.pool.get().await?, self.statements, ctx, share).await
     }
 
     /// A write of tenant data bound to `ctx`: one statement, sent with its BEGIN, context and
     /// COMMIT in one round trip. Committed once it returns `Ok`.
     #[tracing::instrument(name = "db.write", skip_all, fields(org_id = %ctx.org_id))]
     pub async fn write(&self, ctx: &TenantCtx) -> Result<WriteTx, DbError> {
-        WriteTx::new(self.pool.get().await?, self.statements, ctx).await
+        let share = self.share_for(&ctx.into()).await?;
+        WriteTx::new(self.pool.get().await?, self.statements, ctx, share).await
     }
 
     /// A read of tenant data bound to `ctx`: one statement (or a page and its total), sent with
     /// its BEGIN, read-only context and COMMIT in one round trip.
     #[tracing::instrument(name = "db.read", skip_all, fields(org_id = %ctx.org_id))]
     pub async fn read(&self, ctx: &TenantCtx) -> Result<ReadTx, DbError> {
+        let share = self.share_for(&ctx.into()).await?;
         let context = tenant::Context::known(ctx);
-        ReadTx::new(self.pool.get().await?, self.statements, context, Plans::Generic).await
+        ReadTx::new(self.pool.get().await?, self.statements, context, Plans::Generic, share).await
     }
 
     /// A read for `caller` (a known context, or a credential resolved by the read itself, in the
@@ -219,10 +246,15 @@ impl Db {
         F: FnOnce(ReadTx) -> Fut,
         Fut: std::future::Future<Output = Result<T, DbError>>,
     {
+        let share = self.share_for(caller).await?;
         let resolved = tenant::Resolution::default();
         let context = tenant::Context::new(caller, &resolved);
-        let value = read(ReadTx::new(self.pool.get().await?, self.statements, context, plans).await?).await?;
-        Ok((value, resolved.of(caller)?))
+        let value = read(ReadTx::new(self.pool.get().await?, self.statements, context, plans, share).await?).await?;
+        let who = resolved.of(caller)?;
+        if let Some(shares) = &self.shares {
+            shares.learn(caller, who.org_id);
+        }
+        Ok((value, who))
     }
 
     /// Whether the database answers a query as the app role within `timeout` (readiness).

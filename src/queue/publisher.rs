@@ -3,7 +3,8 @@
 //! as an error instead of vanishing.
 
 use lapin::{
-    options::{BasicPublishOptions, ConfirmSelectOptions},
+    options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
+    types::FieldTable,
     BasicProperties, Channel,
 };
 
@@ -38,6 +39,14 @@ impl Publisher {
         messages: &[(String, Vec<u8>)],
     ) -> Result<(), QueueError> {
         bounded(self.timeout, self.publish_all(exchange, routing_key, messages)).await
+    }
+
+    /// Messages ready in `queue` (not yet delivered to a consumer), as the broker counts them.
+    pub async fn ready(&self, queue: &str) -> Result<u32, QueueError> {
+        let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+        let queue =
+            bounded(self.timeout, self.channel.queue_declare(queue.into(), passive, FieldTable::default())).await?;
+        Ok(queue.message_count())
     }
 
     async fn publish_all(

@@ -95,14 +95,22 @@ pub async fn drain(config: Config, metrics: Arc<Metrics>) -> anyhow::Result<usiz
         crate::queue::Publisher::new(crate::queue::bounded(timeout, connection.create_channel()).await?, timeout)
             .await?,
     );
-    while relay::relay_batch(&ctx, &publisher).await? > 0 {}
     let mut processed = 0;
     let work_queue = ctx.topology.work_queue.as_str();
-    while let Some(message) =
-        crate::queue::bounded(timeout, channel.basic_get(work_queue.into(), BasicGetOptions::default())).await?
-    {
-        consumer::settle(ctx.clone(), publisher.clone(), message.delivery).await;
-        processed += 1;
+    // In rounds: the relay publishes what the queue's depth bound lets through, then the queue
+    // is worked off, until a round finds nothing.
+    loop {
+        while relay::relay_batch(&ctx, &publisher).await? > 0 {}
+        let before = processed;
+        while let Some(message) =
+            crate::queue::bounded(timeout, channel.basic_get(work_queue.into(), BasicGetOptions::default())).await?
+        {
+            consumer::settle(ctx.clone(), publisher.clone(), message.delivery).await;
+            processed += 1;
+        }
+        if processed == before {
+            break;
+        }
     }
     let _ = connection.close(200, "drained".into()).await;
     Ok(processed)

@@ -2,6 +2,11 @@
 //! them only once confirmed. A broker outage delays jobs; it never loses one. The claimed rows
 //! stay locked (FOR UPDATE SKIP LOCKED) until the batch is done, so concurrent relays in other
 //! processes never publish the same job at the same time.
+//!
+//! Fair share: the relay keeps the work queue shallow (`RELAY_QUEUE_DEPTH` jobs ready at most)
+//! and claims jobs in turns across organizations (migrations/V22), so a backlog waits in the
+//! outbox, and another organization's next job goes out in the next batch instead of behind
+//! the whole backlog.
 
 use std::{sync::Arc, time::Duration};
 
@@ -71,11 +76,16 @@ async fn connect(ctx: &WorkerCtx) -> anyhow::Result<(lapin::Connection, Publishe
     Ok((connection, Publisher::new(channel, timeout).await?))
 }
 
-/// Publishes up to one batch; returns how many jobs left the outbox.
+/// Publishes up to one batch (fewer while the work queue is full); returns how many jobs left
+/// the outbox.
 pub async fn relay_batch(ctx: &WorkerCtx, publisher: &Publisher) -> anyhow::Result<usize> {
+    let room = room_in_queue(ctx, publisher).await?;
+    if room == 0 {
+        return Ok(0);
+    }
     let mut conn = ctx.db.system_conn().await?;
     let tx = conn.begin().await?;
-    let jobs = system::outbox_claim(&tx, BATCH).await?;
+    let jobs = system::outbox_claim(&tx, room).await?;
     if jobs.is_empty() {
         return Ok(0);
     }
@@ -101,4 +111,15 @@ pub async fn relay_batch(ctx: &WorkerCtx, publisher: &Publisher) -> anyhow::Resu
     ctx.metrics.jobs_published.inc_by(ids.len() as u64);
     tracing::debug!(published = ids.len(), "relayed jobs");
     Ok(ids.len())
+}
+
+/// How many jobs the next batch may publish: a whole batch, or what keeps the work queue
+/// within `RELAY_QUEUE_DEPTH`.
+async fn room_in_queue(ctx: &WorkerCtx, publisher: &Publisher) -> anyhow::Result<i32> {
+    let depth = ctx.config.worker.relay_queue_depth;
+    if depth == 0 {
+        return Ok(BATCH);
+    }
+    let ready = publisher.ready(&ctx.topology.work_queue).await?;
+    Ok(i32::try_from(depth.saturating_sub(ready)).unwrap_or(BATCH).min(BATCH))
 }

@@ -6,6 +6,7 @@ mod authz;
 mod cluster;
 mod credentials;
 mod database_guard;
+mod fairness;
 mod files;
 mod helpers;
 mod isolation;

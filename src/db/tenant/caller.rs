@@ -31,6 +31,10 @@ impl Credential {
     pub fn new(hash: Vec<u8>) -> Self {
         Self(hash)
     }
+
+    pub(in crate::db) fn hash(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// Where a credential's context statement puts who the credential turned out to be, for

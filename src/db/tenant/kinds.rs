@@ -10,7 +10,7 @@ use super::{
     wire::{Bound, Plans},
     TenantCtx,
 };
-use crate::db::{param::Params, DbError, Statements};
+use crate::db::{param::Params, share::Share, DbError, Statements};
 
 /// What a read runs on: a one-shot [`ReadTx`], or one statement of a [`Tx`] (`&tx`). The
 /// statements go through a sealed trait that only the `db` layer can name, so handlers can
@@ -77,8 +77,9 @@ impl ReadTx {
         statements: Statements,
         context: Context,
         plans: Plans,
+        share: Option<Share>,
     ) -> Result<Self, DbError> {
-        Ok(Self(Bound::new(conn, statements, context, plans, true).await?))
+        Ok(Self(Bound::new(conn, statements, context, plans, true, share).await?))
     }
 }
 
@@ -107,8 +108,13 @@ impl exec::Read for ReadTx {
 pub struct WriteTx(Bound, TenantCtx);
 
 impl WriteTx {
-    pub(in crate::db) async fn new(conn: Object, statements: Statements, ctx: &TenantCtx) -> Result<Self, DbError> {
-        Ok(Self(Bound::new(conn, statements, Context::known(ctx), Plans::Generic, false).await?, *ctx))
+    pub(in crate::db) async fn new(
+        conn: Object,
+        statements: Statements,
+        ctx: &TenantCtx,
+        share: Option<Share>,
+    ) -> Result<Self, DbError> {
+        Ok(Self(Bound::new(conn, statements, Context::known(ctx), Plans::Generic, false, share).await?, *ctx))
     }
 }
 
@@ -136,8 +142,13 @@ impl exec::Write for WriteTx {
 pub struct Tx(Bound, TenantCtx);
 
 impl Tx {
-    pub(in crate::db) async fn new(conn: Object, statements: Statements, ctx: &TenantCtx) -> Result<Self, DbError> {
-        Ok(Self(Bound::new(conn, statements, Context::known(ctx), Plans::Generic, false).await?, *ctx))
+    pub(in crate::db) async fn new(
+        conn: Object,
+        statements: Statements,
+        ctx: &TenantCtx,
+        share: Option<Share>,
+    ) -> Result<Self, DbError> {
+        Ok(Self(Bound::new(conn, statements, Context::known(ctx), Plans::Generic, false, share).await?, *ctx))
     }
 
     pub fn ctx(&self) -> &TenantCtx {

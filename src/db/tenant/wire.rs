@@ -15,6 +15,7 @@ use crate::{
     db::{
         decode,
         param::{self, Param, Params},
+        share::Share,
         DbError, Statements,
     },
     domain::{OrgId, UserId},
@@ -66,6 +67,9 @@ pub(super) struct Bound {
     /// The transaction is over (committed, or a read's rollback answered): the connection goes
     /// back to the pool as it is.
     pub(super) finished: AtomicBool,
+    /// The connection of its organization's share it holds (api processes), given back with
+    /// the connection.
+    share: Option<Share>,
 }
 
 impl Bound {
@@ -75,6 +79,7 @@ impl Bound {
         context: Context,
         plans: Plans,
         read_only: bool,
+        share: Option<Share>,
     ) -> Result<Self, DbError> {
         let framing = match statements {
             // Prepared once per pooled connection (cached, the three together on first use), so
@@ -97,6 +102,7 @@ impl Bound {
             framing,
             started: AtomicBool::new(false),
             finished: AtomicBool::new(false),
+            share,
         })
     }
 
@@ -233,9 +239,12 @@ impl Drop for Bound {
             return;
         }
         let Some(conn) = self.conn.take() else { return };
+        // The share is the organization's until its connection is back in the pool.
+        let share = self.share.take();
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
+                    let _share = share;
                     if let Err(e) = conn.batch_execute("ROLLBACK").await {
                         // Never return a connection in an unknown state to the pool.
                         tracing::warn!(error = %e, "rollback failed; discarding the connection");

@@ -96,6 +96,10 @@ pub struct Settings {
     pub chunk_sweep_grace_seconds: u64,
     /// Unfinished resumable uploads one user may have open.
     pub tus_max_open_uploads: u32,
+    /// Percentage of the pool one organization may hold (`DB_POOL_ORG_SHARE`).
+    pub db_pool_org_share: u8,
+    /// How long an organization at its share waits for one of its connections.
+    pub db_org_wait_ms: u64,
 }
 
 impl Default for Settings {
@@ -126,6 +130,8 @@ impl Default for Settings {
             upload_memory_mb: 64,
             chunk_sweep_grace_seconds: 900,
             tus_max_open_uploads: 100,
+            db_pool_org_share: 50,
+            db_org_wait_ms: 1000,
         }
     }
 }
@@ -180,6 +186,8 @@ pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
         format!("--migration-database-url={}", db_url("tenant_files_owner", &db_name)),
         format!("--max-file-size-mb={}", settings.max_file_size_mb),
         format!("--db-pool-size={}", settings.db_pool_size),
+        format!("--db-pool-org-share={}", settings.db_pool_org_share),
+        format!("--db-org-wait-ms={}", settings.db_org_wait_ms),
         format!("--login-max-failures={}", settings.login_max_failures),
         format!("--auth-rate-per-minute={}", settings.auth_rate_per_minute),
         format!("--auth-rate-burst={}", settings.auth_rate_burst),

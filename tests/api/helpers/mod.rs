@@ -10,6 +10,7 @@ mod worker;
 pub use app::*;
 pub use proxy::*;
 pub use user::*;
+pub use worker::RunningWorker;
 
 pub use crate::stored::{s3_by_default, s3_endpoint, TestStore, S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY};
 
