@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# `make bench-fairness`: how long organization B's upload waits for its validation while
-# organization A holds a backlog of validation jobs (1k / 10k / 20k: a bulk import, a worker
-# restart, a broker outage drained), with the relay's fair share (RELAY_QUEUE_DEPTH, default)
-# and without it (RELAY_QUEUE_DEPTH=0: every job goes out at once, oldest first); and the rate
-# at which A's backlog drains either way: what the mechanism costs. One worker process, the
-# api serving B. Same setup as `make bench` (with a small third organization: its million
-# files play no part here). A benchmark, not a test: nothing here is timed by CI.
+# `make bench-fairness`, in two parts (BENCH_FAIRNESS="jobs connections" by default):
+#
+# jobs: how long organization B's upload waits for its validation while organization A holds
+#   a backlog of validation jobs (1k / 10k / 20k: a bulk import, a worker restart, a broker
+#   outage drained), with the relay's fair share (RELAY_QUEUE_DEPTH, default) and without it
+#   (RELAY_QUEUE_DEPTH=0: every job goes out at once); and the rate at which A's backlog
+#   drains either way: what the mechanism costs. One worker process, the api serving B.
+# connections: B's file-detail latency (wrk -c8) idle and while the organization with
+#   1,000,000 files runs 64 concurrent searches of a common term, for each DB_POOL_ORG_SHARE
+#   in BENCH_SHARES (100: no bound).
+#
+# Same setup as `make bench`. A benchmark, not a test: nothing here is timed by CI.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-export BENCH_BIG_ORG_FILES=${BENCH_BIG_ORG_FILES:-1000}
+PARTS=${BENCH_FAIRNESS:-jobs connections}
+# The api restarts between cases: the sessions' cookies must outlive it.
+export SESSION_KEY=${SESSION_KEY:-bench-session-key-bench-session-key-bench-session-key-bench-sess}
+case " $PARTS " in *" connections "*) ;; *) export BENCH_BIG_ORG_FILES=${BENCH_BIG_ORG_FILES:-1000} ;; esac
 source bench/setup.sh
 source bench/jobs.sh
 REPORT="$OUT/fairness-$(date -u +%Y%m%dT%H%M%SZ).md"
@@ -44,28 +52,81 @@ fairness_case() { # backlog depth
 }
 
 ROWS=""
-for jobs in $BACKLOGS; do
-  for depth in "$FAIR_DEPTH" 0; do
-    log "A's backlog of $jobs jobs, RELAY_QUEUE_DEPTH=$depth"
-    fairness_case "$jobs" "$depth"
-    ROWS+="$jobs $depth $B_SECONDS $DRAIN_RATE
+case " $PARTS " in *" jobs "*)
+  for jobs in $BACKLOGS; do
+    for depth in "$FAIR_DEPTH" 0; do
+      log "A's backlog of $jobs jobs, RELAY_QUEUE_DEPTH=$depth"
+      fairness_case "$jobs" "$depth"
+      ROWS+="$jobs $depth $B_SECONDS $DRAIN_RATE
 "
-  done
-done
+    done
+  done ;;
+esac
+
+COOKIE_B=$(cookie_of "$JAR_B")
+FILE_B=$(psql -X -At "$SUPER/$DB" -c "select id from app.files where organization_id = '$ORG_B' limit 1")
+FLOOD_PATH="/api/files?q=file-1&limit=20"
+b_detail() { # -> wrk_summary of B's file detail at -c8
+  wrk -t1 -c8 -d"${DURATION}s" --latency -s bench/tails.lua -H "Cookie: $COOKIE_B" "$API/api/files/$FILE_B" | wrk_summary
+}
+# One case: the api restarted with DB_POOL_ORG_SHARE=$1. Appends "share idle_p50 idle_p99
+# flood_p50 flood_p99 flood_rps flood_refused_share" to SHARE_ROWS.
+SHARE_ROWS=""
+connections_case() { # share
+  local idle loaded flood
+  kill "$SERVICE"; wait "$SERVICE" 2>/dev/null || true
+  SERVICE=$(DB_POOL_ORG_SHARE=$1 start_service api)
+  for _ in $(seq 1 100); do curl -sf "$API/healthz" >/dev/null && break; sleep 0.1; done
+  b_detail >/dev/null # warm-up: connections, prepared statements
+  idle=$(b_detail)
+  wrk -t1 -c64 -d"$((DURATION + 4))s" -H "Cookie: $COOKIE_C" "$API$FLOOD_PATH" >.dev/bench-fairness-flood.txt &
+  local flood_pid=$!
+  sleep 2
+  loaded=$(b_detail)
+  wait "$flood_pid"
+  flood=$(python3 -c '
+import re, sys
+out = open(".dev/bench-fairness-flood.txt").read()
+total = int(re.search(r"(\d+) requests in", out).group(1))
+refused = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+print(f"{rps:.0f} {int(refused.group(1)) / total if refused else 0:.2f}")')
+  set -- "$1" $idle
+  local share=$1 idle_p50=$3 idle_p99=$4
+  set -- $loaded
+  SHARE_ROWS+="$share $idle_p50 $idle_p99 $2 $3 $flood
+"
+}
+case " $PARTS " in *" connections "*)
+  for share in ${BENCH_SHARES:-100 50 12}; do
+    log "B's detail idle and under 64 searches of the 1,000,000-file organization, DB_POOL_ORG_SHARE=$share"
+    connections_case "$share"
+  done ;;
+esac
 
 python3 - "$REPORT" <<PY
 import sys
 rows = [line.split() for line in """$ROWS""".strip().splitlines()]
-lines = [f"# Fairness run {'$(date -u +%Y-%m-%dT%H:%MZ)'} ({'$(nproc)'} cores, one worker process, prefetch ${BENCH_WORKER_PREFETCH:-32})", "",
-         "| A's backlog (jobs) | RELAY_QUEUE_DEPTH | B's upload to ready (s) | A's backlog drained (jobs/s) |",
-         "|---|---|---|---|"]
-lines += [f"| {jobs} | {depth if depth != '0' else '0 (no bound)'} | {seconds} | {rate} |" for jobs, depth, seconds, rate in rows]
-fair = [float(s) for _, d, s, _ in rows if d != "0"]
-lines += ["", f"- target: B's file ready within 2 s under every backlog with the bound: {'met' if max(fair) <= 2 else 'missed'} (worst {max(fair):.2f} s)"]
-for jobs in sorted({r[0] for r in rows}, key=int):
-    rates = {d: int(r) for j, d, _, r in rows if j == jobs}
-    fair_rate, free_rate = rates["$FAIR_DEPTH"], rates["0"]
-    lines.append(f"- {jobs} jobs: the bound drains at {fair_rate} jobs/s against {free_rate} without it ({fair_rate / free_rate - 1:+.0%})")
+shares = [line.split() for line in """$SHARE_ROWS""".strip().splitlines()]
+lines = [f"# Fairness run {'$(date -u +%Y-%m-%dT%H:%MZ)'} ({'$(nproc)'} cores, one worker process, prefetch ${BENCH_WORKER_PREFETCH:-32}, api pool ${BENCH_POOL:-32})", ""]
+if rows:
+    lines += ["| A's backlog (jobs) | RELAY_QUEUE_DEPTH | B's upload to ready (s) | A's backlog drained (jobs/s) |",
+              "|---|---|---|---|"]
+    lines += [f"| {jobs} | {depth if depth != '0' else '0 (no bound)'} | {seconds} | {rate} |" for jobs, depth, seconds, rate in rows]
+    fair = [float(s) for _, d, s, _ in rows if d != "0"]
+    lines += ["", f"- target: B's file ready within 2 s under every backlog with the bound: {'met' if max(fair) <= 2 else 'missed'} (worst {max(fair):.2f} s)"]
+    for jobs in sorted({r[0] for r in rows}, key=int):
+        rates = {d: int(r) for j, d, _, r in rows if j == jobs}
+        fair_rate, free_rate = rates["$FAIR_DEPTH"], rates["0"]
+        lines.append(f"- {jobs} jobs: the bound drains at {fair_rate} jobs/s against {free_rate} without it ({fair_rate / free_rate - 1:+.0%})")
+    lines.append("")
+if shares:
+    lines += ["B's file detail (wrk -c8, ms) idle and while the 1,000,000-file organization sends 64 concurrent `$FLOOD_PATH`:", "",
+              "| DB_POOL_ORG_SHARE | B idle p50 | B idle p99 | B under the flood p50 | p99 | p99 ÷ idle p99 (target ≤ 3) | flood req/s | flood answered 429 |",
+              "|---|---|---|---|---|---|---|---|"]
+    for share, ip50, ip99, fp50, fp99, frps, refused in shares:
+        ratio = float(fp99) / float(ip99)
+        lines.append(f"| {share}{' (no bound)' if share == '100' else ''} | {ip50} | {ip99} | {fp50} | {fp99} | {ratio:.1f} {'✓' if ratio <= 3 else '✗'} | {frps} | {float(refused):.0%} |")
 report = "\n".join(lines) + "\n"
 open(sys.argv[1], "w").write(report)
 print(report)

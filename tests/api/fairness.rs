@@ -118,9 +118,18 @@ async fn the_relay_claims_jobs_in_turns_across_organizations() {
 /// is it, and the requests that waited lose nothing.
 #[tokio::test]
 async fn an_organization_past_its_share_of_connections_gets_429_while_another_is_served() {
-    let app =
-        spawn_app_with(Settings { db_pool_size: 8, db_pool_org_share: 50, db_org_wait_ms: 300, ..Default::default() })
-            .await;
+    // Straight to PostgreSQL in every pass: behind the test's PgBouncer (two server
+    // connections) the pooler's own pool would be what A's waiting uploads exhaust, not the
+    // api's (docs/scaling.md: size a pooler for N api processes' shares).
+    let direct = crate::helpers::postgres_addr().port();
+    let settings = Settings {
+        db_pool_size: 8,
+        db_pool_org_share: 50,
+        db_org_wait_ms: 300,
+        app_db_port: Some(direct),
+        ..Default::default()
+    };
+    let app = spawn_app_with(settings).await;
     let (a, b) = (app.register_org().await, app.register_org().await);
     assert_eq!(a.list("").await.status(), StatusCode::OK, "A's session is known to the pool from here on");
 
