@@ -121,7 +121,7 @@ if rows:
         lines.append(f"- {jobs} jobs: the bound drains at {fair_rate} jobs/s against {free_rate} without it ({fair_rate / free_rate - 1:+.0%})")
     lines.append("")
 if shares:
-    lines += ["B's file detail (wrk -c8, ms) idle and while the 1,000,000-file organization sends 64 concurrent `$FLOOD_PATH`:", "",
+    lines += ["B's file detail (wrk -c8, ms) idle and while the 1,000,000-file organization sends 64 concurrent $FLOOD_PATH:", "",
               "| DB_POOL_ORG_SHARE | B idle p50 | B idle p99 | B under the flood p50 | p99 | p99 ÷ idle p99 (target ≤ 3) | flood req/s | flood answered 429 |",
               "|---|---|---|---|---|---|---|---|"]
     for share, ip50, ip99, fp50, fp99, frps, refused in shares:
