@@ -83,26 +83,6 @@ impl ReadTx {
     }
 }
 
-impl exec::Read for ReadTx {
-    async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
-        self.0.query(sql, params, true).await
-    }
-
-    async fn query_opt(self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
-        self.0.query_opt(sql, params, true).await
-    }
-
-    async fn query_page(
-        self,
-        page_sql: &str,
-        page_params: Params<'_>,
-        count_sql: &str,
-        count_params: Params<'_>,
-    ) -> Result<(Vec<Row>, i64), DbError> {
-        self.0.query_page(page_sql, page_params, count_sql, count_params, true).await
-    }
-}
-
 /// One write of tenant data: one statement, sent with its `BEGIN`, context and `COMMIT` in one
 /// round trip. Committed once it returns `Ok`; consumed by it.
 pub struct WriteTx(Bound, TenantCtx);
@@ -115,24 +95,6 @@ impl WriteTx {
         share: Option<Share>,
     ) -> Result<Self, DbError> {
         Ok(Self(Bound::new(conn, statements, Context::known(ctx), Plans::Generic, false, share).await?, *ctx))
-    }
-}
-
-impl exec::Write for WriteTx {
-    fn ctx(&self) -> &TenantCtx {
-        &self.1
-    }
-
-    async fn execute(self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
-        self.0.execute(sql, params, true).await
-    }
-
-    async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
-        self.0.query(sql, params, true).await
-    }
-
-    async fn query_opt(self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
-        self.0.query_opt(sql, params, true).await
     }
 }
 
@@ -182,61 +144,60 @@ impl Tx {
     }
 }
 
-impl exec::Read for &Tx {
-    async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
-        self.0.query(sql, params, false).await
-    }
+/// The statements of a kind, each sent with the transaction's end (`COMMIT`) or not: the one
+/// difference between a one-shot kind (and a `Tx` given by value: its last statement) and a
+/// statement among others of a `&Tx`.
+macro_rules! reads {
+    ($kind:ty, $end:literal) => {
+        impl exec::Read for $kind {
+            async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+                self.0.query(sql, params, $end).await
+            }
 
-    async fn query_opt(self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
-        self.0.query_opt(sql, params, false).await
-    }
+            async fn query_opt(self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
+                self.0.query_opt(sql, params, $end).await
+            }
 
-    async fn query_page(
-        self,
-        page_sql: &str,
-        page_params: Params<'_>,
-        count_sql: &str,
-        count_params: Params<'_>,
-    ) -> Result<(Vec<Row>, i64), DbError> {
-        self.0.query_page(page_sql, page_params, count_sql, count_params, false).await
-    }
+            async fn query_page(
+                self,
+                page_sql: &str,
+                page_params: Params<'_>,
+                count_sql: &str,
+                count_params: Params<'_>,
+            ) -> Result<(Vec<Row>, i64), DbError> {
+                self.0.query_page(page_sql, page_params, count_sql, count_params, $end).await
+            }
+        }
+    };
 }
 
-impl exec::Write for &Tx {
-    fn ctx(&self) -> &TenantCtx {
-        &self.1
-    }
+macro_rules! writes {
+    ($kind:ty, $end:literal) => {
+        impl exec::Write for $kind {
+            fn ctx(&self) -> &TenantCtx {
+                &self.1
+            }
 
-    async fn execute(self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
-        self.0.execute(sql, params, false).await
-    }
+            async fn execute(self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
+                self.0.execute(sql, params, $end).await
+            }
 
-    async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
-        self.0.query(sql, params, false).await
-    }
+            async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+                self.0.query(sql, params, $end).await
+            }
 
-    async fn query_opt(self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
-        self.0.query_opt(sql, params, false).await
-    }
+            async fn query_opt(self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
+                self.0.query_opt(sql, params, $end).await
+            }
+        }
+    };
 }
 
-/// A transaction's last statement, sent with `COMMIT` in the same write (with `BEGIN` and the
-/// context too if it is the first): committed once it returns `Ok`, and the row locks it takes
-/// are held for the server's work only, not for a round trip to the client and back.
-impl exec::Write for Tx {
-    fn ctx(&self) -> &TenantCtx {
-        &self.1
-    }
-
-    async fn execute(self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
-        self.0.execute(sql, params, true).await
-    }
-
-    async fn query(self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
-        self.0.query(sql, params, true).await
-    }
-
-    async fn query_opt(self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
-        self.0.query_opt(sql, params, true).await
-    }
-}
+reads!(ReadTx, true);
+reads!(&Tx, false);
+writes!(WriteTx, true);
+writes!(&Tx, false);
+// A `Tx` given by value: its last statement, sent with `COMMIT` in the same write (with `BEGIN`
+// and the context too if it is the first), so the row locks it takes are held for the server's
+// work only, not for a round trip to the client and back.
+writes!(Tx, true);
