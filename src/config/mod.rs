@@ -5,10 +5,10 @@
 
 mod groups;
 mod network;
+mod storage;
 
-pub use groups::{
-    AuditConfig, AuthConfig, BrokerConfig, DatabaseConfig, HttpConfig, LimitsConfig, StorageConfig, WorkerConfig,
-};
+pub use groups::{AuditConfig, AuthConfig, BrokerConfig, DatabaseConfig, HttpConfig, LimitsConfig, WorkerConfig};
+pub use storage::StorageConfig;
 
 use anyhow::bail;
 use clap::{error::ContextKind, CommandFactory, Parser, ValueEnum};

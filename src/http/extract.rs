@@ -207,17 +207,17 @@ fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
 }
 
 async fn resolve(req: &HttpRequest) -> Result<Authed, ApiError> {
-    let request_id = request_id(req);
+    let (request_id, state) = (request_id(req), state(req)?);
     if let Some(secret) = bearer(req)? {
-        let conn = state(req)?.db.system_conn().await?;
+        let conn = state.db.system_conn().await?;
         let (user_id, org_id, role) =
             system::token_load(&conn, &token::digest(secret)).await?.ok_or(ApiError::Unauthenticated)?;
         return Ok(Authed { ctx: TenantCtx { org_id, user_id }, role, csrf_token: None, request_id });
     }
 
     let key_hash = session::key_hash_of(&req.get_session()).ok_or(ApiError::Unauthenticated)?;
-    let user = session::current(&state(req)?.db, &key_hash).await?.ok_or(ApiError::Unauthenticated)?;
-    let csrf_token = session::csrf_token(&state(req)?.csrf_key, &key_hash);
+    let user = session::current(&state.db, &key_hash).await?.ok_or(ApiError::Unauthenticated)?;
+    let csrf_token = session::csrf_token(&state.csrf_key, &key_hash);
     if !is_safe(req.method()) {
         let sent = req.headers().get(CSRF_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
         if !bool::from(sent.ct_eq(csrf_token.as_bytes())) {

@@ -94,7 +94,7 @@ impl WriteTx {
         ctx: &TenantCtx,
         share: Option<Share>,
     ) -> Result<Self, DbError> {
-        Ok(Self(Bound::new(conn, statements, Context::known(ctx), Plans::Generic, false, share).await?, *ctx))
+        Ok(Self(Bound::writing(conn, statements, ctx, share).await?, *ctx))
     }
 }
 
@@ -110,7 +110,7 @@ impl Tx {
         ctx: &TenantCtx,
         share: Option<Share>,
     ) -> Result<Self, DbError> {
-        Ok(Self(Bound::new(conn, statements, Context::known(ctx), Plans::Generic, false, share).await?, *ctx))
+        Ok(Self(Bound::writing(conn, statements, ctx, share).await?, *ctx))
     }
 
     pub fn ctx(&self) -> &TenantCtx {

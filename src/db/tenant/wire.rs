@@ -106,6 +106,17 @@ impl Bound {
         })
     }
 
+    /// Bound to known ids, for writing (a [`WriteTx`](super::WriteTx) or a [`Tx`](super::Tx)):
+    /// generic plans, not read-only.
+    pub(super) async fn writing(
+        conn: Object,
+        statements: Statements,
+        ctx: &TenantCtx,
+        share: Option<Share>,
+    ) -> Result<Self, DbError> {
+        Self::new(conn, statements, Context::known(ctx), Plans::Generic, false, share).await
+    }
+
     fn conn(&self) -> &Object {
         self.conn.as_ref().expect("the connection is only taken when the transaction is dropped")
     }
