@@ -34,12 +34,15 @@ MIGRATION_DATABASE_URL=$OWNER_URL $BIN --mode migrate 2>/dev/null
 psql -X -q "$SUPER/$DB" -c "create extension if not exists pg_stat_statements"
 
 # BENCH_WRAP: a command to run the service under (e.g. "heaptrack -o /tmp/ht" for a heap profile).
+# The request budget is on, at a rate no benchmark reaches (its cost is measured, never a 429);
+# BENCH_ORG_REQUESTS_PER_MINUTE sets another.
 UPLOADS=.dev/bench-uploads
 rm -rf "$UPLOADS"
 start_service() { # mode [instance name] (more settings through the environment)
   DATABASE_URL=$APP_URL BIND=127.0.0.1:$PORT UPLOAD_DIR=$UPLOADS RUST_LOG=warn DB_POOL_SIZE=${BENCH_POOL:-32} \
     MAX_FILE_SIZE_MB=2048 QUEUE_PREFIX=tenant_files_bench LOGIN_MAX_FAILURES=1000000 \
     AUTH_RATE_PER_MINUTE=1000000 AUTH_RATE_BURST=1000000 \
+    ORG_REQUESTS_PER_MINUTE=${BENCH_ORG_REQUESTS_PER_MINUTE:-1000000000} \
     WORKER_PREFETCH=${BENCH_WORKER_PREFETCH:-32} \
     ${BENCH_WRAP:-} "$BIN" --mode "$1" >".dev/bench-$1${2:+-$2}.log" 2>&1 &
   echo $!

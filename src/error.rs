@@ -7,7 +7,11 @@
 use actix_web::{http::StatusCode, HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::{db::DbError, domain::Invalid, storage::StorageError};
+use crate::{
+    db::{refusals::Budget, DbError},
+    domain::Invalid,
+    storage::StorageError,
+};
 
 /// What a retryable refusal (503, 423) suggests a client wait before trying again.
 const RETRY_AFTER_SECONDS: &str = "2";
@@ -54,6 +58,10 @@ pub enum ApiError {
     /// connections (`DB_POOL_ORG_SHARE`); other organizations' requests still go through.
     #[error("your organization has too many requests in progress; retry shortly")]
     OrganizationBusy,
+    /// 429: the caller's organization has spent its request budget for now
+    /// (`ORG_REQUESTS_PER_MINUTE`, or its plan's); `standing` goes out as its `RateLimit` fields.
+    #[error("your organization has used its request budget; retry in {retry_after} s")]
+    OverRequestBudget { standing: crate::http::Standing, retry_after: u64 },
     /// 423: another request is writing to this resumable upload right now (tusd's answer).
     #[error("another request is uploading to this upload right now; retry shortly")]
     Locked,
@@ -81,6 +89,16 @@ impl ApiError {
         (!failing.is_empty()).then(|| ApiError::NotReady(failing.join(", ")))
     }
 
+    /// The organization's budget this refuses a request by, if it is such a refusal.
+    pub fn budget(&self) -> Option<Budget> {
+        match self {
+            ApiError::OverRequestBudget { .. } => Some(Budget::Requests),
+            ApiError::OrganizationBusy => Some(Budget::Connections),
+            ApiError::TooManyUploads => Some(Budget::UploadSlots),
+            _ => None,
+        }
+    }
+
     fn code(&self) -> &'static str {
         match self {
             ApiError::Invalid(invalid) => invalid.code,
@@ -97,6 +115,7 @@ impl ApiError {
             ApiError::TooManyUploads => "too_many_uploads",
             ApiError::TooManyOpenUploads => "too_many_open_uploads",
             ApiError::OrganizationBusy => "organization_busy",
+            ApiError::OverRequestBudget { .. } => "request_budget_exceeded",
             ApiError::Locked => "upload_locked",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotReady(_) => "not_ready",
@@ -151,7 +170,8 @@ impl ResponseError for ApiError {
             | ApiError::RateLimited
             | ApiError::TooManyUploads
             | ApiError::TooManyOpenUploads
-            | ApiError::OrganizationBusy => StatusCode::TOO_MANY_REQUESTS,
+            | ApiError::OrganizationBusy
+            | ApiError::OverRequestBudget { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Locked => StatusCode::LOCKED,
             ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Http(status) => *status,
@@ -173,6 +193,12 @@ impl ResponseError for ApiError {
         // (tus clients do) wait this long first.
         if matches!(self, ApiError::Unavailable(_) | ApiError::Locked | ApiError::OrganizationBusy) {
             response.insert_header((actix_web::http::header::RETRY_AFTER, RETRY_AFTER_SECONDS));
+        }
+        if let ApiError::OverRequestBudget { standing, retry_after } = self {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, retry_after.to_string()));
+            for field in standing.headers() {
+                response.insert_header(field);
+            }
         }
         response.json(ErrorBody { error: ErrorDetail { code: self.code(), message: self.to_string() } })
     }

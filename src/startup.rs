@@ -17,7 +17,7 @@ use utoipa_actix_web::AppExt;
 use crate::{
     auth::{password, session::PgSessionStore, signing::SigningKey},
     config::{Config, PublicUrl},
-    http::{self, ApiRootSpan, AppState, ClientLimiter, QueryParameters},
+    http::{self, ApiRootSpan, AppState, ClientLimiter, QueryParameters, RequestBudgets},
     metrics::Metrics,
     queue::BrokerStatus,
     uploads::{Limits, MemoryBudget, Uploads},
@@ -28,31 +28,47 @@ use crate::{
 const SECURE_COOKIE_NAME: &str = "__Host-tf_session";
 const DEV_COOKIE_NAME: &str = "tf_session";
 
-/// How often the per-address limiters forget the clients that are within their rate again.
-const LIMITER_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Keeps the per-address limiters' memory to the recently seen networks, off the request path,
-/// until the server stops.
-fn forget_recovered_clients(state: web::Data<AppState>, stop: CancellationToken) {
+/// The limits' bookkeeping, every `BUDGET_BOOKKEEPING_MS`, off the request path, until the server
+/// stops, and once more then, so the last refusals are counted: the per-address limiters forget
+/// the clients within their rate again, the request budgets reload the plans' rates and forget
+/// idle organizations, and the budgets' refusals are added to the organizations' counts.
+fn keep_the_books(state: web::Data<AppState>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(LIMITER_SWEEP_INTERVAL);
+        let interval = std::time::Duration::from_millis(state.config.http.budget_bookkeeping_ms);
+        let mut every = tokio::time::interval(interval);
         loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = every.tick() => {
-                    state.sign_in_limiter.forget_recovered();
-                    state.share_limiter.forget_recovered();
-                }
+            let stopping = tokio::select! {
+                _ = stop.cancelled() => true,
+                _ = every.tick() => false,
+            };
+            state.sign_in_limiter.forget_recovered();
+            state.share_limiter.forget_recovered();
+            state.budgets.forget_idle();
+            if let Err(e) = bookkeeping_reads(&state).await {
+                tracing::warn!(error = %e, "request budgets not refreshed or refusals not counted; trying again later");
+            }
+            if stopping {
+                break;
             }
         }
-    });
+    })
+}
+
+async fn bookkeeping_reads(state: &AppState) -> Result<(), crate::db::DbError> {
+    let conn = state.db.system_conn().await?;
+    state.db.refusals().flush(&conn).await?;
+    state.budgets.set_plans(crate::db::system::request_budgets(&conn).await?.into_iter().collect());
+    Ok(())
 }
 
 pub struct Application {
     port: u16,
     server: Server,
-    /// Stops the process's background tasks (the broker monitor) once the server has stopped.
+    /// Stops the process's background tasks (the broker monitor, the bookkeeping) once the
+    /// server has stopped.
     stop: CancellationToken,
+    /// The limits' bookkeeping, awaited at the end for its last flush.
+    books: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -95,6 +111,7 @@ impl Application {
             ClientLimiter::new(config.http.auth_rate_per_minute, config.http.auth_rate_burst, ipv6_prefix);
         let share_limiter =
             ClientLimiter::new(config.http.share_rate_per_minute, config.http.share_rate_burst, ipv6_prefix);
+        let budgets = RequestBudgets::new(config.http.org_requests_per_minute, config.http.api_processes);
         let public_url = config.http.public_url.clone().unwrap_or_else(|| PublicUrl::of_listener(listener_addr));
         let stop = CancellationToken::new();
         let broker = BrokerStatus::default();
@@ -105,8 +122,8 @@ impl Application {
             idle_timeout: std::time::Duration::from_secs(config.limits.upload_idle_timeout_seconds),
             tus_expiry: std::time::Duration::from_secs(config.limits.tus_expiry_seconds),
         };
-        let budget =
-            MemoryBudget::new(usize::try_from(config.limits.upload_memory_mb * 1_048_576).unwrap_or(usize::MAX));
+        let memory = usize::try_from(config.limits.upload_memory_mb * 1_048_576).unwrap_or(usize::MAX);
+        let budget = MemoryBudget::new(memory, config.limits.upload_memory_org_share);
         let uploads = Uploads::new(db.clone(), store.clone(), budget, limits);
         let state = web::Data::new(AppState {
             db: db.clone(),
@@ -116,6 +133,7 @@ impl Application {
             openapi_json,
             sign_in_limiter,
             share_limiter,
+            budgets,
             broker,
             metrics,
             query_parameters,
@@ -124,7 +142,7 @@ impl Application {
             public_url,
             uploads,
         });
-        forget_recovered_clients(state.clone(), stop.clone());
+        let books = keep_the_books(state.clone(), stop.clone());
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(PgSessionStore::new(db.clone()), key.clone())
                 .cookie_name(cookie_name.to_owned())
@@ -139,6 +157,7 @@ impl Application {
                 .configure(http::routes)
                 .into_app()
                 .wrap(sessions)
+                .wrap(actix_web::middleware::from_fn(http::budget_accounting))
                 .wrap(actix_web::middleware::from_fn(http::known_query_parameters))
                 .wrap(actix_web::middleware::from_fn(http::head_as_get))
                 .wrap(actix_web::middleware::from_fn(http::session_errors))
@@ -154,7 +173,7 @@ impl Application {
             None => server,
         };
         let server = server.listen(listener)?.run();
-        Ok(Self { port, server, stop })
+        Ok(Self { port, server, stop, books })
     }
 
     pub fn port(&self) -> u16 {
@@ -164,6 +183,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
         self.stop.cancel();
+        let _ = self.books.await;
         served
     }
 }

@@ -26,7 +26,9 @@ registry (signature) as (values
   ('app.purge_done(uuid[])'),
   ('app.tus_expire(integer)'),
   ('app.tus_chunks_in_use(uuid[])'),
-  ('app.outbox_backlog()')
+  ('app.outbox_backlog()'),
+  ('app.request_budgets()'),
+  ('app.budget_refusals_add(uuid[],text[],bigint[])')
 ),
 definers as (
   select p.oid, p.oid::regprocedure::text as signature, p.proowner, p.proacl, n.nspname as schema

@@ -157,10 +157,16 @@ pub struct LimitsConfig {
     #[arg(long, env = "UPLOAD_IDLE_TIMEOUT_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub upload_idle_timeout_seconds: u64,
 
-    /// Request-body bytes of uploads this process holds in memory at once, in MB; a body that
-    /// finds them spent stores what it holds and waits (back-pressure).
-    #[arg(long, env = "UPLOAD_MEMORY_MB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    /// Request-body bytes of uploads this process holds in memory at once, in MB (a resumable
+    /// upload's chunk on its way, a plain upload's parts: up to 15 MiB each); a body that finds
+    /// them spent stores what it holds and waits (back-pressure).
+    #[arg(long, env = "UPLOAD_MEMORY_MB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub upload_memory_mb: u64,
+
+    /// Percentage of UPLOAD_MEMORY_MB one organization's bodies may hold at once; past it, its
+    /// bodies wait for its own to be stored while other organizations' proceed. 100: no share.
+    #[arg(long, env = "UPLOAD_MEMORY_ORG_SHARE", default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub upload_memory_org_share: u8,
 }
 
 /// The HTTP server: where it listens and is reached, and its per-address limits.
@@ -214,6 +220,22 @@ pub struct HttpConfig {
     /// How many share-link openings one client address may make in a burst.
     #[arg(long, env = "SHARE_RATE_BURST", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub share_rate_burst: u32,
+
+    /// Authenticated requests one organization may make per minute across all api processes,
+    /// unless its plan says otherwise (`organizations.requests_per_minute`); past it, 429
+    /// `request_budget_exceeded`. A whole minute's may come at once. 0: no budget.
+    #[arg(long, env = "ORG_REQUESTS_PER_MINUTE", default_value_t = 12_000)]
+    pub org_requests_per_minute: u32,
+
+    /// The api processes the deployment runs behind one balancer: each enforces this part of
+    /// every organization's request budget (docs/scaling.md, "Request budgets").
+    #[arg(long, env = "API_PROCESSES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub api_processes: u32,
+
+    /// How often the limits' bookkeeping runs: plans' request rates reloaded, refusals added to
+    /// the organizations' usage (GET /api/org/usage lags by up to this).
+    #[arg(long, env = "BUDGET_BOOKKEEPING_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub budget_bookkeeping_ms: u64,
 }
 
 /// Sessions and passwords.

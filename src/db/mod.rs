@@ -37,6 +37,7 @@ pub mod invitations;
 pub mod migrate;
 pub mod orgs;
 mod param;
+pub mod refusals;
 mod share;
 pub mod share_links;
 pub mod system;
@@ -47,10 +48,12 @@ pub mod tus;
 pub mod uploads;
 pub mod users;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{error::SqlState, NoTls};
+
+use crate::domain::OrgId;
 
 pub use param::{Param, Params, SqlType};
 pub use system_conn::{SystemConn, SystemQuery, SystemTx};
@@ -166,7 +169,11 @@ pub struct Db {
     pool: Pool,
     statements: Statements,
     /// Each organization's share of the pool, if bounded (api processes; see [`share`]).
-    shares: Option<std::sync::Arc<share::Shares>>,
+    shares: Option<Arc<share::Shares>>,
+    /// Whose each credential seen so far was.
+    known: Arc<tenant::KnownOrgs>,
+    /// What the per-organization budgets refused, this one's and the others'.
+    refusals: Arc<refusals::Refusals>,
 }
 
 impl Db {
@@ -191,24 +198,34 @@ impl Db {
             .recycle_timeout(Some(wait_timeout))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()?;
-        Ok(Self { pool, statements, shares: None })
+        Ok(Self { pool, statements, shares: None, known: Arc::default(), refusals: Arc::default() })
     }
 
     /// Bounds each organization to `per_org` of the pool's connections at once; a transaction
     /// past it waits up to `wait` for one of its organization's own, then fails with
     /// [`DbError::Busy`].
     pub fn with_org_share(mut self, per_org: usize, wait: Duration) -> Self {
-        self.shares = Some(std::sync::Arc::new(share::Shares::new(per_org, wait)));
+        self.shares = Some(Arc::new(share::Shares::new(per_org, wait)));
         self
     }
 
     /// A connection of `caller`'s organization's share, when shares are bounded and the
     /// organization known.
     async fn share_for(&self, caller: &Caller) -> Result<Option<share::Share>, DbError> {
-        match &self.shares {
-            Some(shares) => shares.take_for(caller).await,
-            None => Ok(None),
-        }
+        let (Some(shares), Some(org)) = (&self.shares, self.organization_of(caller)) else { return Ok(None) };
+        shares.take(org).await.map(Some)
+    }
+
+    /// The organization `caller` is for, if this process knows it before any read: its ids, or
+    /// what its credential turned out to be the last time it was seen.
+    pub fn organization_of(&self, caller: &Caller) -> Option<OrgId> {
+        self.known.of(caller)
+    }
+
+    /// This process's count of what the per-organization budgets refused (counted by the
+    /// layers that answer the refusals, flushed to the database by [`refusals::Refusals::flush`]).
+    pub fn refusals(&self) -> &refusals::Refusals {
+        &self.refusals
     }
 
     /// A transaction for tenant data, bound to `ctx`: the only way to reach tenant rows. Any
@@ -251,9 +268,7 @@ impl Db {
         let context = tenant::Context::new(caller, &resolved);
         let value = read(ReadTx::new(self.pool.get().await?, self.statements, context, plans, share).await?).await?;
         let who = resolved.of(caller)?;
-        if let Some(shares) = &self.shares {
-            shares.learn(caller, who.org_id);
-        }
+        self.known.learn(caller, who.org_id);
         Ok((value, who))
     }
 

@@ -4,9 +4,9 @@
 //! come back, then fails with [`DbError::Busy`] (429), while every other organization's
 //! requests still find connections.
 //!
-//! A read made with a credential learns its organization only from the database: the
-//! organization each credential turned out to be for is remembered ([`Shares::learn`]), so from
-//! a credential's second request on its reads count against their organization's share too.
+//! A read made with a credential learns its organization only from the database: from a
+//! credential's second request on, its reads count against their organization's share too
+//! ([`super::tenant::KnownOrgs`]).
 
 use std::{
     collections::HashMap,
@@ -16,12 +16,9 @@ use std::{
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{Caller, DbError};
+use super::DbError;
 use crate::domain::OrgId;
 
-/// Credentials remembered at most; the memory is cleared when full (an unknown credential's
-/// first read is simply not counted).
-const REMEMBERED_CREDENTIALS: usize = 10_000;
 /// Organizations tracked before those holding nothing are forgotten.
 const TRACKED_ORGANIZATIONS: usize = 4_096;
 
@@ -35,12 +32,11 @@ pub(super) struct Shares {
     per_org: usize,
     wait: Duration,
     held: Mutex<HashMap<OrgId, Arc<Semaphore>>>,
-    learned: Mutex<HashMap<Vec<u8>, OrgId>>,
 }
 
 impl Shares {
     pub(super) fn new(per_org: usize, wait: Duration) -> Self {
-        Self { per_org: per_org.max(1), wait, held: Mutex::default(), learned: Mutex::default() }
+        Self { per_org: per_org.max(1), wait, held: Mutex::default() }
     }
 
     /// A connection of `org`'s share: at once, within the wait, or [`DbError::Busy`].
@@ -57,30 +53,6 @@ impl Shares {
             // The semaphore is never closed; a timeout is the organization's own concurrency.
             Ok(Err(_)) | Err(_) => Err(DbError::Busy),
         }
-    }
-
-    /// A connection of the share of the organization `caller` is for, when known.
-    pub(super) async fn take_for(&self, caller: &Caller) -> Result<Option<Share>, DbError> {
-        let org = match caller {
-            Caller::Known(ctx) => Some(ctx.org_id),
-            Caller::Session(credential) | Caller::Token(credential) => {
-                self.learned.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(credential.hash()).copied()
-            }
-        };
-        match org {
-            Some(org) => Ok(Some(self.take(org).await?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Remembers which organization a credential was for.
-    pub(super) fn learn(&self, caller: &Caller, org: OrgId) {
-        let (Caller::Session(credential) | Caller::Token(credential)) = caller else { return };
-        let mut learned = self.learned.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if learned.len() >= REMEMBERED_CREDENTIALS {
-            learned.clear();
-        }
-        learned.insert(credential.hash().to_vec(), org);
     }
 }
 

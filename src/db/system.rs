@@ -313,3 +313,28 @@ pub async fn purge_done(tx: impl SystemQuery, file_ids: &[uuid::Uuid]) -> Result
     tx.query("select app.purge_done($1)", &[&file_ids]).await?;
     Ok(())
 }
+
+/// The organizations whose plan sets a request rate of their own, with it (per minute, across
+/// every api process).
+pub async fn request_budgets(conn: impl SystemQuery) -> Result<Vec<(OrgId, u32)>, DbError> {
+    let rows = conn.query("select organization_id, requests_per_minute from app.request_budgets()", &[]).await?;
+    rows.iter()
+        .map(|row| {
+            let per_minute: i32 = decode(row.try_get("requests_per_minute"))?;
+            let per_minute = u32::try_from(per_minute).map_err(|e| DbError::Decode(e.into()))?;
+            Ok((OrgId::from_uuid(decode(row.try_get("organization_id"))?), per_minute))
+        })
+        .collect()
+}
+
+/// Adds refusals to the organizations' counts (`app.budget_refusals`), all in one statement.
+pub async fn budget_refusals_add(
+    conn: impl SystemQuery,
+    refused: &std::collections::HashMap<(OrgId, super::refusals::Budget), u64>,
+) -> Result<(), DbError> {
+    let orgs: Vec<uuid::Uuid> = refused.keys().map(|(org, _)| *org.as_uuid()).collect();
+    let budgets: Vec<&str> = refused.keys().map(|(_, budget)| budget.name()).collect();
+    let counts: Vec<i64> = refused.values().map(|count| i64::try_from(*count).unwrap_or(i64::MAX)).collect();
+    conn.query("select app.budget_refusals_add($1, $2, $3)", &[&orgs, &budgets, &counts]).await?;
+    Ok(())
+}

@@ -14,14 +14,14 @@ use subtle::ConstantTimeEq;
 use tracing::Span;
 use tracing_actix_web::RootSpan;
 
-use super::{AppState, RequestId};
+use super::{AppState, RequestId, Standing};
 use crate::{
     auth::{session, token},
     db::{
         audit::{Action, Event},
         system, Caller, Credential, Db, DbError, Plans, ReadTx, TenantCtx,
     },
-    domain::Role,
+    domain::{OrgId, Role},
     error::ApiError,
 };
 
@@ -91,6 +91,7 @@ impl FromRequest for Authed {
         Box::pin(async move {
             let authed = resolve(&req).await?;
             record_caller(&root_span(&req), &authed.ctx);
+            spend_budget(&req, authed.ctx.org_id)?;
             Ok(authed)
         })
     }
@@ -111,6 +112,9 @@ pub struct Reader {
     csrf_token: Option<String>,
     /// The request's root span, which names the caller once the read has resolved them.
     span: Span,
+    /// The request, whose organization's budget a credential's first read spends once it
+    /// learns whose the credential is.
+    req: HttpRequest,
 }
 
 impl Reader {
@@ -140,6 +144,7 @@ impl Reader {
     {
         let (value, caller) = db.read_as(&self.caller, plans, read).await?;
         record_caller(&self.span, &caller);
+        spend_budget(&self.req, caller.org_id)?;
         Ok(value)
     }
 }
@@ -155,21 +160,47 @@ impl FromRequest for Reader {
             if !is_safe(req.method()) {
                 let authed = resolve(&req).await?;
                 record_caller(&span, &authed.ctx);
-                return Ok(Reader { caller: Caller::Known(authed.ctx), csrf_token: authed.csrf_token, span });
+                spend_budget(&req, authed.ctx.org_id)?;
+                return Ok(Reader { caller: Caller::Known(authed.ctx), csrf_token: authed.csrf_token, span, req });
             }
-            let reader = match bearer(&req)? {
-                Some(secret) => {
-                    Reader { caller: Caller::Token(Credential::new(token::digest(secret))), csrf_token: None, span }
-                }
+            let (caller, csrf_token) = match bearer(&req)? {
+                Some(secret) => (Caller::Token(Credential::new(token::digest(secret))), None),
                 None => {
                     let key_hash = session::key_hash_of(&req.get_session()).ok_or(ApiError::Unauthenticated)?;
                     let csrf_token = Some(session::csrf_token(&state(&req)?.csrf_key, &key_hash));
-                    Reader { caller: Caller::Session(Credential::new(key_hash)), csrf_token, span }
+                    (Caller::Session(Credential::new(key_hash)), csrf_token)
                 }
             };
-            Ok(reader)
+            // The organization is known before the read when this credential was seen before:
+            // a request over budget then costs no read at all.
+            if let Some(org) = state(&req)?.db.organization_of(&caller) {
+                spend_budget(&req, org)?;
+            }
+            Ok(Reader { caller, csrf_token, span, req })
         })
     }
+}
+
+/// The request's organization budget, spent once per request (429 past it). Whose request it
+/// was and how the budget then stood are kept for the answer (`http::budget_accounting`).
+fn spend_budget(req: &HttpRequest, org: OrgId) -> Result<(), ApiError> {
+    if req.extensions().contains::<Spent>() {
+        return Ok(());
+    }
+    let spent = state(req)?.budgets.spend(org);
+    // A request refused here is never read for its caller: its log line names the organization.
+    root_span(req).record("org_id", tracing::field::display(org));
+    let standing = spent.as_ref().ok().copied().flatten();
+    req.extensions_mut().insert(Spent { org, standing });
+    spent.map(|_| ())
+}
+
+/// The request has spent its organization's budget, which then stood as `standing` says (`None`:
+/// no budget applies, or it was spent).
+#[derive(Debug, Clone, Copy)]
+pub struct Spent {
+    pub org: OrgId,
+    pub standing: Option<Standing>,
 }
 
 /// This request's id (see `http::request_id`).

@@ -33,6 +33,28 @@ pub async fn request_id(
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// Every answer to a request of a known organization says where the organization stands on its
+/// request budget (`RateLimit-Policy`, `RateLimit`), so a client can slow down before a 429 (the
+/// budget's own 429 carries them itself, `ApiError::OverRequestBudget`); and a refusal by one
+/// of the organization's budgets is counted for its usage, here, where every one is answered.
+pub async fn budget_accounting(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut response = next.call(req).await?;
+    let Some(spent) = response.request().extensions().get::<super::extract::Spent>().copied() else {
+        return Ok(response);
+    };
+    let refused_by = response.response().error().and_then(|e| e.as_error::<ApiError>()).and_then(ApiError::budget);
+    if let (Some(budget), Some(state)) = (refused_by, response.request().app_data::<actix_web::web::Data<AppState>>()) {
+        state.db.refusals().count(spent.org, budget);
+    }
+    for (name, value) in spent.standing.iter().flat_map(super::Standing::headers) {
+        response.headers_mut().insert(name, value);
+    }
+    Ok(response)
+}
+
 /// HEAD answers like GET without a body, on every GET route (HTTP requires it; download clients
 /// ask HEAD for a file's size and ETag before fetching ranges). Routes are registered for GET
 /// only, so a HEAD request is routed as the GET it stands for; the connection remembers that it

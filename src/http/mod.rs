@@ -1,6 +1,7 @@
 //! HTTP surface: every route, the shared state, and how extractor failures become JSON errors.
 
 mod auth;
+mod budget;
 mod client;
 mod extract;
 mod files;
@@ -20,9 +21,11 @@ use actix_web::{
     web, HttpResponse, ResponseError,
 };
 
+pub use budget::{RequestBudgets, Standing};
 pub use extract::{Authed, Reader};
 pub use middleware::{
-    error_bodies, head_as_get, known_query_parameters, request_id, session_errors, ApiRootSpan, RequestId,
+    budget_accounting, error_bodies, head_as_get, known_query_parameters, request_id, session_errors, ApiRootSpan,
+    RequestId,
 };
 pub use openapi::{openapi, ApiDoc, BodyErrors, QueryParameters};
 pub use paging::PageQuery;
@@ -56,6 +59,8 @@ pub struct AppState {
     pub sign_in_limiter: ClientLimiter,
     /// Per-address limit on opening share links (no session to limit instead).
     pub share_limiter: ClientLimiter,
+    /// Each organization's request rate.
+    pub budgets: RequestBudgets,
     /// The broker as this process last saw it (reported, not required: see `http::ops`).
     pub broker: BrokerStatus,
     /// This application's metrics (shared with its worker in `--mode all`).

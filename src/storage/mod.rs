@@ -38,6 +38,9 @@ const PART_BYTES: usize = 5 * 1024 * 1024;
 /// Parts of one upload being sent at once while the next one fills: with [`PART_BYTES`], an
 /// upload holds at most about 15 MiB, whatever its size.
 const PARTS_IN_FLIGHT: usize = 2;
+/// The most of one upload's body [`FileStore::receive`] holds in memory: the part filling and
+/// those on their way (what the upload service takes from its memory budget for it).
+pub const MAX_HELD_BYTES: usize = PART_BYTES * (PARTS_IN_FLIGHT + 1);
 /// Chunks queued for the hashing thread (actix and S3 deliver chunks of a few tens of KiB).
 const HASH_QUEUE_CHUNKS: usize = 16;
 /// Enough of a file's start for every signature `infer` knows.

@@ -18,12 +18,12 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::{Uploader, Uploads};
+use super::{budget::Held, Uploader, Uploads};
 use crate::{
-    db::{self, Db, DbError, TenantCtx},
+    db::{self, refusals::Budget, Db, DbError, TenantCtx},
     domain::{FileId, Filename},
     error::ApiError,
-    storage::StorageError,
+    storage::{StorageError, MAX_HELD_BYTES},
 };
 
 impl Uploads {
@@ -53,7 +53,7 @@ impl Uploads {
             Ok(reservation) => reservation,
             Err(err) => return Err(drained(body, limit, err.into()).await),
         };
-        let stored = self.store_file(uploader, file_id, filename, body).await;
+        let stored = self.store_file(uploader, file_id, filename, body, bytes).await;
         reservation.finish(stored.is_ok()).await;
         stored.map(|()| file_id)
     }
@@ -64,6 +64,7 @@ impl Uploads {
         file_id: FileId,
         filename: &Filename,
         body: &mut S,
+        at_most: u64,
     ) -> Result<(), ApiError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -72,7 +73,19 @@ impl Uploads {
         let limit = self.limits.max_file_bytes;
         let went_quiet = Arc::new(AtomicBool::new(false));
         let watched = quiet_ends(&mut *body, self.limits.idle_timeout, went_quiet.clone());
-        let receiving = self.store.receive(uploader.ctx.org_id, file_id, watched, limit);
+        // What the store will hold of this body, taken before its first byte is read (a body
+        // waiting for room is not read: back-pressure) and kept until the file is recorded (a
+        // small file's bytes wait in memory for their one write).
+        let memory = usize::try_from(at_most).unwrap_or(usize::MAX).min(MAX_HELD_BYTES);
+        let mut held = Held::default();
+        let receiving = async {
+            let org = uploader.ctx.org_id;
+            if !self.budget.try_take(org, &mut held, memory) {
+                self.db.refusals().count(org, Budget::UploadMemory);
+                self.budget.take(org, &mut held, memory).await;
+            }
+            self.store.receive(org, file_id, watched, limit).await
+        };
         let timed_out = || ApiError::Http(actix_web::http::StatusCode::REQUEST_TIMEOUT);
         let (staged, received) = match tokio::time::timeout(self.limits.upload_timeout, receiving).await {
             Err(_) => return Err(timed_out()),

@@ -26,6 +26,7 @@ use super::{
 use crate::{
     db::{
         self,
+        refusals::Budget,
         tus::{LeaseTerms, Removal, TusRow},
         Db, TenantCtx,
     },
@@ -269,12 +270,13 @@ impl Appending<'_> {
         // keep that whole buffer alive (several times the frame): held bytes are copied into
         // allocations of their own size, so what the budget counts is what is held.
         let bytes = Bytes::copy_from_slice(&bytes);
-        let budget: &MemoryBudget = &self.uploads.budget;
-        if !budget.try_take(&mut self.memory, bytes.len()) {
-            // The process's budget is spent: store what this body holds (a smaller chunk) so
-            // that it waits holding nothing, then wait for room.
+        let (budget, org): (&MemoryBudget, _) = (&self.uploads.budget, self.uploader.ctx.org_id);
+        if !budget.try_take(org, &mut self.memory, bytes.len()) {
+            // The organization's share or the process's budget is spent: store what this body
+            // holds (a smaller chunk) so that it waits holding nothing, then wait for room.
+            self.uploads.db.refusals().count(org, Budget::UploadMemory);
             self.store_held().await?;
-            budget.take(&mut self.memory, bytes.len()).await;
+            budget.take(org, &mut self.memory, bytes.len()).await;
         }
         self.held_bytes += bytes.len();
         self.held.push(bytes);

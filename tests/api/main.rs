@@ -3,6 +3,7 @@
 
 mod auth;
 mod authz;
+mod budgets;
 mod cluster;
 mod credentials;
 mod database_guard;

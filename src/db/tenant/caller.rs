@@ -1,9 +1,16 @@
 //! Who a transaction acts for, and the context statement that makes it the transaction's tenant.
 
-use std::sync::{Arc, OnceLock};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, OnceLock},
+};
 
 use super::TenantCtx;
-use crate::db::DbError;
+use crate::{db::DbError, domain::OrgId};
+
+/// Credentials remembered at most; the memory is cleared when full (an unknown credential's
+/// first request is then not counted against its organization's shares and budget).
+const REMEMBERED_CREDENTIALS: usize = 10_000;
 
 /// Who a transaction acts for: ids already known (a resolved caller, a worker's job), or a
 /// credential that the transaction's own first statement resolves (a read made with a session
@@ -34,6 +41,35 @@ impl Credential {
 
     pub(in crate::db) fn hash(&self) -> &[u8] {
         &self.0
+    }
+}
+
+/// The organization each credential turned out to be for, as this process has seen: a read made
+/// with a credential learns whose it is only from the database, in its own transaction, so
+/// the per-organization shares and budgets that must be applied before it (the connection
+/// share, the request rate) know its organization from that credential's second request on.
+#[derive(Debug, Default)]
+pub(in crate::db) struct KnownOrgs(Mutex<HashMap<Vec<u8>, OrgId>>);
+
+impl KnownOrgs {
+    /// `caller`'s organization, when known: its own ids, or what its credential resolved to.
+    pub(in crate::db) fn of(&self, caller: &Caller) -> Option<OrgId> {
+        match caller {
+            Caller::Known(ctx) => Some(ctx.org_id),
+            Caller::Session(credential) | Caller::Token(credential) => {
+                self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(credential.hash()).copied()
+            }
+        }
+    }
+
+    /// Remembers which organization a credential was for.
+    pub(in crate::db) fn learn(&self, caller: &Caller, org: OrgId) {
+        let (Caller::Session(credential) | Caller::Token(credential)) = caller else { return };
+        let mut known = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if known.len() >= REMEMBERED_CREDENTIALS {
+            known.clear();
+        }
+        known.insert(credential.hash().to_vec(), org);
     }
 }
 

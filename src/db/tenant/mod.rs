@@ -40,7 +40,7 @@ mod kinds;
 mod wire;
 
 pub use caller::{Caller, Credential};
-pub(super) use caller::{Context, Resolution};
+pub(super) use caller::{Context, KnownOrgs, Resolution};
 pub use kinds::{ReadTx, TenantRead, TenantWrite, Tx, WriteTx};
 pub use wire::Plans;
 

@@ -92,6 +92,8 @@ pub struct Settings {
     pub upload_idle_timeout_seconds: u64,
     /// The process's memory budget for upload bodies.
     pub upload_memory_mb: u64,
+    /// The percentage of it one organization may hold.
+    pub upload_memory_org_share: u8,
     /// How old a chunk no upload refers to must be before the worker removes it.
     pub chunk_sweep_grace_seconds: u64,
     /// Unfinished resumable uploads one user may have open.
@@ -100,6 +102,10 @@ pub struct Settings {
     pub db_pool_org_share: u8,
     /// How long an organization at its share waits for one of its connections.
     pub db_org_wait_ms: u64,
+    /// Authenticated requests per organization and minute (`ORG_REQUESTS_PER_MINUTE`).
+    pub org_requests_per_minute: u32,
+    /// The api processes sharing each organization's request budget.
+    pub api_processes: u32,
 }
 
 impl Default for Settings {
@@ -128,10 +134,13 @@ impl Default for Settings {
             trusted_proxies: "",
             upload_idle_timeout_seconds: 5,
             upload_memory_mb: 64,
+            upload_memory_org_share: 50,
             chunk_sweep_grace_seconds: 900,
             tus_max_open_uploads: 100,
             db_pool_org_share: 50,
             db_org_wait_ms: 1000,
+            org_requests_per_minute: 12_000,
+            api_processes: 1,
         }
     }
 }
@@ -188,6 +197,9 @@ pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
         format!("--db-pool-size={}", settings.db_pool_size),
         format!("--db-pool-org-share={}", settings.db_pool_org_share),
         format!("--db-org-wait-ms={}", settings.db_org_wait_ms),
+        format!("--org-requests-per-minute={}", settings.org_requests_per_minute),
+        format!("--api-processes={}", settings.api_processes),
+        "--budget-bookkeeping-ms=200".into(),
         format!("--login-max-failures={}", settings.login_max_failures),
         format!("--auth-rate-per-minute={}", settings.auth_rate_per_minute),
         format!("--auth-rate-burst={}", settings.auth_rate_burst),
@@ -196,6 +208,7 @@ pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
         format!("--tus-expiry-seconds={}", settings.tus_expiry_seconds),
         format!("--upload-idle-timeout-seconds={}", settings.upload_idle_timeout_seconds),
         format!("--upload-memory-mb={}", settings.upload_memory_mb),
+        format!("--upload-memory-org-share={}", settings.upload_memory_org_share),
         format!("--chunk-sweep-grace-seconds={}", settings.chunk_sweep_grace_seconds),
         format!("--tus-max-open-uploads={}", settings.tus_max_open_uploads),
         "--bcrypt-cost=4".into(),
