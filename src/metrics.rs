@@ -24,6 +24,7 @@ pub struct Metrics {
     pub outcome_batches_split: IntCounter,
     pub outbox_backlog: IntGauge,
     pub broker_up: IntGauge,
+    pub budget_refusals: IntCounterVec,
     /// Serializes sample-and-render, so two scrapes never render each other's samples.
     scraping: Mutex<()>,
 }
@@ -37,6 +38,9 @@ pub struct Sampled {
     /// `None` when the database did not answer in time.
     pub outbox_backlog: Option<i64>,
     pub broker_up: bool,
+    /// Refusals by each per-organization budget since the process started, every organization
+    /// together.
+    pub budget_refusals: [(&'static str, u64); 4],
 }
 
 impl Default for Metrics {
@@ -109,6 +113,14 @@ impl Metrics {
             "1 while this process reaches RabbitMQ (api: its monitoring connection; worker: its consumer), else 0",
         )
         .expect("valid metric");
+        let budget_refusals = IntCounterVec::new(
+            Opts::new(
+                "budget_refusals_total",
+                "Requests refused by a per-organization budget (requests, connections, upload_slots; upload_memory: bodies that waited), all organizations together",
+            ),
+            &["budget"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -121,6 +133,7 @@ impl Metrics {
             Box::new(outcome_batches_split.clone()),
             Box::new(outbox_backlog.clone()),
             Box::new(broker_up.clone()),
+            Box::new(budget_refusals.clone()),
         ] {
             registry.register(collector).expect("metric registered once");
         }
@@ -137,6 +150,7 @@ impl Metrics {
             outcome_batches_split,
             outbox_backlog,
             broker_up,
+            budget_refusals,
             scraping: Mutex::new(()),
         }
     }
@@ -155,6 +169,12 @@ impl Metrics {
             self.outbox_backlog.set(backlog);
         }
         self.broker_up.set(i64::from(sampled.broker_up));
+        // Counted where the refusals happen (in `db::refusals`, which knows no metrics): the
+        // counter catches up with the process's total.
+        for (budget, total) in sampled.budget_refusals {
+            let counter = self.budget_refusals.with_label_values(&[budget]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
         self.render()
     }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::{
-    db::Db,
+    db::{refusals::Budget, Db},
     error::ApiError,
     metrics::{Metrics, Sampled},
     storage::FileStore,
@@ -62,6 +62,7 @@ pub async fn metrics(metrics: &Metrics, db: &Db, broker_up: bool) -> HttpRespons
         pool_waiting: pool.waiting,
         outbox_backlog: db.outbox_backlog(PROBE_TIMEOUT).await,
         broker_up,
+        budget_refusals: Budget::ALL.map(|budget| (budget.name(), db.refusals().total(budget))),
     };
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(metrics.scrape(&sampled))
 }

@@ -56,3 +56,66 @@ pub async fn find_current(tx: impl TenantRead) -> Result<Option<OrgRow>, DbError
     })
     .transpose()
 }
+
+/// What the caller's organization uses of what it shares with the others (`GET /api/org/usage`).
+pub struct UsageRow {
+    pub storage_quota_mb: i64,
+    pub storage_used_bytes: i64,
+    pub storage_reserved_bytes: i64,
+    pub max_concurrent_uploads: i32,
+    /// Uploads holding a slot now (receiving bytes).
+    pub uploads_receiving: i64,
+    /// Uploads with a reservation: receiving, or resumable and unfinished.
+    pub uploads_unfinished: i64,
+    pub files_pending: i64,
+    pub files_processed: i64,
+    /// The plan's own request rate, if it has one.
+    pub requests_per_minute: Option<i32>,
+    /// Refusals by budget name (`app.budget_refusals`), as the api processes last added them.
+    pub refused: Vec<(String, i64)>,
+}
+
+/// The caller's organization's usage: its row's counters, its reservations and its refusals,
+/// in one statement.
+#[tracing::instrument(name = "db.orgs.usage", skip_all)]
+pub async fn usage(tx: impl TenantRead) -> Result<Option<UsageRow>, DbError> {
+    let row = tx
+        .query_opt(
+            concat!(
+                r#"
+            select o.storage_quota_mb, o.storage_used_bytes, o.storage_reserved_bytes, o.max_concurrent_uploads,
+                   o.files_pending, o.files_ready + o.files_failed as files_processed, o.requests_per_minute,
+                   (select count(*) from app.upload_reservations r
+                     where r.organization_id = o.id and r.receiving_until > now()) as uploads_receiving,
+                   (select count(*) from app.upload_reservations r where r.organization_id = o.id) as uploads_unfinished,
+                   array(select b.budget from app.budget_refusals b where b.organization_id = o.id order by b.budget)
+                     as refused_budgets,
+                   array(select b.refused from app.budget_refusals b where b.organization_id = o.id order by b.budget)
+                     as refused_counts
+              from app.organizations o
+             where o.id = "#,
+                tenant_org!(),
+                r#"
+            "#
+            ),
+            &[],
+        )
+        .await?;
+    row.map(|row| {
+        let budgets: Vec<String> = decode(row.try_get("refused_budgets"))?;
+        let counts: Vec<i64> = decode(row.try_get("refused_counts"))?;
+        Ok(UsageRow {
+            storage_quota_mb: decode(row.try_get("storage_quota_mb"))?,
+            storage_used_bytes: decode(row.try_get("storage_used_bytes"))?,
+            storage_reserved_bytes: decode(row.try_get("storage_reserved_bytes"))?,
+            max_concurrent_uploads: decode(row.try_get("max_concurrent_uploads"))?,
+            uploads_receiving: decode(row.try_get("uploads_receiving"))?,
+            uploads_unfinished: decode(row.try_get("uploads_unfinished"))?,
+            files_pending: decode(row.try_get("files_pending"))?,
+            files_processed: decode(row.try_get("files_processed"))?,
+            requests_per_minute: decode(row.try_get("requests_per_minute"))?,
+            refused: budgets.into_iter().zip(counts).collect(),
+        })
+    })
+    .transpose()
+}

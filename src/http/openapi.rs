@@ -64,8 +64,52 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
             }
             item.head = Some(head);
         }
+        for operation in
+            [&mut item.get, &mut item.post, &mut item.patch, &mut item.delete, &mut item.put, &mut item.head]
+                .into_iter()
+                .flatten()
+        {
+            if operation.security.as_ref().is_some_and(|required| !required.is_empty()) {
+                add_budget_refusals(operation);
+            }
+        }
     }
     openapi
+}
+
+/// Every authenticated operation may be refused by its organization's budgets (docs/scaling.md,
+/// "Fair share between organizations"): its 429 says so, beside what the operation's own 429
+/// says (an upload's `too_many_uploads`).
+fn add_budget_refusals(operation: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::{header::Header, Content, Ref, RefOr, ResponseBuilder};
+    const BUDGETS: &str = "`request_budget_exceeded`: the organization has spent its request budget (`Retry-After`, \
+        `RateLimit-Policy`, `RateLimit`); `organization_busy`: it holds its share of the database connections \
+        (`Retry-After`).";
+    let responses = &mut operation.responses.responses;
+    let description = match responses.get("429") {
+        Some(RefOr::T(own)) => format!("{}; also {BUDGETS}", own.description.trim_end_matches('.')),
+        _ => BUDGETS.to_owned(),
+    };
+    let header = |description: &str| {
+        let mut header =
+            Header::new(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String));
+        header.description = Some(description.to_owned());
+        header
+    };
+    let refused = ResponseBuilder::new()
+        .description(description)
+        .content("application/json", Content::new(Some(Ref::from_schema_name("ErrorBody"))))
+        .header("Retry-After", header("seconds to wait before retrying"))
+        .header(
+            "RateLimit-Policy",
+            header("`\"org\";q=<requests>;w=60`: the organization's quota per window (request budget only)"),
+        )
+        .header(
+            "RateLimit",
+            header("`\"org\";r=<remaining>;t=<seconds>` (request budget only; every authenticated answer has it)"),
+        )
+        .build();
+    responses.insert("429".to_owned(), RefOr::T(refused));
 }
 
 /// The query parameters each operation declares, by method and route pattern, from the OpenAPI

@@ -164,4 +164,6 @@ async fn an_organization_past_its_share_of_connections_gets_429_while_another_is
     let (answers, ()) = tokio::join!(uploads, meanwhile);
     assert!(answers.iter().all(|answer| answer.status() == StatusCode::CREATED), "{answers:?}");
     assert_eq!(a.list("").await.status(), StatusCode::OK);
+    crate::budgets::eventually_refused(&a, "connections", 1).await;
+    crate::budgets::eventually_refused(&b, "connections", 0).await;
 }

@@ -44,6 +44,7 @@ const CONTRACT: &[&str] = &[
     "GET /api/org/audit/{id}",
     "GET /api/org/links",
     "DELETE /api/org/links/{id}",
+    "GET /api/org/usage",
     "POST /api/tokens",
     "GET /api/tokens",
     "GET /api/tokens/{id}",

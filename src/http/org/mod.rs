@@ -27,8 +27,8 @@ use crate::{
 };
 
 use types::{
-    AuditList, ChangeRoleRequest, CreatedInvitation, InvitationList, InvitationResponse, InviteRequest, OrgResponse,
-    UserList, UserResponse,
+    AuditList, ChangeRoleRequest, CreatedInvitation, InvitationList, InvitationResponse, InviteRequest, JobUsage,
+    OrgResponse, Refused, RequestBudget, StorageUsage, UploadUsage, UsageResponse, UserList, UserResponse,
 };
 
 const INVITATION_VALIDITY_DAYS: i64 = 7;
@@ -37,6 +37,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(
         scope("/org")
             .service(get_org)
+            .service(get_usage)
             .service(list_users)
             .service(get_user)
             .service(change_role)
@@ -63,6 +64,33 @@ async fn get_org(state: web::Data<AppState>, reader: Reader) -> ApiResult {
         storage_quota_mb: org.storage_quota_mb,
         storage_used_bytes: org.storage_used_bytes,
         member_count: org.member_count,
+    }))
+}
+
+/// What the organization uses of what it shares with the others (storage, upload slots,
+/// validation), its request budget, and what each of its budgets refused it. Owners and admins.
+#[utoipa::path(tag = "org", responses((status = 200, body = UsageResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
+#[get("/usage")]
+#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
+async fn get_usage(state: web::Data<AppState>, authed: Authed) -> ApiResult {
+    authed.require_manager()?;
+    let usage = db::orgs::usage(state.db.read(&authed.ctx).await?).await?.ok_or(ApiError::NotFound)?;
+    let plan = usage.requests_per_minute.and_then(|rate| u32::try_from(rate).ok());
+    let default = Some(state.config.http.org_requests_per_minute).filter(|&rate| rate > 0);
+    Ok(HttpResponse::Ok().json(UsageResponse {
+        storage: StorageUsage {
+            quota_bytes: usage.storage_quota_mb.saturating_mul(1_048_576),
+            used_bytes: usage.storage_used_bytes,
+            reserved_bytes: usage.storage_reserved_bytes,
+        },
+        uploads: UploadUsage {
+            receiving: usage.uploads_receiving,
+            max_concurrent: usage.max_concurrent_uploads,
+            unfinished: usage.uploads_unfinished,
+        },
+        jobs: JobUsage { pending: usage.files_pending, processed: usage.files_processed },
+        requests: RequestBudget { per_minute: plan.or(default), from_plan: plan.is_some() },
+        refused: Refused::from_counts(usage.refused),
     }))
 }
 

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::{
-    db::{audit::AuditRow, invitations::InvitationRow, users::UserRow},
+    db::{audit::AuditRow, invitations::InvitationRow, refusals::Budget, users::UserRow},
     domain::{InvitationId, OrgId, Role, UserId},
 };
 
@@ -102,4 +102,82 @@ pub(super) struct AuditList {
     pub(super) total: i64,
     pub(super) page: u32,
     pub(super) limit: u32,
+}
+
+/// What the organization uses of what it shares with the other organizations, and what its
+/// budgets refused it (docs/scaling.md, "Fair share between organizations").
+#[derive(Serialize, ToSchema)]
+pub(super) struct UsageResponse {
+    pub(super) storage: StorageUsage,
+    pub(super) uploads: UploadUsage,
+    pub(super) jobs: JobUsage,
+    pub(super) requests: RequestBudget,
+    pub(super) refused: Refused,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct StorageUsage {
+    pub(super) quota_bytes: i64,
+    /// Bytes of the organization's stored files.
+    pub(super) used_bytes: i64,
+    /// Bytes held against the quota by uploads not finished yet.
+    pub(super) reserved_bytes: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct UploadUsage {
+    /// Uploads receiving bytes now, each holding one of the organization's slots.
+    pub(super) receiving: i64,
+    pub(super) max_concurrent: i32,
+    /// Uploads begun and not finished: those receiving and the resumable ones waiting for
+    /// their next `PATCH`.
+    pub(super) unfinished: i64,
+}
+
+/// The organization's files by validation state.
+#[derive(Serialize, ToSchema)]
+pub(super) struct JobUsage {
+    /// Files waiting for their validation job.
+    pub(super) pending: i64,
+    /// Files validated (ready or failed), deleted ones not counted.
+    pub(super) processed: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct RequestBudget {
+    /// Authenticated requests per minute, across the api processes; `null`: no budget.
+    pub(super) per_minute: Option<u32>,
+    /// Whether the rate is the organization's plan's own rather than the deployment's default.
+    pub(super) from_plan: bool,
+}
+
+/// Requests refused by each of the organization's budgets, since it began, as the api
+/// processes last added them (every `BUDGET_BOOKKEEPING_MS`).
+#[derive(Serialize, ToSchema, Default)]
+pub(super) struct Refused {
+    /// 429 `request_budget_exceeded`.
+    pub(super) requests: i64,
+    /// 429 `organization_busy`: its share of a process's database connections.
+    pub(super) connections: i64,
+    /// 429 `too_many_uploads`: all its upload slots were taken.
+    pub(super) upload_slots: i64,
+    /// Upload bodies that had to wait for the organization's share of a process's upload memory.
+    pub(super) upload_memory: i64,
+}
+
+impl Refused {
+    pub(super) fn from_counts(counts: Vec<(String, i64)>) -> Self {
+        let mut refused = Refused::default();
+        for (name, count) in counts {
+            let slot = match Budget::from_name(&name) {
+                Some(Budget::Requests) => &mut refused.requests,
+                Some(Budget::Connections) => &mut refused.connections,
+                Some(Budget::UploadSlots) => &mut refused.upload_slots,
+                Some(Budget::UploadMemory) => &mut refused.upload_memory,
+                None => continue,
+            };
+            *slot += count;
+        }
+        refused
+    }
 }
