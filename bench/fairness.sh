@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench-fairness`, in two parts (BENCH_FAIRNESS="jobs connections" by default):
+# `make bench-fairness`, in three parts (BENCH_FAIRNESS="jobs connections uploads" by default):
 #
 # jobs: how long organization B's upload waits for its validation while organization A holds
 #   a backlog of validation jobs (1k / 10k / 20k: a bulk import, a worker restart, a broker
@@ -9,13 +9,16 @@
 # connections: B's file-detail latency (wrk -c8) idle and while the organization with
 #   1,000,000 files runs 64 concurrent searches of a common term, for each DB_POOL_ORG_SHARE
 #   in BENCH_SHARES (100: no bound).
+# uploads: B's 4 KB uploads (wrk -c4) idle and while A sends 32 concurrent 8 MiB uploads
+#   without pause, for each UPLOAD_MEMORY_ORG_SHARE in BENCH_MEMORY_SHARES (100: no share of
+#   the process's upload memory, UPLOAD_MEMORY_MB at its default).
 #
 # Same setup as `make bench`. A benchmark, not a test: nothing here is timed by CI.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-PARTS=${BENCH_FAIRNESS:-jobs connections}
+PARTS=${BENCH_FAIRNESS:-jobs connections uploads}
 # The api restarts between cases: the sessions' cookies must outlive it.
 export SESSION_KEY=${SESSION_KEY:-bench-session-key-bench-session-key-bench-session-key-bench-sess}
 case " $PARTS " in *" connections "*) ;; *) export BENCH_BIG_ORG_FILES=${BENCH_BIG_ORG_FILES:-1000} ;; esac
@@ -64,6 +67,14 @@ case " $PARTS " in *" jobs "*)
 esac
 
 COOKIE_B=$(cookie_of "$JAR_B")
+# The api restarted with one setting changed, ready to serve.
+restart_api() { # name value
+  kill "$SERVICE"; wait "$SERVICE" 2>/dev/null || true
+  export "$1=$2"
+  SERVICE=$(start_service api)
+  unset "$1"
+  for _ in $(seq 1 100); do curl -sf "$API/healthz" >/dev/null && break; sleep 0.1; done
+}
 FILE_B=$(psql -X -At "$SUPER/$DB" -c "select id from app.files where organization_id = '$ORG_B' limit 1")
 FLOOD_PATH="/api/files?q=file-1&limit=20"
 b_detail() { # -> wrk_summary of B's file detail at -c8
@@ -74,9 +85,7 @@ b_detail() { # -> wrk_summary of B's file detail at -c8
 SHARE_ROWS=""
 connections_case() { # share
   local idle loaded flood
-  kill "$SERVICE"; wait "$SERVICE" 2>/dev/null || true
-  SERVICE=$(DB_POOL_ORG_SHARE=$1 start_service api)
-  for _ in $(seq 1 100); do curl -sf "$API/healthz" >/dev/null && break; sleep 0.1; done
+  restart_api DB_POOL_ORG_SHARE "$1"
   b_detail >/dev/null # warm-up: connections, prepared statements
   idle=$(b_detail)
   wrk -t1 -c64 -d"$((DURATION + 4))s" -H "Cookie: $COOKIE_C" "$API$FLOOD_PATH" >.dev/bench-fairness-flood.txt &
@@ -104,10 +113,57 @@ case " $PARTS " in *" connections "*)
   done ;;
 esac
 
+multipart_lua() { # cookie csrf bytes filename -> a wrk script posting one file of that size
+  cat <<LUA
+wrk.method = "POST"
+wrk.headers["Cookie"] = "$1"
+wrk.headers["X-CSRF-Token"] = "$2"
+wrk.headers["Content-Type"] = "multipart/form-data; boundary=BENCHBOUNDARY"
+wrk.body = "--BENCHBOUNDARY\r\nContent-Disposition: form-data; name=\"file\"; filename=\"$4\"\r\nContent-Type: application/octet-stream\r\n\r\n" .. string.rep("x", $3) .. "\r\n--BENCHBOUNDARY--\r\n"
+LUA
+}
+b_uploads() { # -> wrk_summary of B's 4 KB uploads at -c4
+  wrk -t1 -c4 -d"${DURATION}s" --latency -s .dev/bench-fairness-b-upload.lua "$API/api/files/upload" | wrk_summary
+}
+# One case: UPLOAD_MEMORY_ORG_SHARE=$1. Appends "share idle_p50 idle_p99 flood_p50 flood_p99
+# b_non2xx flood_rps" to MEMORY_ROWS.
+MEMORY_ROWS=""
+uploads_case() { # share
+  local idle loaded flood_rps
+  restart_api UPLOAD_MEMORY_ORG_SHARE "$1"
+  b_uploads >/dev/null # warm-up
+  idle=$(b_uploads)
+  wrk -t1 -c32 -d"$((DURATION + 4))s" -s .dev/bench-fairness-a-upload.lua "$API/api/files/upload" >.dev/bench-fairness-upload-flood.txt &
+  local flood_pid=$!
+  sleep 2
+  loaded=$(b_uploads)
+  wait "$flood_pid"
+  flood_rps=$(python3 -c 'import re; print(re.search(r"Requests/sec:\s+([\d.]+)", open(".dev/bench-fairness-upload-flood.txt").read()).group(1))')
+  set -- "$1" $idle
+  local share=$1 idle_p50=$3 idle_p99=$4
+  set -- $loaded
+  MEMORY_ROWS+="$share $idle_p50 $idle_p99 $2 $3 $5 $flood_rps
+"
+  # The flood's bytes are not read again (their rows stay): keep the disk for the next case.
+  find "$UPLOADS" -type f -size +1M -delete 2>/dev/null || true
+}
+case " $PARTS " in *" uploads "*)
+  # Room for every upload in flight at once: what is shared here is the memory, not the slots.
+  psql -X -q "$SUPER/$DB" -c "update app.organizations set max_concurrent_uploads = 1000, storage_quota_mb = 10000000 where id in ('$ORG_A', '$ORG_B')"
+  multipart_lua "$COOKIE_A" "$CSRF_A" $((8 * 1024 * 1024)) flood.bin >.dev/bench-fairness-a-upload.lua
+  multipart_lua "$COOKIE_B" "$CSRF_B" 4096 small.txt >.dev/bench-fairness-b-upload.lua
+  cat bench/tails.lua >>.dev/bench-fairness-b-upload.lua
+  for share in ${BENCH_MEMORY_SHARES:-100 50}; do
+    log "B's 4 KB uploads idle and under A's 32 concurrent 8 MiB uploads, UPLOAD_MEMORY_ORG_SHARE=$share"
+    uploads_case "$share"
+  done ;;
+esac
+
 python3 - "$REPORT" <<PY
 import sys
 rows = [line.split() for line in """$ROWS""".strip().splitlines()]
 shares = [line.split() for line in """$SHARE_ROWS""".strip().splitlines()]
+memory = [line.split() for line in """$MEMORY_ROWS""".strip().splitlines()]
 lines = [f"# Fairness run {'$(date -u +%Y-%m-%dT%H:%MZ)'} ({'$(nproc)'} cores, one worker process, prefetch ${BENCH_WORKER_PREFETCH:-32}, api pool ${BENCH_POOL:-32})", ""]
 if rows:
     lines += ["| A's backlog (jobs) | RELAY_QUEUE_DEPTH | B's upload to ready (s) | A's backlog drained (jobs/s) |",
@@ -127,6 +183,12 @@ if shares:
     for share, ip50, ip99, fp50, fp99, frps, refused in shares:
         ratio = float(fp99) / float(ip99)
         lines.append(f"| {share}{' (no bound)' if share == '100' else ''} | {ip50} | {ip99} | {fp50} | {fp99} | {ratio:.1f} {'✓' if ratio <= 3 else '✗'} | {frps} | {float(refused):.0%} |")
+if memory:
+    lines += ["", "B's 4 KB uploads (wrk -c4, ms) idle and while A sends 32 concurrent 8 MiB uploads (UPLOAD_MEMORY_MB at its default):", "",
+              "| UPLOAD_MEMORY_ORG_SHARE | B idle p50 | B idle p99 | B under the flood p50 | p99 | p99 ÷ idle p99 | B non-2xx | A's flood uploads/s |",
+              "|---|---|---|---|---|---|---|---|"]
+    for share, ip50, ip99, fp50, fp99, refused, frps in memory:
+        lines.append(f"| {share}{' (no share)' if share == '100' else ''} | {ip50} | {ip99} | {fp50} | {fp99} | {float(fp99) / float(ip99):.1f} | {refused} | {float(frps):.1f} |")
 report = "\n".join(lines) + "\n"
 open(sys.argv[1], "w").write(report)
 print(report)
