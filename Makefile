@@ -7,13 +7,14 @@ DEV := scripts/dev-services.sh
 # Owner-role URL of the dev cluster's maintenance database (tests create one database each).
 PG_ADMIN_URL ?= postgres://tenant_files_owner@127.0.0.1:54329/postgres
 
-.PHONY: run test test-tools fuzz bench bench-curves bench-worker bench-fairness bench-uploads bench-abuse bench-listing bench-scaling profile stop services migrate lint lint-rls clean-test-dbs
+.PHONY: run test test-tools fuzz bench bench-curves bench-worker bench-fairness bench-uploads bench-abuse bench-listing bench-scaling profile stop services migrate lint lint-rls schema-reference clean-test-dbs
 
 ## Start PostgreSQL + RabbitMQ, migrate, then serve the API on 127.0.0.1:5000 and run the worker.
 run: migrate
 	$(CARGO) run -- --mode all
 
-## Start the services, migrate the dev database, audit it (our rls-audit and the pgrls linter),
+## Start the services, migrate the dev database, audit it (our rls-audit and the pgrls linter,
+## and sql/reference/ must be its final state),
 ## then run every test (unit + integration against the real services), and the integration
 ## suite twice more: with every app behind PgBouncer in transaction mode (DB_POOLER=transaction),
 ## and with every app storing files in S3 (SeaweedFS) instead of a local directory.
@@ -21,6 +22,7 @@ test: services clean-test-dbs test-tools
 	$(CARGO) run --quiet -- --mode migrate
 	$(CARGO) run --quiet -- --mode rls-audit
 	scripts/lint-rls.sh
+	scripts/schema-reference.sh --check
 	$(CARGO) test --all-targets
 	TEST_DB_POOLER=transaction $(CARGO) test --test api
 	TEST_STORAGE=s3 $(CARGO) test --test api
@@ -31,6 +33,11 @@ test-tools:
 	@.dev/venv/bin/python -c 'import tusclient' 2>/dev/null || .dev/venv/bin/pip install -q tuspy==1.1.0
 	@command -v npm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null)
 	@[ -d tests/tus/node_modules/tus-js-client ] || (cd tests/tus && npm ci --no-audit --no-fund --silent)
+
+## The schema's final security state (tables' RLS, policies, functions, triggers, grants) from the
+## migrated dev database into sql/reference/, for review; `make test` fails while it is stale.
+schema-reference: migrate
+	scripts/schema-reference.sh
 
 ## The RLS linter DBAs run (pgrls, in .dev/venv) against the migrated dev database.
 lint-rls: migrate
