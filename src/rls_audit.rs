@@ -37,6 +37,7 @@ pub const CHECKS: &[Check] = &[
     check!("function_search_path", "10_function_search_path.sql"),
     check!("reachable_tables", "11_reachable_tables.sql"),
     check!("bypassrls_roles", "12_bypassrls_roles.sql"),
+    check!("permissive_per_role", "13_permissive_per_role.sql"),
 ];
 
 /// The objects every report lists, found or not, so a clean object visibly PASSes.

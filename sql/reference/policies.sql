@@ -3,8 +3,10 @@
 
 create policy api_tokens_own on app.api_tokens
   as restrictive for all to tenant_files_app
-  using ((user_id = ( SELECT (NULLIF(current_setting('app.user_id'::text, true), ''::text))::uuid AS "nullif")))
-  with check ((user_id = ( SELECT (NULLIF(current_setting('app.user_id'::text, true), ''::text))::uuid AS "nullif")));
+  using ((user_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.user_id'::text, true) AS current_setting) s(setting))))
+  with check ((user_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.user_id'::text, true) AS current_setting) s(setting))));
 
 create policy registry on app.api_tokens
   as permissive for all to tenant_files_definer
@@ -12,9 +14,11 @@ create policy registry on app.api_tokens
   with check ((CURRENT_USER = 'tenant_files_definer'::name));
 
 create policy tenant_isolation on app.api_tokens
-  as permissive for all to public
-  using ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")))
-  with check ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")));
+  as permissive for all to tenant_files_app, tenant_files_owner
+  using ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))))
+  with check ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))));
 
 create policy audit_log_read_by_admins on app.audit_log
   as restrictive for select to tenant_files_app
@@ -26,9 +30,11 @@ create policy registry on app.audit_log
   with check ((CURRENT_USER = 'tenant_files_definer'::name));
 
 create policy tenant_isolation on app.audit_log
-  as permissive for all to public
-  using ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")))
-  with check ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")));
+  as permissive for all to tenant_files_app, tenant_files_owner
+  using ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))))
+  with check ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))));
 
 create policy registry on app.budget_refusals
   as permissive for all to tenant_files_definer
@@ -36,23 +42,30 @@ create policy registry on app.budget_refusals
   with check ((CURRENT_USER = 'tenant_files_definer'::name));
 
 create policy tenant_isolation on app.budget_refusals
-  as permissive for all to public
-  using ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")))
-  with check ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")));
+  as permissive for all to tenant_files_app, tenant_files_owner
+  using ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))))
+  with check ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))));
 
 create policy tenant_isolation on app.file_name_suffixes
-  as permissive for all to public
-  using ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")))
-  with check ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")));
+  as permissive for all to tenant_files_app, tenant_files_owner
+  using ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))))
+  with check ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))));
 
 create policy files_change_by_uploader_or_manager on app.files
   as restrictive for update to tenant_files_app
-  using (((uploaded_by = ( SELECT (NULLIF(current_setting('app.user_id'::text, true), ''::text))::uuid AS "nullif")) OR (( SELECT app.current_member_role() AS current_member_role) = ANY (ARRAY['owner'::text, 'admin'::text]))))
-  with check (((uploaded_by = ( SELECT (NULLIF(current_setting('app.user_id'::text, true), ''::text))::uuid AS "nullif")) OR (( SELECT app.current_member_role() AS current_member_role) = ANY (ARRAY['owner'::text, 'admin'::text]))));
+  using (((uploaded_by = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.user_id'::text, true) AS current_setting) s(setting))) OR (( SELECT app.current_member_role() AS current_member_role) = ANY (ARRAY['owner'::text, 'admin'::text]))))
+  with check (((uploaded_by = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.user_id'::text, true) AS current_setting) s(setting))) OR (( SELECT app.current_member_role() AS current_member_role) = ANY (ARRAY['owner'::text, 'admin'::text]))));
 
 create policy files_insert_as_self on app.files
   as restrictive for insert to tenant_files_app
-  with check ((uploaded_by = ( SELECT (NULLIF(current_setting('app.user_id'::text, true), ''::text))::uuid AS "nullif")));
+  with check ((uploaded_by = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.user_id'::text, true) AS current_setting) s(setting))));
 
 create policy registry on app.files
   as permissive for all to tenant_files_definer
@@ -60,9 +73,11 @@ create policy registry on app.files
   with check ((CURRENT_USER = 'tenant_files_definer'::name));
 
 create policy tenant_isolation on app.files
-  as permissive for all to public
-  using ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")))
-  with check ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")));
+  as permissive for all to tenant_files_app, tenant_files_owner
+  using ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))))
+  with check ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))));
 
 create policy invitations_by_admins on app.invitations
   as restrictive for insert to tenant_files_app
@@ -74,9 +89,11 @@ create policy registry on app.invitations
   with check ((CURRENT_USER = 'tenant_files_definer'::name));
 
 create policy tenant_isolation on app.invitations
-  as permissive for all to public
-  using ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")))
-  with check ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")));
+  as permissive for all to tenant_files_app, tenant_files_owner
+  using ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))))
+  with check ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))));
 
 create policy registry on app.login_attempts
   as permissive for all to tenant_files_definer
@@ -89,9 +106,11 @@ create policy registry on app.organizations
   with check ((CURRENT_USER = 'tenant_files_definer'::name));
 
 create policy tenant_isolation on app.organizations
-  as permissive for all to public
-  using ((id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")))
-  with check ((id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")));
+  as permissive for all to tenant_files_app, tenant_files_owner
+  using ((id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))))
+  with check ((id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))));
 
 create policy registry on app.outbox
   as permissive for all to tenant_files_definer
@@ -99,9 +118,11 @@ create policy registry on app.outbox
   with check ((CURRENT_USER = 'tenant_files_definer'::name));
 
 create policy tenant_isolation on app.outbox
-  as permissive for all to public
-  using ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")))
-  with check ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")));
+  as permissive for all to tenant_files_app, tenant_files_owner
+  using ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))))
+  with check ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))));
 
 create policy registry on app.purge_queue
   as permissive for all to tenant_files_definer
@@ -109,9 +130,11 @@ create policy registry on app.purge_queue
   with check ((CURRENT_USER = 'tenant_files_definer'::name));
 
 create policy tenant_isolation on app.purge_queue
-  as permissive for all to public
-  using ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")))
-  with check ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")));
+  as permissive for all to tenant_files_app, tenant_files_owner
+  using ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))))
+  with check ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))));
 
 create policy registry on app.sessions
   as permissive for all to tenant_files_definer
@@ -127,19 +150,24 @@ create policy share_links_by_uploader_or_manager on app.share_links
   as restrictive for all to tenant_files_app
   using (((( SELECT app.current_member_role() AS current_member_role) = ANY (ARRAY['owner'::text, 'admin'::text])) OR (EXISTS ( SELECT
    FROM app.files f
-  WHERE ((f.id = share_links.file_id) AND (f.uploaded_by = ( SELECT (NULLIF(current_setting('app.user_id'::text, true), ''::text))::uuid AS "nullif")))))))
+  WHERE ((f.id = share_links.file_id) AND (f.uploaded_by = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+           FROM ( SELECT current_setting('app.user_id'::text, true) AS current_setting) s(setting))))))))
   with check (((( SELECT app.current_member_role() AS current_member_role) = ANY (ARRAY['owner'::text, 'admin'::text])) OR (EXISTS ( SELECT
    FROM app.files f
-  WHERE ((f.id = share_links.file_id) AND (f.uploaded_by = ( SELECT (NULLIF(current_setting('app.user_id'::text, true), ''::text))::uuid AS "nullif")))))));
+  WHERE ((f.id = share_links.file_id) AND (f.uploaded_by = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+           FROM ( SELECT current_setting('app.user_id'::text, true) AS current_setting) s(setting))))))));
 
 create policy share_links_created_as_self on app.share_links
   as restrictive for insert to tenant_files_app
-  with check ((created_by = ( SELECT (NULLIF(current_setting('app.user_id'::text, true), ''::text))::uuid AS "nullif")));
+  with check ((created_by = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.user_id'::text, true) AS current_setting) s(setting))));
 
 create policy tenant_isolation on app.share_links
-  as permissive for all to public
-  using ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")))
-  with check ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")));
+  as permissive for all to tenant_files_app, tenant_files_owner
+  using ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))))
+  with check ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))));
 
 create policy registry on app.tus_uploads
   as permissive for all to tenant_files_definer
@@ -147,9 +175,11 @@ create policy registry on app.tus_uploads
   with check ((CURRENT_USER = 'tenant_files_definer'::name));
 
 create policy tenant_isolation on app.tus_uploads
-  as permissive for all to public
-  using ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")))
-  with check ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")));
+  as permissive for all to tenant_files_app, tenant_files_owner
+  using ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))))
+  with check ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))));
 
 create policy tus_uploads_created_as_self on app.tus_uploads
   as restrictive for insert to tenant_files_app
@@ -174,9 +204,11 @@ create policy registry on app.upload_reservations
   with check ((CURRENT_USER = 'tenant_files_definer'::name));
 
 create policy tenant_isolation on app.upload_reservations
-  as permissive for all to public
-  using ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")))
-  with check ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")));
+  as permissive for all to tenant_files_app, tenant_files_owner
+  using ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))))
+  with check ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))));
 
 create policy registry on app.users
   as permissive for all to tenant_files_definer
@@ -184,9 +216,11 @@ create policy registry on app.users
   with check ((CURRENT_USER = 'tenant_files_definer'::name));
 
 create policy tenant_isolation on app.users
-  as permissive for all to public
-  using ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")))
-  with check ((organization_id = ( SELECT (NULLIF(current_setting('app.org_id'::text, true), ''::text))::uuid AS "nullif")));
+  as permissive for all to tenant_files_app, tenant_files_owner
+  using ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))))
+  with check ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))));
 
 create policy users_managed_by_admins on app.users
   as restrictive for update to tenant_files_app

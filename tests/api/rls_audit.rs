@@ -61,20 +61,24 @@ const WEAKNESSES: &[(&str, &[&str])] = &[
     ("alter table app.users disable row level security", &["rls_enabled_and_forced"]),
     (
         "drop policy tenant_isolation on app.outbox;
-         create policy read on app.outbox for select using (organization_id = (select app.current_org_id()));
-         create policy add on app.outbox for insert with check (organization_id = (select app.current_org_id()));
-         create policy change on app.outbox for update using (organization_id = (select app.current_org_id()))
+         create policy read on app.outbox for select to tenant_files_app
+           using (organization_id = (select app.current_org_id()));
+         create policy add on app.outbox for insert to tenant_files_app
+           with check (organization_id = (select app.current_org_id()));
+         create policy change on app.outbox for update to tenant_files_app
+           using (organization_id = (select app.current_org_id()))
            with check (organization_id = (select app.current_org_id()))",
         &["policy_coverage"],
     ),
     (
         "drop policy tenant_isolation on app.users;
-         create policy tenant_isolation on app.users using (organization_id = (select app.current_org_id()))",
+         create policy tenant_isolation on app.users to tenant_files_app
+           using (organization_id = (select app.current_org_id()))",
         &["policy_coverage"],
     ),
     (
         "drop policy tenant_isolation on app.files;
-         create policy tenant_isolation on app.files
+         create policy tenant_isolation on app.files to tenant_files_app
            using (organization_id = nullif(current_setting('app.org_id', true), '')::uuid)
            with check (organization_id = (select app.current_org_id()))",
         &["policy_subselect"],
@@ -102,6 +106,14 @@ const WEAKNESSES: &[(&str, &[&str])] = &[
     ("grant execute on function app.login_attempt(text, bigint, integer) to public", &["public_grants"]),
     ("grant update on app.files to tenant_files_app", &["app_role"]),
     ("grant delete on app.users to tenant_files_app", &["app_role"]),
+    // The advisor's multiple_permissive_policies, both ways it happens: a second policy for one
+    // role, and one for PUBLIC beside the definer's registry policy (the state before V24).
+    (
+        "create policy also_mine on app.outbox for select to tenant_files_app
+           using (organization_id = (select app.current_org_id()))",
+        &["permissive_per_role"],
+    ),
+    ("alter policy tenant_isolation on app.users to public", &["permissive_per_role"]),
     (
         "create view app.all_files as select * from app.files;
          revoke all on app.all_files from public",
@@ -138,8 +150,12 @@ async fn an_app_role_with_bypassrls_is_reported() {
     as_superuser(&db, &format!("drop role {role}")).await;
     assert!(psql_rows.contains("has BYPASSRLS"), "{psql_rows}");
 
-    let reasons: Vec<&str> = report.findings.iter().map(|f| f.reason.as_str()).collect();
+    // The throwaway role is named by no policy (they are for tenant_files_app, V24), so policy
+    // coverage fails for it too; what matters here is what the role itself is reported for.
+    let object = format!("role {role}");
+    let reasons: Vec<&str> = report.findings.iter().filter(|f| f.object == object).map(|f| f.reason.as_str()).collect();
     assert_eq!(reasons, ["has BYPASSRLS"], "{}", report.to_text());
+    assert!(report.findings.iter().all(|f| f.object == object || f.check == "policy_coverage"), "{}", report.to_text());
 }
 
 /// What pgrls reports as SEC016 and SEC029: a role of this database with BYPASSRLS, and a LOGIN
