@@ -15,6 +15,7 @@ pub mod probe;
 pub mod queue;
 pub mod resources;
 pub mod rls_audit;
+pub mod rls_explain;
 pub mod shutdown;
 pub mod startup;
 pub mod storage;

@@ -6,7 +6,7 @@ use tenant_files::{
     config::{Config, Mode, OutputFormat},
     db,
     metrics::Metrics,
-    rls_audit, shutdown,
+    rls_audit, rls_explain, shutdown,
     startup::Application,
     telemetry,
     worker::run_worker_until_stopped,
@@ -57,6 +57,21 @@ async fn run(config: Config) -> anyhow::Result<()> {
             } else {
                 Err(anyhow::anyhow!("rls-audit found {} problem(s)", report.findings.len()))
             }
+        }
+        Mode::RlsExplain => {
+            let target = config.audit.audit_database_url.as_ref().unwrap_or(&config.database.migration_database_url);
+            let user =
+                config.audit.explain_user.ok_or_else(|| anyhow::anyhow!("--mode rls-explain needs --user <id>"))?;
+            let explained = rls_explain::run(
+                target,
+                &config.audit.audit_app_role,
+                user,
+                &config.audit.explain_table,
+                config.audit.explain_row,
+            )
+            .await?;
+            print!("{}", explained.to_text());
+            Ok(())
         }
         Mode::Worker => run_worker_until_stopped(config, shutdown::on_signals(), Arc::default()).await,
         Mode::All => {

@@ -38,6 +38,7 @@ pub const CHECKS: &[Check] = &[
     check!("reachable_tables", "11_reachable_tables.sql"),
     check!("bypassrls_roles", "12_bypassrls_roles.sql"),
     check!("permissive_per_role", "13_permissive_per_role.sql"),
+    check!("setting_in_own_subselect", "14_setting_in_own_subselect.sql"),
 ];
 
 /// The objects every report lists, found or not, so a clean object visibly PASSes.

@@ -263,7 +263,7 @@ pub struct AuthConfig {
     pub login_window_seconds: u32,
 }
 
-/// `--mode rls-audit` only.
+/// `--mode rls-audit` and `--mode rls-explain` only.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "RLS audit")]
 pub struct AuditConfig {
@@ -283,6 +283,20 @@ pub struct AuditConfig {
     /// Output of `--mode rls-audit`.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+
+    /// `--mode rls-explain`: the user whose access is explained (AUDIT_DATABASE_URL must then
+    /// be a role that bypasses RLS, the superuser a DBA uses: it reads the user's row).
+    #[arg(long = "user")]
+    pub explain_user: Option<uuid::Uuid>,
+
+    /// `--mode rls-explain`: the table of schema app.
+    #[arg(long = "table", default_value = "files")]
+    pub explain_table: String,
+
+    /// `--mode rls-explain`: a row of that table (its `id`), to say whether each command may
+    /// touch it and which policy decides.
+    #[arg(long = "row")]
+    pub explain_row: Option<uuid::Uuid>,
 }
 
 impl DatabaseConfig {

@@ -18,6 +18,7 @@ mod org;
 mod pooler;
 mod quota;
 mod rls_audit;
+mod rls_explain;
 mod shares;
 mod shutdown;
 mod storage;

@@ -81,7 +81,8 @@ const WEAKNESSES: &[(&str, &[&str])] = &[
          create policy tenant_isolation on app.files to tenant_files_app
            using (organization_id = nullif(current_setting('app.org_id', true), '')::uuid)
            with check (organization_id = (select app.current_org_id()))",
-        &["policy_subselect"],
+        // Read per row (03), and not in the form the advisor recognises either (14).
+        &["policy_subselect", "setting_in_own_subselect"],
     ),
     ("drop index app.purge_queue_organization_id_idx", &["organization_index"]),
     ("create table app.notes (id int primary key, body text)", &["unlisted_table", "reachable_tables"]),
@@ -106,6 +107,12 @@ const WEAKNESSES: &[(&str, &[&str])] = &[
     ("grant execute on function app.login_attempt(text, bigint, integer) to public", &["public_grants"]),
     ("grant update on app.files to tenant_files_app", &["app_role"]),
     ("grant delete on app.users to tenant_files_app", &["app_role"]),
+    // The advisor's auth_rls_initplan: an InitPlan (check 03 passes it) whose text does not say so.
+    (
+        "alter policy tenant_isolation on app.invitations
+           using (organization_id = (select nullif(current_setting('app.org_id', true), '')::uuid))",
+        &["setting_in_own_subselect"],
+    ),
     // The advisor's multiple_permissive_policies, both ways it happens: a second policy for one
     // role, and one for PUBLIC beside the definer's registry policy (the state before V24).
     (
