@@ -32,6 +32,8 @@ pub struct CommandAccess {
     pub command: &'static str,
     /// Whether the app role holds the privilege at all (for UPDATE: on some column).
     pub granted: bool,
+    /// The policies that apply to this command, each with its kind and the expression checked.
+    pub policies: Vec<String>,
     /// The policies' predicate for this command, as PostgreSQL would combine them.
     pub predicate: String,
     /// For a row: allowed, and the policies that decide it (or why not).
@@ -127,11 +129,13 @@ pub async fn run(
         };
         let checks = checks_for(&policies, code);
         let predicate = predicate(&checks);
+        let kind = |c: &Check| if c.permissive { "permissive" } else { "restrictive" };
+        let policies = checks.iter().map(|c| format!("{} {}", kind(c), c.name)).collect();
         let decision = match row {
             Some(row) => Some(decide(&tx, table, row, granted, command, &checks).await?),
             None => None,
         };
-        commands.push(CommandAccess { command, granted, predicate, decision });
+        commands.push(CommandAccess { command, granted, policies, predicate, decision });
     }
     tx.rollback().await?;
     drop(client);
@@ -267,6 +271,7 @@ impl Explanation {
         );
         for c in &self.commands {
             let _ = writeln!(out, "\n{}{}", c.command, if c.granted { "" } else { "  (not granted to the app role)" });
+            let _ = writeln!(out, "  policies: {}", list(&c.policies.iter().map(String::as_str).collect::<Vec<_>>()));
             let _ = writeln!(out, "  predicate: {}", c.predicate);
             if let Some((allowed, why)) = &c.decision {
                 let _ = writeln!(out, "  this row: {}: {why}", if *allowed { "ALLOWED" } else { "REFUSED" });
