@@ -180,6 +180,12 @@ impl Application {
         self.port
     }
 
+    /// Stops the server from elsewhere (its workers run on threads of their own, which live
+    /// until they are told to stop, with the connections they opened).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
         self.stop.cancel();

@@ -50,7 +50,21 @@ pub struct TestApp {
     pub store: TestStore,
     /// This app's metrics, shared with the workers the test starts in-process: exact counts.
     pub metrics: std::sync::Arc<tenant_files::metrics::Metrics>,
+    /// Stops the server when the test ends (see [`TestApp`]'s `Drop`).
+    server: actix_web::dev::ServerHandle,
     _upload_root: tempfile::TempDir,
+}
+
+/// The server's workers are threads of their own that keep their database connections until
+/// the server tells them to stop; the server can only tell them while it runs, so it runs on a
+/// thread of its own too, beyond the test's runtime, and is stopped here. Without this, every
+/// finished test kept its connections open until the test binary exited, and the suite ran the
+/// cluster out of connection slots.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // The command is sent at once; the server's thread carries it out.
+        drop(self.server.stop(false));
+    }
 }
 
 /// Settings a test may change before the app starts.
@@ -239,8 +253,12 @@ pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
     let metrics = std::sync::Arc::new(tenant_files::metrics::Metrics::new());
     let app = Application::build(config.clone(), metrics.clone()).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
-    TestApp { address, config, args, db_name, store, metrics, _upload_root: upload_root }
+    let server = app.handle();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("server runtime");
+        runtime.block_on(app.run_until_stopped())
+    });
+    TestApp { address, config, args, db_name, store, metrics, server, _upload_root: upload_root }
 }
 
 /// A fresh database migrated as the owner, without a running app (for catalog-level tests).
