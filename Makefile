@@ -7,7 +7,7 @@ DEV := scripts/dev-services.sh
 # Owner-role URL of the dev cluster's maintenance database (tests create one database each).
 PG_ADMIN_URL ?= postgres://tenant_files_owner@127.0.0.1:54329/postgres
 
-.PHONY: run test test-tools fuzz bench bench-curves bench-worker bench-fairness bench-uploads bench-abuse bench-listing bench-scaling profile stop services migrate lint lint-rls schema-reference clean-test-dbs
+.PHONY: run test test-tools fuzz bench bench-curves bench-worker bench-fairness bench-tails bench-uploads bench-abuse bench-listing bench-scaling profile stop services migrate lint lint-rls schema-reference clean-test-dbs
 
 ## Start PostgreSQL + RabbitMQ, migrate, then serve the API on 127.0.0.1:5000 and run the worker.
 run: migrate
@@ -73,6 +73,12 @@ bench-uploads:
 ## without the relay's fair share (RELAY_QUEUE_DEPTH); A's drain rate either way.
 bench-fairness:
 	bench/fairness.sh
+
+## Where the service's tail comes from (#24): detail, list and me at -c8 and -c32 through the
+## service (wrk, and the service's own histogram) beside the pgbench replay, per variant of the
+## service (BENCH_TAIL_VARIANTS; release build; see docs/performance.md).
+bench-tails:
+	bench/tails.sh
 
 ## 500 stalled resumable-upload PATCHes from one account against the api's memory, while
 ## another organization reads (release build; see docs/performance.md).

@@ -114,7 +114,7 @@ cpu_ms = {k: [float(x) for x in v.split()] for k, v in {
     "list_ceiling": "${CPU[list_ceiling]}", "me": "${CPU[me]}", "me_ceiling": "${CPU[me_ceiling]}"}.items()}
 lines = []
 cpu = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].split(":", 1)[1].strip()
-lines.append(f"Machine: {cpu}, {__import__('os').cpu_count()} cores; wrk -t2 -c$CONNECTIONS -d${DURATION}s, pgbench -c$CONNECTIONS -j2 -T${DURATION} -M prepared.\n")
+lines.append(f"Machine: {cpu}, {__import__('os').cpu_count()} cores; wrk -t2 -c$CONNECTIONS -d${DURATION}s, pgbench -c$CONNECTIONS -j2 -T${DURATION} -M prepared; kernel.sched_autogroup_enabled = $AUTOGROUP_NOW.\n")
 lines.append("| request | service req/s | p50 ms | p99 ms | pgbench ceiling tps | ratio | target |")
 lines.append("|---|---|---|---|---|---|---|")
 labels = [("detail", "GET /api/files/{id}"), ("list", "GET /api/files?page=1&limit=20 (ceiling: page query alone)"), ("me", "GET /api/auth/me")]

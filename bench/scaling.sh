@@ -28,7 +28,7 @@ SERVICE=$(start_api "$PORT" SESSION_KEY="$SESSION_KEY")
 SECOND=$(start_api "$((PORT + 1))" SESSION_KEY="$SESSION_KEY")
 S3_API=$(start_api "$((PORT + 2))" SESSION_KEY="$SESSION_KEY" STORAGE=s3 S3_ENDPOINT=http://127.0.0.1:38333 \
   S3_BUCKET=tenant-files S3_PREFIX=bench AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench)
-trap 'kill $SERVICE $SECOND $S3_API 2>/dev/null || true' EXIT
+trap 'kill $SERVICE $SECOND $S3_API 2>/dev/null || true; set_autogroup "$AUTOGROUP_WAS"' EXIT
 for port in "$PORT" "$((PORT + 1))" "$((PORT + 2))"; do
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
 done

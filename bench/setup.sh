@@ -47,10 +47,23 @@ start_service() { # mode [instance name] (more settings through the environment)
     ${BENCH_WRAP:-} "$BIN" --mode "$1" >".dev/bench-$1${2:+-$2}.log" 2>&1 &
   echo $!
 }
+# Linux's autogroup (kernel.sched_autogroup_enabled, on by default in Debian's kernels) shares
+# the CPU equally between sessions, and every PostgreSQL backend is a session of its own (it
+# calls setsid): with eight busy backends the service's whole process got a ninth of the cores,
+# and its requests waited in their sockets for 100-300 ms (docs/performance.md, "Where the tail
+# came from"). The bench runs as a host that PostgreSQL shares should be set up: autogroup off
+# (BENCH_AUTOGROUP=1 measures with it on), the kernel's setting restored at exit.
+AUTOGROUP_FILE=/proc/sys/kernel/sched_autogroup_enabled
+AUTOGROUP_WAS=$(cat "$AUTOGROUP_FILE" 2>/dev/null || true)
+set_autogroup() { # 0 or 1
+  [ -z "$AUTOGROUP_WAS" ] || as_root sh -c "echo $1 > $AUTOGROUP_FILE" 2>/dev/null || log "autogroup: cannot set it to $1"
+}
+set_autogroup "${BENCH_AUTOGROUP:-0}"
+AUTOGROUP_NOW=$(cat "$AUTOGROUP_FILE" 2>/dev/null || echo "not in this kernel")
 SERVICE=$(start_service api)
 WORKERS=
 # shellcheck disable=SC2086 # WORKERS: a list of pids
-trap 'kill $SERVICE ${PEER_PID:-} 2>/dev/null || true; [ -n "$WORKERS" ] && kill $WORKERS 2>/dev/null || true' EXIT
+trap 'kill $SERVICE ${PEER_PID:-} 2>/dev/null || true; [ -n "$WORKERS" ] && kill $WORKERS 2>/dev/null || true; set_autogroup "$AUTOGROUP_WAS"' EXIT
 for _ in $(seq 1 100); do curl -sf "$API/healthz" >/dev/null && break; sleep 0.1; done
 
 # --- Seed ---------------------------------------------------------------------------------
