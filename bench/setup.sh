@@ -169,3 +169,20 @@ cpu_per() { # before after units
 before, after = '$1'.split(), '$2'.split()
 print(' '.join(f'{(int(a) - int(b)) / float($3):.3f}' for a, b in zip(after, before)))"
 }
+
+# pgbench: prints "tps p50_ms p99_ms p999_ms", the percentiles from its per-transaction log
+# (-l: one line per transaction, its latency in µs the third field), as wrk's are per request.
+pgbench_run() { # script org user file keyhash [total: 0 replays the list page without its total]
+  rm -f .dev/pgbench-log.*
+  "$PGBENCH" -n -M prepared -c"$CONNECTIONS" -j2 -T"$DURATION" -l --log-prefix=.dev/pgbench-log -f "bench/pgbench/$1.sql" \
+    -D org="$2" -D usr="$3" -D file="$4" -D keyhash="$5" -D total="${6:-1}" "$APP_URL" 2>&1 \
+    | python3 -c '
+import glob, re, sys
+out = sys.stdin.read()
+m = re.search(r"tps = ([\d.]+)", out)
+if not m:
+    sys.exit(out)
+latencies = sorted(int(line.split()[2]) for path in glob.glob(".dev/pgbench-log.*") for line in open(path))
+pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] / 1000.0
+print(f"{float(m.group(1)):.0f} {pick(0.5):.2f} {pick(0.99):.2f} {pick(0.999):.2f}")'
+}

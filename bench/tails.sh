@@ -20,22 +20,6 @@ source bench/setup.sh
 REPORT="$OUT/tails-$(date -u +%Y%m%dT%H%M%SZ).md"
 VARIANTS=${BENCH_TAIL_VARIANTS:-"autogroup-on=AUTOGROUP=1 autogroup-off=AUTOGROUP=0"}
 
-# The replay's "tps p50 p99 p999" (pgbench -l), as bench/run.sh's pgbench_run.
-replay() { # script concurrency [total]
-  rm -f .dev/pgbench-log.*
-  "$PGBENCH" -n -M prepared -c"$2" -j2 -T"$DURATION" -l --log-prefix=.dev/pgbench-log -f "bench/pgbench/$1.sql" \
-    -D org="$ORG_A" -D usr="$USER_A" -D file="$FILE_A" -D keyhash="$KEYHASH_A" -D total="${3:-1}" "$APP_URL" 2>&1 \
-    | python3 -c '
-import glob, re, sys
-out = sys.stdin.read()
-m = re.search(r"tps = ([\d.]+)", out)
-if not m:
-    sys.exit(out)
-latencies = sorted(int(line.split()[2]) for path in glob.glob(".dev/pgbench-log.*") for line in open(path))
-pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] / 1000.0
-print(f"{float(m.group(1)):.0f} {pick(0.5):.2f} {pick(0.99):.2f} {pick(0.999):.2f}")'
-}
-
 # The service's own p50 and p99 of one route between two scrapes, from the histogram's buckets
 # (linear within a bucket: as coarse as the buckets, 2.5/5/10/25/50 ms around the tails).
 inside() { # before-scrape after-scrape route
@@ -93,7 +77,9 @@ replays() { # label
   for c in 8 32; do
     for name in detail list me; do
       log "replay $name -c$c ($1)"
-      echo "replay-$1 $name $c $(replay "$name" "$c" "$([ "$name" = list ] && echo 0 || echo 1)")" >>"$ROWS"
+      # The list's replay is its page query alone (total=0), as in `make bench`.
+      echo "replay-$1 $name $c $(CONNECTIONS=$c pgbench_run "$name" "$ORG_A" "$USER_A" "$FILE_A" "$KEYHASH_A" \
+        "$([ "$name" = list ] && echo 0 || echo 1)")" >>"$ROWS"
     done
   done
 }
