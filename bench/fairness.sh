@@ -19,8 +19,6 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 PARTS=${BENCH_FAIRNESS:-jobs connections uploads}
-# The api restarts between cases: the sessions' cookies must outlive it.
-export SESSION_KEY=${SESSION_KEY:-bench-session-key-bench-session-key-bench-session-key-bench-sess}
 case " $PARTS " in *" connections "*) ;; *) export BENCH_BIG_ORG_FILES=${BENCH_BIG_ORG_FILES:-1000} ;; esac
 source bench/setup.sh
 source bench/jobs.sh
@@ -67,14 +65,6 @@ case " $PARTS " in *" jobs "*)
 esac
 
 COOKIE_B=$(cookie_of "$JAR_B")
-# The api restarted with one setting changed, ready to serve.
-restart_api() { # name value
-  kill "$SERVICE"; wait "$SERVICE" 2>/dev/null || true
-  export "$1=$2"
-  SERVICE=$(start_service api)
-  unset "$1"
-  for _ in $(seq 1 100); do curl -sf "$API/healthz" >/dev/null && break; sleep 0.1; done
-}
 FILE_B=$(psql -X -At "$SUPER/$DB" -c "select id from app.files where organization_id = '$ORG_B' limit 1")
 FLOOD_PATH="/api/files?q=file-1&limit=20"
 b_detail() { # -> wrk_summary of B's file detail at -c8
@@ -85,7 +75,7 @@ b_detail() { # -> wrk_summary of B's file detail at -c8
 SHARE_ROWS=""
 connections_case() { # share
   local idle loaded flood
-  restart_api DB_POOL_ORG_SHARE "$1"
+  restart_service DB_POOL_ORG_SHARE="$1"
   b_detail >/dev/null # warm-up: connections, prepared statements
   idle=$(b_detail)
   wrk -t1 -c64 -d"$((DURATION + 4))s" -H "Cookie: $COOKIE_C" "$API$FLOOD_PATH" >.dev/bench-fairness-flood.txt &
@@ -130,7 +120,7 @@ b_uploads() { # -> wrk_summary of B's 4 KB uploads at -c4
 MEMORY_ROWS=""
 uploads_case() { # share
   local idle loaded flood_rps
-  restart_api UPLOAD_MEMORY_ORG_SHARE "$1"
+  restart_service UPLOAD_MEMORY_ORG_SHARE="$1"
   b_uploads >/dev/null # warm-up
   idle=$(b_uploads)
   wrk -t1 -c32 -d"$((DURATION + 4))s" -s .dev/bench-fairness-a-upload.lua "$API/api/files/upload" >.dev/bench-fairness-upload-flood.txt &

@@ -33,6 +33,10 @@ psql -X -q "$SUPER/postgres" -c "drop database if exists $DB with (force)" -c "c
 MIGRATION_DATABASE_URL=$OWNER_URL $BIN --mode migrate 2>/dev/null
 psql -X -q "$SUPER/$DB" -c "create extension if not exists pg_stat_statements"
 
+# One key for every start of the service, so that sessions and cursors outlive a restart
+# (restart_service).
+export SESSION_KEY=${SESSION_KEY:-bench-session-key-bench-session-key-bench-session-key-bench-sess}
+
 # BENCH_WRAP: a command to run the service under (e.g. "heaptrack -o /tmp/ht" for a heap profile).
 # The request budget is on, at a rate no benchmark reaches (its cost is measured, never a 429);
 # BENCH_ORG_REQUESTS_PER_MINUTE sets another.
@@ -49,8 +53,8 @@ start_service() { # mode [instance name] (more settings through the environment)
 }
 # Linux's autogroup (kernel.sched_autogroup_enabled, on by default in Debian's kernels) shares
 # the CPU equally between sessions, and every PostgreSQL backend is a session of its own (it
-# calls setsid): with eight busy backends the service's whole process got a ninth of the cores,
-# and its requests waited in their sockets for 100-300 ms (docs/performance.md, "Where the tail
+# calls setsid): with eight busy backends the service's whole process is one group of nine,
+# and its requests waited in their sockets for 90-530 ms at the p99 (docs/performance.md, "Where the tail
 # came from"). The bench runs as a host that PostgreSQL shares should be set up: autogroup off
 # (BENCH_AUTOGROUP=1 measures with it on), the kernel's setting restored at exit.
 AUTOGROUP_FILE=/proc/sys/kernel/sched_autogroup_enabled
@@ -64,7 +68,24 @@ SERVICE=$(start_service api)
 WORKERS=
 # shellcheck disable=SC2086 # WORKERS: a list of pids
 trap 'kill $SERVICE ${PEER_PID:-} 2>/dev/null || true; [ -n "$WORKERS" ] && kill $WORKERS 2>/dev/null || true; set_autogroup "$AUTOGROUP_WAS"' EXIT
-for _ in $(seq 1 100); do curl -sf "$API/healthz" >/dev/null && break; sleep 0.1; done
+# Waits until the api answers (10 s at most).
+await_service() {
+  for _ in $(seq 1 100); do curl -sf "$API/healthz" >/dev/null && return 0; sleep 0.1; done
+  log "the api did not start: see .dev/bench-api.log"
+  return 1
+}
+# The api started again with other settings ("NAME=value" arguments, for this start only) once
+# the old process has exited (so its port is free), and ready to serve.
+restart_service() {
+  kill "$SERVICE" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$SERVICE" 2>/dev/null || break; sleep 0.1; done
+  SERVICE=$(
+    for setting in "$@"; do export "${setting?}"; done
+    start_service api
+  )
+  await_service
+}
+await_service
 
 # --- Seed ---------------------------------------------------------------------------------
 register() { # email org -> "org_id user_id"

@@ -12,8 +12,6 @@
 # A benchmark, not a test: nothing here is timed by CI.
 set -euo pipefail
 export BENCH_BIG_ORG_FILES=${BENCH_BIG_ORG_FILES:-1000}
-# One key for every start of the service, so the bench's session outlives a restart.
-export SESSION_KEY=${SESSION_KEY:-bench-tails-session-key-bench-tails-session-key-bench-tails-session-key}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 source bench/setup.sh
@@ -48,24 +46,17 @@ print(f"{pick(0.5):.2f} {pick(0.99):.2f}")
 PY
 }
 
-restart() { # variant settings: "ENV=value,..." (underscores in a value stand for spaces)
-  kill "$SERVICE" 2>/dev/null || true
-  wait "$SERVICE" 2>/dev/null || true
-  local setting
-  (
-    IFS=,
-    for setting in $1; do
-      [ -n "$setting" ] || continue
-      value=${setting#*=}
-      case ${setting%%=*} in
-        AUTOGROUP) set_autogroup "$value" ;;
-        *) export "${setting%%=*}=${value//_/ }" ;;
-      esac
-    done
-    start_service api tails >.dev/bench-tails.pid
-  )
-  SERVICE=$(cat .dev/bench-tails.pid)
-  for _ in $(seq 1 100); do curl -sf "$API/healthz" >/dev/null && break; sleep 0.1; done
+restart() { # variant settings: "NAME=value,..." (underscores in a value stand for spaces)
+  local setting value env=()
+  IFS=, read -ra settings <<<"$1"
+  for setting in "${settings[@]}"; do
+    value=${setting#*=}
+    case ${setting%%=*} in
+      AUTOGROUP) set_autogroup "$value" ;;
+      *) env+=("${setting%%=*}=${value//_/ }") ;;
+    esac
+  done
+  restart_service "${env[@]}"
 }
 
 declare -A ROUTE=([detail]="/api/files/{id}" [list]="/api/files" [me]="/api/auth/me")
