@@ -36,7 +36,7 @@ measure me "/api/auth/me" "$COOKIE_A" me "$ORG_A" "$USER_A" "$KEYHASH_A"
 # The peer, right after ours, on the same database, by the same wrk command.
 start_peer
 peer_measure detail "$PEER_DETAIL" "{\"id\": \"$FILE_A\"}"
-peer_measure list "$PEER_LIST" '{}'
+peer_measure list "$PEER_LIST" "{\"org\": \"$ORG_A\"}"
 kill "$PEER_PID"; wait "$PEER_PID" 2>/dev/null || true
 
 log "wrk list, 1,000,000-file organization"
