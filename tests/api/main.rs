@@ -19,6 +19,7 @@ mod pooler;
 mod quota;
 mod rls_audit;
 mod rls_explain;
+mod shard_audit;
 mod shares;
 mod shutdown;
 mod storage;
