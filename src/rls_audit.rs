@@ -183,10 +183,13 @@ mod tests {
 
     #[test]
     fn every_audit_file_is_run() {
-        let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/audit"))
-            .unwrap()
-            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "sql"))
-            .count();
-        assert_eq!(files, CHECKS.len());
+        let files = |dir: &str| {
+            std::fs::read_dir(format!("{}/sql/{dir}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "sql"))
+                .count()
+        };
+        assert_eq!(files("audit"), CHECKS.len());
+        assert_eq!(files("audit/shard"), SHARD_CHECKS.len());
     }
 }

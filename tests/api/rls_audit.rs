@@ -16,7 +16,7 @@ fn owner_config(db: &str) -> tokio_postgres::Config {
 }
 
 /// Runs one audit file with psql, as a DBA would, and returns its rows.
-fn psql_file(db: &str, file: &str, app_role: &str) -> String {
+pub(crate) fn psql_file(db: &str, file: &str, app_role: &str) -> String {
     let output = Command::new("psql")
         .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-v", &format!("app_role={app_role}")])
         .arg(db_url("tenant_files_owner", db))

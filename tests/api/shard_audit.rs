@@ -7,7 +7,10 @@ use std::{collections::BTreeSet, process::Command};
 
 use tenant_files::rls_audit;
 
-use crate::helpers::{as_superuser, db_url, migrated_database};
+use crate::{
+    helpers::{as_superuser, db_url, migrated_database},
+    rls_audit::psql_file,
+};
 
 async fn findings(db: &str) -> BTreeSet<(String, String)> {
     let owner: tokio_postgres::Config = db_url("tenant_files_owner", db).parse().unwrap();
@@ -60,15 +63,8 @@ async fn todays_schema_reports_exactly_its_known_gaps() {
     assert_eq!(short(&found), expected);
 
     // The same file, as a DBA runs it, and the binary's verdict.
-    let psql = Command::new("psql")
-        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"])
-        .arg(db_url("tenant_files_owner", &db))
-        .arg("-f")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/audit/shard/01_shard_key.sql"))
-        .output()
-        .expect("psql is installed (make test installs it)");
-    assert!(psql.status.success(), "{}", String::from_utf8_lossy(&psql.stderr));
-    assert_eq!(String::from_utf8(psql.stdout).unwrap().lines().count(), expected.len());
+    let rows = psql_file(&db, "shard/01_shard_key.sql", "tenant_files_app");
+    assert_eq!(rows.lines().count(), expected.len(), "{rows}");
 
     let binary = Command::new(env!("CARGO_BIN_EXE_tenant-files"))
         .arg("--mode=shard-audit")
