@@ -5,7 +5,6 @@
 with params as (select :'app_role'::name as app_role, :'definer_role'::name as definer_role),
 allowlist (table_name, reason) as (values
   ('organizations', 'the tenants themselves; the policy compares id'),
-  ('sessions', 'looked up by secret key before a tenant is known; no app grant, registry only'),
   ('login_attempts', 'throttling per typed email, before a tenant is known; no app grant, registry only')
 )
 select 'unlisted_table' as check_name,

@@ -43,6 +43,7 @@ CREATE OR REPLACE FUNCTION app.credential(p_kind text, p_hash bytea)
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
+  v_org uuid;
   v_token uuid;
   v_last_used timestamptz;
 begin
@@ -50,15 +51,15 @@ begin
     return query
       select u.organization_id, u.id, u.role, s.state
         from app.sessions s
-        join app.users u on u.id = s.user_id
+        join app.users u on u.organization_id = s.organization_id and u.id = s.user_id
        where s.key_hash = p_hash
          and s.expires_at > now()
          and u.is_active;
   elsif p_kind = 'token' then
-    select t.id, t.last_used_at, u.organization_id, u.id, u.role
-      into v_token, v_last_used, organization_id, user_id, role
+    select t.organization_id, t.id, t.last_used_at, u.id, u.role
+      into v_org, v_token, v_last_used, user_id, role
       from app.api_tokens t
-      join app.users u on u.id = t.user_id and u.organization_id = t.organization_id
+      join app.users u on u.organization_id = t.organization_id and u.id = t.user_id
      where t.token_hash = p_hash
        and t.revoked_at is null
        and t.expires_at > now()
@@ -66,8 +67,9 @@ begin
     if found then
       -- At most once a minute, so a busy script does not queue on its token's row lock.
       if v_last_used is null or v_last_used < now() - interval '1 minute' then
-        update app.api_tokens t set last_used_at = now() where t.id = v_token;
+        update app.api_tokens t set last_used_at = now() where t.organization_id = v_org and t.id = v_token;
       end if;
+      organization_id := v_org;
       state := null;
       return next;
     end if;
@@ -367,7 +369,8 @@ AS $function$
       from waiting w
      where w.organization_id is not null
   ), turns as (
-    select j.id, j.created_at, row_number() over (partition by w.organization_id order by j.created_at) as turn
+    select w.organization_id, j.id, j.created_at,
+           row_number() over (partition by w.organization_id order by j.created_at) as turn
       from waiting w
       cross join lateral (
         select o.id, o.created_at
@@ -378,24 +381,26 @@ AS $function$
       ) j
      where w.organization_id is not null
   ), batch as (
-    select t.id, t.turn, t.created_at from turns t order by t.turn, t.created_at limit p_limit
+    select t.organization_id, t.id, t.turn, t.created_at from turns t order by t.turn, t.created_at limit p_limit
   )
   select o.id, o.organization_id, o.file_id, o.user_id
     from batch b
-    join app.outbox o on o.id = b.id
+    join app.outbox o on o.organization_id = b.organization_id and o.id = b.id
    order by b.turn, b.created_at
      for update of o skip locked
 $function$
 
 
--- app.outbox_delete(uuid[])  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
-CREATE OR REPLACE FUNCTION app.outbox_delete(p_ids uuid[])
+-- app.outbox_delete(uuid[],uuid[])  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
+CREATE OR REPLACE FUNCTION app.outbox_delete(p_orgs uuid[], p_ids uuid[])
  RETURNS void
  LANGUAGE sql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  delete from app.outbox where id = any(p_ids)
+  delete from app.outbox o
+   using unnest(p_orgs, p_ids) as j (organization_id, id)
+   where o.organization_id = j.organization_id and o.id = j.id
 $function$
 
 
@@ -423,10 +428,10 @@ begin
                         limit p_limit);
   get diagnostics windows = row_count;
   delete from app.upload_reservations
-   where id in (select id from app.upload_reservations
-                 where expires_at <= now()
-                 order by expires_at
-                 limit p_limit);
+   where (organization_id, id) in (select organization_id, id from app.upload_reservations
+                                    where expires_at <= now()
+                                    order by expires_at
+                                    limit p_limit);
   get diagnostics reservations = row_count;
   return sessions + windows + reservations;
 end
@@ -448,14 +453,16 @@ AS $function$
 $function$
 
 
--- app.purge_done(uuid[])  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
-CREATE OR REPLACE FUNCTION app.purge_done(p_file_ids uuid[])
+-- app.purge_done(uuid[],uuid[])  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
+CREATE OR REPLACE FUNCTION app.purge_done(p_orgs uuid[], p_file_ids uuid[])
  RETURNS void
  LANGUAGE sql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  delete from app.purge_queue where file_id = any(p_file_ids)
+  delete from app.purge_queue q
+   using unnest(p_orgs, p_file_ids) as d (organization_id, file_id)
+   where q.organization_id = d.organization_id and q.file_id = d.file_id
 $function$
 
 
@@ -480,11 +487,11 @@ AS $function$
   with stale as (
     select f.id, f.organization_id, f.uploaded_by, u.is_active as uploader_active
       from app.files f
-      join app.users u on u.id = f.uploaded_by
+      join app.users u on u.organization_id = f.organization_id and u.id = f.uploaded_by
      where f.status = 'pending'
        and f.deleted_at is null
        and f.enqueued_at < now() - make_interval(secs => p_older_than_seconds)
-       and not exists (select from app.outbox o where o.file_id = f.id)
+       and not exists (select from app.outbox o where o.organization_id = f.organization_id and o.file_id = f.id)
      order by f.enqueued_at
      limit p_limit
        for update of f skip locked
@@ -494,14 +501,16 @@ AS $function$
            error_message = 'the uploader was deactivated before validation finished',
            processed_at = now()
       from stale
-     where f.id = stale.id
+     where f.organization_id = stale.organization_id
+       and f.id = stale.id
        and not stale.uploader_active
     returning f.id
   ), restamped as (
     update app.files f
        set enqueued_at = now()
       from stale
-     where f.id = stale.id
+     where f.organization_id = stale.organization_id
+       and f.id = stale.id
        and stale.uploader_active
     returning f.id, f.organization_id, f.uploaded_by
   ), queued as (
@@ -525,22 +534,24 @@ AS $function$
 $function$
 
 
--- app.session_save(bytea,uuid,jsonb,bigint)  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
-CREATE OR REPLACE FUNCTION app.session_save(p_key_hash bytea, p_user_id uuid, p_state jsonb, p_ttl_seconds bigint)
+-- app.session_save(bytea,uuid,uuid,jsonb,bigint)  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
+CREATE OR REPLACE FUNCTION app.session_save(p_key_hash bytea, p_org_id uuid, p_user_id uuid, p_state jsonb, p_ttl_seconds bigint)
  RETURNS boolean
  LANGUAGE sql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  insert into app.sessions (key_hash, user_id, state, expires_at)
-  select p_key_hash, u.id, p_state, now() + make_interval(secs => p_ttl_seconds)
+  insert into app.sessions (key_hash, organization_id, user_id, state, expires_at)
+  select p_key_hash, u.organization_id, u.id, p_state, now() + make_interval(secs => p_ttl_seconds)
     from app.users u
-   where u.id = p_user_id
+   where u.organization_id = p_org_id
+     and u.id = p_user_id
      and u.is_active
   on conflict (key_hash) do update
      set state = excluded.state,
          expires_at = excluded.expires_at
-   where app.sessions.user_id = excluded.user_id
+   where app.sessions.organization_id = excluded.organization_id
+     and app.sessions.user_id = excluded.user_id
   returning true
 $function$
 
@@ -606,16 +617,16 @@ end
 $function$
 
 
--- app.tus_chunks_in_use(uuid[])  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
-CREATE OR REPLACE FUNCTION app.tus_chunks_in_use(p_ids uuid[])
+-- app.tus_chunks_in_use(uuid[],uuid[])  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
+CREATE OR REPLACE FUNCTION app.tus_chunks_in_use(p_orgs uuid[], p_ids uuid[])
  RETURNS TABLE(organization_id uuid, id uuid, chunks jsonb, leased boolean)
  LANGUAGE sql
  STABLE SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select t.organization_id, t.id, t.chunks, coalesce(t.lease_until > now(), false)
-    from app.tus_uploads t
-   where t.id = any (p_ids)
+    from unnest(p_orgs, p_ids) as u (organization_id, id)
+    join app.tus_uploads t on t.organization_id = u.organization_id and t.id = u.id
 $function$
 
 
@@ -627,11 +638,11 @@ CREATE OR REPLACE FUNCTION app.tus_expire(p_limit integer)
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   delete from app.tus_uploads t
-   where t.id in (select e.id from app.tus_uploads e
-                   where e.expires_at < now()
-                   order by e.expires_at
-                   limit p_limit
-                   for update skip locked)
+   where (t.organization_id, t.id) in (select e.organization_id, e.id from app.tus_uploads e
+                                        where e.expires_at < now()
+                                        order by e.expires_at
+                                        limit p_limit
+                                        for update skip locked)
   returning t.organization_id, t.id, t.chunks
 $function$
 
@@ -646,7 +657,7 @@ begin
   update app.upload_reservations r
      set receiving_until = new.lease_until,
          expires_at = new.expires_at
-   where r.id = new.id;
+   where r.organization_id = new.organization_id and r.id = new.id;
   return null;
 end
 $function$
@@ -706,7 +717,7 @@ CREATE OR REPLACE FUNCTION app.users_end_sessions()
 AS $function$
 begin
   if old.is_active and not new.is_active then
-    delete from app.sessions where user_id = new.id;
+    delete from app.sessions where organization_id = new.organization_id and user_id = new.id;
   end if;
   return null;
 end
@@ -720,8 +731,9 @@ CREATE OR REPLACE FUNCTION app.users_end_uploads()
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 begin
-  delete from app.tus_uploads t where t.created_by = new.id and t.file_id is null;
-  delete from app.upload_reservations r where r.user_id = new.id;
+  delete from app.tus_uploads t
+   where t.organization_id = new.organization_id and t.created_by = new.id and t.file_id is null;
+  delete from app.upload_reservations r where r.organization_id = new.organization_id and r.user_id = new.id;
   return null;
 end
 $function$

@@ -141,6 +141,13 @@ create policy registry on app.sessions
   using ((CURRENT_USER = 'tenant_files_definer'::name))
   with check ((CURRENT_USER = 'tenant_files_definer'::name));
 
+create policy tenant_isolation on app.sessions
+  as permissive for all to tenant_files_app, tenant_files_owner
+  using ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))))
+  with check ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))));
+
 create policy registry on app.share_links
   as permissive for all to tenant_files_definer
   using ((CURRENT_USER = 'tenant_files_definer'::name))
@@ -150,11 +157,11 @@ create policy share_links_by_uploader_or_manager on app.share_links
   as restrictive for all to tenant_files_app
   using (((( SELECT app.current_member_role() AS current_member_role) = ANY (ARRAY['owner'::text, 'admin'::text])) OR (EXISTS ( SELECT
    FROM app.files f
-  WHERE ((f.id = share_links.file_id) AND (f.uploaded_by = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+  WHERE ((f.organization_id = share_links.organization_id) AND (f.id = share_links.file_id) AND (f.uploaded_by = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
            FROM ( SELECT current_setting('app.user_id'::text, true) AS current_setting) s(setting))))))))
   with check (((( SELECT app.current_member_role() AS current_member_role) = ANY (ARRAY['owner'::text, 'admin'::text])) OR (EXISTS ( SELECT
    FROM app.files f
-  WHERE ((f.id = share_links.file_id) AND (f.uploaded_by = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+  WHERE ((f.organization_id = share_links.organization_id) AND (f.id = share_links.file_id) AND (f.uploaded_by = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
            FROM ( SELECT current_setting('app.user_id'::text, true) AS current_setting) s(setting))))))));
 
 create policy share_links_created_as_self on app.share_links

@@ -24,11 +24,13 @@ use sha2::{Digest, Sha256};
 use super::signing::SigningKey;
 use crate::{
     db::{system, Db, DbError, TenantCtx},
-    domain::{Role, UserId},
+    domain::{OrgId, Role, UserId},
 };
 
-/// Keys we keep in the state.
+/// Keys we keep in the state: the user, and their organization (a session row names both, so
+/// that it references the user by its primary key).
 const USER_ID: &str = "user_id";
+const ORG_ID: &str = "organization_id";
 /// The key's SHA-256 (hex), all a load puts in the state; never persisted.
 const KEY_HASH: &str = "key_hash";
 /// The key a new session is to be saved under, chosen by [`start`] so that its CSRF token is
@@ -59,25 +61,27 @@ fn new_key() -> SessionKey {
 }
 
 /// Splits the state into what we persist and the user it belongs to.
-fn persisted(state: State) -> anyhow::Result<(UserId, serde_json::Value)> {
-    let user_id: UserId = state
-        .get(USER_ID)
-        .map(|v| serde_json::from_str(v))
-        .transpose()?
-        .ok_or_else(|| anyhow!("session state has no user"))?;
+fn persisted(state: State) -> anyhow::Result<(TenantCtx, serde_json::Value)> {
+    let user_id: UserId = from_state(&state, USER_ID)?;
+    let org_id: OrgId = from_state(&state, ORG_ID)?;
     let kept: serde_json::Map<String, serde_json::Value> = state
         .into_iter()
         .filter(|(k, _)| k != KEY_HASH && k != NEW_KEY)
         .map(|(k, v)| (k, serde_json::Value::String(v)))
         .collect();
-    Ok((user_id, serde_json::Value::Object(kept)))
+    Ok((TenantCtx { org_id, user_id }, serde_json::Value::Object(kept)))
+}
+
+fn from_state<T: serde::de::DeserializeOwned>(state: &State, key: &str) -> anyhow::Result<T> {
+    let value = state.get(key).ok_or_else(|| anyhow!("session state has no {key}"))?;
+    Ok(serde_json::from_str(value)?)
 }
 
 impl PgSessionStore {
     async fn store(&self, key: &SessionKey, state: State, ttl: &Duration) -> anyhow::Result<()> {
-        let (user_id, state) = persisted(state)?;
+        let (user, state) = persisted(state)?;
         let conn = self.db.system_conn().await?;
-        if !system::session_save(&conn, &key_hash(key), user_id, &state, ttl.whole_seconds()).await? {
+        if !system::session_save(&conn, &key_hash(key), user, &state, ttl.whole_seconds()).await? {
             return Err(anyhow!("session user is gone or inactive"));
         }
         Ok(())
@@ -148,12 +152,13 @@ pub fn csrf_token(csrf_key: &SigningKey, key_hash: &[u8]) -> String {
     hex::encode(csrf_key.tag(key_hash))
 }
 
-/// Starts a fresh session for `user_id` (a new key: the session id rotates at every login)
-/// and returns its CSRF token.
-pub fn start(session: &Session, user_id: UserId, csrf_key: &SigningKey) -> anyhow::Result<String> {
+/// Starts a fresh session for `user` (a new key: the session id rotates at every login) and
+/// returns its CSRF token.
+pub fn start(session: &Session, user: TenantCtx, csrf_key: &SigningKey) -> anyhow::Result<String> {
     let key = new_key();
     session.renew();
-    session.insert(USER_ID, user_id).map_err(|e| anyhow!("{e}"))?;
+    session.insert(USER_ID, user.user_id).map_err(|e| anyhow!("{e}"))?;
+    session.insert(ORG_ID, user.org_id).map_err(|e| anyhow!("{e}"))?;
     session.insert(NEW_KEY, key.as_ref()).map_err(|e| anyhow!("{e}"))?;
     Ok(csrf_token(csrf_key, &key_hash(&key)))
 }

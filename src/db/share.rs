@@ -90,7 +90,7 @@ mod tests {
 
         let key_hash = vec![9u8; 32];
         let conn = db.system_conn().await.unwrap();
-        assert!(system::session_save(&conn, &key_hash, a.user_id, &serde_json::json!({}), 60).await.unwrap());
+        assert!(system::session_save(&conn, &key_hash, a, &serde_json::json!({}), 60).await.unwrap());
         drop(conn);
         let session = Caller::Session(Credential::new(key_hash));
         let me = || db.read_as(&session, Plans::Generic, users::find_me);

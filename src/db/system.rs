@@ -4,7 +4,7 @@
 
 use tokio_postgres::Row;
 
-use super::{decode, files::StoredFile, DbError, SystemQuery};
+use super::{decode, files::StoredFile, DbError, SystemQuery, TenantCtx};
 use crate::domain::{Chunk, FileId, JobId, OrgId, Role, UserId};
 
 /// One round trip as the app role: the database is reachable and accepts our login.
@@ -55,14 +55,14 @@ pub async fn session_load(conn: impl SystemQuery, key_hash: &[u8]) -> Result<Opt
 pub async fn session_save(
     conn: impl SystemQuery,
     key_hash: &[u8],
-    user_id: UserId,
+    user: TenantCtx,
     state: &serde_json::Value,
     ttl_seconds: i64,
 ) -> Result<bool, DbError> {
     let row = conn
         .query_opt(
-            "select app.session_save($1, $2, $3, $4) as saved",
-            &[&key_hash, user_id.as_uuid(), state, &ttl_seconds],
+            "select app.session_save($1, $2, $3, $4, $5) as saved",
+            &[&key_hash, user.org_id.as_uuid(), user.user_id.as_uuid(), state, &ttl_seconds],
         )
         .await?;
     Ok(row.map(|r| decode(r.try_get::<_, Option<bool>>("saved"))).transpose()?.flatten().unwrap_or(false))
@@ -231,10 +231,16 @@ pub async fn outbox_claim(tx: impl SystemQuery, limit: i32) -> Result<Vec<Outbox
         .collect()
 }
 
-pub async fn outbox_delete(tx: impl SystemQuery, job_ids: &[JobId]) -> Result<(), DbError> {
-    let job_ids: Vec<uuid::Uuid> = job_ids.iter().map(|id| *id.as_uuid()).collect();
-    tx.query("select app.outbox_delete($1)", &[&job_ids]).await?;
+/// Removes published jobs, each named by its organization and id.
+pub async fn outbox_delete(tx: impl SystemQuery, jobs: &[(OrgId, JobId)]) -> Result<(), DbError> {
+    let (orgs, ids) = by_organization(jobs.iter().map(|(org, job)| (org, job.as_uuid())));
+    tx.query("select app.outbox_delete($1, $2)", &[&orgs, &ids]).await?;
     Ok(())
+}
+
+/// Rows named by (organization, id), as the two arrays the registry functions take.
+fn by_organization<'a>(rows: impl Iterator<Item = (&'a OrgId, &'a uuid::Uuid)>) -> (Vec<uuid::Uuid>, Vec<uuid::Uuid>) {
+    rows.map(|(org, id)| (*org.as_uuid(), *id)).unzip()
 }
 
 /// Writes new jobs for files pending longer than `older_than_seconds`; returns how many.
@@ -291,9 +297,12 @@ pub struct ChunksInUse {
 /// Of the uploads `ids`, those that still exist, with what they refer to.
 pub async fn tus_chunks_in_use(
     conn: impl SystemQuery,
-    ids: &[uuid::Uuid],
+    uploads: &[(OrgId, FileId)],
 ) -> Result<std::collections::HashMap<FileId, ChunksInUse>, DbError> {
-    let rows = conn.query("select organization_id, id, chunks, leased from app.tus_chunks_in_use($1)", &[&ids]).await?;
+    let (orgs, ids) = by_organization(uploads.iter().map(|(org, id)| (org, id.as_uuid())));
+    let rows = conn
+        .query("select organization_id, id, chunks, leased from app.tus_chunks_in_use($1, $2)", &[&orgs, &ids])
+        .await?;
     rows.iter()
         .map(|row| {
             let chunks = super::tus::chunks(decode(row.try_get("chunks"))?)?;
@@ -309,8 +318,10 @@ pub async fn tus_chunks_in_use(
         .collect()
 }
 
-pub async fn purge_done(tx: impl SystemQuery, file_ids: &[uuid::Uuid]) -> Result<(), DbError> {
-    tx.query("select app.purge_done($1)", &[&file_ids]).await?;
+/// Forgets purged files, each named by its organization and id.
+pub async fn purge_done(tx: impl SystemQuery, files: &[(OrgId, FileId)]) -> Result<(), DbError> {
+    let (orgs, ids) = by_organization(files.iter().map(|(org, id)| (org, id.as_uuid())));
+    tx.query("select app.purge_done($1, $2)", &[&orgs, &ids]).await?;
     Ok(())
 }
 

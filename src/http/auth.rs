@@ -119,7 +119,7 @@ async fn register(
         }
     };
 
-    let csrf_token = session::start(&session, user_id, &state.csrf_key)?;
+    let csrf_token = session::start(&session, TenantCtx { org_id, user_id }, &state.csrf_key)?;
     Ok(HttpResponse::Created().json(SignedInResponse {
         user_id,
         email: email.to_string(),
@@ -187,7 +187,8 @@ async fn login(
     system::login_finish(&conn, &email, signed_in.is_some(), &request_id(&req)).await?;
     let user = signed_in.ok_or(ApiError::InvalidCredentials)?;
 
-    let csrf_token = session::start(&session, user.user_id, &state.csrf_key)?;
+    let csrf_token =
+        session::start(&session, TenantCtx { org_id: user.org_id, user_id: user.user_id }, &state.csrf_key)?;
     tracing::info!(user_id = %user.user_id, org_id = %user.org_id, "login");
     Ok(HttpResponse::Ok().json(SignedInResponse {
         user_id: user.user_id,

@@ -10,7 +10,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{pause, WorkerCtx};
-use crate::db::system;
+use crate::{
+    db::system,
+    domain::{FileId, OrgId},
+};
 
 const BATCH: i32 = 500;
 /// Chunk objects one sweep checks at most (the next sweep takes the rest).
@@ -51,13 +54,12 @@ pub async fn purge_deleted(ctx: &WorkerCtx) -> anyhow::Result<usize> {
     for (org_id, file_id) in &claimed {
         ctx.store.remove(*org_id, *file_id).await?;
     }
-    let ids: Vec<uuid::Uuid> = claimed.iter().map(|(_, file_id)| *file_id.as_uuid()).collect();
-    system::purge_done(&tx, &ids).await?;
+    system::purge_done(&tx, &claimed).await?;
     tx.commit().await?;
-    if !ids.is_empty() {
-        tracing::info!(purged = ids.len(), "removed the bytes of deleted files");
+    if !claimed.is_empty() {
+        tracing::info!(purged = claimed.len(), "removed the bytes of deleted files");
     }
-    Ok(ids.len())
+    Ok(claimed.len())
 }
 
 /// Removes resumable uploads that expired before completing: their chunks in the store, then
@@ -90,10 +92,10 @@ pub async fn sweep_orphan_chunks(ctx: &WorkerCtx) -> anyhow::Result<usize> {
     if found.is_empty() {
         return Ok(cut_off);
     }
-    let mut ids: Vec<uuid::Uuid> = found.iter().map(|chunk| *chunk.upload.as_uuid()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let in_use = system::tus_chunks_in_use(&ctx.db.system_conn().await?, &ids).await?;
+    let uploads: std::collections::HashSet<(OrgId, FileId)> =
+        found.iter().map(|chunk| (chunk.org, chunk.upload)).collect();
+    let uploads: Vec<(OrgId, FileId)> = uploads.into_iter().collect();
+    let in_use = system::tus_chunks_in_use(&ctx.db.system_conn().await?, &uploads).await?;
     let mut removed = cut_off;
     for chunk in &found {
         let referred = in_use

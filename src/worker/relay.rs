@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::{pause, Backoff, JobMessage, WorkerCtx};
 use crate::{
     db::system,
-    domain::JobId,
+    domain::{JobId, OrgId},
     queue::{self, Publisher, VALIDATE_ROUTING_KEY},
 };
 
@@ -105,12 +105,12 @@ pub async fn relay_batch(ctx: &WorkerCtx, publisher: &Publisher) -> anyhow::Resu
     publisher.publish_confirmed(&ctx.topology.exchange, VALIDATE_ROUTING_KEY, &messages).await?;
     // Confirmed: now the jobs may leave the outbox. Should this commit fail, they are published
     // again later; the worker's processing is idempotent.
-    let ids: Vec<JobId> = jobs.iter().map(|job| job.job_id).collect();
-    system::outbox_delete(&tx, &ids).await?;
+    let published: Vec<(OrgId, JobId)> = jobs.iter().map(|job| (job.org_id, job.job_id)).collect();
+    system::outbox_delete(&tx, &published).await?;
     tx.commit().await?;
-    ctx.metrics.jobs_published.inc_by(ids.len() as u64);
-    tracing::debug!(published = ids.len(), "relayed jobs");
-    Ok(ids.len())
+    ctx.metrics.jobs_published.inc_by(published.len() as u64);
+    tracing::debug!(published = published.len(), "relayed jobs");
+    Ok(published.len())
 }
 
 /// How many jobs the next batch may publish: a whole batch, or what keeps the work queue

@@ -305,7 +305,7 @@ async fn logout_ends_the_session_server_side() {
         .superuser()
         .await
         .query_one(
-            "select count(*) from app.sessions s join app.users u on u.id = s.user_id where u.email = $1",
+            "select count(*) from app.sessions s join app.users u on u.organization_id = s.organization_id and u.id = s.user_id where u.email = $1",
             &[&owner.email],
         )
         .await

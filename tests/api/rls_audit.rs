@@ -84,7 +84,13 @@ const WEAKNESSES: &[(&str, &[&str])] = &[
         // Read per row (03), and not in the form the advisor recognises either (14).
         &["policy_subselect", "setting_in_own_subselect"],
     ),
-    ("drop index app.purge_queue_organization_id_idx", &["organization_index"]),
+    (
+        // Since V25 every tenant table's primary key leads with organization_id: a table needs
+        // to lose both its key and its other index to have none.
+        "alter table app.purge_queue drop constraint purge_queue_pkey;
+         drop index app.purge_queue_organization_id_idx",
+        &["organization_index"],
+    ),
     ("create table app.notes (id int primary key, body text)", &["unlisted_table", "reachable_tables"]),
     (
         "create function app.peek() returns bigint language sql security definer

@@ -35,26 +35,16 @@ async fn todays_schema_reports_exactly_its_known_gaps() {
     let db = migrated_database().await;
     let found = findings(&db).await;
 
-    // Ids unique across organizations (primary keys on id alone), secrets looked up before the
-    // organization is known, the two global names, and two references that do not carry the
-    // organization: what docs/scaling.md's "Beyond one database" plans for.
+    // Since V25 every primary key but the sessions' leads with the organization and every
+    // reference carries it; left are the secrets looked up before the organization is known
+    // (sessions are keyed by theirs) and the two global names: what docs/scaling.md's "Beyond
+    // one database" plans for.
     let expected: BTreeSet<String> = [
-        "table app.api_tokens: primary key api_tokens_pkey",
         "table app.api_tokens: unique index api_tokens_token_hash_key",
-        "table app.audit_log: primary key audit_log_pkey",
-        "table app.files: primary key files_pkey",
-        "table app.invitations: primary key invitations_pkey",
         "table app.invitations: unique index invitations_token_hash_key",
         "table app.organizations: unique index organizations_name_key",
-        "table app.outbox: primary key outbox_pkey",
-        "table app.purge_queue: foreign key purge_queue_file_id_fkey",
-        "table app.purge_queue: primary key purge_queue_pkey",
-        "table app.sessions: foreign key sessions_user_id_fkey",
-        "table app.share_links: primary key share_links_pkey",
+        "table app.sessions: primary key sessions_pkey",
         "table app.share_links: unique index share_links_secret_hash_key",
-        "table app.tus_uploads: primary key tus_uploads_pkey",
-        "table app.upload_reservations: primary key upload_reservations_pkey",
-        "table app.users: primary key users_pkey",
         "table app.users: unique index users_email_key",
     ]
     .into_iter()
@@ -73,20 +63,25 @@ async fn todays_schema_reports_exactly_its_known_gaps() {
         .expect("run the binary");
     assert!(!binary.status.success(), "findings fail the mode");
     let text = String::from_utf8(binary.stdout).unwrap();
-    assert!(text.contains("FAIL    shard_key: primary key files_pkey (id) does not include organization_id"), "{text}");
+    assert!(
+        text.contains(
+            "FAIL    shard_key: unique index users_email_key (lower(email)) does not include organization_id"
+        ),
+        "{text}"
+    );
 }
 
 /// Each kind of gap, planted, with the findings it must add (object and the reason's start);
 /// the last one is a reference that carries the organization, which adds nothing.
 const PLANTED: &[(&str, &[&str])] = &[
-    (
-        "alter table app.audit_log alter column organization_id drop not null",
-        &["table app.audit_log: organization_id may be"],
-    ),
+    // (A primary key makes its columns NOT NULL, and every tenant table's includes the key.)
+    ("create table app.drafts (organization_id uuid, body text)", &["table app.drafts: organization_id may be"]),
     ("create unique index files_sha256_key on app.files (sha256, id)", &["table app.files: unique index files_sha256_key"]),
     (
-        "alter table app.share_links add constraint share_links_file_alone foreign key (file_id) references app.files (id)",
-        &["table app.share_links: foreign key share_links_file_alone"],
+        // (Since V25 no unique index on files' id alone remains to reference.)
+        "create unique index files_id_key on app.files (id);
+         alter table app.share_links add constraint share_links_file_alone foreign key (file_id) references app.files (id)",
+        &["table app.files: unique index files_id_key", "table app.share_links: foreign key share_links_file_alone"],
     ),
     (
         "create table app.plans (id int primary key);
@@ -94,8 +89,8 @@ const PLANTED: &[(&str, &[&str])] = &[
         &["table app.organizations: foreign key organizations_plan_fkey"],
     ),
     (
-        "create table app.notes (id int primary key, file_id uuid constraint notes_file_fkey references app.files (id))",
-        &["table app.notes: foreign key notes_file_fkey"],
+        "create table app.notes (id int primary key, org uuid constraint notes_org_fkey references app.organizations (id))",
+        &["table app.notes: foreign key notes_org_fkey"],
     ),
     (
         "alter table app.share_links add constraint share_links_file_again

@@ -302,8 +302,8 @@ async fn maintenance_prunes_expired_sessions_login_windows_and_reservations() {
     let superuser = app.superuser().await;
     superuser
         .batch_execute(&format!(
-            "insert into app.sessions (key_hash, user_id, state, expires_at)
-             values ('\\x01', '{user}', '{{}}', now() - interval '1 second');
+            "insert into app.sessions (key_hash, organization_id, user_id, state, expires_at)
+             values ('\\x01', '{org}', '{user}', '{{}}', now() - interval '1 second');
              insert into app.login_attempts (email_key, attempts, window_started)
              values ('typo@example.com', 3, now() - interval '1 day'),
                     ('recent@example.com', 1, now());

@@ -178,7 +178,7 @@ mod tests {
         let state = serde_json::json!({});
         for (key_hash, ttl_seconds) in [(&live, 60), (&expired, -1)] {
             let conn = db.system_conn().await.unwrap();
-            assert!(system::session_save(&conn, key_hash, a.user_id, &state, ttl_seconds).await.unwrap());
+            assert!(system::session_save(&conn, key_hash, a, &state, ttl_seconds).await.unwrap());
         }
 
         let (orgs, who) = read_all_files_as(&db, Caller::Session(Credential::new(live))).await.unwrap();
