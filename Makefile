@@ -7,7 +7,7 @@ DEV := scripts/dev-services.sh
 # Owner-role URL of the dev cluster's maintenance database (tests create one database each).
 PG_ADMIN_URL ?= postgres://tenant_files_owner@127.0.0.1:54329/postgres
 
-.PHONY: run test test-tools fuzz bench bench-curves bench-worker bench-fairness bench-tails bench-uploads bench-abuse bench-listing bench-scaling profile stop services migrate lint lint-rls schema-reference clean-test-dbs
+.PHONY: run test test-partitioned test-tools fuzz bench bench-curves bench-worker bench-fairness bench-tails bench-uploads bench-abuse bench-listing bench-scaling profile stop services migrate lint lint-rls schema-reference clean-test-dbs
 
 ## Start PostgreSQL + RabbitMQ, migrate, then serve the API on 127.0.0.1:5000 and run the worker.
 run: migrate
@@ -16,8 +16,9 @@ run: migrate
 ## Start the services, migrate the dev database, audit it (our rls-audit and the pgrls linter,
 ## and sql/reference/ must be its final state),
 ## then run every test (unit + integration against the real services), and the integration
-## suite twice more: with every app behind PgBouncer in transaction mode (DB_POOLER=transaction),
-## and with every app storing files in S3 (SeaweedFS) instead of a local directory.
+## suite three times more: with every app behind PgBouncer in transaction mode (DB_POOLER=transaction),
+## with every app storing files in S3 (SeaweedFS) instead of a local directory, and on databases
+## whose growing tables are hash-partitioned by organization (`test-partitioned`).
 test: services clean-test-dbs test-tools
 	$(CARGO) run --quiet -- --mode migrate
 	$(CARGO) run --quiet -- --mode rls-audit
@@ -26,6 +27,14 @@ test: services clean-test-dbs test-tools
 	$(CARGO) test --all-targets
 	TEST_DB_POOLER=transaction $(CARGO) test --test api
 	TEST_STORAGE=s3 $(CARGO) test --test api
+	$(MAKE) --no-print-directory test-partitioned
+
+## The one-node rehearsal of distributing by organization (#28): the integration suite on
+## databases where files, audit_log, outbox and file_name_suffixes are hash-partitioned by
+## organization_id into TEST_PARTITIONS partitions (sql/rehearsal/, docs/scaling.md).
+TEST_PARTITIONS ?= 8
+test-partitioned: services test-tools
+	TEST_PARTITIONS=$(TEST_PARTITIONS) $(CARGO) test --test api
 
 ## Clients the tests drive the service with: tuspy (in .dev/venv) and tus-js-client (npm, pinned
 ## in tests/tus/package-lock.json; Node from Debian's packages if the machine has none).

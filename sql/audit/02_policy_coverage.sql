@@ -2,7 +2,8 @@
 -- covered by a permissive policy that applies to the app role (for that command or FOR ALL; a
 -- policy for another role, like the definer's registry policy, covers nothing for the app), and
 -- every policy carries USING where its command reads existing rows and WITH CHECK where it
--- writes new ones.
+-- writes new ones. A partition (sql/rehearsal/) is reached through its parent, whose policies
+-- apply; check 11 proves the app role cannot reach it directly.
 \if :{?app_role} \else \set app_role tenant_files_app \endif
 \if :{?definer_role} \else \set definer_role tenant_files_definer \endif
 with params as (select :'app_role'::name as app_role, :'definer_role'::name as definer_role),
@@ -12,6 +13,7 @@ tenant_tables as (
     join pg_namespace n on n.oid = c.relnamespace
    where n.nspname = 'app'
      and c.relkind in ('r', 'p')
+     and not c.relispartition
      and exists (select from pg_attribute a
                   where a.attrelid = c.oid and a.attname = 'organization_id' and not a.attisdropped)
 ),

@@ -44,11 +44,11 @@ pub async fn insert(
             with link as (
               insert into app.share_links (id, organization_id, file_id, created_by, secret_hash, expires_at)
               values ($1, $2, $3, $4, $5, $6)
-              returning id, created_by, created_at, expires_at, revoked_at
+              returning id, organization_id, created_by, created_at, expires_at, revoked_at
             )
             select link.id, link.created_at, link.expires_at, link.revoked_at, u.email as created_by_email
               from link
-              join app.users u on u.id = link.created_by
+              join app.users u on u.organization_id = link.organization_id and u.id = link.created_by
             "#,
             &[id.as_uuid(), ctx.org_id.as_uuid(), file.as_uuid(), ctx.user_id.as_uuid(), &secret_hash, &expires_at],
         )
@@ -66,7 +66,7 @@ pub async fn list(tx: impl TenantRead, file: FileId) -> Result<Vec<LinkRow>, DbE
                 r#"
             select l.id, l.created_at, l.expires_at, l.revoked_at, u.email as created_by_email
               from app.share_links l
-              join app.users u on u.id = l.created_by
+              join app.users u on u.organization_id = l.organization_id and u.id = l.created_by
              where l.organization_id = "#,
                 tenant_org!(),
                 r#"

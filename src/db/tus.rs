@@ -128,7 +128,7 @@ pub async fn list_in_progress(tx: impl TenantRead) -> Result<Vec<InProgress>, Db
                    coalesce(t.lease_until > now(), false) as receiving,
                    t.created_at, t.updated_at, t.expires_at
               from app.tus_uploads t
-              join app.users u on u.id = t.created_by
+              join app.users u on u.organization_id = t.organization_id and u.id = t.created_by
              where t.file_id is null
                and t.expires_at > now()
              order by t.updated_at desc, t.id

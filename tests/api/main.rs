@@ -15,6 +15,7 @@ mod listing;
 mod openapi;
 mod ops;
 mod org;
+mod partitioned;
 mod pooler;
 mod quota;
 mod rls_audit;

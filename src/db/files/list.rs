@@ -228,7 +228,8 @@ impl Shape {
                     "select {columns} from (select * from app.files f where f.organization_id = ",
                     tenant_org!(),
                     " and f.deleted_at is null{filters}{extra} order by {column} {order}, f.id {order} limit $1{tail}) f \
-                     join app.users u on u.id = f.uploaded_by order by {column} {order}, f.id {order}"
+                     join app.users u on u.organization_id = f.organization_id and u.id = f.uploaded_by \
+                     order by {column} {order}, f.id {order}"
                 ),
                 columns = super::file_columns!(),
                 filters = filters,

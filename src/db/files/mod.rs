@@ -135,7 +135,12 @@ pub(super) use file_columns;
 /// The columns of [`FileRow`] followed by the given filter: constant SQL, built at compile time.
 macro_rules! select_files {
     ($filter:literal) => {
-        concat!("select ", file_columns!(), " from app.files f join app.users u on u.id = f.uploaded_by ", $filter)
+        concat!(
+            "select ",
+            file_columns!(),
+            " from app.files f join app.users u on u.organization_id = f.organization_id and u.id = f.uploaded_by ",
+            $filter
+        )
     };
 }
 

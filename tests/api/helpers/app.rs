@@ -250,6 +250,7 @@ pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
     }
     let config = Config::from_args(&args).expect("test config");
     migrate::run(&config.database.migration_database_url).await.expect("migrations apply");
+    partition_when_asked(&db_name).await;
     let metrics = std::sync::Arc::new(tenant_files::metrics::Metrics::new());
     let app = Application::build(config.clone(), metrics.clone()).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -267,7 +268,28 @@ pub async fn migrated_database() -> String {
     create_database(&name).await;
     let owner: tokio_postgres::Config = db_url("tenant_files_owner", &name).parse().unwrap();
     migrate::run(&owner).await.expect("migrations apply");
+    partition_when_asked(&name).await;
     name
+}
+
+/// `make test-partitioned` (TEST_PARTITIONS=8) runs the suite on databases whose growing tables
+/// are hash-partitioned by organization (#28's rehearsal, `sql/rehearsal/`).
+async fn partition_when_asked(db_name: &str) {
+    if let Ok(partitions) = std::env::var("TEST_PARTITIONS") {
+        partition_by_organization(db_name, partitions.parse().expect("TEST_PARTITIONS is a number")).await;
+    }
+}
+
+/// Runs `sql/rehearsal/partition_by_organization.sql` as the owner.
+pub async fn partition_by_organization(db_name: &str, partitions: u32) {
+    let (client, connection) =
+        tokio_postgres::connect(&db_url("tenant_files_owner", db_name), NoTls).await.expect("owner");
+    tokio::spawn(connection);
+    let script = include_str!("../../../sql/rehearsal/partition_by_organization.sql");
+    client
+        .batch_execute(&format!("set rehearsal.partitions = {partitions};\n{script}"))
+        .await
+        .expect("the rehearsal partitions the database");
 }
 
 /// Runs statements as the superuser in the given database (to plant weaknesses).
