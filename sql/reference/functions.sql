@@ -35,8 +35,8 @@ AS $function$
 $function$
 
 
--- app.credential(text,bytea)  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
-CREATE OR REPLACE FUNCTION app.credential(p_kind text, p_hash bytea)
+-- app.credential(text,uuid,bytea)  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
+CREATE OR REPLACE FUNCTION app.credential(p_kind text, p_org uuid, p_hash bytea)
  RETURNS TABLE(organization_id uuid, user_id uuid, role text, state jsonb)
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -53,6 +53,7 @@ begin
         from app.sessions s
         join app.users u on u.organization_id = s.organization_id and u.id = s.user_id
        where s.key_hash = p_hash
+         and (p_org is null or s.organization_id = p_org)
          and s.expires_at > now()
          and u.is_active;
   elsif p_kind = 'token' then
@@ -61,6 +62,7 @@ begin
       from app.api_tokens t
       join app.users u on u.organization_id = t.organization_id and u.id = t.user_id
      where t.token_hash = p_hash
+       and (p_org is null or t.organization_id = p_org)
        and t.revoked_at is null
        and t.expires_at > now()
        and u.is_active;
@@ -80,8 +82,8 @@ end
 $function$
 
 
--- app.credential_context(text,bytea)  owner=tenant_files_owner  security=invoker  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_owner
-CREATE OR REPLACE FUNCTION app.credential_context(p_kind text, p_hash bytea)
+-- app.credential_context(text,uuid,bytea)  owner=tenant_files_owner  security=invoker  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_owner
+CREATE OR REPLACE FUNCTION app.credential_context(p_kind text, p_org uuid, p_hash bytea)
  RETURNS TABLE(organization_id uuid, user_id uuid, state jsonb)
  LANGUAGE plpgsql
  SET search_path TO 'pg_catalog', 'pg_temp'
@@ -91,7 +93,7 @@ declare
   v_user uuid;
   v_state jsonb;
 begin
-  select c.organization_id, c.user_id, c.state into v_org, v_user, v_state from app.credential(p_kind, p_hash) c;
+  select c.organization_id, c.user_id, c.state into v_org, v_user, v_state from app.credential(p_kind, p_org, p_hash) c;
   if not found then
     raise exception 'no valid %', p_kind using errcode = 'invalid_authorization_specification';
   end if;
@@ -236,8 +238,8 @@ end
 $function$
 
 
--- app.invitation_accept(bytea,text,uuid,text,text)  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
-CREATE OR REPLACE FUNCTION app.invitation_accept(p_token_hash bytea, p_email text, p_user_id uuid, p_password_hash text, p_request_id text)
+-- app.invitation_accept(uuid,bytea,text,uuid,text,text)  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
+CREATE OR REPLACE FUNCTION app.invitation_accept(p_org uuid, p_token_hash bytea, p_email text, p_user_id uuid, p_password_hash text, p_request_id text)
  RETURNS TABLE(organization_id uuid, role text)
  LANGUAGE sql
  SECURITY DEFINER
@@ -247,6 +249,7 @@ AS $function$
     update app.invitations i
        set accepted_at = now(), accepted_by = p_user_id
      where i.token_hash = p_token_hash
+       and (p_org is null or i.organization_id = p_org)
        and i.accepted_at is null
        and i.expires_at > now()
        and lower(i.email) = lower(p_email)
@@ -265,8 +268,8 @@ AS $function$
 $function$
 
 
--- app.invitation_valid(bytea,text)  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
-CREATE OR REPLACE FUNCTION app.invitation_valid(p_token_hash bytea, p_email text)
+-- app.invitation_valid(uuid,bytea,text)  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
+CREATE OR REPLACE FUNCTION app.invitation_valid(p_org uuid, p_token_hash bytea, p_email text)
  RETURNS boolean
  LANGUAGE sql
  STABLE SECURITY DEFINER
@@ -274,6 +277,7 @@ CREATE OR REPLACE FUNCTION app.invitation_valid(p_token_hash bytea, p_email text
 AS $function$
   select exists (select from app.invitations i
                   where i.token_hash = p_token_hash
+                    and (p_org is null or i.organization_id = p_org)
                     and i.accepted_at is null
                     and i.expires_at > now()
                     and lower(i.email) = lower(p_email))
@@ -523,14 +527,14 @@ AS $function$
 $function$
 
 
--- app.session_delete(bytea)  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
-CREATE OR REPLACE FUNCTION app.session_delete(p_key_hash bytea)
+-- app.session_delete(uuid,bytea)  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
+CREATE OR REPLACE FUNCTION app.session_delete(p_org uuid, p_key_hash bytea)
  RETURNS void
  LANGUAGE sql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  delete from app.sessions where key_hash = p_key_hash
+  delete from app.sessions where key_hash = p_key_hash and (p_org is null or organization_id = p_org)
 $function$
 
 
@@ -547,17 +551,16 @@ AS $function$
    where u.organization_id = p_org_id
      and u.id = p_user_id
      and u.is_active
-  on conflict (key_hash) do update
+  on conflict (key_hash, organization_id) do update
      set state = excluded.state,
          expires_at = excluded.expires_at
-   where app.sessions.organization_id = excluded.organization_id
-     and app.sessions.user_id = excluded.user_id
+   where app.sessions.user_id = excluded.user_id
   returning true
 $function$
 
 
--- app.session_touch(bytea,bigint)  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
-CREATE OR REPLACE FUNCTION app.session_touch(p_key_hash bytea, p_ttl_seconds bigint)
+-- app.session_touch(uuid,bytea,bigint)  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
+CREATE OR REPLACE FUNCTION app.session_touch(p_org uuid, p_key_hash bytea, p_ttl_seconds bigint)
  RETURNS boolean
  LANGUAGE sql
  SECURITY DEFINER
@@ -566,13 +569,14 @@ AS $function$
   update app.sessions
      set expires_at = now() + make_interval(secs => p_ttl_seconds)
    where key_hash = p_key_hash
+     and (p_org is null or organization_id = p_org)
      and expires_at > now()
   returning true
 $function$
 
 
--- app.share_link_open(bytea,text)  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
-CREATE OR REPLACE FUNCTION app.share_link_open(p_secret_hash bytea, p_request_id text)
+-- app.share_link_open(uuid,bytea,text)  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
+CREATE OR REPLACE FUNCTION app.share_link_open(p_org uuid, p_secret_hash bytea, p_request_id text)
  RETURNS TABLE(organization_id uuid, file_id uuid, filename text, file_size_bytes bigint, mime_type text, sha256 text, uploaded_at timestamp with time zone)
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -584,9 +588,10 @@ begin
   select l.id, f.organization_id, f.id, f.filename, f.file_size_bytes, f.mime_type, f.sha256, f.uploaded_at
     into v_link_id, organization_id, file_id, filename, file_size_bytes, mime_type, sha256, uploaded_at
     from app.share_links l
-    join app.files f on f.id = l.file_id and f.organization_id = l.organization_id
-    join app.users u on u.id = l.created_by and u.organization_id = l.organization_id
+    join app.files f on f.organization_id = l.organization_id and f.id = l.file_id
+    join app.users u on u.organization_id = l.organization_id and u.id = l.created_by
    where l.secret_hash = p_secret_hash
+     and (p_org is null or l.organization_id = p_org)
      and l.revoked_at is null
      and l.expires_at > now()
      and f.deleted_at is null

@@ -7,14 +7,12 @@
 --   psql "$OWNER_URL" -c 'set rehearsal.partitions = 8' -f sql/rehearsal/partition_by_organization.sql
 --
 -- (`make test-partitioned` runs the api tests on databases converted by this file.)
--- share_links is left whole while its secret's hash is unique across organizations: a
--- partitioned table can only enforce a key that includes the partition key (shard-audit's
--- finding). Each partition has RLS enabled and forced and no grant: it is reached through its
+-- Each partition has RLS enabled and forced and no grant: it is reached through its
 -- parent, whose policies apply.
 do $rehearsal$
 declare
   partitions constant int := coalesce(nullif(current_setting('rehearsal.partitions', true), '')::int, 8);
-  grown constant text[] := array['files', 'audit_log', 'outbox', 'file_name_suffixes'];
+  grown constant text[] := array['files', 'audit_log', 'outbox', 'file_name_suffixes', 'share_links'];
   t text;
   rel regclass;
   before bigint;

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use super::signing::SigningKey;
 use crate::{
-    db::{system, Db, DbError, TenantCtx},
+    db::{system, Credential, Db, DbError, TenantCtx},
     domain::{OrgId, Role, UserId},
 };
 
@@ -31,8 +31,10 @@ use crate::{
 /// that it references the user by its primary key).
 const USER_ID: &str = "user_id";
 const ORG_ID: &str = "organization_id";
-/// The key's SHA-256 (hex), all a load puts in the state; never persisted.
+/// The key's SHA-256 (hex) and the organization the key names, all a load puts in the state;
+/// never persisted.
 const KEY_HASH: &str = "key_hash";
+const KEY_ORG: &str = "key_org";
 /// The key a new session is to be saved under, chosen by [`start`] so that its CSRF token is
 /// known before the response is sent; never persisted.
 const NEW_KEY: &str = "new_key";
@@ -55,9 +57,21 @@ fn key_hash(key: &SessionKey) -> Vec<u8> {
     Sha256::digest(key.as_ref().as_bytes()).to_vec()
 }
 
-fn new_key() -> SessionKey {
-    let key: String = rand::thread_rng().sample_iter(&Alphanumeric).take(64).map(char::from).collect();
-    SessionKey::try_from(key).expect("64 alphanumerics are a valid session key")
+/// A new key of a session in `org`: the organization, then 64 random alphanumerics. Like every
+/// secret since V26 it names its organization, so that the session's row is found in that
+/// organization's keys (see `auth::token`); keys from before name none.
+fn new_key(org: OrgId) -> SessionKey {
+    let random: String = rand::thread_rng().sample_iter(&Alphanumeric).take(64).map(char::from).collect();
+    SessionKey::try_from(format!("{}.{random}", org.as_uuid().simple())).expect("a valid session key")
+}
+
+fn key_org(key: &SessionKey) -> Option<OrgId> {
+    let (org, _random) = key.as_ref().split_once('.')?;
+    uuid::Uuid::try_parse(org).ok().map(OrgId::from_uuid)
+}
+
+fn credential(key: &SessionKey) -> Credential {
+    Credential::new(key_org(key), key_hash(key))
 }
 
 /// Splits the state into what we persist and the user it belongs to.
@@ -66,7 +80,7 @@ fn persisted(state: State) -> anyhow::Result<(TenantCtx, serde_json::Value)> {
     let org_id: OrgId = from_state(&state, ORG_ID)?;
     let kept: serde_json::Map<String, serde_json::Value> = state
         .into_iter()
-        .filter(|(k, _)| k != KEY_HASH && k != NEW_KEY)
+        .filter(|(k, _)| k != KEY_HASH && k != KEY_ORG && k != NEW_KEY)
         .map(|(k, v)| (k, serde_json::Value::String(v)))
         .collect();
     Ok((TenantCtx { org_id, user_id }, serde_json::Value::Object(kept)))
@@ -92,12 +106,17 @@ impl SessionStore for PgSessionStore {
     /// No database here: who the key belongs to is resolved by whoever needs it (see the module
     /// comment). A key that is not, or no longer, valid fails there with 401, as it would here.
     async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
-        Ok(Some(State::from([(KEY_HASH.to_owned(), to_json(&hex::encode(key_hash(key))))])))
+        let mut state = State::from([(KEY_HASH.to_owned(), to_json(&hex::encode(key_hash(key))))]);
+        state.extend(key_org(key).map(|org| (KEY_ORG.to_owned(), to_json(&org))));
+        Ok(Some(state))
     }
 
     async fn save(&self, mut state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
         let chosen = state.remove(NEW_KEY).and_then(|json| serde_json::from_str::<String>(&json).ok());
-        let key = chosen.and_then(|key| SessionKey::try_from(key).ok()).unwrap_or_else(new_key);
+        let key = match chosen.and_then(|key| SessionKey::try_from(key).ok()) {
+            Some(key) => key,
+            None => new_key(from_state(&state, ORG_ID).map_err(SaveError::Other)?),
+        };
         self.store(&key, state, ttl).await.map_err(SaveError::Other)?;
         Ok(key)
     }
@@ -109,13 +128,13 @@ impl SessionStore for PgSessionStore {
 
     async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> anyhow::Result<()> {
         let conn = self.db.system_conn().await?;
-        system::session_touch(&conn, &key_hash(key), ttl.whole_seconds()).await?;
+        system::session_touch(&conn, &credential(key), ttl.whole_seconds()).await?;
         Ok(())
     }
 
     async fn delete(&self, key: &SessionKey) -> anyhow::Result<()> {
         let conn = self.db.system_conn().await?;
-        system::session_delete(&conn, &key_hash(key)).await?;
+        system::session_delete(&conn, &credential(key)).await?;
         Ok(())
     }
 }
@@ -125,10 +144,12 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-/// The SHA-256 of the session's key, if the request came with a session cookie.
-pub fn key_hash_of(session: &Session) -> Option<Vec<u8>> {
+/// The session's key as a credential (its SHA-256 and the organization it names), if the
+/// request came with a session cookie.
+pub fn credential_of(session: &Session) -> Option<Credential> {
     let hex_hash: String = session.get(KEY_HASH).ok()??;
-    hex::decode(hex_hash).ok()
+    let org: Option<OrgId> = session.get(KEY_ORG).ok()?;
+    Some(Credential::new(org, hex::decode(hex_hash).ok()?))
 }
 
 /// The signed-in user as the session knows them.
@@ -138,10 +159,10 @@ pub struct SessionUser {
     pub role: Role,
 }
 
-/// The user of the session whose key has SHA-256 `key_hash`, loaded from the database; `None`
-/// when it is not valid (expired, logged out, user deactivated).
-pub async fn current(db: &Db, key_hash: &[u8]) -> Result<Option<SessionUser>, DbError> {
-    let row = system::session_load(&db.system_conn().await?, key_hash).await?;
+/// The user of the session whose key is `credential`, loaded from the database; `None` when it
+/// is not valid (expired, logged out, user deactivated).
+pub async fn current(db: &Db, credential: &Credential) -> Result<Option<SessionUser>, DbError> {
+    let row = system::session_load(&db.system_conn().await?, credential).await?;
     Ok(row.map(|row| SessionUser { ctx: TenantCtx { org_id: row.org_id, user_id: row.user_id }, role: row.role }))
 }
 
@@ -155,7 +176,7 @@ pub fn csrf_token(csrf_key: &SigningKey, key_hash: &[u8]) -> String {
 /// Starts a fresh session for `user` (a new key: the session id rotates at every login) and
 /// returns its CSRF token.
 pub fn start(session: &Session, user: TenantCtx, csrf_key: &SigningKey) -> anyhow::Result<String> {
-    let key = new_key();
+    let key = new_key(user.org_id);
     session.renew();
     session.insert(USER_ID, user.user_id).map_err(|e| anyhow!("{e}"))?;
     session.insert(ORG_ID, user.org_id).map_err(|e| anyhow!("{e}"))?;

@@ -92,7 +92,7 @@ mod tests {
         let conn = db.system_conn().await.unwrap();
         assert!(system::session_save(&conn, &key_hash, a, &serde_json::json!({}), 60).await.unwrap());
         drop(conn);
-        let session = Caller::Session(Credential::new(key_hash));
+        let session = Caller::Session(Credential::new(Some(a.org_id), key_hash));
         let me = || db.read_as(&session, Plans::Generic, users::find_me);
         let (_, who) = me().await.expect("a credential's first read is not counted: nothing says whose it is");
         assert_eq!(who, a);

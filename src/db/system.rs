@@ -4,7 +4,7 @@
 
 use tokio_postgres::Row;
 
-use super::{decode, files::StoredFile, DbError, SystemQuery, TenantCtx};
+use super::{decode, files::StoredFile, Credential, DbError, SystemQuery, TenantCtx};
 use crate::domain::{Chunk, FileId, JobId, OrgId, Role, UserId};
 
 /// One round trip as the app role: the database is reachable and accepts our login.
@@ -31,14 +31,14 @@ pub struct SessionRow {
 
 /// Loads a session by the SHA-256 of its key. `None` when unknown, expired, or the user is no
 /// longer active (so deactivation ends sessions at once).
-pub async fn session_load(conn: impl SystemQuery, key_hash: &[u8]) -> Result<Option<SessionRow>, DbError> {
+pub async fn session_load(conn: impl SystemQuery, key: &Credential) -> Result<Option<SessionRow>, DbError> {
     let row = conn
         .query_opt(
             r#"
             select user_id, organization_id, role
-              from app.credential('session', $1)
+              from app.credential('session', $1, $2)
             "#,
-            &[&key_hash],
+            &[&key.org_param(), &key.hash()],
         )
         .await?;
     row.map(|row| {
@@ -68,13 +68,13 @@ pub async fn session_save(
     Ok(row.map(|r| decode(r.try_get::<_, Option<bool>>("saved"))).transpose()?.flatten().unwrap_or(false))
 }
 
-pub async fn session_touch(conn: impl SystemQuery, key_hash: &[u8], ttl_seconds: i64) -> Result<(), DbError> {
-    conn.query("select app.session_touch($1, $2)", &[&key_hash, &ttl_seconds]).await?;
+pub async fn session_touch(conn: impl SystemQuery, key: &Credential, ttl_seconds: i64) -> Result<(), DbError> {
+    conn.query("select app.session_touch($1, $2, $3)", &[&key.org_param(), &key.hash(), &ttl_seconds]).await?;
     Ok(())
 }
 
-pub async fn session_delete(conn: impl SystemQuery, key_hash: &[u8]) -> Result<(), DbError> {
-    conn.query("select app.session_delete($1)", &[&key_hash]).await?;
+pub async fn session_delete(conn: impl SystemQuery, key: &Credential) -> Result<(), DbError> {
+    conn.query("select app.session_delete($1, $2)", &[&key.org_param(), &key.hash()]).await?;
     Ok(())
 }
 
@@ -143,9 +143,12 @@ pub async fn prune_expired(conn: impl SystemQuery, login_window_seconds: i64, li
 
 /// Who a bearer token acts as, right now: `None` once it expired or was revoked, or its user
 /// was deactivated.
-pub async fn token_load(conn: impl SystemQuery, token_hash: &[u8]) -> Result<Option<(UserId, OrgId, Role)>, DbError> {
+pub async fn token_load(conn: impl SystemQuery, token: &Credential) -> Result<Option<(UserId, OrgId, Role)>, DbError> {
     let row = conn
-        .query_opt("select user_id, organization_id, role from app.credential('token', $1)", &[&token_hash])
+        .query_opt(
+            "select user_id, organization_id, role from app.credential('token', $1, $2)",
+            &[&token.org_param(), &token.hash()],
+        )
         .await?;
     row.map(|row| {
         Ok((
@@ -161,14 +164,14 @@ pub async fn token_load(conn: impl SystemQuery, token_hash: &[u8]) -> Result<Opt
 /// creator active); each opening is audited in the file's organization.
 pub async fn share_link_open(
     conn: impl SystemQuery,
-    secret_hash: &[u8],
+    secret: &Credential,
     request_id: &str,
 ) -> Result<Option<StoredFile>, DbError> {
     let row = conn
         .query_opt(
             "select organization_id, file_id as id, filename, file_size_bytes, mime_type, sha256, uploaded_at
-               from app.share_link_open($1, $2)",
-            &[&secret_hash, &request_id],
+               from app.share_link_open($1, $2, $3)",
+            &[&secret.org_param(), &secret.hash(), &request_id],
         )
         .await?;
     row.as_ref().map(StoredFile::from_row).transpose()
@@ -176,9 +179,9 @@ pub async fn share_link_open(
 
 /// Whether an invitation token is usable by `email` right now (checked before the password is
 /// hashed, so a bad token costs no bcrypt time).
-pub async fn invitation_valid(conn: impl SystemQuery, token_hash: &[u8], email: &str) -> Result<bool, DbError> {
+pub async fn invitation_valid(conn: impl SystemQuery, token: &Credential, email: &str) -> Result<bool, DbError> {
     let row = conn
-        .query_opt("select app.invitation_valid($1, $2) as valid", &[&token_hash, &email])
+        .query_opt("select app.invitation_valid($1, $2, $3) as valid", &[&token.org_param(), &token.hash(), &email])
         .await?
         .ok_or_else(|| DbError::Decode(anyhow::anyhow!("invitation_valid returned no row")))?;
     decode(row.try_get("valid"))
@@ -188,7 +191,7 @@ pub async fn invitation_valid(conn: impl SystemQuery, token_hash: &[u8], email: 
 /// used, expired or meant for another email. A taken email fails with `users_email_key`.
 pub async fn invitation_accept(
     conn: impl SystemQuery,
-    token_hash: &[u8],
+    token: &Credential,
     email: &str,
     user_id: UserId,
     password_hash: &str,
@@ -196,8 +199,8 @@ pub async fn invitation_accept(
 ) -> Result<Option<(OrgId, Role)>, DbError> {
     let row = conn
         .query_opt(
-            "select organization_id, role from app.invitation_accept($1, $2, $3, $4, $5)",
-            &[&token_hash, &email, user_id.as_uuid(), &password_hash, &request_id],
+            "select organization_id, role from app.invitation_accept($1, $2, $3, $4, $5, $6)",
+            &[&token.org_param(), &token.hash(), &email, user_id.as_uuid(), &password_hash, &request_id],
         )
         .await?;
     row.map(|row| Ok((OrgId::from_uuid(decode(row.try_get("organization_id"))?), role(&row)?))).transpose()

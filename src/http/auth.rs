@@ -10,7 +10,7 @@ use utoipa_actix_web::{scope, service_config::ServiceConfig};
 use super::{extract::request_id, ApiResult, AppState, Authed, BodyErrors, Reader};
 use crate::{
     auth::{password, session, token},
-    db::{self, audit::Action, system, TenantCtx},
+    db::{self, audit::Action, system, Credential, TenantCtx},
     domain::{Email, OrgId, OrgName, Password, Role, UserId},
     error::{ApiError, ErrorBody},
 };
@@ -84,16 +84,16 @@ async fn register(
     let email = Email::parse(&body.email)?;
     let target = match (body.organization_name, body.invitation_token) {
         (Some(name), None) => Join::NewOrganization(OrgName::parse(&name)?),
-        (None, Some(token)) => Join::Invitation(token::digest(token.trim())),
+        (None, Some(token)) => Join::Invitation(token::presented(token.trim())),
         _ => {
             return Err(ApiError::invalid("invalid_body", "give either organization_name or invitation_token"));
         }
     };
     let password = Password::parse(body.password)?;
-    if let Join::Invitation(digest) = &target {
+    if let Join::Invitation(invitation) = &target {
         // Before the password is hashed: a bad token costs no bcrypt time.
         let conn = state.db.system_conn().await?;
-        if !system::invitation_valid(&conn, digest, email.as_str()).await? {
+        if !system::invitation_valid(&conn, invitation, email.as_str()).await? {
             return Err(invalid_invitation());
         }
     }
@@ -110,10 +110,10 @@ async fn register(
             tx.commit().await?;
             (ctx.org_id, Role::Owner)
         }
-        Join::Invitation(digest) => {
+        Join::Invitation(invitation) => {
             let conn = state.db.system_conn().await?;
             // Checked again as it is consumed: another registration may have taken it meanwhile.
-            system::invitation_accept(&conn, &digest, email.as_str(), user_id, &password_hash, &request_id(&req))
+            system::invitation_accept(&conn, &invitation, email.as_str(), user_id, &password_hash, &request_id(&req))
                 .await?
                 .ok_or_else(invalid_invitation)?
         }
@@ -136,8 +136,8 @@ struct SuccessResponse {
 
 enum Join {
     NewOrganization(OrgName),
-    /// The SHA-256 of the invitation token.
-    Invitation(Vec<u8>),
+    /// The invitation token, as presented.
+    Invitation(Credential),
 }
 
 fn invalid_invitation() -> ApiError {

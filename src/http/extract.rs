@@ -19,7 +19,7 @@ use crate::{
     auth::{session, token},
     db::{
         audit::{Action, Event},
-        system, Caller, Credential, Db, DbError, Plans, ReadTx, TenantCtx,
+        system, Caller, Db, DbError, Plans, ReadTx, TenantCtx,
     },
     domain::{OrgId, Role},
     error::ApiError,
@@ -164,11 +164,11 @@ impl FromRequest for Reader {
                 return Ok(Reader { caller: Caller::Known(authed.ctx), csrf_token: authed.csrf_token, span, req });
             }
             let (caller, csrf_token) = match bearer(&req)? {
-                Some(secret) => (Caller::Token(Credential::new(token::digest(secret))), None),
+                Some(secret) => (Caller::Token(token::presented(secret)), None),
                 None => {
-                    let key_hash = session::key_hash_of(&req.get_session()).ok_or(ApiError::Unauthenticated)?;
-                    let csrf_token = Some(session::csrf_token(&state(&req)?.csrf_key, &key_hash));
-                    (Caller::Session(Credential::new(key_hash)), csrf_token)
+                    let key = session::credential_of(&req.get_session()).ok_or(ApiError::Unauthenticated)?;
+                    let csrf_token = Some(session::csrf_token(&state(&req)?.csrf_key, key.hash()));
+                    (Caller::Session(key), csrf_token)
                 }
             };
             // The organization is known before the read when this credential was seen before:
@@ -242,13 +242,13 @@ async fn resolve(req: &HttpRequest) -> Result<Authed, ApiError> {
     if let Some(secret) = bearer(req)? {
         let conn = state.db.system_conn().await?;
         let (user_id, org_id, role) =
-            system::token_load(&conn, &token::digest(secret)).await?.ok_or(ApiError::Unauthenticated)?;
+            system::token_load(&conn, &token::presented(secret)).await?.ok_or(ApiError::Unauthenticated)?;
         return Ok(Authed { ctx: TenantCtx { org_id, user_id }, role, csrf_token: None, request_id });
     }
 
-    let key_hash = session::key_hash_of(&req.get_session()).ok_or(ApiError::Unauthenticated)?;
-    let user = session::current(&state.db, &key_hash).await?.ok_or(ApiError::Unauthenticated)?;
-    let csrf_token = session::csrf_token(&state.csrf_key, &key_hash);
+    let key = session::credential_of(&req.get_session()).ok_or(ApiError::Unauthenticated)?;
+    let user = session::current(&state.db, &key).await?.ok_or(ApiError::Unauthenticated)?;
+    let csrf_token = session::csrf_token(&state.csrf_key, key.hash());
     if !is_safe(req.method()) {
         let sent = req.headers().get(CSRF_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
         if !bool::from(sent.ct_eq(csrf_token.as_bytes())) {

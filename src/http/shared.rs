@@ -43,8 +43,9 @@ async fn open_shared(state: web::Data<AppState>, secret: web::Path<String>, req:
         return Err(ApiError::NotFound);
     }
     let conn = state.db.system_conn().await?;
-    let shared =
-        system::share_link_open(&conn, &token::digest(&secret), &request_id(&req)).await?.ok_or(ApiError::NotFound)?;
+    let shared = system::share_link_open(&conn, &token::presented(&secret), &request_id(&req))
+        .await?
+        .ok_or(ApiError::NotFound)?;
     drop(conn);
     tracing::Span::current().record("org_id", tracing::field::display(shared.organization_id));
     let mut response = serve_download(&req, &state.store, &shared).await?;

@@ -86,7 +86,7 @@ async fn create_token(state: web::Data<AppState>, authed: Authed, body: web::Jso
     if !(1..=MAX_VALIDITY_DAYS).contains(&expires_in_days) {
         return Err(ApiError::invalid("invalid_expiry", format!("expires_in_days must be 1 to {MAX_VALIDITY_DAYS}")));
     }
-    let (secret, digest) = token::new_secret("tfp_");
+    let (secret, digest) = token::new_secret("tfp_", authed.ctx.org_id);
     let expires_at = Utc::now() + Duration::days(i64::from(expires_in_days));
     let tx = state.db.begin(&authed.ctx).await?;
     let created = db::tokens::insert(&tx, TokenId::new(), name, &digest, expires_at).await?;

@@ -323,3 +323,62 @@ async fn absolute_urls_come_from_public_url_never_from_the_request() {
     let location = create_tus_upload(&owner, "evil.example").await;
     assert!(location.starts_with(&format!("{}/api/files/tus/", dev.address)), "{location}");
 }
+
+/// Every secret handed out names its organization (V26: its lookup is that organization's, one
+/// shard's once distributed): the token, the share link and the invitation. The organization is
+/// part of the secret: written over with another's, it opens nothing. A secret from before,
+/// which names none, still works.
+#[tokio::test]
+async fn secrets_name_their_organization_and_one_named_otherwise_opens_nothing() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let other = app.register_org().await;
+    let named = |secret: &str| secret.contains(&format!("_{}_", owner.org_id.replace('-', "")));
+    let elsewhere = |secret: &str| secret.replace(&owner.org_id.replace('-', ""), &other.org_id.replace('-', ""));
+
+    let (_, token) = owner.create_token("script").await;
+    assert!(named(&token), "{token}");
+    let me = |secret: String| {
+        let script = Bearer::new(&app, &secret);
+        async move { script.request(Method::GET, "/api/auth/me").send().await.unwrap() }
+    };
+    assert_eq!(me(token.clone()).await.status(), StatusCode::OK);
+    assert_eq!(me(elsewhere(&token)).await.status(), StatusCode::UNAUTHORIZED);
+
+    let file = ready_file(&app, &owner, "shared.txt", "shared bytes").await;
+    let url = share(&owner, &file, 600).await["url"].as_str().unwrap().to_owned();
+    let secret = url.rsplit('/').next().unwrap().to_owned();
+    assert!(named(&secret), "{url}");
+    let open = |url: String| async move { reqwest::Client::new().get(url).send().await.unwrap().status() };
+    assert_eq!(open(url.replace(&secret, &elsewhere(&secret))).await, StatusCode::NOT_FOUND);
+    assert_eq!(open(url).await, StatusCode::OK);
+
+    let invited = random_email();
+    let invitation = owner.invite_ok(&invited, "member").await;
+    assert!(named(&invitation), "{invitation}");
+    let register = |token: String| {
+        let body = json!({ "email": invited, "password": crate::helpers::PASSWORD, "invitation_token": token });
+        let client = reqwest::Client::new();
+        let url = app.url("/api/auth/register");
+        async move { client.post(url).json(&body).send().await.unwrap() }
+    };
+    assert_error(register(elsewhere(&invitation)).await, StatusCode::BAD_REQUEST, "invalid_invitation").await;
+    assert_eq!(register(invitation).await.status(), StatusCode::CREATED);
+
+    // A token made before V26 (`tfp_` and 64 hex digits, stored as its SHA-256) names no
+    // organization: looked up by its hash alone, it still acts for its user.
+    let old = format!("tfp_{}", "ab".repeat(32));
+    app.as_user(
+        &owner,
+        &format!(
+            "insert into app.api_tokens (id, organization_id, user_id, name, token_hash, expires_at)
+             values (gen_random_uuid(), '{org}', '{user}', 'old script', sha256('{old}'::bytea), now() + interval '1 day')",
+            org = owner.org_id,
+            user = owner.user_id,
+        ),
+    )
+    .await;
+    let response = me(old).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().await.unwrap()["organization_id"], owner.org_id.as_str());
+}

@@ -44,7 +44,7 @@ async fn the_audit_passes_on_the_real_schema() {
     let report = rls_audit::run(&owner_config(&db), APP_ROLE, DEFINER_ROLE).await.unwrap();
     assert!(report.passed(), "{}", report.to_text());
     assert!(report.objects.iter().any(|o| o == "table app.files"));
-    assert!(report.objects.iter().any(|o| o == "function app.credential(text,bytea)"));
+    assert!(report.objects.iter().any(|o| o == "function app.credential(text,uuid,bytea)"));
 
     for check in CHECKS {
         assert_eq!(psql_file(&db, check.file, APP_ROLE), "", "{} should return nothing", check.file);
@@ -99,7 +99,7 @@ const WEAKNESSES: &[(&str, &[&str])] = &[
          revoke execute on function app.peek() from public",
         &["definer_functions"],
     ),
-    ("alter function app.session_delete(bytea) reset search_path", &["function_search_path"]),
+    ("alter function app.session_delete(uuid,bytea) reset search_path", &["function_search_path"]),
     ("alter function app.touch_updated_at() reset search_path", &["function_search_path"]),
     ("alter table app.login_attempts no force row level security", &["reachable_tables"]),
     (
@@ -108,7 +108,7 @@ const WEAKNESSES: &[(&str, &[&str])] = &[
          alter function public.peek() owner to tenant_files_definer",
         &["definer_functions"],
     ),
-    ("alter function app.session_delete(bytea) owner to tenant_files_owner", &["definer_functions"]),
+    ("alter function app.session_delete(uuid,bytea) owner to tenant_files_owner", &["definer_functions"]),
     ("grant select on app.files to public", &["public_grants"]),
     ("grant execute on function app.login_attempt(text, bigint, integer) to public", &["public_grants"]),
     ("grant update on app.files to tenant_files_app", &["app_role"]),

@@ -30,17 +30,32 @@ impl From<&TenantCtx> for Caller {
     }
 }
 
-/// The SHA-256 of a secret the caller presented.
+/// A secret the caller presented: its SHA-256, and the organization it names (V26: every secret
+/// handed out names one, so that its lookup is one organization's; `None` for a secret from
+/// before, looked up by its hash alone). The organization is a claim until the registry finds
+/// the hash, which covers it: it decides nothing before that.
 #[derive(Debug, Clone)]
-pub struct Credential(Vec<u8>);
+pub struct Credential {
+    org: Option<OrgId>,
+    hash: Vec<u8>,
+}
 
 impl Credential {
-    pub fn new(hash: Vec<u8>) -> Self {
-        Self(hash)
+    pub fn new(org: Option<OrgId>, hash: Vec<u8>) -> Self {
+        Self { org, hash }
     }
 
-    pub(in crate::db) fn hash(&self) -> &[u8] {
-        &self.0
+    pub fn org(&self) -> Option<OrgId> {
+        self.org
+    }
+
+    pub fn hash(&self) -> &[u8] {
+        &self.hash
+    }
+
+    /// The organization as the registry functions take it (NULL: none named).
+    pub(in crate::db) fn org_param(&self) -> Option<uuid::Uuid> {
+        self.org.map(|org| *org.as_uuid())
     }
 }
 
@@ -119,7 +134,7 @@ macro_rules! set_credential_context {
             "select c.organization_id, c.user_id, set_config('plan_cache_mode', $2, true), \
              set_config('transaction_read_only', $3, true) from app.credential_context('",
             $kind,
-            "', $1) c"
+            "', $4, $1) c"
         )
     };
 }
@@ -129,7 +144,7 @@ const SET_TOKEN_CONTEXT: &str = set_credential_context!("token");
 /// What the context statement sets: known ids, or what a credential resolves to.
 pub(in crate::db) enum Context {
     Known { ids: [String; 2] },
-    Credential { sql: &'static str, hash: Vec<u8>, resolved: Resolution },
+    Credential { sql: &'static str, hash: Vec<u8>, org: Option<uuid::Uuid>, resolved: Resolution },
 }
 
 impl Context {
@@ -141,7 +156,8 @@ impl Context {
     pub(in crate::db) fn new(caller: &Caller, resolved: &Resolution) -> Self {
         let credential = |sql, credential: &Credential| Context::Credential {
             sql,
-            hash: credential.0.clone(),
+            hash: credential.hash.clone(),
+            org: credential.org_param(),
             resolved: Resolution(resolved.0.clone()),
         };
         match caller {

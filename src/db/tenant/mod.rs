@@ -181,13 +181,18 @@ mod tests {
             assert!(system::session_save(&conn, key_hash, a, &state, ttl_seconds).await.unwrap());
         }
 
-        let (orgs, who) = read_all_files_as(&db, Caller::Session(Credential::new(live))).await.unwrap();
-        assert_eq!(orgs, [*a.org_id.as_uuid()], "an unfiltered read sees the session's tenant only");
-        assert_eq!(who, a);
-        assert_eq!(left_on_the_connection(&db).await, NO_TENANT_NOTHING_VISIBLE);
+        // The key names its organization (V26), or, made before, none.
+        for org in [Some(a.org_id), None] {
+            let (orgs, who) =
+                read_all_files_as(&db, Caller::Session(Credential::new(org, live.clone()))).await.unwrap();
+            assert_eq!(orgs, [*a.org_id.as_uuid()], "an unfiltered read sees the session's tenant only");
+            assert_eq!(who, a);
+            assert_eq!(left_on_the_connection(&db).await, NO_TENANT_NOTHING_VISIBLE);
+        }
 
-        for key_hash in [expired, vec![3u8; 32]] {
-            let read = read_all_files_as(&db, Caller::Session(Credential::new(key_hash))).await;
+        let named_elsewhere = Credential::new(Some(crate::domain::OrgId::new()), live);
+        for key in [Credential::new(Some(a.org_id), expired), Credential::new(None, vec![3u8; 32]), named_elsewhere] {
+            let read = read_all_files_as(&db, Caller::Session(key)).await;
             assert!(matches!(read, Err(DbError::Unauthenticated)), "{read:?}");
             assert_eq!(left_on_the_connection(&db).await, NO_TENANT_NOTHING_VISIBLE);
         }
@@ -210,12 +215,13 @@ mod tests {
         };
         assert_eq!(last_used(&db).await, None);
 
-        let (orgs, who) = read_all_files_as(&db, Caller::Token(Credential::new(token_hash.clone()))).await.unwrap();
+        let (orgs, who) =
+            read_all_files_as(&db, Caller::Token(Credential::new(Some(a.org_id), token_hash.clone()))).await.unwrap();
         assert_eq!(orgs, [*a.org_id.as_uuid()]);
         assert_eq!(who, a);
         assert!(last_used(&db).await.is_some(), "the stamp commits with the read");
 
-        let caller = Caller::Token(Credential::new(token_hash.clone()));
+        let caller = Caller::Token(Credential::new(Some(a.org_id), token_hash.clone()));
         let update = "update app.files set filename = 'never kept' returning id";
         let write = db.read_as(&caller, Plans::Generic, |tx| async { tx.query(update, &[]).await }).await;
         let code = write.err().and_then(|e| match e {
@@ -227,7 +233,7 @@ mod tests {
         assert_eq!(file.file.filename, "a.txt");
 
         assert!(tokens::revoke(db.write(&a).await.unwrap(), token_id).await.unwrap());
-        let read = read_all_files_as(&db, Caller::Token(Credential::new(token_hash))).await;
+        let read = read_all_files_as(&db, Caller::Token(Credential::new(Some(a.org_id), token_hash))).await;
         assert!(matches!(read, Err(DbError::Unauthenticated)), "{read:?}");
     }
 

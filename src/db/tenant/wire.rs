@@ -134,7 +134,7 @@ impl Bound {
         let read_only = if self.read_only { "on" } else { "off" };
         let params: &[&dyn Param] = match &self.context {
             Context::Known { ids: [org, user] } => &[org, user, &plans, &read_only],
-            Context::Credential { hash, .. } => &[hash, &plans, &read_only],
+            Context::Credential { hash, org, .. } => &[hash, &plans, &read_only, org],
         };
         let rows = match &self.framing {
             Framing::Prepared { set_context, .. } => self.conn().query(set_context, &param::untyped(params)).await?,

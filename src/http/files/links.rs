@@ -96,7 +96,7 @@ pub(super) async fn create_link(
             format!("expires_in_seconds must be 1 to {MAX_EXPIRY_SECONDS} (7 days)"),
         ));
     }
-    let (secret, digest) = token::new_secret("tfs_");
+    let (secret, digest) = token::new_secret("tfs_", authed.ctx.org_id);
     let expires_at = Utc::now() + Duration::seconds(i64::from(expires_in));
     let tx = state.db.begin(&authed.ctx).await?;
     ensure_may_change(&tx, &authed, &[id]).await?;

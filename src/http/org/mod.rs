@@ -206,7 +206,7 @@ async fn create_invitation(state: web::Data<AppState>, authed: Authed, body: web
     if role == Role::Owner && authed.role != Role::Owner {
         return Err(ApiError::Forbidden("only owners invite owners"));
     }
-    let (invitation_token, digest) = token::new_secret("tfi_");
+    let (invitation_token, digest) = token::new_secret("tfi_", authed.ctx.org_id);
     let id = InvitationId::new();
     let expires_at = Utc::now() + Duration::days(INVITATION_VALIDITY_DAYS);
 
