@@ -45,13 +45,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
             app.run_until_stopped().await?;
             Ok(())
         }
-        mode @ (Mode::RlsAudit | Mode::ShardAudit) => {
+        Mode::RlsAudit => {
             let target = config.audit.audit_database_url.as_ref().unwrap_or(&config.database.migration_database_url);
             let (app_role, definer_role) = (&config.audit.audit_app_role, &config.audit.audit_definer_role);
-            let (report, name) = match mode {
-                Mode::ShardAudit => (rls_audit::shard_readiness(target, app_role, definer_role).await?, "shard-audit"),
-                _ => (rls_audit::run(target, app_role, definer_role).await?, "rls-audit"),
-            };
+            let report = rls_audit::run(target, app_role, definer_role).await?;
             match config.audit.format {
                 OutputFormat::Text => print!("{}", report.to_text()),
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -59,7 +56,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             if report.passed() {
                 Ok(())
             } else {
-                Err(anyhow::anyhow!("{name} found {} problem(s)", report.findings.len()))
+                Err(anyhow::anyhow!("rls-audit found {} problem(s)", report.findings.len()))
             }
         }
         Mode::RlsExplain => {

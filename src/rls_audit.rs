@@ -39,12 +39,10 @@ pub const CHECKS: &[Check] = &[
     check!("bypassrls_roles", "12_bypassrls_roles.sql"),
     check!("permissive_per_role", "13_permissive_per_role.sql"),
     check!("setting_in_own_subselect", "14_setting_in_own_subselect.sql"),
+    // What distributing the tenant tables by organization would break (#28, docs/scaling.md
+    // "Beyond one database").
+    check!("shard_key", "15_shard_key.sql"),
 ];
-
-/// What distributing the tenant tables by organization would break (`--mode shard-audit`,
-/// #28): a check of its own, not part of [`CHECKS`], while today's schema still has findings
-/// (docs/scaling.md, "Beyond one database").
-pub const SHARD_CHECKS: &[Check] = &[check!("shard_key", "shard/01_shard_key.sql")];
 
 /// The objects every report lists, found or not, so a clean object visibly PASSes.
 const AUDITED_OBJECTS: &str = r#"
@@ -123,26 +121,8 @@ fn as_statement(sql: &str) -> String {
         .to_owned()
 }
 
-/// Runs every isolation check ([`CHECKS`]) against the database `config` points at.
+/// Runs every check ([`CHECKS`]) against the database `config` points at.
 pub async fn run(config: &tokio_postgres::Config, app_role: &str, definer_role: &str) -> anyhow::Result<Report> {
-    run_checks(config, app_role, definer_role, CHECKS).await
-}
-
-/// Runs the shard-readiness checks ([`SHARD_CHECKS`]) against the database `config` points at.
-pub async fn shard_readiness(
-    config: &tokio_postgres::Config,
-    app_role: &str,
-    definer_role: &str,
-) -> anyhow::Result<Report> {
-    run_checks(config, app_role, definer_role, SHARD_CHECKS).await
-}
-
-async fn run_checks(
-    config: &tokio_postgres::Config,
-    app_role: &str,
-    definer_role: &str,
-    checks: &'static [Check],
-) -> anyhow::Result<Report> {
     let (client, connection) = config.connect(NoTls).await.context("cannot connect to the audited database")?;
     let connection = tokio::spawn(connection);
     // Read-only on purpose: the audit must never change what it inspects.
@@ -150,7 +130,7 @@ async fn run_checks(
 
     let mut findings = Vec::new();
     let roles: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&app_role, &definer_role];
-    for check in checks {
+    for check in CHECKS {
         let failed = || format!("audit check {} ({}) failed to run", check.name, check.file);
         // A check that names no role takes no parameter.
         let statement = client.prepare(&as_statement(check.sql)).await.with_context(failed)?;
@@ -167,7 +147,7 @@ async fn run_checks(
         .collect::<Result<_, _>>()?;
     drop(client);
     let _ = connection.await;
-    Ok(Report { checks: checks.iter().map(|check| check.name).collect(), objects, findings })
+    Ok(Report { checks: CHECKS.iter().map(|check| check.name).collect(), objects, findings })
 }
 
 #[cfg(test)]
@@ -190,6 +170,5 @@ mod tests {
                 .count()
         };
         assert_eq!(files("audit"), CHECKS.len());
-        assert_eq!(files("audit/shard"), SHARD_CHECKS.len());
     }
 }

@@ -307,7 +307,8 @@ begin
   return query
   select u.id, u.organization_id, u.password_hash, u.role, u.is_active, attempts <= p_max_attempts
     from (values (1)) as one (x)
-    left join app.users u on lower(u.email) = lower(p_email);
+    left join app.user_emails e on e.email_key = lower(p_email)
+    left join app.users u on u.organization_id = e.organization_id and u.id = e.user_id;
 end
 $function$
 
@@ -324,10 +325,10 @@ begin
     delete from app.login_attempts where email_key = lower(p_email);
   end if;
   insert into app.audit_log (organization_id, actor_user_id, action, target_type, target_id, request_id)
-  select u.organization_id, case when p_success then u.id end,
-         case when p_success then 'login_succeeded' else 'login_failed' end, 'user', u.id, p_request_id
-    from app.users u
-   where lower(u.email) = lower(p_email);
+  select e.organization_id, case when p_success then e.user_id end,
+         case when p_success then 'login_succeeded' else 'login_failed' end, 'user', e.user_id, p_request_id
+    from app.user_emails e
+   where e.email_key = lower(p_email);
 end
 $function$
 
@@ -341,6 +342,19 @@ CREATE OR REPLACE FUNCTION app.name_suffixes(p_name text)
 AS $function$
   select array_agg(distinct left(lower(substr(p_name, i)), 24) collate "C")
     from generate_series(1, length(p_name)) i
+$function$
+
+
+-- app.organizations_enter_directory()  owner=tenant_files_owner  security=invoker  search_path=pg_catalog, pg_temp  execute=tenant_files_owner
+CREATE OR REPLACE FUNCTION app.organizations_enter_directory()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  insert into app.organization_names (name_key, organization_id) values (lower(new.name), new.id);
+  return null;
+end
 $function$
 
 
@@ -739,6 +753,19 @@ begin
   delete from app.tus_uploads t
    where t.organization_id = new.organization_id and t.created_by = new.id and t.file_id is null;
   delete from app.upload_reservations r where r.organization_id = new.organization_id and r.user_id = new.id;
+  return null;
+end
+$function$
+
+
+-- app.users_enter_directory()  owner=tenant_files_owner  security=invoker  search_path=pg_catalog, pg_temp  execute=tenant_files_owner
+CREATE OR REPLACE FUNCTION app.users_enter_directory()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  insert into app.user_emails (email_key, organization_id, user_id) values (lower(new.email), new.organization_id, new.id);
   return null;
 end
 $function$

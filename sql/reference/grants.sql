@@ -40,12 +40,14 @@ tenant_files_app: insert on table app.audit_log
 tenant_files_app: insert on table app.file_name_suffixes
 tenant_files_app: insert on table app.files
 tenant_files_app: insert on table app.invitations
+tenant_files_app: insert on table app.organization_names
 tenant_files_app: insert on table app.organizations
 tenant_files_app: insert on table app.outbox
 tenant_files_app: insert on table app.purge_queue
 tenant_files_app: insert on table app.share_links
 tenant_files_app: insert on table app.tus_uploads
 tenant_files_app: insert on table app.upload_reservations
+tenant_files_app: insert on table app.user_emails
 tenant_files_app: insert on table app.users
 tenant_files_app: select on table app.api_tokens
 tenant_files_app: select on table app.audit_log
@@ -92,6 +94,7 @@ tenant_files_definer: insert on table app.budget_refusals
 tenant_files_definer: insert on table app.login_attempts
 tenant_files_definer: insert on table app.outbox
 tenant_files_definer: insert on table app.sessions
+tenant_files_definer: insert on table app.user_emails
 tenant_files_definer: insert on table app.users
 tenant_files_definer: select on table app.api_tokens
 tenant_files_definer: select on table app.budget_refusals
@@ -105,6 +108,7 @@ tenant_files_definer: select on table app.sessions
 tenant_files_definer: select on table app.share_links
 tenant_files_definer: select on table app.tus_uploads
 tenant_files_definer: select on table app.upload_reservations
+tenant_files_definer: select on table app.user_emails
 tenant_files_definer: select on table app.users
 tenant_files_definer: update on column app.api_tokens.last_used_at
 tenant_files_definer: update on column app.budget_refusals.last_refused_at

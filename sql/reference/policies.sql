@@ -100,6 +100,13 @@ create policy registry on app.login_attempts
   using ((CURRENT_USER = 'tenant_files_definer'::name))
   with check ((CURRENT_USER = 'tenant_files_definer'::name));
 
+create policy tenant_isolation on app.organization_names
+  as permissive for all to tenant_files_app, tenant_files_owner
+  using ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))))
+  with check ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))));
+
 create policy registry on app.organizations
   as permissive for all to tenant_files_definer
   using ((CURRENT_USER = 'tenant_files_definer'::name))
@@ -211,6 +218,18 @@ create policy registry on app.upload_reservations
   with check ((CURRENT_USER = 'tenant_files_definer'::name));
 
 create policy tenant_isolation on app.upload_reservations
+  as permissive for all to tenant_files_app, tenant_files_owner
+  using ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))))
+  with check ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))));
+
+create policy registry on app.user_emails
+  as permissive for all to tenant_files_definer
+  using ((CURRENT_USER = 'tenant_files_definer'::name))
+  with check ((CURRENT_USER = 'tenant_files_definer'::name));
+
+create policy tenant_isolation on app.user_emails
   as permissive for all to tenant_files_app, tenant_files_owner
   using ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
    FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))))

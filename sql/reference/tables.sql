@@ -8,6 +8,7 @@ app.file_name_suffixes  owner=tenant_files_owner  rls=enabled  forced=yes
 app.files  owner=tenant_files_owner  rls=enabled  forced=yes
 app.invitations  owner=tenant_files_owner  rls=enabled  forced=yes
 app.login_attempts  owner=tenant_files_owner  rls=enabled  forced=yes
+app.organization_names  owner=tenant_files_owner  rls=enabled  forced=yes
 app.organizations  owner=tenant_files_owner  rls=enabled  forced=yes
 app.outbox  owner=tenant_files_owner  rls=enabled  forced=yes
 app.purge_queue  owner=tenant_files_owner  rls=enabled  forced=yes
@@ -15,4 +16,5 @@ app.sessions  owner=tenant_files_owner  rls=enabled  forced=yes
 app.share_links  owner=tenant_files_owner  rls=enabled  forced=yes
 app.tus_uploads  owner=tenant_files_owner  rls=enabled  forced=yes
 app.upload_reservations  owner=tenant_files_owner  rls=enabled  forced=yes
+app.user_emails  owner=tenant_files_owner  rls=enabled  forced=yes
 app.users  owner=tenant_files_owner  rls=enabled  forced=yes

@@ -11,6 +11,7 @@ CREATE TRIGGER files_track_usage_update AFTER UPDATE ON app.files REFERENCING OL
 CREATE TRIGGER files_updated_at BEFORE UPDATE ON app.files FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
 CREATE TRIGGER invitations_updated_at BEFORE UPDATE ON app.invitations FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
 CREATE TRIGGER login_attempts_updated_at BEFORE UPDATE ON app.login_attempts FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
+CREATE TRIGGER organizations_enter_directory AFTER INSERT ON app.organizations FOR EACH ROW EXECUTE FUNCTION app.organizations_enter_directory();
 CREATE TRIGGER organizations_updated_at BEFORE UPDATE ON app.organizations FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
 CREATE TRIGGER outbox_updated_at BEFORE UPDATE ON app.outbox FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
 CREATE TRIGGER purge_queue_updated_at BEFORE UPDATE ON app.purge_queue FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
@@ -22,5 +23,6 @@ CREATE TRIGGER upload_reservations_track AFTER INSERT OR DELETE OR UPDATE OF rec
 CREATE TRIGGER upload_reservations_updated_at BEFORE UPDATE ON app.upload_reservations FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
 CREATE TRIGGER users_end_sessions AFTER UPDATE OF is_active ON app.users FOR EACH ROW EXECUTE FUNCTION app.users_end_sessions();
 CREATE TRIGGER users_end_uploads AFTER UPDATE OF is_active ON app.users FOR EACH ROW WHEN ((old.is_active AND (NOT new.is_active))) EXECUTE FUNCTION app.users_end_uploads();
+CREATE TRIGGER users_enter_directory AFTER INSERT ON app.users FOR EACH ROW EXECUTE FUNCTION app.users_enter_directory();
 CREATE TRIGGER users_guard_changes BEFORE UPDATE OF role, is_active ON app.users FOR EACH ROW EXECUTE FUNCTION app.users_guard_changes();
 CREATE TRIGGER users_updated_at BEFORE UPDATE ON app.users FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();

@@ -35,11 +35,9 @@ pub enum Mode {
     All,
     /// Apply the database migrations as the owner role, then exit.
     Migrate,
-    /// Check the live catalog for isolation weaknesses (sql/audit); exit 1 on any finding.
+    /// Check the live catalog for isolation weaknesses and for what distributing the tenant
+    /// tables by organization would break (sql/audit); exit 1 on any finding.
     RlsAudit,
-    /// Check the live catalog for what distributing the tenant tables by organization would
-    /// break (sql/audit/shard); exit 1 on any finding.
-    ShardAudit,
     /// Explain one user's access to a table (and a row): which policies apply to each command,
     /// their predicate, and whether the row is allowed and why (`--user`, `--table`, `--row`).
     RlsExplain,

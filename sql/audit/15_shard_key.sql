@@ -8,12 +8,21 @@
 --   * every foreign key between tenant tables carries it on both sides (so both rows are on
 --     the same shard, co-located);
 --   * a tenant table references no table without it, except the reference tables listed below
---     (replicated to every node), and no table without it references a tenant table.
+--     (replicated to every node), and no table without it references a tenant table;
+--   * the directory tables listed below (a name unique across the service → its organization)
+--     are keyed by their name and take part in no foreign key.
 -- Empty when the schema is ready. docs/scaling.md, "Beyond one database", says what each
 -- finding on today's schema would become.
 with reference_tables (relid) as (
   -- Tables every node would hold a copy of. None yet.
   select null::oid where false
+),
+directory_tables (relid) as (
+  -- Tables that route a name unique across the service to its organization (V27), distributed
+  -- by that name (a co-location group of their own) or kept as reference tables: their key is
+  -- the name, and they take part in no foreign key.
+  select c.oid from pg_class c
+   where c.oid in (to_regclass('app.user_emails'), to_regclass('app.organization_names'))
 ),
 tables as (
   select c.oid as relid, format('table %I.%I', n.nspname, c.relname) as object,
@@ -45,6 +54,7 @@ findings (object, reason) as (
     join pg_class ic on ic.oid = i.indexrelid
    where t.shard_key is not null
      and not (t.shard_key = any (i.indkey::int2[]))
+     and t.relid not in (select relid from directory_tables)
   union all
   select t.object,
          case when r.shard_key is null and t.shard_key is not null
@@ -62,9 +72,20 @@ findings (object, reason) as (
    where con.contype = 'f'
      and (t.shard_key is not null or r.shard_key is not null)
      and r.relid not in (select relid from reference_tables)
+     and t.relid not in (select relid from directory_tables)
+     and r.relid not in (select relid from directory_tables)
      and not exists (
        select from generate_subscripts(con.conkey, 1) as k
         where con.conkey[k] = t.shard_key and con.confkey[k] = r.shard_key)
+  union all
+  select t.object,
+         format('foreign key %I joins directory table %s to %s: a directory is distributed by its own key, so it can reference, or be referenced by, no table distributed by organization',
+                con.conname, d.object, case when d.relid = t.relid then r.object else t.object end)
+    from pg_constraint con
+    join tables t on t.relid = con.conrelid
+    join tables r on r.relid = con.confrelid
+    join tables d on d.relid in (t.relid, r.relid) and d.relid in (select relid from directory_tables)
+   where con.contype = 'f'
 )
 select 'shard_key' as check_name, object, reason
   from findings
