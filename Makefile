@@ -7,7 +7,7 @@ DEV := scripts/dev-services.sh
 # Owner-role URL of the dev cluster's maintenance database (tests create one database each).
 PG_ADMIN_URL ?= postgres://tenant_files_owner@127.0.0.1:54329/postgres
 
-.PHONY: run test test-partitioned test-tools fuzz bench bench-curves bench-worker bench-fairness bench-tails bench-uploads bench-abuse bench-listing bench-scaling profile stop services migrate lint lint-rls schema-reference clean-test-dbs
+.PHONY: run test test-partitioned test-tools fuzz bench bench-curves bench-worker bench-fairness bench-tails bench-uploads bench-abuse bench-listing bench-scaling bench-partitioning profile stop services migrate lint lint-rls schema-reference clean-test-dbs
 
 ## Start PostgreSQL + RabbitMQ, migrate, then serve the API on 127.0.0.1:5000 and run the worker.
 run: migrate
@@ -103,6 +103,12 @@ bench-listing:
 ## (release build; see docs/scaling.md).
 bench-scaling:
 	bench/scaling.sh
+
+## Hash partitions by organization, or none: table and index size, VACUUM after deletes, a
+## tenant's detail + page under generic plans, at 10,000 organizations (PostgreSQL alone;
+## BENCH_PARTITIONS, BENCH_ORGS, BENCH_FILES_PER_ORG; docs/scaling.md).
+bench-partitioning:
+	bench/partitioning.sh
 
 ## Where the CPU goes per benchmarked request, with perf (root; see docs/performance.md).
 profile:
