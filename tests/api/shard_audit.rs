@@ -104,3 +104,27 @@ async fn each_kind_of_gap_is_reported_as_exactly_that_finding() {
         assert_eq!(short(&added), expected.iter().map(|e| (*e).to_owned()).collect(), "{gap}: {added:?}");
     }
 }
+
+/// docs/scaling.md says, for every function of the audited registry, what it reads across
+/// organizations and how it runs once the tables are distributed (a function added to the
+/// registry without its line there fails here).
+#[test]
+fn the_distribution_plan_covers_every_registry_function() {
+    let sql = include_str!("../../sql/audit/08_definer_functions.sql");
+    let registered: BTreeSet<String> = sql
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("('app.").map(|rest| rest.split('(').next().unwrap().to_owned()))
+        .collect();
+    let docs = include_str!("../../docs/scaling.md");
+    let plan = docs.split("**What the definer registry becomes**").nth(1).expect("the plan's registry table");
+    let table: Vec<&str> = plan
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with('|'))
+        .take_while(|l| l.trim_start().starts_with('|'))
+        .collect();
+    let first_column = |row: &&str| row.trim_start().trim_start_matches('|').split('|').next().unwrap_or("").to_owned();
+    let documented: String = table.iter().map(first_column).collect();
+    let missing: Vec<&String> = registered.iter().filter(|name| !documented.contains(&format!("`{name}`"))).collect();
+    assert!(!registered.is_empty());
+    assert!(missing.is_empty(), "not in docs/scaling.md's registry table: {missing:?}");
+}
