@@ -236,6 +236,11 @@ impl From<DbError> for ApiError {
                     message: "this upload would exceed the organization's storage quota".into(),
                 },
                 "organizations_uploads_in_flight" => ApiError::TooManyUploads,
+                "organizations_max_file_bytes" => ApiError::TooLarge {
+                    code: "file_too_large",
+                    message: "the file is larger than this organization accepts (max_file_bytes in GET /api/org)"
+                        .into(),
+                },
                 "files_deleted_are_final" => ApiError::NotFound,
                 "users_no_self_change" => {
                     ApiError::Forbidden("nobody changes their own role or deactivates themselves")

@@ -1,6 +1,6 @@
 -- The role the service connects as: LOGIN, not superuser, no BYPASSRLS, CREATEROLE or CREATEDB,
 -- owns nothing, is a member of no role (so it can SET ROLE to none), and holds no privilege on
--- a schema, table, column or sequence beyond the explicit grants listed here (migrations V1-V3, V9, V11, V13, V18, V19, V23, V27).
+-- a schema, table, column or sequence beyond the explicit grants listed here (migrations V1-V3, V9, V11, V13, V18, V19, V23, V27, V28).
 \if :{?app_role} \else \set app_role tenant_files_app \endif
 \if :{?definer_role} \else \set definer_role tenant_files_definer \endif
 with params as (select :'app_role'::name as app_role, :'definer_role'::name as definer_role),
@@ -8,6 +8,7 @@ app as (select r.* from pg_roles r, params where r.rolname = params.app_role),
 expected (object, privilege) as (values
   ('schema app', 'USAGE'),
   ('table app.organizations', 'SELECT'), ('table app.organizations', 'INSERT'),
+  ('column app.organizations.max_file_bytes', 'UPDATE'), ('column app.organizations.allowed_types', 'UPDATE'),
   ('table app.users', 'SELECT'), ('table app.users', 'INSERT'),
   ('column app.users.role', 'UPDATE'), ('column app.users.is_active', 'UPDATE'),
   ('table app.files', 'SELECT'), ('table app.files', 'INSERT'),

@@ -695,6 +695,7 @@ declare
   takes_slot boolean := tg_op <> 'DELETE' and new.receiving_until > now()
                         and (tg_op = 'INSERT' or old.receiving_until is null or old.receiving_until <= now());
   over_quota boolean;
+  largest bigint;
   receiving integer;
   slots integer;
 begin
@@ -702,8 +703,13 @@ begin
     update app.organizations o
        set storage_reserved_bytes = storage_reserved_bytes + added_bytes
      where o.id = org
-    returning added_bytes > 0 and o.storage_used_bytes + o.storage_reserved_bytes > o.storage_quota_mb * 1048576
-         into over_quota;
+    returning added_bytes > 0 and o.storage_used_bytes + o.storage_reserved_bytes > o.storage_quota_mb * 1048576,
+              o.max_file_bytes
+         into over_quota, largest;
+    if tg_op = 'INSERT' and new.bytes > largest then
+      raise exception 'the upload is larger than the organization accepts'
+        using errcode = 'check_violation', constraint = 'organizations_max_file_bytes';
+    end if;
     if over_quota then
       raise exception 'the reservation would exceed the organization''s storage quota'
         using errcode = 'check_violation', constraint = 'organizations_within_quota';

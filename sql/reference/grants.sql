@@ -67,6 +67,8 @@ tenant_files_app: update on column app.files.filename
 tenant_files_app: update on column app.files.mime_type
 tenant_files_app: update on column app.files.processed_at
 tenant_files_app: update on column app.files.status
+tenant_files_app: update on column app.organizations.allowed_types
+tenant_files_app: update on column app.organizations.max_file_bytes
 tenant_files_app: update on column app.share_links.revoked_at
 tenant_files_app: update on column app.tus_uploads.chunks
 tenant_files_app: update on column app.tus_uploads.expires_at

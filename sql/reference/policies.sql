@@ -107,6 +107,11 @@ create policy tenant_isolation on app.organization_names
   with check ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
    FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))));
 
+create policy organizations_changed_by_managers on app.organizations
+  as restrictive for update to tenant_files_app
+  using ((( SELECT app.current_member_role() AS current_member_role) = ANY (ARRAY['owner'::text, 'admin'::text])))
+  with check ((( SELECT app.current_member_role() AS current_member_role) = ANY (ARRAY['owner'::text, 'admin'::text])));
+
 create policy registry on app.organizations
   as permissive for all to tenant_files_definer
   using ((CURRENT_USER = 'tenant_files_definer'::name))

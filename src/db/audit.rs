@@ -24,6 +24,7 @@ pub enum Action {
     TokenRevoked,
     ShareLinkCreated,
     ShareLinkRevoked,
+    UploadRulesChanged,
 }
 
 impl Action {
@@ -42,6 +43,7 @@ impl Action {
             Action::TokenRevoked => "token_revoked",
             Action::ShareLinkCreated => "share_link_created",
             Action::ShareLinkRevoked => "share_link_revoked",
+            Action::UploadRulesChanged => "upload_rules_changed",
         }
     }
 }

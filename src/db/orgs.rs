@@ -25,6 +25,9 @@ pub struct OrgRow {
     pub storage_quota_mb: i64,
     pub storage_used_bytes: i64,
     pub member_count: i64,
+    /// The organization's own upload rules (V28): the largest file, the MIME patterns accepted.
+    pub max_file_bytes: Option<i64>,
+    pub allowed_types: Option<Vec<String>>,
 }
 
 /// The caller's organization with its active member count.
@@ -34,7 +37,7 @@ pub async fn find_current(tx: impl TenantRead) -> Result<Option<OrgRow>, DbError
         .query_opt(
             concat!(
                 r#"
-            select o.id, o.name, o.storage_quota_mb, o.storage_used_bytes,
+            select o.id, o.name, o.storage_quota_mb, o.storage_used_bytes, o.max_file_bytes, o.allowed_types,
                    (select count(*) from app.users u where u.organization_id = o.id and u.is_active) as member_count
               from app.organizations o
              where o.id = "#,
@@ -52,9 +55,46 @@ pub async fn find_current(tx: impl TenantRead) -> Result<Option<OrgRow>, DbError
             storage_quota_mb: decode(row.try_get("storage_quota_mb"))?,
             storage_used_bytes: decode(row.try_get("storage_used_bytes"))?,
             member_count: decode(row.try_get("member_count"))?,
+            max_file_bytes: decode(row.try_get("max_file_bytes"))?,
+            allowed_types: decode(row.try_get("allowed_types"))?,
         })
     })
     .transpose()
+}
+
+/// A change to the organization's upload rules: each `Some` replaces that rule (`Some(None)`
+/// removes it), each `None` leaves it as it is.
+pub struct RulesChange {
+    pub max_file_bytes: Option<Option<i64>>,
+    pub allowed_types: Option<Option<Vec<String>>>,
+}
+
+/// Applies `change` to the caller's organization; `false` when the database refused (only an
+/// owner or admin may: the `organizations_changed_by_managers` policy).
+#[tracing::instrument(name = "db.orgs.change_rules", skip_all)]
+pub async fn change_rules(tx: impl TenantWrite, change: &RulesChange) -> Result<bool, DbError> {
+    let row = tx
+        .query_opt(
+            concat!(
+                r#"
+            update app.organizations o
+               set max_file_bytes = case when $1 then $2 else o.max_file_bytes end,
+                   allowed_types = case when $3 then $4 else o.allowed_types end
+             where o.id = "#,
+                tenant_org!(),
+                r#"
+            returning o.id
+            "#
+            ),
+            &[
+                &change.max_file_bytes.is_some(),
+                &change.max_file_bytes.flatten(),
+                &change.allowed_types.is_some(),
+                &change.allowed_types.clone().flatten(),
+            ],
+        )
+        .await?;
+    Ok(row.is_some())
 }
 
 /// What the caller's organization uses of what it shares with the others (`GET /api/org/usage`).

@@ -58,6 +58,7 @@ sql_types! {
     Vec<uuid::Uuid> => Type::UUID_ARRAY,
     &[uuid::Uuid] => Type::UUID_ARRAY,
     Vec<&str> => Type::TEXT_ARRAY,
+    Vec<String> => Type::TEXT_ARRAY,
     Vec<i64> => Type::INT8_ARRAY,
     Vec<Option<&str>> => Type::TEXT_ARRAY,
     DateTime<Utc> => Type::TIMESTAMPTZ,

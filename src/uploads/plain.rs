@@ -26,6 +26,10 @@ use crate::{
     storage::{StorageError, MAX_HELD_BYTES},
 };
 
+/// What a multipart request carries besides the file's bytes, at most, for the early refusal:
+/// boundaries, the part's headers and a few small fields (each other field may be 64 KiB).
+const ENVELOPE_BYTES: u64 = 64 * 1024;
+
 impl Uploads {
     /// Stores `body` as the file `filename` and records it (the file row, its validation job
     /// and the audit entry, with the release of its reservation), within the upload timeout.
@@ -45,15 +49,24 @@ impl Uploads {
         E: std::fmt::Display,
     {
         let file_id = FileId::new();
-        let limit = self.limits.max_file_bytes;
-        let bytes = declared.map_or(limit, |length| length.min(limit));
+        let service_limit = self.limits.max_file_bytes;
+        let bytes = declared.map_or(service_limit, |length| length.min(service_limit));
         let deadline = self.limits.upload_timeout.as_secs();
         let slot = 2 * self.limits.idle_timeout;
-        let reservation = match Reservation::take(&self.db, uploader.ctx, file_id, bytes, deadline, slot).await {
-            Ok(reservation) => reservation,
-            Err(err) => return Err(drained(body, limit, err.into()).await),
-        };
-        let stored = self.store_file(uploader, file_id, filename, body, bytes).await;
+        let (reservation, org_limit) =
+            match Reservation::take(&self.db, uploader.ctx, file_id, bytes, deadline, slot).await {
+                Ok(taken) => taken,
+                Err(err) => return Err(drained(body, service_limit, err.into()).await),
+            };
+        // The organization's own limit (V28), if lower; a request that says it is longer than
+        // that by more than a multipart envelope is refused before its first byte is read.
+        let limit = org_limit.map_or(service_limit, |org| org.min(service_limit));
+        if declared.is_some_and(|length| length > limit.saturating_add(ENVELOPE_BYTES)) {
+            reservation.finish(false).await;
+            let too_large = StorageError::TooLarge { limit_bytes: limit }.into();
+            return Err(drained(body, limit, too_large).await);
+        }
+        let stored = self.store_file(uploader, file_id, filename, body, bytes.min(limit), limit).await;
         reservation.finish(stored.is_ok()).await;
         stored.map(|()| file_id)
     }
@@ -65,12 +78,12 @@ impl Uploads {
         filename: &Filename,
         body: &mut S,
         at_most: u64,
+        limit: u64,
     ) -> Result<(), ApiError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let limit = self.limits.max_file_bytes;
         let went_quiet = Arc::new(AtomicBool::new(false));
         let watched = quiet_ends(&mut *body, self.limits.idle_timeout, went_quiet.clone());
         // What the store will hold of this body, taken before its first byte is read (a body
@@ -157,6 +170,7 @@ struct Reservation {
 }
 
 impl Reservation {
+    /// Also returns the organization's largest file, if it set one (read with the reservation).
     async fn take(
         db: &Db,
         ctx: TenantCtx,
@@ -164,11 +178,12 @@ impl Reservation {
         bytes: u64,
         deadline_seconds: u64,
         slot: Duration,
-    ) -> Result<Self, DbError> {
+    ) -> Result<(Self, Option<u64>), DbError> {
         let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
         let deadline = i64::try_from(deadline_seconds).unwrap_or(i64::MAX);
         let seconds = slot.as_secs_f64();
-        db::uploads::reserve(db.write(&ctx).await?, file_id, bytes, deadline, Some(seconds)).await?;
+        let size = db::uploads::Size::AtMost(bytes);
+        let org_limit = db::uploads::reserve(db.write(&ctx).await?, file_id, size, deadline, Some(seconds)).await?;
         let stop = CancellationToken::new();
         let renewing = stop.clone().drop_guard();
         let renewer = db.clone();
@@ -187,7 +202,8 @@ impl Reservation {
                 }
             }
         });
-        Ok(Self { db: db.clone(), ctx, file_id, held: true, _renewing: renewing })
+        let org_limit = org_limit.map(|bytes| u64::try_from(bytes).unwrap_or(0));
+        Ok((Self { db: db.clone(), ctx, file_id, held: true, _renewing: renewing }, org_limit))
     }
 
     /// `committed`: the file row was committed together with [`release`], nothing is left to

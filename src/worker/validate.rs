@@ -2,7 +2,7 @@
 
 use crate::{
     db::files::{PendingFile, Validation},
-    domain::{FileId, FileStatus},
+    domain::{FileId, FileStatus, MimePattern},
     storage::Inspection,
 };
 
@@ -33,7 +33,8 @@ impl Verdict {
 /// - a name without extension, or content we cannot recognize under an extension we cannot
 ///   check (txt, csv, …), passes.
 ///
-/// The recorded MIME type is the sniffed one, else the extension's, else octet-stream.
+/// The recorded MIME type is the sniffed one, else the extension's, else octet-stream; when the
+/// organization lists the types it accepts (V28), that type must match one of them.
 pub fn judge(record: &PendingFile, found: &Inspection) -> Verdict {
     let failed = |reason: String| Verdict::Failed { reason };
     if i64::try_from(found.size).ok() != Some(record.size) {
@@ -60,6 +61,16 @@ pub fn judge(record: &PendingFile, found: &Inspection) -> Verdict {
         .map(|k| k.mime_type().to_owned())
         .or_else(|| extension.as_deref().and_then(|ext| named_types(ext).into_iter().next()))
         .unwrap_or_else(|| "application/octet-stream".to_owned());
+    if let Some(allowed) = &record.allowed_types {
+        // Patterns the database holds were parsed on the way in; one it cannot parse accepts nothing.
+        let accepted = allowed.iter().filter_map(|p| MimePattern::parse(p).ok()).any(|p| p.matches(&mime_type));
+        if !accepted {
+            return failed(format!(
+                "the content is {mime_type}, which this organization does not accept (allowed: {})",
+                allowed.join(", ")
+            ));
+        }
+    }
     Verdict::Ready { mime_type }
 }
 
@@ -79,12 +90,17 @@ mod tests {
     const JPEG: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F', 0];
 
     fn case(filename: &str, bytes: &[u8]) -> Verdict {
+        allowing(filename, bytes, None)
+    }
+
+    fn allowing(filename: &str, bytes: &[u8], allowed_types: Option<&[&str]>) -> Verdict {
         let sha256 = hex::encode(Sha256::digest(bytes));
         let record = PendingFile {
             filename: filename.into(),
             size: bytes.len() as i64,
             sha256: sha256.clone(),
             org_within_quota: true,
+            allowed_types: allowed_types.map(|types| types.iter().map(|t| (*t).to_owned()).collect()),
         };
         judge(&record, &Inspection { size: bytes.len() as u64, sha256, head: bytes.to_vec() })
     }
@@ -119,10 +135,35 @@ mod tests {
 
     #[test]
     fn size_or_hash_differences_fail_first() {
-        let record = PendingFile { filename: "a.txt".into(), size: 5, sha256: "0".repeat(64), org_within_quota: true };
+        let record = PendingFile {
+            filename: "a.txt".into(),
+            size: 5,
+            sha256: "0".repeat(64),
+            org_within_quota: true,
+            allowed_types: None,
+        };
         let shorter = Inspection { size: 4, sha256: "0".repeat(64), head: b"abcd".to_vec() };
         assert!(matches!(judge(&record, &shorter), Verdict::Failed { reason } if reason.contains("4 bytes")));
         let changed = Inspection { size: 5, sha256: "1".repeat(64), head: b"abcde".to_vec() };
         assert!(matches!(judge(&record, &changed), Verdict::Failed { reason } if reason.contains("sha256")));
+    }
+
+    #[test]
+    fn a_type_the_organization_does_not_accept_fails_by_its_content_not_its_name() {
+        let images: &[&str] = &["image/*"];
+        assert_eq!(allowing("logo.png", PNG, Some(images)), ready("image/png"));
+        assert_eq!(allowing("photo", JPEG, Some(images)), ready("image/jpeg"));
+        for (name, bytes) in [("notes.txt", b"hello".as_slice()), ("Makefile", b"all:\n")] {
+            match allowing(name, bytes, Some(images)) {
+                Verdict::Failed { reason } => {
+                    assert!(reason.contains("does not accept (allowed: image/*)"), "{name}: {reason}")
+                }
+                other => panic!("{name} should fail, got {other:?}"),
+            }
+        }
+        let pdf_only: &[&str] = &["application/pdf"];
+        assert!(
+            matches!(allowing("logo.png", PNG, Some(pdf_only)), Verdict::Failed { reason } if reason.contains("image/png"))
+        );
     }
 }

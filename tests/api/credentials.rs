@@ -22,6 +22,7 @@ const SESSION_ONLY: &[&str] = &[
     "POST /api/files/{id}/links",
     "PATCH /api/org/users/{id}",
     "POST /api/org/users/{id}/reactivate",
+    "PATCH /api/org",
 ];
 
 /// Every other state-changing operation a token may perform: it changes or removes data, or
@@ -70,6 +71,7 @@ fn request(operation: &str, ids: &Ids) -> (Method, String, Option<Value>) {
         "POST /api/org/invitations" => Some(json!({ "email": random_email(), "role": "owner" })),
         "POST /api/files/{id}/links" => Some(json!({ "expires_in_seconds": 604_800 })),
         "PATCH /api/org/users/{id}" => Some(json!({ "role": "admin" })),
+        "PATCH /api/org" => Some(json!({ "allowed_types": ["*/*"] })),
         "PATCH /api/files/{id}" => Some(json!({ "filename": "renamed.txt" })),
         "POST /api/files/bulk-delete" => Some(json!({ "ids": [Uuid::new_v4()] })),
         _ => None,

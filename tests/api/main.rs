@@ -29,5 +29,6 @@ mod tus;
 mod tus_clients;
 mod tus_integrity;
 mod tus_slots;
+mod upload_rules;
 mod worker;
 mod worker_process;

@@ -32,6 +32,7 @@ const CONTRACT: &[&str] = &[
     "DELETE /api/files/{id}/links/{link_id}",
     "GET /api/shared/{secret}",
     "GET /api/org",
+    "PATCH /api/org",
     "GET /api/org/users",
     "GET /api/org/users/{id}",
     "PATCH /api/org/users/{id}",

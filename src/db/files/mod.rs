@@ -224,11 +224,13 @@ pub struct PendingFile {
     pub size: i64,
     pub sha256: String,
     pub org_within_quota: bool,
+    /// The MIME patterns the organization accepts (V28), if it says.
+    pub allowed_types: Option<Vec<String>>,
 }
 
 const FIND_PENDING: &str = concat!(
     r#"
-    select f.filename, f.file_size_bytes, f.sha256,
+    select f.filename, f.file_size_bytes, f.sha256, o.allowed_types,
            o.storage_used_bytes <= o.storage_quota_mb * 1048576 as org_within_quota
       from app.files f
       join app.organizations o on o.id = f.organization_id
@@ -260,6 +262,7 @@ pub async fn find_pending(tx: impl TenantRead, file_id: FileId) -> Result<Option
             size: decode(row.try_get("file_size_bytes"))?,
             sha256: decode(row.try_get("sha256"))?,
             org_within_quota: decode(row.try_get("org_within_quota"))?,
+            allowed_types: decode(row.try_get("allowed_types"))?,
         })
     })
     .transpose()

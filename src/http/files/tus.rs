@@ -177,7 +177,8 @@ pub(super) async fn create_upload(state: web::Data<AppState>, authed: Authed, re
     // The reservation shares the upload's id and expiry: the quota is held until the upload
     // becomes a file, is terminated, or expires (TUS_EXPIRY_SECONDS after its last byte).
     // (No slot yet: one is held only while a PATCH receives bytes.)
-    db::uploads::reserve(&tx, id, length, i64::try_from(expiry).unwrap_or(i64::MAX), None).await?;
+    db::uploads::reserve(&tx, id, db::uploads::Size::Exactly(length), i64::try_from(expiry).unwrap_or(i64::MAX), None)
+        .await?;
     let max_open = i64::from(state.config.limits.tus_max_open_uploads);
     if !db::tus::create(&tx, id, &filename, length, expires_at, max_open).await? {
         return Err(ApiError::TooManyOpenUploads);

@@ -22,13 +22,14 @@ use crate::{
         self,
         audit::{Action, AuditRow},
     },
-    domain::{AuditEntryId, Email, InvitationId, Role, UserId},
+    domain::{AuditEntryId, Email, InvitationId, MimePattern, Role, UserId},
     error::{ApiError, ErrorBody},
 };
 
 use types::{
-    AuditList, ChangeRoleRequest, CreatedInvitation, InvitationList, InvitationResponse, InviteRequest, JobUsage,
-    OrgResponse, Refused, RequestBudget, StorageUsage, UploadUsage, UsageResponse, UserList, UserResponse,
+    AuditList, ChangeRoleRequest, ChangeRulesRequest, CreatedInvitation, InvitationList, InvitationResponse,
+    InviteRequest, JobUsage, OrgResponse, Refused, RequestBudget, StorageUsage, UploadUsage, UsageResponse, UserList,
+    UserResponse,
 };
 
 const INVITATION_VALIDITY_DAYS: i64 = 7;
@@ -37,6 +38,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(
         scope("/org")
             .service(get_org)
+            .service(change_rules)
             .service(get_usage)
             .service(list_users)
             .service(get_user)
@@ -58,13 +60,49 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[tracing::instrument(skip_all)]
 async fn get_org(state: web::Data<AppState>, reader: Reader) -> ApiResult {
     let org = reader.read(&state.db, db::orgs::find_current).await?.ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(OrgResponse {
-        id: org.id,
-        name: org.name,
-        storage_quota_mb: org.storage_quota_mb,
-        storage_used_bytes: org.storage_used_bytes,
-        member_count: org.member_count,
-    }))
+    Ok(HttpResponse::Ok().json(OrgResponse::from(org)))
+}
+
+/// Change the organization's upload rules (owners and admins, from a signed-in session): the
+/// largest file it accepts (uploads declaring more are refused at once, 413) and the types it
+/// accepts (the worker fails a file whose sniffed type matches none, saying why).
+#[utoipa::path(tag = "org", request_body = ChangeRulesRequest, responses(
+        BodyErrors,
+        (status = 200, body = OrgResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("session" = []), ("bearer" = [])))]
+#[patch("")]
+#[tracing::instrument(skip_all, fields(org_id = %authed.ctx.org_id))]
+async fn change_rules(state: web::Data<AppState>, authed: Authed, body: web::Json<ChangeRulesRequest>) -> ApiResult {
+    authed.require_session()?;
+    authed.require_manager()?;
+    let ChangeRulesRequest { max_file_bytes, allowed_types } = body.into_inner();
+    let service_limit = i64::try_from(state.config.limits.max_file_size_bytes()).unwrap_or(i64::MAX);
+    if max_file_bytes.flatten().is_some_and(|bytes| !(1..=service_limit).contains(&bytes)) {
+        return Err(ApiError::invalid(
+            "invalid_max_file_bytes",
+            format!("max_file_bytes must be 1 to {service_limit} (the service's limit), or null"),
+        ));
+    }
+    let allowed_types = match allowed_types {
+        Some(Some(types)) => {
+            Some(Some(MimePattern::parse_list(&types)?.iter().map(|p| p.as_str().to_owned()).collect()))
+        }
+        other => other.map(|_| None),
+    };
+    if max_file_bytes.is_none() && allowed_types.is_none() {
+        return Err(ApiError::invalid("invalid_body", "give max_file_bytes or allowed_types (null removes a rule)"));
+    }
+    let change = db::orgs::RulesChange { max_file_bytes, allowed_types };
+    let tx = state.db.begin(&authed.ctx).await?;
+    // The restrictive policy refuses a member whatever this handler checked (a demotion a moment ago).
+    if !db::orgs::change_rules(&tx, &change).await? {
+        return Err(ApiError::Forbidden("not allowed (your own role may have just changed)"));
+    }
+    let org = db::orgs::find_current(&tx).await?.ok_or(ApiError::NotFound)?;
+    let details = json!({ "max_file_bytes": org.max_file_bytes, "allowed_types": org.allowed_types });
+    let target = Some(("organization", *authed.ctx.org_id.as_uuid()));
+    db::audit::record(&tx, authed.event(Action::UploadRulesChanged, target, details)).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(OrgResponse::from(org)))
 }
 
 /// What the organization uses of what it shares with the others (storage, upload slots,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::{
-    db::{audit::AuditRow, invitations::InvitationRow, refusals::Budget, users::UserRow},
+    db::{audit::AuditRow, invitations::InvitationRow, orgs::OrgRow, refusals::Budget, users::UserRow},
     domain::{InvitationId, OrgId, Role, UserId},
 };
 
@@ -16,6 +16,46 @@ pub(super) struct OrgResponse {
     pub(super) storage_quota_mb: i64,
     pub(super) storage_used_bytes: i64,
     pub(super) member_count: i64,
+    /// The largest file the organization accepts, in bytes; null: the service's limit alone.
+    pub(super) max_file_bytes: Option<i64>,
+    /// The MIME patterns (`image/*`, `application/pdf`) a file's sniffed type must match;
+    /// null: every type.
+    pub(super) allowed_types: Option<Vec<String>>,
+}
+
+impl From<OrgRow> for OrgResponse {
+    fn from(org: OrgRow) -> Self {
+        Self {
+            id: org.id,
+            name: org.name,
+            storage_quota_mb: org.storage_quota_mb,
+            storage_used_bytes: org.storage_used_bytes,
+            member_count: org.member_count,
+            max_file_bytes: org.max_file_bytes,
+            allowed_types: org.allowed_types,
+        }
+    }
+}
+
+/// `PATCH /api/org`: the organization's upload rules. A field left out stays as it is; `null`
+/// removes that rule.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ChangeRulesRequest {
+    /// The largest file accepted, 1 byte to the service's own limit (`MAX_FILE_SIZE_MB`).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, minimum = 1)]
+    pub(super) max_file_bytes: Option<Option<i64>>,
+    /// 1 to 50 MIME patterns: `type/subtype`, `type/*` or `*/*`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub(super) allowed_types: Option<Option<Vec<String>>>,
+}
+
+/// A field that is present, `null` or not: `Some(None)` for `null`, `None` (by `default`) when
+/// left out.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Serialize, ToSchema)]
