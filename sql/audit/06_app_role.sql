@@ -1,6 +1,6 @@
 -- The role the service connects as: LOGIN, not superuser, no BYPASSRLS, CREATEROLE or CREATEDB,
 -- owns nothing, is a member of no role (so it can SET ROLE to none), and holds no privilege on
--- a schema, table, column or sequence beyond the explicit grants listed here (migrations V1-V3, V9, V11, V13, V18, V19, V23, V27, V28).
+-- a schema, table, column or sequence beyond the explicit grants listed here (migrations V1-V3, V9, V11, V13, V18, V19, V23, V27-V29).
 \if :{?app_role} \else \set app_role tenant_files_app \endif
 \if :{?definer_role} \else \set definer_role tenant_files_definer \endif
 with params as (select :'app_role'::name as app_role, :'definer_role'::name as definer_role),
@@ -33,7 +33,8 @@ expected (object, privilege) as (values
   ('table app.upload_reservations', 'DELETE'),
   ('column app.upload_reservations.receiving_until', 'UPDATE'), ('column app.upload_reservations.expires_at', 'UPDATE'),
   ('table app.budget_refusals', 'SELECT'),
-  ('table app.user_emails', 'INSERT'), ('table app.organization_names', 'INSERT')
+  ('table app.user_emails', 'INSERT'), ('table app.organization_names', 'INSERT'),
+  ('table app.events', 'SELECT'), ('table app.events', 'INSERT')
 ),
 granted (object, privilege) as (
   select format('schema %s', n.nspname), g.privilege_type

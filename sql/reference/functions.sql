@@ -137,6 +137,24 @@ CREATE OR REPLACE FUNCTION app.current_user_id()
 AS $function$ select nullif(current_setting('app.user_id', true), '')::uuid $function$
 
 
+-- app.events_number()  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_definer
+CREATE OR REPLACE FUNCTION app.events_number()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  update app.organizations o set events_seq = o.events_seq + 1 where o.id = new.organization_id
+  returning o.events_seq into new.seq;
+  if new.seq is null then
+    raise exception 'no organization % for an event', new.organization_id using errcode = 'foreign_key_violation';
+  end if;
+  return new;
+end
+$function$
+
+
 -- app.files_deleted_are_final()  owner=tenant_files_owner  security=invoker  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_owner
 CREATE OR REPLACE FUNCTION app.files_deleted_are_final()
  RETURNS trigger
@@ -149,6 +167,35 @@ begin
       using errcode = 'P0002', constraint = 'files_deleted_are_final';
   end if;
   return new;
+end
+$function$
+
+
+-- app.files_emit_events()  owner=tenant_files_owner  security=invoker  search_path=pg_catalog, pg_temp  execute=tenant_files_owner
+CREATE OR REPLACE FUNCTION app.files_emit_events()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  kind text;
+begin
+  if tg_op = 'INSERT' then
+    kind := 'file.uploaded';
+  elsif old.deleted_at is null and new.deleted_at is not null then
+    kind := 'file.deleted';
+  elsif old.status = 'pending' and new.status in ('ready', 'failed') then
+    kind := 'file.' || new.status;
+  else
+    return null;
+  end if;
+  insert into app.events (organization_id, type, file_id, data)
+  values (new.organization_id, kind, new.id,
+          jsonb_strip_nulls(jsonb_build_object(
+            'file_id', new.id, 'filename', new.filename, 'size', new.file_size_bytes, 'sha256', new.sha256,
+            'status', new.status, 'mime_type', new.mime_type,
+            'reason', case when kind = 'file.failed' then new.error_message end)));
+  return null;
 end
 $function$
 
@@ -422,8 +469,8 @@ AS $function$
 $function$
 
 
--- app.prune_expired(bigint,integer)  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
-CREATE OR REPLACE FUNCTION app.prune_expired(p_login_window_seconds bigint, p_limit integer)
+-- app.prune_expired(bigint,bigint,integer)  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
+CREATE OR REPLACE FUNCTION app.prune_expired(p_login_window_seconds bigint, p_event_retention_seconds bigint, p_limit integer)
  RETURNS integer
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -433,6 +480,7 @@ declare
   sessions integer;
   windows integer;
   reservations integer;
+  events integer;
 begin
   delete from app.sessions
    where key_hash in (select key_hash from app.sessions
@@ -451,7 +499,13 @@ begin
                                     order by expires_at
                                     limit p_limit);
   get diagnostics reservations = row_count;
-  return sessions + windows + reservations;
+  delete from app.events
+   where (organization_id, seq) in (select organization_id, seq from app.events
+                                     where created_at < now() - make_interval(secs => p_event_retention_seconds)
+                                     order by created_at
+                                     limit p_limit);
+  get diagnostics events = row_count;
+  return sessions + windows + reservations + events;
 end
 $function$
 
@@ -623,6 +677,23 @@ end
 $function$
 
 
+-- app.share_links_emit_events()  owner=tenant_files_owner  security=invoker  search_path=pg_catalog, pg_temp  execute=tenant_files_owner
+CREATE OR REPLACE FUNCTION app.share_links_emit_events()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  if tg_op = 'INSERT' or (old.revoked_at is null and new.revoked_at is not null) then
+    insert into app.events (organization_id, type, file_id, data)
+    values (new.organization_id, case when tg_op = 'INSERT' then 'link.created' else 'link.revoked' end, new.file_id,
+            jsonb_build_object('link_id', new.id, 'file_id', new.file_id, 'expires_at', new.expires_at));
+  end if;
+  return null;
+end
+$function$
+
+
 -- app.touch_updated_at()  owner=tenant_files_owner  security=invoker  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_owner
 CREATE OR REPLACE FUNCTION app.touch_updated_at()
  RETURNS trigger
@@ -726,6 +797,32 @@ begin
     if receiving > slots then
       raise exception 'the organization has too many uploads in flight'
         using errcode = 'check_violation', constraint = 'organizations_uploads_in_flight';
+    end if;
+  end if;
+  return null;
+end
+$function$
+
+
+-- app.users_emit_events()  owner=tenant_files_owner  security=invoker  search_path=pg_catalog, pg_temp  execute=tenant_files_owner
+CREATE OR REPLACE FUNCTION app.users_emit_events()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  if tg_op = 'INSERT' then
+    insert into app.events (organization_id, type, data)
+    values (new.organization_id, 'member.joined', jsonb_build_object('user_id', new.id, 'role', new.role));
+  else
+    if new.role is distinct from old.role then
+      insert into app.events (organization_id, type, data)
+      values (new.organization_id, 'member.role_changed',
+              jsonb_build_object('user_id', new.id, 'from', old.role, 'to', new.role));
+    end if;
+    if old.is_active and not new.is_active then
+      insert into app.events (organization_id, type, data)
+      values (new.organization_id, 'member.deactivated', jsonb_build_object('user_id', new.id));
     end if;
   end if;
   return null;

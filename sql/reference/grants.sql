@@ -20,7 +20,7 @@ tenant_files_app: execute on function app.name_suffixes(text)
 tenant_files_app: execute on function app.outbox_backlog()
 tenant_files_app: execute on function app.outbox_claim(integer)
 tenant_files_app: execute on function app.outbox_delete(uuid[],uuid[])
-tenant_files_app: execute on function app.prune_expired(bigint,integer)
+tenant_files_app: execute on function app.prune_expired(bigint,bigint,integer)
 tenant_files_app: execute on function app.purge_claim(integer)
 tenant_files_app: execute on function app.purge_done(uuid[],uuid[])
 tenant_files_app: execute on function app.request_budgets()
@@ -37,6 +37,7 @@ tenant_files_app: execute on function app.users_end_uploads()
 tenant_files_app: execute on function app.users_guard_changes()
 tenant_files_app: insert on table app.api_tokens
 tenant_files_app: insert on table app.audit_log
+tenant_files_app: insert on table app.events
 tenant_files_app: insert on table app.file_name_suffixes
 tenant_files_app: insert on table app.files
 tenant_files_app: insert on table app.invitations
@@ -52,6 +53,7 @@ tenant_files_app: insert on table app.users
 tenant_files_app: select on table app.api_tokens
 tenant_files_app: select on table app.audit_log
 tenant_files_app: select on table app.budget_refusals
+tenant_files_app: select on table app.events
 tenant_files_app: select on table app.file_name_suffixes
 tenant_files_app: select on table app.files
 tenant_files_app: select on table app.invitations
@@ -82,6 +84,7 @@ tenant_files_app: update on column app.users.is_active
 tenant_files_app: update on column app.users.role
 tenant_files_app: usage on schema app
 tenant_files_definer: create on schema app
+tenant_files_definer: delete on table app.events
 tenant_files_definer: delete on table app.login_attempts
 tenant_files_definer: delete on table app.outbox
 tenant_files_definer: delete on table app.purge_queue
@@ -93,6 +96,7 @@ tenant_files_definer: execute on function app.current_org_id()
 tenant_files_definer: execute on function app.current_user_id()
 tenant_files_definer: insert on table app.audit_log
 tenant_files_definer: insert on table app.budget_refusals
+tenant_files_definer: insert on table app.events
 tenant_files_definer: insert on table app.login_attempts
 tenant_files_definer: insert on table app.outbox
 tenant_files_definer: insert on table app.sessions
@@ -100,6 +104,7 @@ tenant_files_definer: insert on table app.user_emails
 tenant_files_definer: insert on table app.users
 tenant_files_definer: select on table app.api_tokens
 tenant_files_definer: select on table app.budget_refusals
+tenant_files_definer: select on table app.events
 tenant_files_definer: select on table app.files
 tenant_files_definer: select on table app.invitations
 tenant_files_definer: select on table app.login_attempts
@@ -121,6 +126,7 @@ tenant_files_definer: update on column app.files.processed_at
 tenant_files_definer: update on column app.files.status
 tenant_files_definer: update on column app.invitations.accepted_at
 tenant_files_definer: update on column app.invitations.accepted_by
+tenant_files_definer: update on column app.organizations.events_seq
 tenant_files_definer: update on column app.organizations.files_failed
 tenant_files_definer: update on column app.organizations.files_pending
 tenant_files_definer: update on column app.organizations.files_ready

@@ -48,6 +48,25 @@ create policy tenant_isolation on app.budget_refusals
   with check ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
    FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))));
 
+create policy events_seen_by_role on app.events
+  as restrictive for select to tenant_files_app
+  using (((type ~~ 'file.%'::text) OR (( SELECT app.current_member_role() AS current_member_role) = ANY (ARRAY['owner'::text, 'admin'::text])) OR ((type ~~ 'link.%'::text) AND (EXISTS ( SELECT
+   FROM app.files f
+  WHERE ((f.organization_id = events.organization_id) AND (f.id = events.file_id) AND (f.uploaded_by = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+           FROM ( SELECT current_setting('app.user_id'::text, true) AS current_setting) s(setting)))))))));
+
+create policy registry on app.events
+  as permissive for all to tenant_files_definer
+  using ((CURRENT_USER = 'tenant_files_definer'::name))
+  with check ((CURRENT_USER = 'tenant_files_definer'::name));
+
+create policy tenant_isolation on app.events
+  as permissive for all to tenant_files_app, tenant_files_owner
+  using ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))))
+  with check ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))));
+
 create policy tenant_isolation on app.file_name_suffixes
   as permissive for all to tenant_files_app, tenant_files_owner
   using ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"

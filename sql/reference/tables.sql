@@ -4,6 +4,7 @@
 app.api_tokens  owner=tenant_files_owner  rls=enabled  forced=yes
 app.audit_log  owner=tenant_files_owner  rls=enabled  forced=yes
 app.budget_refusals  owner=tenant_files_owner  rls=enabled  forced=yes
+app.events  owner=tenant_files_owner  rls=enabled  forced=yes
 app.file_name_suffixes  owner=tenant_files_owner  rls=enabled  forced=yes
 app.files  owner=tenant_files_owner  rls=enabled  forced=yes
 app.invitations  owner=tenant_files_owner  rls=enabled  forced=yes

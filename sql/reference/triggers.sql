@@ -3,7 +3,9 @@
 
 CREATE TRIGGER api_tokens_updated_at BEFORE UPDATE ON app.api_tokens FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
 CREATE TRIGGER audit_log_append_only BEFORE DELETE OR UPDATE ON app.audit_log FOR EACH ROW EXECUTE FUNCTION app.audit_log_append_only();
+CREATE TRIGGER events_number BEFORE INSERT ON app.events FOR EACH ROW EXECUTE FUNCTION app.events_number();
 CREATE TRIGGER files_deleted_are_final BEFORE UPDATE ON app.files FOR EACH ROW WHEN ((old.deleted_at IS NOT NULL)) EXECUTE FUNCTION app.files_deleted_are_final();
+CREATE TRIGGER files_emit_events AFTER INSERT OR UPDATE OF status, deleted_at ON app.files FOR EACH ROW EXECUTE FUNCTION app.files_emit_events();
 CREATE TRIGGER files_enqueue_purge AFTER UPDATE OF deleted_at ON app.files FOR EACH ROW EXECUTE FUNCTION app.files_enqueue_purge();
 CREATE TRIGGER files_index_name AFTER INSERT OR UPDATE OF filename, deleted_at ON app.files FOR EACH ROW EXECUTE FUNCTION app.files_index_name();
 CREATE TRIGGER files_track_usage_insert AFTER INSERT ON app.files REFERENCING NEW TABLE AS inserted_files FOR EACH STATEMENT EXECUTE FUNCTION app.files_track_usage();
@@ -16,11 +18,13 @@ CREATE TRIGGER organizations_updated_at BEFORE UPDATE ON app.organizations FOR E
 CREATE TRIGGER outbox_updated_at BEFORE UPDATE ON app.outbox FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
 CREATE TRIGGER purge_queue_updated_at BEFORE UPDATE ON app.purge_queue FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
 CREATE TRIGGER sessions_updated_at BEFORE UPDATE ON app.sessions FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
+CREATE TRIGGER share_links_emit_events AFTER INSERT OR UPDATE OF revoked_at ON app.share_links FOR EACH ROW EXECUTE FUNCTION app.share_links_emit_events();
 CREATE TRIGGER share_links_updated_at BEFORE UPDATE ON app.share_links FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
 CREATE TRIGGER tus_uploads_hold_reservation AFTER UPDATE OF lease_until, expires_at ON app.tus_uploads FOR EACH ROW WHEN (((old.lease_until IS DISTINCT FROM new.lease_until) OR (old.expires_at IS DISTINCT FROM new.expires_at))) EXECUTE FUNCTION app.tus_uploads_hold_reservation();
 CREATE TRIGGER tus_uploads_updated_at BEFORE UPDATE ON app.tus_uploads FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
 CREATE TRIGGER upload_reservations_track AFTER INSERT OR DELETE OR UPDATE OF receiving_until ON app.upload_reservations FOR EACH ROW EXECUTE FUNCTION app.upload_reservations_track();
 CREATE TRIGGER upload_reservations_updated_at BEFORE UPDATE ON app.upload_reservations FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
+CREATE TRIGGER users_emit_events AFTER INSERT OR UPDATE OF role, is_active ON app.users FOR EACH ROW EXECUTE FUNCTION app.users_emit_events();
 CREATE TRIGGER users_end_sessions AFTER UPDATE OF is_active ON app.users FOR EACH ROW EXECUTE FUNCTION app.users_end_sessions();
 CREATE TRIGGER users_end_uploads AFTER UPDATE OF is_active ON app.users FOR EACH ROW WHEN ((old.is_active AND (NOT new.is_active))) EXECUTE FUNCTION app.users_end_uploads();
 CREATE TRIGGER users_enter_directory AFTER INSERT ON app.users FOR EACH ROW EXECUTE FUNCTION app.users_enter_directory();

@@ -107,6 +107,10 @@ pub struct WorkerConfig {
     #[arg(long, env = "RELAY_QUEUE_DEPTH", default_value_t = 1000)]
     pub relay_queue_depth: u32,
 
+    /// How long events stay readable in `GET /api/events` (the maintenance loop prunes older ones).
+    #[arg(long, env = "EVENT_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
+    pub event_retention_days: u32,
+
     /// A file still pending this long after its last job gets a new one.
     #[arg(long, env = "PENDING_SWEEP_AFTER_SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
     pub pending_sweep_after_seconds: u64,

@@ -32,6 +32,7 @@ macro_rules! tenant_user {
 }
 
 pub mod audit;
+pub mod events;
 pub mod files;
 pub mod invitations;
 pub mod migrate;
@@ -130,8 +131,9 @@ impl From<tokio_postgres::Error> for DbError {
             if db.code() == &SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
                 return DbError::Unauthenticated;
             }
-            // 57P01..03: admin shutdown, crash shutdown, cannot connect now.
-            if class == "57" || class == "08" {
+            // 57P01..03: admin shutdown, crash shutdown, cannot connect now; 53300: no
+            // connection slot left (a pooler in front could not open a server connection).
+            if class == "57" || class == "08" || db.code() == &SqlState::TOO_MANY_CONNECTIONS {
                 return DbError::Unavailable(err.into());
             }
             return DbError::Query(err);

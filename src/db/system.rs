@@ -131,11 +131,19 @@ pub async fn login_finish(conn: impl SystemQuery, email: &str, success: bool, re
     Ok(())
 }
 
-/// Removes expired sessions and finished throttling windows, at most `limit` of each; returns
-/// how many rows went.
-pub async fn prune_expired(conn: impl SystemQuery, login_window_seconds: i64, limit: i32) -> Result<i32, DbError> {
+/// Removes expired sessions, finished throttling windows, reservations past their deadline and
+/// events past their retention, at most `limit` of each; returns how many rows went.
+pub async fn prune_expired(
+    conn: impl SystemQuery,
+    login_window_seconds: i64,
+    event_retention_seconds: i64,
+    limit: i32,
+) -> Result<i32, DbError> {
     let row = conn
-        .query_opt("select app.prune_expired($1, $2) as pruned", &[&login_window_seconds, &limit])
+        .query_opt(
+            "select app.prune_expired($1, $2, $3) as pruned",
+            &[&login_window_seconds, &event_retention_seconds, &limit],
+        )
         .await?
         .ok_or_else(|| DbError::Decode(anyhow::anyhow!("prune_expired returned no row")))?;
     decode(row.try_get("pruned"))

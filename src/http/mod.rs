@@ -3,6 +3,7 @@
 mod auth;
 mod budget;
 mod client;
+mod events;
 mod extract;
 mod files;
 mod middleware;
@@ -99,6 +100,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(
             scope("/api")
                 .configure(auth::configure)
+                .configure(events::configure)
                 .configure(files::configure)
                 .configure(org::configure)
                 .configure(shared::configure)

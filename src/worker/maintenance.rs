@@ -124,13 +124,15 @@ pub async fn requeue_stale(ctx: &WorkerCtx) -> anyhow::Result<i32> {
     Ok(settled)
 }
 
-/// One bounded batch each of expired sessions and finished throttling windows; the loop's next
-/// round takes the next batch.
+/// One bounded batch each of expired sessions, finished throttling windows, lapsed reservations
+/// and events past their retention; the loop's next round takes the next batch.
 pub async fn prune_expired(ctx: &WorkerCtx) -> anyhow::Result<i32> {
     let conn = ctx.db.system_conn().await?;
-    let pruned = system::prune_expired(&conn, i64::from(ctx.config.auth.login_window_seconds), BATCH).await?;
+    let retention = i64::from(ctx.config.worker.event_retention_days) * 86_400;
+    let pruned =
+        system::prune_expired(&conn, i64::from(ctx.config.auth.login_window_seconds), retention, BATCH).await?;
     if pruned > 0 {
-        tracing::info!(pruned, "pruned expired sessions and login windows");
+        tracing::info!(pruned, "pruned expired sessions, login windows, reservations and events");
     }
     Ok(pruned)
 }

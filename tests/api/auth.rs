@@ -285,6 +285,27 @@ async fn a_database_blip_while_saving_the_session_answers_503_json() {
     assert_eq!(app.post_login(&app.client(), &owner.email, PASSWORD).await.status(), StatusCode::OK);
 }
 
+/// No connection slot left (SQLSTATE 53300, what a pooler passes on when PostgreSQL is full) is
+/// "retry later" too: a 503, never a 500.
+#[tokio::test]
+async fn a_database_out_of_connection_slots_answers_503_json() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    app.superuser()
+        .await
+        .batch_execute(
+            "create function app.test_full() returns trigger language plpgsql as
+               $$ begin raise exception 'full' using errcode = '53300'; end $$;
+             create trigger test_full before insert on app.files
+               for each row execute function app.test_full();",
+        )
+        .await
+        .unwrap();
+    assert_error(owner.upload("notes.txt", "words").await, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+    app.superuser().await.batch_execute("drop trigger test_full on app.files").await.unwrap();
+    assert_eq!(owner.upload("notes.txt", "words").await.status(), StatusCode::CREATED);
+}
+
 #[tokio::test]
 async fn logout_ends_the_session_server_side() {
     let app = spawn_app().await;

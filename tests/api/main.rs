@@ -7,6 +7,7 @@ mod budgets;
 mod cluster;
 mod credentials;
 mod database_guard;
+mod events;
 mod fairness;
 mod files;
 mod helpers;

@@ -33,6 +33,7 @@ const CONTRACT: &[&str] = &[
     "GET /api/shared/{secret}",
     "GET /api/org",
     "PATCH /api/org",
+    "GET /api/events",
     "GET /api/org/users",
     "GET /api/org/users/{id}",
     "PATCH /api/org/users/{id}",

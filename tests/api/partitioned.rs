@@ -13,19 +13,11 @@ const PARTITIONS: u32 = 8;
 /// The plan of `sql` run as `user` through the app role, generic (as a prepared statement
 /// reused by the pool is), with what was executed.
 async fn executed_plan(app: &TestApp, user: &TestUser, sql: &str) -> String {
-    let db = app.app_role().await;
-    db.batch_execute(&format!(
-        "begin;
-         select set_config('app.org_id', '{org}', true), set_config('app.user_id', '{user}', true);
-         set local plan_cache_mode = force_generic_plan;
-         prepare statement as {sql};",
-        org = user.org_id,
-        user = user.user_id,
-    ))
-    .await
-    .unwrap();
+    let db = app.app_role_as(user).await;
+    db.batch_execute(&format!("set local plan_cache_mode = force_generic_plan; prepare statement as {sql};"))
+        .await
+        .unwrap();
     let rows = db.query("explain (analyze, costs off, timing off, summary off) execute statement", &[]).await.unwrap();
-    db.batch_execute("rollback").await.unwrap();
     rows.iter().map(|row| row.get::<_, String>(0)).collect::<Vec<_>>().join("\n")
 }
 
@@ -88,17 +80,8 @@ async fn a_tenants_statements_read_one_partition_under_generic_plans() {
 
     // And it still reads only its own organization: the same statement as another tenant sees
     // that tenant's file, never A's.
-    let b_ids = {
-        let db = app.app_role().await;
-        db.batch_execute(&format!(
-            "begin; select set_config('app.org_id', '{}', true), set_config('app.user_id', '{}', true)",
-            users[1].org_id, users[1].user_id
-        ))
-        .await
-        .unwrap();
-        let rows = db.query("select id::text from app.files", &[]).await.unwrap();
-        rows.iter().map(|row| row.get::<_, String>(0)).collect::<Vec<_>>()
-    };
+    let rows = app.app_role_as(&users[1]).await.query("select id::text from app.files", &[]).await.unwrap();
+    let b_ids: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
     assert_eq!(b_ids.len(), 1 + 300, "B's upload and B's bulk");
     assert!(!b_ids.contains(&a_file));
 }
@@ -131,7 +114,7 @@ async fn the_rehearsal_keeps_every_row_policy_grant_trigger_and_key() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(partitioned, 5, "files, audit_log, outbox, file_name_suffixes, share_links");
+    assert_eq!(partitioned, 6, "files, audit_log, outbox, file_name_suffixes, share_links, events");
 }
 
 /// What the conversion must keep, read from the catalog of the parents (partitions left out).

@@ -114,15 +114,8 @@ async fn the_rules_stay_in_their_organization_and_the_database_refuses_a_member(
         (&member, "update app.organizations set max_file_bytes = null returning id"),
         (&b, "update app.organizations set max_file_bytes = 1 where id <> (select app.current_org_id()) returning id"),
     ] {
-        let db = app.app_role().await;
-        db.batch_execute(&format!(
-            "begin; select set_config('app.org_id', '{}', true), set_config('app.user_id', '{}', true)",
-            user.org_id, user.user_id
-        ))
-        .await
-        .unwrap();
+        let db = app.app_role_as(user).await;
         assert!(db.query(sql, &[]).await.unwrap().is_empty(), "{sql}");
-        db.batch_execute("rollback").await.unwrap();
     }
     assert_eq!(org(&a).await["max_file_bytes"], 10);
 }

@@ -324,6 +324,20 @@ impl TestApp {
         self.connect_as("tenant_files_app").await
     }
 
+    /// The app role in an open transaction acting as `user` (their organization and user id set
+    /// as the service sets them): for proving what the database itself lets a tenant read or
+    /// write, whatever the query. The transaction ends with the client.
+    pub async fn app_role_as(&self, user: &TestUser) -> tokio_postgres::Client {
+        let db = self.app_role().await;
+        db.batch_execute(&format!(
+            "begin; select set_config('app.org_id', '{}', true), set_config('app.user_id', '{}', true)",
+            user.org_id, user.user_id
+        ))
+        .await
+        .expect("a tenant transaction");
+        db
+    }
+
     /// Runs SQL on the owner role's connection, in a transaction acting as `user` (their
     /// organization and user id set like the service does): for arranging states the API
     /// cannot reach, such as a file made `ready` or a user deactivated behind the API's back.
