@@ -7,7 +7,7 @@ DEV := scripts/dev-services.sh
 # Owner-role URL of the dev cluster's maintenance database (tests create one database each).
 PG_ADMIN_URL ?= postgres://tenant_files_owner@127.0.0.1:54329/postgres
 
-.PHONY: run test test-partitioned test-tools fuzz bench bench-curves bench-worker bench-fairness bench-tails bench-uploads bench-abuse bench-listing bench-scaling bench-partitioning profile stop services migrate lint lint-rls schema-reference clean-test-dbs
+.PHONY: run test test-partitioned test-tools fuzz bench bench-curves bench-worker bench-fairness bench-tails bench-uploads bench-abuse bench-listing bench-scaling bench-partitioning bench-events profile stop services migrate lint lint-rls schema-reference clean-test-dbs
 
 ## Start PostgreSQL + RabbitMQ, migrate, then serve the API on 127.0.0.1:5000 and run the worker.
 run: migrate
@@ -109,6 +109,12 @@ bench-scaling:
 ## BENCH_PARTITIONS, BENCH_ORGS, BENCH_FILES_PER_ORG; docs/scaling.md).
 bench-partitioning:
 	bench/partitioning.sh
+
+## What events cost an upload: the service's small-upload replay with the events trigger on and
+## off in alternating rounds (PostgreSQL alone; docs/events.md). Deliveries per second join it
+## with webhooks.
+bench-events:
+	bench/events.sh
 
 ## Where the CPU goes per benchmarked request, with perf (root; see docs/performance.md).
 profile:

@@ -4,7 +4,7 @@ begin;
 select c.organization_id, c.user_id,
        set_config('plan_cache_mode', 'force_generic_plan', true),
        set_config('transaction_read_only', 'on', true)
-  from app.credential_context('session', :keyhash::bytea) c;
+  from app.credential_context('session', :org::uuid, :keyhash::bytea) c;
 select u.id, u.email, u.role, o.id as organization_id, o.name as organization_name
   from app.users u
   join app.organizations o on o.id = u.organization_id

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# What events cost an upload (#27): the service's small-upload replay (bench/pgbench/upload.sql:
+# the session load, the reservation, then the file row with its job, release and audit entry)
+# with the events trigger on `app.files` enabled and disabled, in alternating rounds on the same
+# database. PostgreSQL alone (the service adds the same work to either side). Deliveries per
+# second join this report once webhooks deliver. Writes bench/results/events-<time>.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CLIENTS=${BENCH_CONNECTIONS:-32}
+SECONDS_EACH=${BENCH_SECONDS:-20}
+PG_PORT=${PG_PORT:-54329}
+SUPER="postgres://postgres@127.0.0.1:$PG_PORT"
+DB=tf_bench_events
+OUT=bench/results
+mkdir -p "$OUT"
+REPORT="$OUT/events-$(date -u +%Y%m%dT%H%M%SZ).md"
+PGBENCH=$(ls -d /usr/lib/postgresql/*/bin/pgbench | sort -V | tail -n 1)
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+scripts/dev-services.sh start >/dev/null
+cargo build --quiet
+AUTOGROUP_WAS=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo)
+if [ -n "$AUTOGROUP_WAS" ] && [ "${BENCH_AUTOGROUP:-0}" != 1 ]; then
+  echo 0 >/proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || log "cannot turn the autogroup off (not root?)"
+  trap 'echo "$AUTOGROUP_WAS" >/proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || true' EXIT
+fi
+
+ORG=00000000-0000-4000-8000-0000000000e1
+USR=00000000-0000-4000-9000-0000000000e1
+KEYHASH='\x'$(printf 'bench-events' | sha256sum | cut -d' ' -f1)
+psql -X -q "$SUPER/postgres" -c "drop database if exists $DB" -c "create database $DB owner tenant_files_owner"
+target/debug/tenant-files --mode migrate --migration-database-url "postgres://tenant_files_owner@127.0.0.1:$PG_PORT/$DB" >/dev/null 2>&1
+psql -X -q -v ON_ERROR_STOP=1 "$SUPER/$DB" <<SQL
+insert into app.organizations (id, name, storage_quota_mb, max_concurrent_uploads) values ('$ORG', 'events bench', 1000000, 1000);
+insert into app.users (id, organization_id, email, password_hash, role) values ('$USR', '$ORG', 'bench@example.com', 'x', 'owner');
+insert into app.sessions (key_hash, organization_id, user_id, state, expires_at) values ('$KEYHASH', '$ORG', '$USR', '{}', now() + interval '1 day');
+SQL
+
+round() { # label -> "tps | p50 ms | p99 ms"
+  local dir
+  dir=$(mktemp -d)
+  (cd "$dir" && "$PGBENCH" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECONDS_EACH" -l \
+    -D org="$ORG" -D usr="$USR" -D keyhash="$KEYHASH" -f "$OLDPWD/bench/pgbench/upload.sql" \
+    "postgres://tenant_files_app@127.0.0.1:$PG_PORT/$DB" >"$dir/summary" 2>&1) || { cat "$dir/summary" >&2; exit 1; }
+  local tps
+  tps=$(awk '/^tps/ {printf "%.0f", $3}' "$dir/summary")
+  cat "$dir"/pgbench_log.* | awk '{print $3 / 1000}' | sort -n | awk -v tps="$tps" '
+    { v[NR] = $1 } END { printf "%s | %.2f | %.2f", tps, v[int(NR * 0.5)], v[int(NR * 0.99)] }'
+  rm -rf "$dir"
+}
+
+{
+  echo "# What events cost an upload ($(date -u +%FT%TZ))"
+  echo
+  echo "bench/pgbench/upload.sql (the service's small-upload statements), one organization, $CLIENTS clients," \
+    "${SECONDS_EACH}s rounds, the events trigger on, off, off, on, each from a vacuumed database;" \
+    "kernel.sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo '?')."
+  echo
+  echo "| round | events | uploads/s | p50 ms | p99 ms |"
+  echo "|---|---|---|---|---|"
+} >"$REPORT"
+# A first round warms the caches and the new tables and is not reported (it was the slowest of
+# every run, whichever side it measured). Then on, off, off, on: a drift over the run (the tables grow) weighs on both sides alike; each
+# round starts from a vacuumed database (the reservations' dead index entries otherwise pile up).
+log "warm-up round"
+round warm-up >/dev/null
+n=0
+for state in enable disable disable enable; do
+  n=$((n + 1))
+  psql -X -q "$SUPER/$DB" -c "alter table app.files $state trigger files_emit_events" -c "vacuum analyze"
+  log "round $n, events ${state}d"
+  echo "| $n | ${state}d | $(round "$state") |" >>"$REPORT"
+done
+echo >>"$REPORT"
+echo "Events written: $(psql -X -At "$SUPER/$DB" -c 'select count(*) from app.events')." >>"$REPORT"
+psql -X -q "$SUPER/postgres" -c "drop database $DB"
+cat "$REPORT"
+log "report: $REPORT"
