@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What events cost an upload (#27): the service's small-upload replay (bench/pgbench/upload.sql:
 # the session load, the reservation, then the file row with its job, release and audit entry)
-# with the events trigger on `app.files` enabled and disabled, in alternating rounds on the same
-# database. PostgreSQL alone (the service adds the same work to either side). Deliveries per
+# with events on, written but numbered from a plain sequence (the rival explanation: the insert,
+# not the organization row's update), and off, in alternating rounds on the same database. PostgreSQL alone (the service adds the same work to either side). Deliveries per
 # second join this report once webhooks deliver. Writes bench/results/events-<time>.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +42,7 @@ round() { # label -> "tps | p50 ms | p99 ms"
   dir=$(mktemp -d)
   (cd "$dir" && "$PGBENCH" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECONDS_EACH" -l \
     -D org="$ORG" -D usr="$USR" -D keyhash="$KEYHASH" -f "$OLDPWD/bench/pgbench/upload.sql" \
-    "postgres://tenant_files_app@127.0.0.1:$PG_PORT/$DB" >"$dir/summary" 2>&1) || { cat "$dir/summary" >&2; exit 1; }
+    "postgres://tenant_files_app@127.0.0.1:$PG_PORT/$DB" >"$dir/summary" 2>&1) || { grep -m3 -i error "$dir/summary" >&2; exit 1; }
   local tps
   tps=$(awk '/^tps/ {printf "%.0f", $3}' "$dir/summary")
   cat "$dir"/pgbench_log.* | awk '{print $3 / 1000}' | sort -n | awk -v tps="$tps" '
@@ -54,23 +54,40 @@ round() { # label -> "tps | p50 ms | p99 ms"
   echo "# What events cost an upload ($(date -u +%FT%TZ))"
   echo
   echo "bench/pgbench/upload.sql (the service's small-upload statements), one organization, $CLIENTS clients," \
-    "${SECONDS_EACH}s rounds, the events trigger on, off, off, on, each from a vacuumed database;" \
+    "${SECONDS_EACH}s rounds: events on, unnumbered (the insert alone), off, off, unnumbered, on;" \
     "kernel.sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo '?')."
   echo
   echo "| round | events | uploads/s | p50 ms | p99 ms |"
   echo "|---|---|---|---|---|"
 } >"$REPORT"
+# The rival explanations of the cost, side by side: "on" (the event and its number, a second
+# update of the organization's row), "unnumbered" (the event alone, numbered from a plain
+# sequence instead: its insert without the row update) and "off".
+psql -X -q "$SUPER/$DB" -c "create sequence bench_events_seq start 1000000000" -c "grant usage on sequence bench_events_seq to tenant_files_app"
+configure() { # on | unnumbered | off
+  case $1 in
+    on) sql="alter table app.files enable trigger files_emit_events;
+             alter table app.events enable trigger events_number; alter table app.events alter column seq drop default" ;;
+    unnumbered) sql="alter table app.files enable trigger files_emit_events;
+             alter table app.events disable trigger events_number;
+             alter table app.events alter column seq set default nextval('bench_events_seq')" ;;
+    off) sql="alter table app.files disable trigger files_emit_events" ;;
+  esac
+  psql -X -q "$SUPER/$DB" -c "$sql" -c "vacuum analyze"
+}
 # A first round warms the caches and the new tables and is not reported (it was the slowest of
-# every run, whichever side it measured). Then on, off, off, on: a drift over the run (the tables grow) weighs on both sides alike; each
-# round starts from a vacuumed database (the reservations' dead index entries otherwise pile up).
+# every run, whichever side it measured). Then on, unnumbered, off, off, unnumbered, on: a drift
+# over the run weighs on every side alike; each round starts from a vacuumed database (the
+# reservations' dead index entries otherwise pile up).
+configure on
 log "warm-up round"
 round warm-up >/dev/null
 n=0
-for state in enable disable disable enable; do
+for state in on unnumbered off off unnumbered on; do
   n=$((n + 1))
-  psql -X -q "$SUPER/$DB" -c "alter table app.files $state trigger files_emit_events" -c "vacuum analyze"
-  log "round $n, events ${state}d"
-  echo "| $n | ${state}d | $(round "$state") |" >>"$REPORT"
+  configure "$state"
+  log "round $n, events $state"
+  echo "| $n | $state | $(round "$state") |" >>"$REPORT"
 done
 echo >>"$REPORT"
 echo "Events written: $(psql -X -At "$SUPER/$DB" -c 'select count(*) from app.events')." >>"$REPORT"

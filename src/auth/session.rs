@@ -67,7 +67,7 @@ fn new_key(org: OrgId) -> SessionKey {
 
 fn key_org(key: &SessionKey) -> Option<OrgId> {
     let (org, _random) = key.as_ref().split_once('.')?;
-    uuid::Uuid::try_parse(org).ok().map(OrgId::from_uuid)
+    super::token::organization_in(org)
 }
 
 fn credential(key: &SessionKey) -> Credential {

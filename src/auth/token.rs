@@ -32,7 +32,12 @@ fn digest(secret: &str) -> Vec<u8> {
 fn organization_named(secret: &str) -> Option<OrgId> {
     let (_prefix, rest) = secret.split_once('_')?;
     let (org, _random) = rest.split_once('_')?;
-    (org.len() == 32).then(|| uuid::Uuid::try_parse(org).ok()).flatten().map(OrgId::from_uuid)
+    organization_in(org)
+}
+
+/// An organization's id as secrets write it (32 hex digits, `Uuid::simple`); `None` otherwise.
+pub(crate) fn organization_in(written: &str) -> Option<OrgId> {
+    (written.len() == 32).then(|| uuid::Uuid::try_parse(written).ok()).flatten().map(OrgId::from_uuid)
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ use crate::{
 const BATCH: i32 = 500;
 /// Chunk objects one sweep checks at most (the next sweep takes the rest).
 const SWEEP_BATCH: usize = 10_000;
+/// At most this many prune batches a round (with BATCH, 50,000 rows of each kind).
+const MAX_PRUNE_ROUNDS: usize = 100;
 
 pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
     let every = Duration::from_millis(ctx.config.worker.maintenance_interval_ms);
@@ -124,13 +126,22 @@ pub async fn requeue_stale(ctx: &WorkerCtx) -> anyhow::Result<i32> {
     Ok(settled)
 }
 
-/// One bounded batch each of expired sessions, finished throttling windows, lapsed reservations
-/// and events past their retention; the loop's next round takes the next batch.
+/// Expired sessions, finished throttling windows, lapsed reservations and events past their
+/// retention, a bounded batch of each at a time, until a batch comes back short (or
+/// [`MAX_PRUNE_ROUNDS`] batches): one busy organization writes events faster than one batch a
+/// round would remove them, and the table would grow past its retention without bound.
 pub async fn prune_expired(ctx: &WorkerCtx) -> anyhow::Result<i32> {
     let conn = ctx.db.system_conn().await?;
     let retention = i64::from(ctx.config.worker.event_retention_days) * 86_400;
-    let pruned =
-        system::prune_expired(&conn, i64::from(ctx.config.auth.login_window_seconds), retention, BATCH).await?;
+    let window = i64::from(ctx.config.auth.login_window_seconds);
+    let mut pruned = 0;
+    for _ in 0..MAX_PRUNE_ROUNDS {
+        let batch = system::prune_expired(&conn, window, retention, BATCH).await?;
+        pruned += batch;
+        if batch < BATCH {
+            break;
+        }
+    }
     if pruned > 0 {
         tracing::info!(pruned, "pruned expired sessions, login windows, reservations and events");
     }

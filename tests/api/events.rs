@@ -222,3 +222,42 @@ async fn events_past_their_retention_are_pruned() {
     })
     .await;
 }
+
+/// One organization can write events faster than one prune batch a round removes them (a round
+/// is MAINTENANCE_INTERVAL_MS apart): a round keeps pruning until a batch comes back short, so a
+/// backlog past the retention goes in one round rather than growing without bound.
+#[tokio::test]
+async fn a_backlog_of_expired_events_goes_in_one_maintenance_round() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    app.superuser()
+        .await
+        .batch_execute(&format!(
+            "insert into app.events (organization_id, type, data, created_at)
+             select '{}', 'file.deleted', '{{}}', now() - interval '8 days' from generate_series(1, 3000)",
+            owner.org_id
+        ))
+        .await
+        .unwrap();
+    let expired = || async {
+        app.superuser()
+            .await
+            .query_one("select count(*) from app.events where created_at < now() - interval '7 days'", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert_eq!(expired().await, 3000);
+
+    // Rounds 2 s apart: the first (at 2 s) must take all 3,000; batches of 500 a round would
+    // leave 2,000 at 5 s.
+    let mut config = app.config.clone();
+    config.worker.maintenance_interval_ms = 2000;
+    let started = std::time::Instant::now();
+    let _worker = app.start_worker_with(config);
+    while expired().await > 0 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{} left after 5 s", expired().await);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(types(&all_events(&owner).await), ["member.joined"], "the recent event stays");
+}

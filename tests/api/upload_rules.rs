@@ -146,6 +146,10 @@ async fn an_upload_declaring_more_than_the_organization_accepts_is_refused_at_on
     app.assert_stored_files(1).await;
     let usage: Value = owner.get("/api/org/usage").await.json().await.unwrap();
     assert_eq!(usage["storage"]["reserved_bytes"], 90 * 1024, "the open resumable upload's reservation alone: {usage}");
+    // An upload refused on the way leaves no event either: its transaction never committed.
+    let events: Value = owner.get("/api/events").await.json().await.unwrap();
+    let uploaded = events["events"].as_array().unwrap().iter().filter(|e| e["type"] == "file.uploaded").count();
+    assert_eq!(uploaded, 1, "{events}");
 }
 
 #[tokio::test]
