@@ -116,7 +116,9 @@ async fn uploads_during_a_broker_outage_are_validated_once_it_is_back() {
 /// A broker that accepts connections but never answers (blocked by a resource alarm, hung)
 /// must not keep the relay idle in a transaction that holds its claimed outbox rows: every
 /// wait on the broker is bounded, the rows are let go, and the job is published once the
-/// broker answers again.
+/// broker answers again. The relay here claims without first asking the broker for room in
+/// the work queue (`RELAY_QUEUE_DEPTH=0`), so it holds rows while the confirm never comes: the
+/// worst instant. (With a depth, the room check hangs first and nothing is claimed at all.)
 #[tokio::test]
 async fn a_hung_broker_never_leaves_the_relay_idle_in_transaction() {
     let app = spawn_app().await;
@@ -126,6 +128,7 @@ async fn a_hung_broker_never_leaves_the_relay_idle_in_transaction() {
     let mut config = app.config.clone();
     config.broker.amqp_url = amqp_url_via(proxy.port);
     config.broker.broker_timeout_ms = 1000;
+    config.worker.relay_queue_depth = 0;
     let _worker = app.start_worker_with(config);
     let first = owner.upload_ok("before.txt", "connected").await;
     app.wait_for_status(&owner, &first, "ready").await;
@@ -134,8 +137,9 @@ async fn a_hung_broker_never_leaves_the_relay_idle_in_transaction() {
         let superuser = &superuser;
         async move { superuser.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
     };
-    let idle_in_transaction =
-        "select count(*) from pg_stat_activity where datname = current_database() and state = 'idle in transaction'";
+    // The relay's transaction, by the statement that claimed (other loops open short ones too).
+    let idle_in_transaction = "select count(*) from pg_stat_activity where datname = current_database()
+                                  and state = 'idle in transaction' and query like '%outbox_claim%'";
     let outbox = "select count(*) from app.outbox";
 
     proxy.freeze();
