@@ -1,6 +1,6 @@
 -- The role the service connects as: LOGIN, not superuser, no BYPASSRLS, CREATEROLE or CREATEDB,
 -- owns nothing, is a member of no role (so it can SET ROLE to none), and holds no privilege on
--- a schema, table, column or sequence beyond the explicit grants listed here (migrations V1-V3, V9, V11, V13, V18, V19, V23, V27-V29).
+-- a schema, table, column or sequence beyond the explicit grants listed here (migrations V1-V3, V9, V11, V13, V18, V19, V23, V27-V30).
 \if :{?app_role} \else \set app_role tenant_files_app \endif
 \if :{?definer_role} \else \set definer_role tenant_files_definer \endif
 with params as (select :'app_role'::name as app_role, :'definer_role'::name as definer_role),
@@ -34,7 +34,23 @@ expected (object, privilege) as (values
   ('column app.upload_reservations.receiving_until', 'UPDATE'), ('column app.upload_reservations.expires_at', 'UPDATE'),
   ('table app.budget_refusals', 'SELECT'),
   ('table app.user_emails', 'INSERT'), ('table app.organization_names', 'INSERT'),
-  ('table app.events', 'SELECT'), ('table app.events', 'INSERT')
+  ('table app.events', 'SELECT'), ('table app.events', 'INSERT'),
+  -- Webhooks (V30): secrets are written, never read back (the worker signs through the registry).
+  ('column app.webhooks.organization_id', 'SELECT'), ('column app.webhooks.id', 'SELECT'),
+  ('column app.webhooks.url', 'SELECT'), ('column app.webhooks.description', 'SELECT'),
+  ('column app.webhooks.events', 'SELECT'), ('column app.webhooks.enabled', 'SELECT'),
+  ('column app.webhooks.failing_since', 'SELECT'), ('column app.webhooks.disabled_at', 'SELECT'),
+  ('column app.webhooks.created_by', 'SELECT'), ('column app.webhooks.created_at', 'SELECT'),
+  ('column app.webhooks.organization_id', 'INSERT'), ('column app.webhooks.id', 'INSERT'),
+  ('column app.webhooks.url', 'INSERT'), ('column app.webhooks.description', 'INSERT'),
+  ('column app.webhooks.events', 'INSERT'), ('column app.webhooks.secret', 'INSERT'),
+  ('column app.webhooks.created_by', 'INSERT'),
+  ('column app.webhooks.secret', 'UPDATE'), ('column app.webhooks.previous_secret', 'UPDATE'),
+  ('column app.webhooks.previous_secret_until', 'UPDATE'),
+  ('table app.webhooks', 'DELETE'),
+  ('table app.webhook_deliveries', 'SELECT'),
+  ('column app.webhook_deliveries.state', 'UPDATE'), ('column app.webhook_deliveries.queued', 'UPDATE'),
+  ('column app.webhook_deliveries.due_at', 'UPDATE'), ('column app.webhook_deliveries.finished_at', 'UPDATE')
 ),
 granted (object, privilege) as (
   select format('schema %s', n.nspname), g.privilege_type

@@ -29,7 +29,11 @@ registry (signature) as (values
   ('app.tus_chunks_in_use(uuid[],uuid[])'),
   ('app.outbox_backlog()'),
   ('app.request_budgets()'),
-  ('app.budget_refusals_add(uuid[],text[],bigint[])')
+  ('app.budget_refusals_add(uuid[],text[],bigint[])'),
+  ('app.webhook_deliveries_fan_out()'),
+  ('app.webhook_deliveries_claim(integer,bigint)'),
+  ('app.webhook_attempt_begin(uuid,uuid,bigint)'),
+  ('app.webhook_attempt_finish(uuid,uuid,boolean,integer,text,bigint,bigint)')
 ),
 definers as (
   select p.oid, p.oid::regprocedure::text as signature, p.proowner, p.proacl, n.nspname as schema
