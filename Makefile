@@ -36,10 +36,12 @@ TEST_PARTITIONS ?= 8
 test-partitioned: services test-tools
 	TEST_PARTITIONS=$(TEST_PARTITIONS) $(CARGO) test --test api
 
-## Clients the tests drive the service with: tuspy (in .dev/venv) and tus-js-client (npm, pinned
+## Clients the tests drive the service with: tuspy and standardwebhooks, the Standard Webhooks
+## reference library our webhook receiver verifies with (in .dev/venv), and tus-js-client (npm, pinned
 ## in tests/tus/package-lock.json; Node from Debian's packages if the machine has none).
 test-tools:
 	@.dev/venv/bin/python -c 'import tusclient' 2>/dev/null || .dev/venv/bin/pip install -q tuspy==1.1.0
+	@.dev/venv/bin/python -c 'import standardwebhooks' 2>/dev/null || .dev/venv/bin/pip install -q standardwebhooks==1.3.0
 	@command -v npm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null)
 	@[ -d tests/tus/node_modules/tus-js-client ] || (cd tests/tus && npm ci --no-audit --no-fund --silent)
 

@@ -96,13 +96,30 @@ create policy webhook_deliveries_seen_by_managers on app.webhook_deliveries as r
 -- The app role writes secrets and never reads them back.
 grant select (organization_id, id, url, description, events, enabled, failing_since, disabled_at, created_by, created_at),
       insert (organization_id, id, url, description, events, secret, created_by),
-      update (secret, previous_secret, previous_secret_until),
+      update (secret, previous_secret_until),
       delete
    on app.webhooks to tenant_files_app;
 grant select, update (enabled, failing_since, disabled_at) on app.webhooks to tenant_files_definer;
 -- A retry by hand puts a delivery back to pending.
 grant select, update (state, queued, due_at, finished_at) on app.webhook_deliveries to tenant_files_app;
 grant select, insert, update on app.webhook_deliveries to tenant_files_definer;
+
+-- A rotation keeps the old secret signing (until previous_secret_until, which the rotation
+-- sets): the trigger moves it, since the app role may not read it to copy it itself.
+create function app.webhooks_keep_previous_secret()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if new.secret is distinct from old.secret then
+    new.previous_secret := old.secret;
+  end if;
+  return new;
+end
+$$;
+create trigger webhooks_keep_previous_secret before update of secret on app.webhooks
+  for each row execute function app.webhooks_keep_previous_secret();
 
 -- One delivery per enabled endpoint that takes the event, with the event. A registry trigger:
 -- whoever caused the event (any member) may not read the organization's endpoints.

@@ -21,4 +21,5 @@ pub mod startup;
 pub mod storage;
 pub mod telemetry;
 pub mod uploads;
+pub mod webhooks;
 pub mod worker;

@@ -17,6 +17,7 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     pub db_pool: IntGaugeVec,
     pub jobs_published: IntCounter,
+    pub webhook_attempts: IntCounterVec,
     pub jobs_processed: IntCounterVec,
     pub jobs_panicked: IntCounter,
     pub job_duration: HistogramVec,
@@ -74,6 +75,11 @@ impl Metrics {
         let jobs_published =
             IntCounter::new("jobs_published_total", "Validation jobs published by the outbox relay (confirmed)")
                 .expect("valid metric");
+        let webhook_attempts = IntCounterVec::new(
+            Opts::new("webhook_attempts_total", "Webhook delivery attempts by outcome: delivered, failed"),
+            &["outcome"],
+        )
+        .expect("valid metric");
         let jobs_processed = IntCounterVec::new(
             Opts::new(
                 "jobs_processed_total",
@@ -126,6 +132,7 @@ impl Metrics {
             Box::new(http_duration.clone()),
             Box::new(db_pool.clone()),
             Box::new(jobs_published.clone()),
+            Box::new(webhook_attempts.clone()),
             Box::new(jobs_processed.clone()),
             Box::new(jobs_panicked.clone()),
             Box::new(job_duration.clone()),
@@ -143,6 +150,7 @@ impl Metrics {
             http_duration,
             db_pool,
             jobs_published,
+            webhook_attempts,
             jobs_processed,
             jobs_panicked,
             job_duration,

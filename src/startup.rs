@@ -125,6 +125,7 @@ impl Application {
         let memory = usize::try_from(config.limits.upload_memory_mb * 1_048_576).unwrap_or(usize::MAX);
         let budget = MemoryBudget::new(memory, config.limits.upload_memory_org_share);
         let uploads = Uploads::new(db.clone(), store.clone(), budget, limits);
+        let webhooks = crate::webhooks::Sender::new(config.webhooks.timeout(), config.webhooks.webhook_allow_private)?;
         let state = web::Data::new(AppState {
             db: db.clone(),
             store,
@@ -141,6 +142,7 @@ impl Application {
             csrf_key,
             public_url,
             uploads,
+            webhooks,
         });
         let books = keep_the_books(state.clone(), stop.clone());
         let server = HttpServer::new(move || {

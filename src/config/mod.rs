@@ -1,4 +1,4 @@
-//! Configuration: one typed struct of groups (database, broker, worker, storage, limits, http,
+//! Configuration: one typed struct of groups (database, broker, worker, webhooks, storage, limits, http,
 //! sign-in, audit), parsed once from flags with environment fallbacks, each group validating
 //! itself before anything connects. A bad value fails start with one line naming the
 //! variable (see [`Config::load`]); nothing here panics on user input.
@@ -7,7 +7,9 @@ mod groups;
 mod network;
 mod storage;
 
-pub use groups::{AuditConfig, AuthConfig, BrokerConfig, DatabaseConfig, HttpConfig, LimitsConfig, WorkerConfig};
+pub use groups::{
+    AuditConfig, AuthConfig, BrokerConfig, DatabaseConfig, HttpConfig, LimitsConfig, WebhookConfig, WorkerConfig,
+};
 pub use storage::StorageConfig;
 
 use anyhow::bail;
@@ -131,6 +133,9 @@ pub struct Config {
     pub worker: WorkerConfig,
 
     #[command(flatten)]
+    pub webhooks: WebhookConfig,
+
+    #[command(flatten)]
     pub storage: StorageConfig,
 
     #[command(flatten)]
@@ -169,6 +174,7 @@ impl Config {
         self.database.validate()?;
         self.broker.validate()?;
         self.worker.validate()?;
+        self.webhooks.validate()?;
         self.storage.validate()?;
         self.auth.validate(self.app_env)?;
         let serves_http = matches!(self.mode, Mode::Api | Mode::All);

@@ -25,6 +25,10 @@ pub enum Action {
     ShareLinkCreated,
     ShareLinkRevoked,
     UploadRulesChanged,
+    WebhookCreated,
+    WebhookDeleted,
+    WebhookSecretRotated,
+    WebhookDeliveryRetried,
 }
 
 impl Action {
@@ -44,6 +48,11 @@ impl Action {
             Action::ShareLinkCreated => "share_link_created",
             Action::ShareLinkRevoked => "share_link_revoked",
             Action::UploadRulesChanged => "upload_rules_changed",
+            // The webhook family is named as the worker's `webhook.disabled` (V30) is.
+            Action::WebhookCreated => "webhook.created",
+            Action::WebhookDeleted => "webhook.deleted",
+            Action::WebhookSecretRotated => "webhook.secret_rotated",
+            Action::WebhookDeliveryRetried => "webhook.delivery_retried",
         }
     }
 }

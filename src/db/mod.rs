@@ -48,6 +48,7 @@ pub mod tokens;
 pub mod tus;
 pub mod uploads;
 pub mod users;
+pub mod webhooks;
 
 use std::{sync::Arc, time::Duration};
 

@@ -59,6 +59,7 @@ sql_types! {
     &[uuid::Uuid] => Type::UUID_ARRAY,
     Vec<&str> => Type::TEXT_ARRAY,
     Vec<String> => Type::TEXT_ARRAY,
+    &[String] => Type::TEXT_ARRAY,
     Vec<i64> => Type::INT8_ARRAY,
     Vec<Option<&str>> => Type::TEXT_ARRAY,
     DateTime<Utc> => Type::TIMESTAMPTZ,

@@ -80,3 +80,11 @@ id_type!(
     /// A validation job: its outbox row and the message that carries it.
     JobId
 );
+id_type!(
+    /// An organization's webhook endpoint (its id, never its secret).
+    WebhookId
+);
+id_type!(
+    /// One event's delivery to one webhook endpoint; its `webhook-id` is `msg_` and this id.
+    DeliveryId
+);

@@ -76,6 +76,8 @@ pub struct AppState {
     pub public_url: PublicUrl,
     /// Recording uploads, resumable ones' `PATCH`es, the memory budget for their bodies.
     pub uploads: Uploads,
+    /// Checks where a new webhook endpoint resolves (as the worker's deliveries do).
+    pub webhooks: crate::webhooks::Sender,
 }
 
 impl AppState {

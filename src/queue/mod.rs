@@ -15,6 +15,18 @@
 //!
 //! One retry queue per delay: TTLs in a single queue only expire at its head, so mixing delays
 //! in one queue would hold short retries behind long ones.
+//!
+//! Webhook deliveries (#27) have their own lane:
+//!
+//! ```text
+//! exchange {p} --"webhook"--> queue {p}.webhook  (x-dead-letter-exchange {p}.webhook.dead)
+//!                                  | reject(requeue=false): malformed
+//!                                  v
+//! exchange {p}.webhook.dead (fanout) --> queue {p}.webhook.dead
+//! ```
+//!
+//! A failed delivery's next attempt is scheduled in the database (`due_at`, up to hours away),
+//! and the relay publishes it again when it is due: no TTL queue holds a message for a day.
 
 mod monitor;
 mod publisher;
@@ -34,6 +46,9 @@ use crate::config::{Config, QueueType};
 
 /// Routing key of validation jobs on the main exchange.
 pub const VALIDATE_ROUTING_KEY: &str = "validate";
+
+/// Routing key of webhook deliveries on the main exchange.
+pub const WEBHOOK_ROUTING_KEY: &str = "webhook";
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -65,6 +80,9 @@ pub struct Topology {
     pub dead_queue: String,
     /// `(queue name, delay in ms)`, one per configured retry delay.
     pub retry_queues: Vec<(String, u32)>,
+    pub webhook_queue: String,
+    pub webhook_dead_exchange: String,
+    pub webhook_dead_queue: String,
     pub queue_type: QueueType,
     /// Test isolation: queues are removed after this long unused.
     pub expires_ms: Option<u32>,
@@ -88,6 +106,9 @@ impl Topology {
             work_queue: format!("{prefix}.validate"),
             dead_queue: format!("{prefix}.validate.dead"),
             retry_queues: delays.into_iter().map(|ms| (format!("{prefix}.validate.retry.{ms}"), ms)).collect(),
+            webhook_queue: format!("{prefix}.webhook"),
+            webhook_dead_exchange: format!("{prefix}.webhook.dead"),
+            webhook_dead_queue: format!("{prefix}.webhook.dead"),
             queue_type,
             expires_ms,
         }
@@ -128,6 +149,9 @@ impl Topology {
             ];
             queues.push((name.as_str(), self.typed(true, args)));
         }
+        let webhook_dead = vec![("x-dead-letter-exchange", text(&self.webhook_dead_exchange))];
+        queues.push((self.webhook_queue.as_str(), self.typed(true, webhook_dead)));
+        queues.push((self.webhook_dead_queue.as_str(), self.typed(false, vec![])));
         queues
     }
 
@@ -150,12 +174,10 @@ impl Topology {
     /// a fresh broker needs no manual setup, and `rabbitmq/definitions.json` is for operators.
     pub async fn declare(&self, channel: &Channel) -> Result<(), QueueError> {
         let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
-        channel
-            .exchange_declare(self.exchange.as_str().into(), ExchangeKind::Direct, durable, FieldTable::default())
-            .await?;
-        channel
-            .exchange_declare(self.dead_exchange.as_str().into(), ExchangeKind::Fanout, durable, FieldTable::default())
-            .await?;
+        for (name, kind) in self.exchanges() {
+            let kind = if kind == "direct" { ExchangeKind::Direct } else { ExchangeKind::Fanout };
+            channel.exchange_declare(name.into(), kind, durable, FieldTable::default()).await?;
+        }
         let durable = QueueDeclareOptions { durable: true, ..Default::default() };
         for (name, args) in self.queues() {
             let mut table = FieldTable::default();
@@ -185,9 +207,19 @@ impl Topology {
         Ok(())
     }
 
-    /// `(queue, exchange, routing key)`: jobs to the work queue, dead letters to theirs.
-    fn bindings(&self) -> [(&str, &str, &str); 2] {
-        [(&self.work_queue, &self.exchange, VALIDATE_ROUTING_KEY), (&self.dead_queue, &self.dead_exchange, "")]
+    /// `(name, type)` of every exchange.
+    fn exchanges(&self) -> [(&str, &'static str); 3] {
+        [(&self.exchange, "direct"), (&self.dead_exchange, "fanout"), (&self.webhook_dead_exchange, "fanout")]
+    }
+
+    /// `(queue, exchange, routing key)`: jobs and deliveries to their queues, dead letters to theirs.
+    fn bindings(&self) -> [(&str, &str, &str); 4] {
+        [
+            (&self.work_queue, &self.exchange, VALIDATE_ROUTING_KEY),
+            (&self.dead_queue, &self.dead_exchange, ""),
+            (&self.webhook_queue, &self.exchange, WEBHOOK_ROUTING_KEY),
+            (&self.webhook_dead_queue, &self.webhook_dead_exchange, ""),
+        ]
     }
 
     /// The same topology as a RabbitMQ definitions document (`rabbitmqctl import_definitions`);
@@ -220,11 +252,16 @@ impl Topology {
                         "routing_key": routing_key, "arguments": {} })
             })
             .collect();
+        let exchanges: Vec<serde_json::Value> = self
+            .exchanges()
+            .into_iter()
+            .map(|(name, kind)| {
+                json!({ "name": name, "vhost": "/", "type": kind, "durable": true, "auto_delete": false,
+                        "internal": false, "arguments": {} })
+            })
+            .collect();
         json!({
-            "exchanges": [
-                { "name": self.exchange, "vhost": "/", "type": "direct", "durable": true, "auto_delete": false, "internal": false, "arguments": {} },
-                { "name": self.dead_exchange, "vhost": "/", "type": "fanout", "durable": true, "auto_delete": false, "internal": false, "arguments": {} }
-            ],
+            "exchanges": exchanges,
             "queues": queues,
             "bindings": bindings
         })

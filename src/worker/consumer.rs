@@ -1,5 +1,6 @@
-//! The validation consumer: takes deliveries from the work queue (at most `WORKER_PREFETCH`
-//! unacknowledged at once, which also bounds the jobs in progress), processes each, and settles
+//! The consumers: each takes messages from its lane's queue (validation jobs from the work
+//! queue, at most `WORKER_PREFETCH` unacknowledged at once; webhook deliveries, at most
+//! `WEBHOOK_CONCURRENCY`), which also bounds the work in progress, processes each, and settles
 //! it only after its outcome is committed (at-least-once; processing is idempotent).
 
 use std::sync::{atomic::Ordering, Arc};
@@ -13,13 +14,43 @@ use lapin::{
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{job, pause, Backoff, JobMessage, Outcome, WorkerCtx};
+use super::{job, pause, webhooks, Backoff, JobMessage, Outcome, WorkerCtx};
 use crate::queue::{self, Publisher};
 
-pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
+/// What a consumer consumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Validation,
+    Webhooks,
+}
+
+impl Lane {
+    fn queue(self, ctx: &WorkerCtx) -> &str {
+        match self {
+            Lane::Validation => &ctx.topology.work_queue,
+            Lane::Webhooks => &ctx.topology.webhook_queue,
+        }
+    }
+
+    fn prefetch(self, ctx: &WorkerCtx) -> u16 {
+        match self {
+            Lane::Validation => ctx.config.worker.worker_prefetch,
+            Lane::Webhooks => ctx.config.webhooks.webhook_concurrency,
+        }
+    }
+
+    /// The worker is ready when its validation consumer is attached.
+    fn set_consuming(self, ctx: &WorkerCtx, consuming: bool) {
+        if self == Lane::Validation {
+            ctx.consuming.store(consuming, Ordering::Relaxed);
+        }
+    }
+}
+
+pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken, lane: Lane) {
     let mut backoff = Backoff::new();
     while !shutdown.is_cancelled() {
-        match consume(&ctx, &shutdown, &mut backoff).await {
+        match consume(&ctx, &shutdown, &mut backoff, lane).await {
             Ok(()) => return,
             Err(e) => {
                 let wait = backoff.next();
@@ -38,14 +69,19 @@ pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
 
 /// Consumes until shutdown (`Ok`) or until the connection fails (`Err`, the caller reconnects).
 /// Either way the jobs already in progress finish first.
-async fn consume(ctx: &Arc<WorkerCtx>, shutdown: &CancellationToken, backoff: &mut Backoff) -> anyhow::Result<()> {
+async fn consume(
+    ctx: &Arc<WorkerCtx>,
+    shutdown: &CancellationToken,
+    backoff: &mut Backoff,
+    lane: Lane,
+) -> anyhow::Result<()> {
     let timeout = ctx.config.broker.timeout();
     let (connection, channel) =
         queue::connect(&ctx.config.broker.amqp_url, &ctx.topology, "tenant-files worker", timeout).await?;
     // basic.qos: the broker sends at most this many unacknowledged deliveries to this channel
     // (https://www.rabbitmq.com/amqp-0-9-1-reference.html#basic.qos). Small, so a busy worker
     // leaves the rest of the queue to other workers.
-    queue::bounded(timeout, channel.basic_qos(ctx.config.worker.worker_prefetch, BasicQosOptions::default())).await?;
+    queue::bounded(timeout, channel.basic_qos(lane.prefetch(ctx), BasicQosOptions::default())).await?;
     // Retries are published on their own confirming channel.
     let retries = Arc::new(Publisher::new(queue::bounded(timeout, connection.create_channel()).await?, timeout).await?);
     let tag = format!("tenant-files-worker-{}", uuid::Uuid::new_v4());
@@ -53,15 +89,15 @@ async fn consume(ctx: &Arc<WorkerCtx>, shutdown: &CancellationToken, backoff: &m
     // redelivered to another consumer if this connection dies first.
     let mut deliveries = channel
         .basic_consume(
-            ctx.topology.work_queue.as_str().into(),
+            lane.queue(ctx).into(),
             tag.as_str().into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
         .await?;
     backoff.reset();
-    tracing::info!(queue = %ctx.topology.work_queue, consumer = %tag, "consuming validation jobs");
-    ctx.consuming.store(true, Ordering::Relaxed);
+    tracing::info!(queue = %lane.queue(ctx), consumer = %tag, "consuming");
+    lane.set_consuming(ctx, true);
 
     let mut in_flight = JoinSet::new();
     let ended = loop {
@@ -74,15 +110,16 @@ async fn consume(ctx: &Arc<WorkerCtx>, shutdown: &CancellationToken, backoff: &m
                 }
             }
             delivery = deliveries.next() => match delivery {
-                Some(Ok(delivery)) => {
-                    in_flight.spawn(settle(ctx.clone(), retries.clone(), delivery));
-                }
+                Some(Ok(delivery)) => match lane {
+                    Lane::Validation => { in_flight.spawn(settle(ctx.clone(), retries.clone(), delivery)); }
+                    Lane::Webhooks => { in_flight.spawn(webhooks::settle(ctx.clone(), delivery)); }
+                },
                 Some(Err(e)) => break Err(anyhow::Error::new(e).context("consumer stream failed")),
                 None => break Err(anyhow::anyhow!("the broker cancelled the consumer")),
             },
         }
     };
-    ctx.consuming.store(false, Ordering::Relaxed);
+    lane.set_consuming(ctx, false);
     // Finish the jobs in hand (their acks need this channel), then close it. Deliveries the
     // broker sent but we did not start go back to the queue when the channel closes.
     while let Some(finished) = in_flight.join_next().await {

@@ -1,5 +1,6 @@
-//! The background worker (`--mode worker`): the outbox relay, the validation consumer, and the
-//! maintenance loop (purge of deleted files' bytes, re-enqueue of stuck pending files). Each
+//! The background worker (`--mode worker`): the outbox relay, the validation consumer, the
+//! webhook consumer (`webhooks`), and the maintenance loop (purge of deleted files' bytes,
+//! re-enqueue of stuck pending files). Each
 //! runs until the shutdown token is cancelled and survives broker or database outages by
 //! reconnecting with backoff; none of them exits on a transient error.
 
@@ -9,6 +10,7 @@ mod maintenance;
 mod outcomes;
 mod relay;
 mod validate;
+mod webhooks;
 
 use std::{
     sync::{
@@ -22,6 +24,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 pub use job::{JobMessage, Outcome};
+pub use webhooks::message_id as webhook_message_id;
 
 use crate::{config::Config, db::Db, metrics::Metrics, probe, queue::Topology, shutdown::pause, storage::FileStore};
 
@@ -37,6 +40,8 @@ pub struct WorkerCtx {
     pub metrics: Arc<Metrics>,
     /// Where jobs commit their verdicts, in batches.
     outcomes: outcomes::Recorder,
+    /// Sends webhook deliveries (to public addresses only, unless allowed).
+    webhooks: crate::webhooks::Sender,
 }
 
 impl WorkerCtx {
@@ -44,7 +49,17 @@ impl WorkerCtx {
         let (db, store) = crate::resources::open_db_and_store(&config)?;
         let topology = Topology::from_config(&config);
         let outcomes = outcomes::Recorder::start(db.clone(), metrics.clone());
-        Ok(Self { config: Arc::new(config), db, store, topology, consuming: Arc::default(), metrics, outcomes })
+        let webhooks = crate::webhooks::Sender::new(config.webhooks.timeout(), config.webhooks.webhook_allow_private)?;
+        Ok(Self {
+            config: Arc::new(config),
+            db,
+            store,
+            topology,
+            consuming: Arc::default(),
+            metrics,
+            outcomes,
+            webhooks,
+        })
     }
 
     /// How long to wait before retrying attempt `attempt` (1-based); the last delay repeats.
@@ -70,7 +85,8 @@ pub async fn run_worker_until_stopped(
     };
     tokio::join!(
         relay::run(ctx.clone(), shutdown.clone()),
-        consumer::run(ctx.clone(), shutdown.clone()),
+        consumer::run(ctx.clone(), shutdown.clone(), consumer::Lane::Validation),
+        consumer::run(ctx.clone(), shutdown.clone(), consumer::Lane::Webhooks),
         maintenance::run(ctx.clone(), shutdown.clone()),
     );
     if let Some(server) = metrics {

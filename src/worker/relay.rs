@@ -1,5 +1,6 @@
 //! The outbox relay: publishes committed jobs to RabbitMQ with publisher confirms and deletes
-//! them only once confirmed. A broker outage delays jobs; it never loses one. The claimed rows
+//! them only once confirmed (and, each round, the webhook deliveries that are due:
+//! `webhooks::relay_batch`). A broker outage delays jobs; it never loses one. The claimed rows
 //! stay locked (FOR UPDATE SKIP LOCKED) until the batch is done, so concurrent relays in other
 //! processes never publish the same job at the same time.
 //!
@@ -12,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{pause, Backoff, JobMessage, WorkerCtx};
+use super::{pause, webhooks, Backoff, JobMessage, WorkerCtx};
 use crate::{
     db::system,
     domain::{JobId, OrgId},
@@ -41,12 +42,12 @@ pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
             }
         };
         loop {
-            let batch = relay_batch(&ctx, &publisher).await;
+            let batch = relay_round(&ctx, &publisher).await;
             if batch.is_ok() {
                 backoff.reset();
             }
             match batch {
-                Ok(published) if published == BATCH as usize => continue,
+                Ok(full) if full => continue,
                 Ok(_) => {
                     if !pause(&shutdown, idle).await {
                         return;
@@ -67,6 +68,13 @@ pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
             }
         }
     }
+}
+
+/// One batch of jobs and one of webhook deliveries; whether either was full (more wait).
+async fn relay_round(ctx: &WorkerCtx, publisher: &Publisher) -> anyhow::Result<bool> {
+    let jobs = relay_batch(ctx, publisher).await?;
+    let deliveries = webhooks::relay_batch(ctx, publisher).await?;
+    Ok(jobs == BATCH as usize || deliveries == webhooks::BATCH as usize)
 }
 
 async fn connect(ctx: &WorkerCtx) -> anyhow::Result<(lapin::Connection, Publisher)> {

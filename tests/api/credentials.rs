@@ -23,6 +23,10 @@ const SESSION_ONLY: &[&str] = &[
     "PATCH /api/org/users/{id}",
     "POST /api/org/users/{id}/reactivate",
     "PATCH /api/org",
+    // An endpoint would go on receiving the organization's events after the token is revoked;
+    // a rotated secret is shown to whoever rotates.
+    "POST /api/org/webhooks",
+    "POST /api/org/webhooks/{id}/secret",
 ];
 
 /// Every other state-changing operation a token may perform: it changes or removes data, or
@@ -38,6 +42,8 @@ const TOKEN_ALLOWED: &[&str] = &[
     "PATCH /api/files/tus/{id}",
     "DELETE /api/files/tus/{id}",
     "DELETE /api/org/links/{id}",
+    "DELETE /api/org/webhooks/{id}",
+    "POST /api/org/webhooks/{id}/deliveries/{delivery_id}/retry",
     "POST /api/org/users/{id}/deactivate",
     "DELETE /api/tokens/{id}",
 ];
@@ -64,6 +70,7 @@ fn request(operation: &str, ids: &Ids) -> (Method, String, Option<Value>) {
     let path = pattern
         .replace("/api/org/users/{id}", &format!("/api/org/users/{}", ids.user))
         .replace("/api/files/{id}", &format!("/api/files/{}", ids.file))
+        .replace("/api/org/webhooks/{id}", &format!("/api/org/webhooks/{}", ids.webhook))
         .replace("{link_id}", &ids.link)
         .replace("{id}", &Uuid::new_v4().to_string());
     let body = match operation {
@@ -74,6 +81,7 @@ fn request(operation: &str, ids: &Ids) -> (Method, String, Option<Value>) {
         "PATCH /api/org" => Some(json!({ "allowed_types": ["*/*"] })),
         "PATCH /api/files/{id}" => Some(json!({ "filename": "renamed.txt" })),
         "POST /api/files/bulk-delete" => Some(json!({ "ids": [Uuid::new_v4()] })),
+        "POST /api/org/webhooks" => Some(json!({ "url": "http://127.0.0.1:9/in", "events": ["*"] })),
         _ => None,
     };
     (method.parse().unwrap(), path, body)
@@ -83,6 +91,7 @@ struct Ids {
     user: String,
     file: String,
     link: String,
+    webhook: String,
 }
 
 /// The review's finding: an owner's 1-day token minted an owner invitation and a 7-day link,
@@ -99,7 +108,9 @@ async fn a_token_reaches_every_state_change_except_those_that_create_credentials
     let link = share(&owner, &file, 60).await["id"].as_str().unwrap().to_owned();
     let (_, secret) = owner.create_token("one day").await;
     let script = Bearer::new(&app, &secret);
-    let ids = Ids { user: member.user_id.clone(), file: file.clone(), link };
+    let webhook = owner.post("/api/org/webhooks", json!({ "url": "http://127.0.0.1:9/", "events": ["*"] })).await;
+    let webhook = webhook.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let ids = Ids { user: member.user_id.clone(), file: file.clone(), link, webhook };
 
     let listed: BTreeSet<String> =
         SESSION_ONLY.iter().chain(TOKEN_ALLOWED).chain(ANONYMOUS).map(|op| op.to_string()).collect();
@@ -121,6 +132,8 @@ async fn a_token_reaches_every_state_change_except_those_that_create_credentials
     assert_eq!(links["links"].as_array().unwrap().len(), 1, "{links}");
     let tokens: Value = owner.get("/api/tokens").await.json().await.unwrap();
     assert_eq!(tokens["tokens"].as_array().unwrap().len(), 1, "{tokens}");
+    let webhooks: Value = owner.get("/api/org/webhooks").await.json().await.unwrap();
+    assert_eq!(webhooks["webhooks"].as_array().unwrap().len(), 1, "{webhooks}");
     let users: Value = owner.get(&format!("/api/org/users/{}", member.user_id)).await.json().await.unwrap();
     assert_eq!((users["role"].as_str(), users["is_active"].as_bool()), (Some("member"), Some(false)));
 

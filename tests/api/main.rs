@@ -31,5 +31,6 @@ mod tus_clients;
 mod tus_integrity;
 mod tus_slots;
 mod upload_rules;
+mod webhooks;
 mod worker;
 mod worker_process;

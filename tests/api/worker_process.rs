@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// Starts `tenant-files --mode worker` with the test app's configuration.
-fn spawn_worker_process(app: &TestApp) -> Child {
+pub(crate) fn spawn_worker_process(app: &TestApp) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tenant-files"))
         .args(&app.args[1..])
         .arg("--mode=worker")

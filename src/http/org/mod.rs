@@ -1,5 +1,5 @@
-//! `/api/org`: the caller's organization, its members, invitations, audit log and share links
-//! (`links`).
+//! `/api/org`: the caller's organization, its members, invitations, audit log, share links
+//! (`links`) and webhooks (`webhooks`).
 //!
 //! Managing members, invitations and the audit log is for owners and admins; handlers check
 //! that first for a clear 403, and the database enforces it again (restrictive policies and
@@ -8,6 +8,7 @@
 
 mod links;
 mod types;
+mod webhooks;
 
 use actix_web::{get, patch, post, web, HttpResponse};
 use chrono::{Duration, Utc};
@@ -51,7 +52,14 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .service(list_audit)
             .service(get_audit_entry)
             .service(links::list_org_links)
-            .service(links::revoke_org_link),
+            .service(links::revoke_org_link)
+            .service(webhooks::create_webhook)
+            .service(webhooks::list_webhooks)
+            .service(webhooks::get_webhook)
+            .service(webhooks::delete_webhook)
+            .service(webhooks::rotate_secret)
+            .service(webhooks::list_deliveries)
+            .service(webhooks::retry_delivery),
     );
 }
 

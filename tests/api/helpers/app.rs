@@ -120,6 +120,11 @@ pub struct Settings {
     pub org_requests_per_minute: u32,
     /// The api processes sharing each organization's request budget.
     pub api_processes: u32,
+    /// Webhook endpoints on loopback (every test receiver is) are allowed unless a test is
+    /// about refusing them.
+    pub webhook_allow_private: bool,
+    /// How long an endpoint may fail before it is disabled.
+    pub webhook_disable_after_seconds: u64,
 }
 
 impl Default for Settings {
@@ -155,6 +160,8 @@ impl Default for Settings {
             db_org_wait_ms: 1000,
             org_requests_per_minute: 12_000,
             api_processes: 1,
+            webhook_allow_private: true,
+            webhook_disable_after_seconds: 3600,
         }
     }
 }
@@ -238,6 +245,12 @@ pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
         "--relay-interval-ms=50".into(),
         "--maintenance-interval-ms=200".into(),
         format!("--pending-sweep-after-seconds={}", settings.pending_sweep_after_seconds),
+        // Receivers are plain http on loopback; retries a second apart, three of them.
+        "--webhook-allow-http=true".into(),
+        format!("--webhook-allow-private={}", settings.webhook_allow_private),
+        "--webhook-timeout-ms=1500".into(),
+        "--webhook-retry-delays-ms=1000,1000,1000".into(),
+        format!("--webhook-disable-after-seconds={}", settings.webhook_disable_after_seconds),
         "--app-env=dev".into(),
         // Known, so that a test can sign what the service signs (cursors), and the same for
         // every process a test starts.

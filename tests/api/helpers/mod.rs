@@ -4,11 +4,13 @@
 
 mod app;
 mod proxy;
+mod receiver;
 mod user;
 mod worker;
 
 pub use app::*;
 pub use proxy::*;
+pub use receiver::Receiver;
 pub use user::*;
 pub use worker::RunningWorker;
 
