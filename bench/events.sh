@@ -2,8 +2,11 @@
 # What events cost an upload (#27): the service's small-upload replay (bench/pgbench/upload.sql:
 # the session load, the reservation, then the file row with its job, release and audit entry)
 # with events on, written but numbered from a plain sequence (the rival explanation: the insert,
-# not the organization row's update), and off, in alternating rounds on the same database. PostgreSQL alone (the service adds the same work to either side). Deliveries per
-# second join this report once webhooks deliver. Writes bench/results/events-<time>.md.
+# not the organization row's update), with one webhook endpoint taking them (the fan-out into a
+# delivery row), and off, in alternating rounds on the same database. PostgreSQL alone (the
+# service adds the same work to each side). Then the deliveries those rounds queued are sent by
+# a release worker to a loopback receiver that verifies each (bench/webhooks.sh): deliveries per
+# second. Writes bench/results/events-<time>.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +38,11 @@ psql -X -q -v ON_ERROR_STOP=1 "$SUPER/$DB" <<SQL
 insert into app.organizations (id, name, storage_quota_mb, max_concurrent_uploads) values ('$ORG', 'events bench', 1000000, 1000);
 insert into app.users (id, organization_id, email, password_hash, role) values ('$USR', '$ORG', 'bench@example.com', 'x', 'owner');
 insert into app.sessions (key_hash, organization_id, user_id, state, expires_at) values ('$KEYHASH', '$ORG', '$USR', '{}', now() + interval '1 day');
+-- One endpoint taking file.uploaded, enabled only in the "webhook" rounds (its URL is set when
+-- its deliveries are sent, below).
+insert into app.webhooks (organization_id, id, url, events, secret, created_by, enabled)
+values ('$ORG', '00000000-0000-4000-a000-0000000000e1', 'http://127.0.0.1:9/', '{file.uploaded}',
+        decode('$(printf 'bench-webhook-secret-32-bytes!!!' | xxd -p | tr -d '\n')', 'hex'), '$USR', false);
 SQL
 
 round() { # label -> "tps | p50 ms | p99 ms"
@@ -54,7 +62,8 @@ round() { # label -> "tps | p50 ms | p99 ms"
   echo "# What events cost an upload ($(date -u +%FT%TZ))"
   echo
   echo "bench/pgbench/upload.sql (the service's small-upload statements), one organization, $CLIENTS clients," \
-    "${SECONDS_EACH}s rounds: events on, unnumbered (the insert alone), off, off, unnumbered, on;" \
+    "${SECONDS_EACH}s rounds: events on, with a webhook (each event fanned out to a delivery row), unnumbered" \
+    "(the insert alone), off, off, unnumbered, webhook, on;" \
     "kernel.sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo '?')."
   echo
   echo "| round | events | uploads/s | p50 ms | p99 ms |"
@@ -64,9 +73,12 @@ round() { # label -> "tps | p50 ms | p99 ms"
 # update of the organization's row), "unnumbered" (the event alone, numbered from a plain
 # sequence instead: its insert without the row update) and "off".
 psql -X -q "$SUPER/$DB" -c "create sequence bench_events_seq start 1000000000" -c "grant usage on sequence bench_events_seq to tenant_files_app"
-configure() { # on | unnumbered | off
+configure() { # on | webhook | unnumbered | off
+  local hook=false
+  [ "$1" = webhook ] && hook=true
+  psql -X -q "$SUPER/$DB" -c "update app.webhooks set enabled = $hook"
   case $1 in
-    on) sql="alter table app.files enable trigger files_emit_events;
+    on | webhook) sql="alter table app.files enable trigger files_emit_events;
              alter table app.events enable trigger events_number; alter table app.events alter column seq drop default" ;;
     unnumbered) sql="alter table app.files enable trigger files_emit_events;
              alter table app.events disable trigger events_number;
@@ -83,7 +95,7 @@ configure on
 log "warm-up round"
 round warm-up >/dev/null
 n=0
-for state in on unnumbered off off unnumbered on; do
+for state in on webhook unnumbered off off unnumbered webhook on; do
   n=$((n + 1))
   configure "$state"
   log "round $n, events $state"
@@ -91,6 +103,7 @@ for state in on unnumbered off off unnumbered on; do
 done
 echo >>"$REPORT"
 echo "Events written: $(psql -X -At "$SUPER/$DB" -c 'select count(*) from app.events')." >>"$REPORT"
+DB=$DB bench/webhooks.sh >>"$REPORT"
 psql -X -q "$SUPER/postgres" -c "drop database $DB"
 cat "$REPORT"
 log "report: $REPORT"

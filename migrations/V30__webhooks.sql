@@ -2,8 +2,8 @@
 -- endpoint, written by a registry trigger in the transaction that writes the event (so a change,
 -- its event and its deliveries commit together or not at all).
 --
--- Delivery (src/worker/webhooks.rs): the relay claims due deliveries (`webhook_deliveries_claim`)
--- and publishes them to the webhook queue; the consumer begins an attempt
+-- Delivery (src/worker/webhooks.rs): the relay claims due deliveries (`webhook_deliveries_claim`,
+-- in turns across endpoints, a few of each at once), then publishes them to the webhook queue; the consumer begins an attempt
 -- (`webhook_attempt_begin`, which reads the endpoint's secret: the app role cannot), posts it
 -- signed, and records the outcome (`webhook_attempt_finish`), which schedules the next attempt
 -- in `due_at` or ends the delivery, and disables an endpoint that has failed for too long. The
@@ -49,6 +49,8 @@ create table app.webhook_deliveries (
                     constraint webhook_deliveries_state_known check (state in ('pending', 'delivered', 'failed')),
   -- Published and not yet begun: the message that carries it may start an attempt.
   queued          boolean not null default false,
+  -- An attempt has begun and its outcome is not recorded yet.
+  attempting      boolean not null default false,
   attempts        integer not null default 0,
   last_status     integer,
   last_error      text,
@@ -69,8 +71,10 @@ create index webhook_deliveries_webhook_idx
   on app.webhook_deliveries (organization_id, webhook_id, created_at desc, id desc);
 -- The event's cascade on prune.
 create index webhook_deliveries_event_idx on app.webhook_deliveries (organization_id, event_seq);
--- The relay's claim, across organizations (the registry's webhook_deliveries_claim).
-create index webhook_deliveries_due_idx on app.webhook_deliveries (due_at) where state = 'pending';
+-- The relay's claim: the endpoints with due deliveries (a skip scan), each one's due deliveries
+-- and those in flight (the registry's webhook_deliveries_claim).
+create index webhook_deliveries_pending_idx on app.webhook_deliveries (organization_id, webhook_id, due_at)
+  where state = 'pending';
 
 alter table app.webhooks enable row level security, force row level security;
 alter table app.webhook_deliveries enable row level security, force row level security;
@@ -144,28 +148,71 @@ revoke execute on function app.webhook_deliveries_fan_out() from public;
 create trigger webhook_deliveries_fan_out after insert on app.events
   for each row execute function app.webhook_deliveries_fan_out();
 
--- The relay: due deliveries of every organization, locked until its transaction ends (it
--- commits once the broker confirmed them), marked queued and leased: should no attempt begin
--- within the lease, they are due again.
-create function app.webhook_deliveries_claim(p_limit integer, p_lease_seconds bigint)
+-- The relay: due deliveries of every organization, in turns across endpoints (each endpoint
+-- with due deliveries gets its oldest into the batch, then its second, ...), and no more of one
+-- endpoint than p_per_endpoint queued or under way at once: a slow or backlogged endpoint holds
+-- at most that many of the workers' delivery slots, and the others' deliveries go out beside
+-- its backlog, not behind it. The endpoints come from a skip scan of the pending index (one
+-- probe per endpoint with due deliveries): the cost grows with endpoints waiting, not with the
+-- backlog. The claimed rows are locked while it runs (two relays never claim the same), and
+-- committed queued and leased before the relay publishes them (a consumer then always finds its
+-- delivery queued): should no attempt begin within the lease (a failed publish, a lost message),
+-- they are due again.
+create function app.webhook_deliveries_claim(p_limit integer, p_lease_seconds bigint, p_per_endpoint integer)
 returns table (organization_id uuid, id uuid)
 language sql
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
+  with recursive due (organization_id, webhook_id) as (
+    (select d.organization_id, d.webhook_id
+       from app.webhook_deliveries d
+      where d.state = 'pending' and d.due_at <= now()
+      order by d.organization_id, d.webhook_id
+      limit 1)
+    union all
+    select n.organization_id, n.webhook_id
+      from due w
+     cross join lateral (
+       select d.organization_id, d.webhook_id
+         from app.webhook_deliveries d
+        where d.state = 'pending' and d.due_at <= now()
+          and (d.organization_id, d.webhook_id) > (w.organization_id, w.webhook_id)
+        order by d.organization_id, d.webhook_id
+        limit 1) n
+  ), turns as (
+    select c.organization_id, c.id, c.due_at,
+           row_number() over (partition by w.organization_id, w.webhook_id order by c.due_at) as turn
+      from due w
+     cross join lateral (
+       select count(*) as n
+         from app.webhook_deliveries f
+        where f.organization_id = w.organization_id and f.webhook_id = w.webhook_id
+          and f.state = 'pending' and f.due_at > now() and (f.queued or f.attempting)) busy
+     cross join lateral (
+       select d.organization_id, d.id, d.due_at
+         from app.webhook_deliveries d
+        where d.organization_id = w.organization_id and d.webhook_id = w.webhook_id
+          and d.state = 'pending' and d.due_at <= now()
+        order by d.due_at
+        limit greatest(p_per_endpoint - busy.n, 0)) c
+  ), batch as (
+    select t.organization_id, t.id from turns t order by t.turn, t.due_at limit p_limit
+  ), locked as (
+    select d.organization_id, d.id
+      from batch b
+      join app.webhook_deliveries d on d.organization_id = b.organization_id and d.id = b.id
+       for update of d skip locked
+  )
   update app.webhook_deliveries d
-     set queued = true, due_at = now() + make_interval(secs => p_lease_seconds)
-   where (d.organization_id, d.id) in (select c.organization_id, c.id
-                                         from app.webhook_deliveries c
-                                        where c.state = 'pending' and c.due_at <= now()
-                                        order by c.due_at
-                                        limit p_limit
-                                          for update skip locked)
+     set queued = true, attempting = false, due_at = now() + make_interval(secs => p_lease_seconds)
+    from locked l
+   where d.organization_id = l.organization_id and d.id = l.id
   returning d.organization_id, d.id
 $$;
-alter function app.webhook_deliveries_claim(integer, bigint) owner to tenant_files_definer;
-revoke execute on function app.webhook_deliveries_claim(integer, bigint) from public;
-grant execute on function app.webhook_deliveries_claim(integer, bigint) to tenant_files_app;
+alter function app.webhook_deliveries_claim(integer, bigint, integer) owner to tenant_files_definer;
+revoke execute on function app.webhook_deliveries_claim(integer, bigint, integer) from public;
+grant execute on function app.webhook_deliveries_claim(integer, bigint, integer) to tenant_files_app;
 
 -- The consumer: begins an attempt of a queued delivery (a duplicate message, or one for a
 -- delivery already done, begins nothing: no row) and returns what to send and how to sign it.
@@ -179,7 +226,8 @@ set search_path = pg_catalog, pg_temp
 as $$
   with begun as (
     update app.webhook_deliveries d
-       set queued = false, attempts = d.attempts + 1, due_at = now() + make_interval(secs => p_lease_seconds)
+       set queued = false, attempting = true, attempts = d.attempts + 1,
+           due_at = now() + make_interval(secs => p_lease_seconds)
      where d.organization_id = p_org and d.id = p_id and d.state = 'pending' and d.queued
     returning d.organization_id, d.webhook_id, d.event_seq, d.attempts
   )
@@ -210,7 +258,8 @@ declare
   disabled app.webhooks%rowtype;
 begin
   update app.webhook_deliveries d
-     set state = case when p_delivered then 'delivered' when p_retry_seconds is null then 'failed' else 'pending' end,
+     set attempting = false,
+         state = case when p_delivered then 'delivered' when p_retry_seconds is null then 'failed' else 'pending' end,
          last_status = p_status,
          last_error = left(p_error, 500),
          due_at = case when not p_delivered and p_retry_seconds is not null

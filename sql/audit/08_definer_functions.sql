@@ -31,7 +31,7 @@ registry (signature) as (values
   ('app.request_budgets()'),
   ('app.budget_refusals_add(uuid[],text[],bigint[])'),
   ('app.webhook_deliveries_fan_out()'),
-  ('app.webhook_deliveries_claim(integer,bigint)'),
+  ('app.webhook_deliveries_claim(integer,bigint,integer)'),
   ('app.webhook_attempt_begin(uuid,uuid,bigint)'),
   ('app.webhook_attempt_finish(uuid,uuid,boolean,integer,text,bigint,bigint)')
 ),

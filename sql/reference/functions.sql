@@ -916,3 +916,162 @@ end
 $function$
 
 
+-- app.webhook_attempt_begin(uuid,uuid,bigint)  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
+CREATE OR REPLACE FUNCTION app.webhook_attempt_begin(p_org uuid, p_id uuid, p_lease_seconds bigint)
+ RETURNS TABLE(url text, secret bytea, previous_secret bytea, enabled boolean, attempts integer, event_type text, event_created_at timestamp with time zone, data jsonb)
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  with begun as (
+    update app.webhook_deliveries d
+       set queued = false, attempting = true, attempts = d.attempts + 1,
+           due_at = now() + make_interval(secs => p_lease_seconds)
+     where d.organization_id = p_org and d.id = p_id and d.state = 'pending' and d.queued
+    returning d.organization_id, d.webhook_id, d.event_seq, d.attempts
+  )
+  select w.url, w.secret,
+         case when w.previous_secret_until > now() then w.previous_secret end,
+         w.enabled, b.attempts, e.type, e.created_at, e.data
+    from begun b
+    join app.webhooks w on w.organization_id = b.organization_id and w.id = b.webhook_id
+    join app.events e on e.organization_id = b.organization_id and e.seq = b.event_seq
+$function$
+
+
+-- app.webhook_attempt_finish(uuid,uuid,boolean,integer,text,bigint,bigint)  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
+CREATE OR REPLACE FUNCTION app.webhook_attempt_finish(p_org uuid, p_id uuid, p_delivered boolean, p_status integer, p_error text, p_retry_seconds bigint, p_disable_after_seconds bigint)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  hook uuid;
+  disabled app.webhooks%rowtype;
+begin
+  update app.webhook_deliveries d
+     set attempting = false,
+         state = case when p_delivered then 'delivered' when p_retry_seconds is null then 'failed' else 'pending' end,
+         last_status = p_status,
+         last_error = left(p_error, 500),
+         due_at = case when not p_delivered and p_retry_seconds is not null
+                       then now() + make_interval(secs => p_retry_seconds) end,
+         finished_at = case when p_delivered or p_retry_seconds is null then now() end
+   where d.organization_id = p_org and d.id = p_id and d.state = 'pending'
+  returning d.webhook_id into hook;
+  if hook is null then
+    return false;
+  end if;
+  if p_delivered then
+    update app.webhooks w set failing_since = null
+     where w.organization_id = p_org and w.id = hook and w.failing_since is not null;
+    return false;
+  end if;
+  update app.webhooks w set failing_since = coalesce(w.failing_since, now())
+   where w.organization_id = p_org and w.id = hook;
+  update app.webhooks w set enabled = false, disabled_at = now()
+   where w.organization_id = p_org and w.id = hook and w.enabled
+     and w.failing_since <= now() - make_interval(secs => p_disable_after_seconds)
+  returning * into disabled;
+  if disabled.id is null then
+    return false;
+  end if;
+  insert into app.audit_log (organization_id, actor_user_id, action, target_type, target_id, details)
+  values (p_org, null, 'webhook.disabled', 'webhook', hook,
+          jsonb_build_object('url', disabled.url, 'failing_since', disabled.failing_since,
+                             'last_status', p_status, 'last_error', left(p_error, 500)));
+  return true;
+end
+$function$
+
+
+-- app.webhook_deliveries_claim(integer,bigint,integer)  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_app,tenant_files_definer
+CREATE OR REPLACE FUNCTION app.webhook_deliveries_claim(p_limit integer, p_lease_seconds bigint, p_per_endpoint integer)
+ RETURNS TABLE(organization_id uuid, id uuid)
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  with recursive due (organization_id, webhook_id) as (
+    (select d.organization_id, d.webhook_id
+       from app.webhook_deliveries d
+      where d.state = 'pending' and d.due_at <= now()
+      order by d.organization_id, d.webhook_id
+      limit 1)
+    union all
+    select n.organization_id, n.webhook_id
+      from due w
+     cross join lateral (
+       select d.organization_id, d.webhook_id
+         from app.webhook_deliveries d
+        where d.state = 'pending' and d.due_at <= now()
+          and (d.organization_id, d.webhook_id) > (w.organization_id, w.webhook_id)
+        order by d.organization_id, d.webhook_id
+        limit 1) n
+  ), turns as (
+    select c.organization_id, c.id, c.due_at,
+           row_number() over (partition by w.organization_id, w.webhook_id order by c.due_at) as turn
+      from due w
+     cross join lateral (
+       select count(*) as n
+         from app.webhook_deliveries f
+        where f.organization_id = w.organization_id and f.webhook_id = w.webhook_id
+          and f.state = 'pending' and f.due_at > now() and (f.queued or f.attempting)) busy
+     cross join lateral (
+       select d.organization_id, d.id, d.due_at
+         from app.webhook_deliveries d
+        where d.organization_id = w.organization_id and d.webhook_id = w.webhook_id
+          and d.state = 'pending' and d.due_at <= now()
+        order by d.due_at
+        limit greatest(p_per_endpoint - busy.n, 0)) c
+  ), batch as (
+    select t.organization_id, t.id from turns t order by t.turn, t.due_at limit p_limit
+  ), locked as (
+    select d.organization_id, d.id
+      from batch b
+      join app.webhook_deliveries d on d.organization_id = b.organization_id and d.id = b.id
+       for update of d skip locked
+  )
+  update app.webhook_deliveries d
+     set queued = true, attempting = false, due_at = now() + make_interval(secs => p_lease_seconds)
+    from locked l
+   where d.organization_id = l.organization_id and d.id = l.id
+  returning d.organization_id, d.id
+$function$
+
+
+-- app.webhook_deliveries_fan_out()  owner=tenant_files_definer  security=definer  search_path=pg_catalog, pg_temp  execute=tenant_files_definer
+CREATE OR REPLACE FUNCTION app.webhook_deliveries_fan_out()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  insert into app.webhook_deliveries (organization_id, webhook_id, event_seq, event_type)
+  select w.organization_id, w.id, new.seq, new.type
+    from app.webhooks w
+   where w.organization_id = new.organization_id
+     and w.enabled
+     and (new.type = any (w.events) or '*' = any (w.events));
+  return null;
+end
+$function$
+
+
+-- app.webhooks_keep_previous_secret()  owner=tenant_files_owner  security=invoker  search_path=pg_catalog, pg_temp  execute=tenant_files_owner
+CREATE OR REPLACE FUNCTION app.webhooks_keep_previous_secret()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  if new.secret is distinct from old.secret then
+    new.previous_secret := old.secret;
+  end if;
+  return new;
+end
+$function$
+
+

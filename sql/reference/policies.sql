@@ -277,3 +277,37 @@ create policy users_managed_by_admins on app.users
   using ((( SELECT app.current_member_role() AS current_member_role) = ANY (ARRAY['owner'::text, 'admin'::text])))
   with check ((( SELECT app.current_member_role() AS current_member_role) = ANY (ARRAY['owner'::text, 'admin'::text])));
 
+create policy registry on app.webhook_deliveries
+  as permissive for all to tenant_files_definer
+  using ((CURRENT_USER = 'tenant_files_definer'::name))
+  with check ((CURRENT_USER = 'tenant_files_definer'::name));
+
+create policy tenant_isolation on app.webhook_deliveries
+  as permissive for all to tenant_files_app, tenant_files_owner
+  using ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))))
+  with check ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))));
+
+create policy webhook_deliveries_seen_by_managers on app.webhook_deliveries
+  as restrictive for all to tenant_files_app
+  using ((( SELECT app.current_member_role() AS current_member_role) = ANY (ARRAY['owner'::text, 'admin'::text])))
+  with check ((( SELECT app.current_member_role() AS current_member_role) = ANY (ARRAY['owner'::text, 'admin'::text])));
+
+create policy registry on app.webhooks
+  as permissive for all to tenant_files_definer
+  using ((CURRENT_USER = 'tenant_files_definer'::name))
+  with check ((CURRENT_USER = 'tenant_files_definer'::name));
+
+create policy tenant_isolation on app.webhooks
+  as permissive for all to tenant_files_app, tenant_files_owner
+  using ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))))
+  with check ((organization_id = ( SELECT (NULLIF(s.setting, ''::text))::uuid AS "nullif"
+   FROM ( SELECT current_setting('app.org_id'::text, true) AS current_setting) s(setting))));
+
+create policy webhooks_managed_by_managers on app.webhooks
+  as restrictive for all to tenant_files_app
+  using ((( SELECT app.current_member_role() AS current_member_role) = ANY (ARRAY['owner'::text, 'admin'::text])))
+  with check ((( SELECT app.current_member_role() AS current_member_role) = ANY (ARRAY['owner'::text, 'admin'::text])));
+

@@ -19,3 +19,5 @@ app.tus_uploads  owner=tenant_files_owner  rls=enabled  forced=yes
 app.upload_reservations  owner=tenant_files_owner  rls=enabled  forced=yes
 app.user_emails  owner=tenant_files_owner  rls=enabled  forced=yes
 app.users  owner=tenant_files_owner  rls=enabled  forced=yes
+app.webhook_deliveries  owner=tenant_files_owner  rls=enabled  forced=yes
+app.webhooks  owner=tenant_files_owner  rls=enabled  forced=yes

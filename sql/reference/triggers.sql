@@ -4,6 +4,7 @@
 CREATE TRIGGER api_tokens_updated_at BEFORE UPDATE ON app.api_tokens FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
 CREATE TRIGGER audit_log_append_only BEFORE DELETE OR UPDATE ON app.audit_log FOR EACH ROW EXECUTE FUNCTION app.audit_log_append_only();
 CREATE TRIGGER events_number BEFORE INSERT ON app.events FOR EACH ROW EXECUTE FUNCTION app.events_number();
+CREATE TRIGGER webhook_deliveries_fan_out AFTER INSERT ON app.events FOR EACH ROW EXECUTE FUNCTION app.webhook_deliveries_fan_out();
 CREATE TRIGGER files_deleted_are_final BEFORE UPDATE ON app.files FOR EACH ROW WHEN ((old.deleted_at IS NOT NULL)) EXECUTE FUNCTION app.files_deleted_are_final();
 CREATE TRIGGER files_emit_events AFTER INSERT OR UPDATE OF status, deleted_at ON app.files FOR EACH ROW EXECUTE FUNCTION app.files_emit_events();
 CREATE TRIGGER files_enqueue_purge AFTER UPDATE OF deleted_at ON app.files FOR EACH ROW EXECUTE FUNCTION app.files_enqueue_purge();
@@ -30,3 +31,4 @@ CREATE TRIGGER users_end_uploads AFTER UPDATE OF is_active ON app.users FOR EACH
 CREATE TRIGGER users_enter_directory AFTER INSERT ON app.users FOR EACH ROW EXECUTE FUNCTION app.users_enter_directory();
 CREATE TRIGGER users_guard_changes BEFORE UPDATE OF role, is_active ON app.users FOR EACH ROW EXECUTE FUNCTION app.users_guard_changes();
 CREATE TRIGGER users_updated_at BEFORE UPDATE ON app.users FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
+CREATE TRIGGER webhooks_keep_previous_secret BEFORE UPDATE OF secret ON app.webhooks FOR EACH ROW EXECUTE FUNCTION app.webhooks_keep_previous_secret();

@@ -162,28 +162,42 @@ pub struct WebhookConfig {
 
     /// An endpoint whose every delivery attempt has failed for this long is disabled (and a
     /// `webhook.disabled` entry written to the audit log).
-    #[arg(long, env = "WEBHOOK_DISABLE_AFTER_SECONDS", default_value_t = 432_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "WEBHOOK_DISABLE_AFTER_SECONDS", default_value_t = 432_000, value_parser = clap::value_parser!(u64).range(1..=MAX_WEBHOOK_SECONDS))]
     pub webhook_disable_after_seconds: u64,
 
     /// After a secret is rotated, the old one keeps signing (beside the new) this long.
-    #[arg(long, env = "WEBHOOK_SECRET_OVERLAP_SECONDS", default_value_t = 86_400)]
+    #[arg(long, env = "WEBHOOK_SECRET_OVERLAP_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(0..=MAX_WEBHOOK_SECONDS))]
     pub webhook_secret_overlap_seconds: u64,
 
     /// Deliveries one worker process attempts at once (its prefetch on the webhook queue).
-    #[arg(long, env = "WEBHOOK_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    #[arg(long, env = "WEBHOOK_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub webhook_concurrency: u16,
+
+    /// Deliveries of one endpoint queued or under way at once, across the workers: a slow or
+    /// backlogged endpoint holds at most this many delivery slots, and every other endpoint's
+    /// deliveries go out beside its backlog (in turns across endpoints).
+    #[arg(long, env = "WEBHOOK_ENDPOINT_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub webhook_endpoint_concurrency: u16,
 }
+
+/// The longest a webhook setting may span: 30 days.
+const MAX_WEBHOOK_SECONDS: u64 = 30 * 86_400;
 
 impl WebhookConfig {
     pub(super) fn validate(&self) -> anyhow::Result<()> {
-        if self.webhook_retry_delays_ms.contains(&0) {
-            bail!("invalid WEBHOOK_RETRY_DELAYS_MS: give delays in milliseconds, each above 0 (none: no retries)");
+        if self.webhook_retry_delays_ms.iter().any(|&ms| ms == 0 || ms > MAX_WEBHOOK_SECONDS * 1000) {
+            bail!("invalid WEBHOOK_RETRY_DELAYS_MS: give delays in milliseconds, each above 0 and at most 30 days");
         }
         Ok(())
     }
 
     pub fn timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.webhook_timeout_ms)
+    }
+
+    /// How long the old secret signs after a rotation, in seconds (at most 30 days).
+    pub fn secret_overlap_seconds(&self) -> i64 {
+        i64::try_from(self.webhook_secret_overlap_seconds).unwrap_or(i64::MAX)
     }
 
     /// How long an attempt (or a published delivery waiting for one) may take before the

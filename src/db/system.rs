@@ -362,14 +362,19 @@ pub async fn budget_refusals_add(
 }
 
 /// Claims (locks until `tx` ends) up to `limit` due webhook deliveries of all organizations,
-/// marking them queued and leased for `lease_seconds`.
+/// in turns across endpoints and at most `per_endpoint` of one endpoint in flight, marking them
+/// queued and leased for `lease_seconds`.
 pub async fn webhook_deliveries_claim(
     tx: impl SystemQuery,
     limit: i32,
     lease_seconds: i64,
+    per_endpoint: i32,
 ) -> Result<Vec<(OrgId, DeliveryId)>, DbError> {
     let rows = tx
-        .query("select organization_id, id from app.webhook_deliveries_claim($1, $2)", &[&limit, &lease_seconds])
+        .query(
+            "select organization_id, id from app.webhook_deliveries_claim($1, $2, $3)",
+            &[&limit, &lease_seconds, &per_endpoint],
+        )
         .await?;
     rows.iter()
         .map(|row| {

@@ -42,6 +42,9 @@ pub struct WorkerCtx {
     outcomes: outcomes::Recorder,
     /// Sends webhook deliveries (to public addresses only, unless allowed).
     webhooks: crate::webhooks::Sender,
+    /// Wakes the relay when a delivery ends: its endpoint may take the next one now (each
+    /// endpoint has only `WEBHOOK_ENDPOINT_CONCURRENCY` in flight), not a relay interval later.
+    relay_wake: tokio::sync::Notify,
 }
 
 impl WorkerCtx {
@@ -59,6 +62,7 @@ impl WorkerCtx {
             metrics,
             outcomes,
             webhooks,
+            relay_wake: tokio::sync::Notify::new(),
         })
     }
 

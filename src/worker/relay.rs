@@ -20,7 +20,8 @@ use crate::{
     queue::{self, Publisher, VALIDATE_ROUTING_KEY},
 };
 
-const BATCH: i32 = 200;
+/// Jobs (or deliveries) the relay publishes at most in one transaction.
+pub(super) const BATCH: i32 = 200;
 
 pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
     let idle = Duration::from_millis(ctx.config.worker.relay_interval_ms);
@@ -49,8 +50,9 @@ pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
             match batch {
                 Ok(full) if full => continue,
                 Ok(_) => {
-                    if !pause(&shutdown, idle).await {
-                        return;
+                    tokio::select! {
+                        _ = ctx.relay_wake.notified() => {}
+                        going_on = pause(&shutdown, idle) => if !going_on { return },
                     }
                 }
                 Err(e) => {
@@ -74,7 +76,7 @@ pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
 async fn relay_round(ctx: &WorkerCtx, publisher: &Publisher) -> anyhow::Result<bool> {
     let jobs = relay_batch(ctx, publisher).await?;
     let deliveries = webhooks::relay_batch(ctx, publisher).await?;
-    Ok(jobs == BATCH as usize || deliveries == webhooks::BATCH as usize)
+    Ok(jobs == BATCH as usize || deliveries == BATCH as usize)
 }
 
 async fn connect(ctx: &WorkerCtx) -> anyhow::Result<(lapin::Connection, Publisher)> {
@@ -87,7 +89,7 @@ async fn connect(ctx: &WorkerCtx) -> anyhow::Result<(lapin::Connection, Publishe
 /// Publishes up to one batch (fewer while the work queue is full); returns how many jobs left
 /// the outbox.
 pub async fn relay_batch(ctx: &WorkerCtx, publisher: &Publisher) -> anyhow::Result<usize> {
-    let room = room_in_queue(ctx, publisher).await?;
+    let room = room_in_queue(ctx, publisher, &ctx.topology.work_queue).await?;
     if room == 0 {
         return Ok(0);
     }
@@ -121,13 +123,13 @@ pub async fn relay_batch(ctx: &WorkerCtx, publisher: &Publisher) -> anyhow::Resu
     Ok(published.len())
 }
 
-/// How many jobs the next batch may publish: a whole batch, or what keeps the work queue
+/// How many messages the next batch may publish to `queue`: a whole batch, or what keeps it
 /// within `RELAY_QUEUE_DEPTH`.
-async fn room_in_queue(ctx: &WorkerCtx, publisher: &Publisher) -> anyhow::Result<i32> {
+pub(super) async fn room_in_queue(ctx: &WorkerCtx, publisher: &Publisher, queue: &str) -> anyhow::Result<i32> {
     let depth = ctx.config.worker.relay_queue_depth;
     if depth == 0 {
         return Ok(BATCH);
     }
-    let ready = publisher.ready(&ctx.topology.work_queue).await?;
+    let ready = publisher.ready(queue).await?;
     Ok(i32::try_from(depth.saturating_sub(ready)).unwrap_or(BATCH).min(BATCH))
 }

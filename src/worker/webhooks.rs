@@ -4,9 +4,10 @@
 //! attempt (`WEBHOOK_RETRY_DELAYS_MS`) or ends the delivery, and may disable the endpoint.
 //!
 //! At least once, never lost: a delivery leaves the database only as delivered or failed. A
-//! message lost, dead-lettered or taken by a killed worker leaves its delivery leased, and the
-//! relay publishes it again when the lease ends (3 × `WEBHOOK_TIMEOUT_MS`); a duplicate message
-//! begins nothing (only a queued delivery begins). No database connection is held while an
+//! message lost (a failed publish, a broker that lost it), dead-lettered or taken by a killed
+//! worker leaves its delivery leased, and the relay publishes it again when the lease ends
+//! (3 × `WEBHOOK_TIMEOUT_MS`); a duplicate message begins nothing (only a queued delivery
+//! begins). No database connection is held while an
 //! endpoint answers. Order between deliveries is not kept.
 
 use std::sync::Arc;
@@ -25,9 +26,6 @@ use crate::{
     webhooks::{Attempt, Secret},
 };
 
-/// Deliveries the relay publishes at most in one transaction.
-pub const BATCH: i32 = 200;
-
 /// What the webhook queue carries: which delivery is due (nothing else: the database has it).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,11 +34,22 @@ struct DeliveryMessage {
     delivery_id: DeliveryId,
 }
 
-/// Publishes up to one batch of due deliveries; returns how many went out.
+/// Publishes up to one batch of due deliveries; returns how many went out. Like the jobs, they
+/// wait in the database while the webhook queue holds `RELAY_QUEUE_DEPTH`: a backlog published
+/// all at once would sit in the queue past its lease and be published again, and again.
 pub async fn relay_batch(ctx: &WorkerCtx, publisher: &Publisher) -> anyhow::Result<usize> {
-    let mut conn = ctx.db.system_conn().await?;
-    let tx = conn.begin().await?;
-    let due = system::webhook_deliveries_claim(&tx, BATCH, lease_seconds(ctx)).await?;
+    let room = super::relay::room_in_queue(ctx, publisher, &ctx.topology.webhook_queue).await?;
+    if room == 0 {
+        return Ok(0);
+    }
+    // Queued and leased, committed, before any message exists: a consumer may take the message
+    // before a transaction around the publish would have committed, and would find the delivery
+    // not queued yet (its statement sees the last committed row and does not wait for a lock).
+    // Should the publish fail, the lease brings them back.
+    let per_endpoint = i32::from(ctx.config.webhooks.webhook_endpoint_concurrency);
+    let conn = ctx.db.system_conn().await?;
+    let due = system::webhook_deliveries_claim(&conn, room, lease_seconds(ctx), per_endpoint).await?;
+    drop(conn);
     if due.is_empty() {
         return Ok(0);
     }
@@ -52,8 +61,6 @@ pub async fn relay_batch(ctx: &WorkerCtx, publisher: &Publisher) -> anyhow::Resu
         })
         .collect();
     publisher.publish_confirmed(&ctx.topology.exchange, WEBHOOK_ROUTING_KEY, &messages).await?;
-    // Confirmed: now they are queued. Should this commit fail, they are published again.
-    tx.commit().await?;
     Ok(due.len())
 }
 
@@ -121,6 +128,7 @@ async fn attempt(ctx: &WorkerCtx, due: &DeliveryMessage) -> anyhow::Result<()> {
         disable_after_seconds: i64::try_from(config.webhook_disable_after_seconds).unwrap_or(i64::MAX),
     };
     let disabled = system::webhook_attempt_finish(&ctx.db.system_conn().await?, org, id, &outcome).await?;
+    ctx.relay_wake.notify_one();
     ctx.metrics.webhook_attempts.with_label_values(&[if delivered { "delivered" } else { "failed" }]).inc();
     tracing::info!(delivery_id = %id, attempt = begun.attempt, delivered, status, error, "webhook attempt");
     if disabled {

@@ -10,7 +10,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::{
-    helpers::{assert_error, eventually, spawn_app, spawn_app_with, Bearer, Receiver, Settings, TestApp, TestUser},
+    helpers::{
+        amqp_url_via, assert_error, broker_addr, eventually, spawn_app, spawn_app_with, Bearer, Receiver, Settings,
+        TcpProxy, TestApp, TestUser,
+    },
     worker_process::spawn_worker_process,
 };
 
@@ -279,6 +282,118 @@ async fn a_failed_attempt_is_retried_with_the_same_webhook_id() {
     let unknown =
         owner.post(&format!("/api/org/webhooks/{webhook}/deliveries/{}/retry", uuid::Uuid::new_v4()), json!({})).await;
     assert_error(unknown, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+/// A redirect is an answer, not a new address to post to: the attempt fails, saying so, and
+/// nothing is sent where it points.
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let receiver = Receiver::start().await;
+    let (webhook, _) = create(&owner, &receiver.url("/in"), &["file.uploaded"]).await;
+    receiver.answer(&[302; 10]).await;
+    let _worker = app.start_worker();
+    owner.upload_ok("a.txt", "a").await;
+    let failed = delivery_in(&owner, &webhook, "failed").await;
+    assert_eq!(failed["last_status_code"], 302);
+    assert!(failed["last_error"].as_str().unwrap().contains("redirects are not followed"), "{failed}");
+    let received = receiver.received().await;
+    assert_eq!(received.len(), 4, "the first attempt and three retries, never the redirect's target");
+    assert!(received.iter().all(|d| d["path"] == "/in"));
+}
+
+/// A broker outage delays deliveries and loses none: the events wait in the database and go
+/// out once the broker is back.
+#[tokio::test]
+async fn deliveries_written_during_a_broker_outage_arrive_once_it_is_back() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let receiver = Receiver::start().await;
+    let (webhook, secret) = create(&owner, &receiver.url("/in"), &["file.uploaded"]).await;
+    receiver.trust(&[&secret]).await;
+    let proxy = TcpProxy::start(broker_addr()).await;
+    let mut config = app.config.clone();
+    config.broker.amqp_url = amqp_url_via(proxy.port);
+    config.broker.broker_timeout_ms = 1000;
+    let _worker = app.start_worker_with(config);
+    owner.upload_ok("a.txt", "during the outage").await;
+    owner.upload_ok("b.txt", "during the outage").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(receiver.received().await.is_empty());
+    assert_eq!(deliveries(&owner, &webhook).await["deliveries"][0]["state"], "pending");
+
+    proxy.set_up(true);
+    let received = receiver.wait_for(2).await;
+    assert!(received.iter().all(|d| d["verified_with"] == json!([0])));
+    eventually("both are recorded delivered", || async {
+        let page = deliveries(&owner, &webhook).await;
+        page["deliveries"].as_array().unwrap().iter().all(|d| d["state"] == "delivered").then_some(())
+    })
+    .await;
+}
+
+/// A backlog waits in the database, not in the queue: the relay keeps the webhook queue within
+/// RELAY_QUEUE_DEPTH, so no delivery waits there past its lease to be published twice; each
+/// arrives once.
+#[tokio::test]
+async fn a_backlog_waits_in_the_database_and_each_delivery_arrives_once() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let receiver = Receiver::start().await;
+    let (webhook, _) = create(&owner, &receiver.url("/in"), &["file.uploaded"]).await;
+    receiver.delay(0.15).await;
+    for i in 0..20 {
+        owner.upload_ok(&format!("{i}.txt"), "backlog").await;
+    }
+    let mut config = app.config.clone();
+    config.worker.relay_queue_depth = 3;
+    config.webhooks.webhook_concurrency = 1;
+    let _worker = app.start_worker_with(config);
+    let topology = app.topology();
+    let (_connection, channel) = app.broker().await;
+    topology.declare(&channel).await.expect("declare");
+    let queue = topology.webhook_queue;
+    let mut deepest = 0;
+    while receiver.received().await.len() < 20 {
+        deepest = deepest.max(app.queue_depth(&queue).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(deepest <= 3, "the queue held {deepest}");
+    delivery_in(&owner, &webhook, "delivered").await;
+    let received = receiver.received().await;
+    let ids: std::collections::BTreeSet<&str> = received.iter().map(|d| d["webhook_id"].as_str().unwrap()).collect();
+    assert_eq!((received.len(), ids.len()), (20, 20));
+}
+
+/// One organization's slow endpoint with a backlog holds at most WEBHOOK_ENDPOINT_CONCURRENCY
+/// of the worker's delivery slots, and another organization's delivery goes out beside the
+/// backlog, not behind it.
+#[tokio::test]
+async fn a_slow_endpoints_backlog_does_not_delay_another_organizations_deliveries() {
+    let app = spawn_app().await;
+    let (slow_org, quick_org) = (app.register_org().await, app.register_org().await);
+    let (slow, quick) = (Receiver::start().await, Receiver::start().await);
+    create(&slow_org, &slow.url("/slow"), &["file.uploaded"]).await;
+    create(&quick_org, &quick.url("/quick"), &["file.uploaded"]).await;
+    slow.delay(1.0).await;
+    for i in 0..24 {
+        slow_org.upload_ok(&format!("{i}.txt"), "backlog").await;
+    }
+    let mut config = app.config.clone();
+    config.webhooks.webhook_concurrency = 4;
+    config.webhooks.webhook_endpoint_concurrency = 2;
+    let _worker = app.start_worker_with(config);
+    slow.wait_for(2).await;
+
+    let uploaded = std::time::Instant::now();
+    quick_org.upload_ok("quick.txt", "no backlog").await;
+    quick.wait_for(1).await;
+    let waited = uploaded.elapsed();
+    let slow_so_far = slow.received().await.len();
+    // Behind the backlog it would wait for 24 slow answers, 4 at a time: 6 s at least.
+    assert!(waited < Duration::from_millis(2500), "waited {waited:?}");
+    assert!(slow_so_far < 12, "the slow endpoint had {slow_so_far} deliveries already");
 }
 
 /// After its last retry a delivery is failed, saying why; an endpoint failing longer than

@@ -238,17 +238,16 @@ pub(super) async fn rotate_secret(state: web::Data<AppState>, authed: Authed, id
     authed.require_session()?;
     authed.require_manager()?;
     let id = id.into_inner();
-    let overlap = state.config.webhooks.webhook_secret_overlap_seconds;
+    let overlap = state.config.webhooks.secret_overlap_seconds();
     let (shown, secret) = new_secret();
     let tx = state.db.begin(&authed.ctx).await?;
-    if !db::webhooks::rotate_secret(&tx, id, &secret.0, i64::try_from(overlap).unwrap_or(i64::MAX)).await? {
+    if !db::webhooks::rotate_secret(&tx, id, &secret.0, overlap).await? {
         return Err(ApiError::NotFound);
     }
     let details = json!({ "previous_secret_overlap_seconds": overlap });
     db::audit::record(&tx, authed.event(Action::WebhookSecretRotated, Some(("webhook", id.into())), details)).await?;
     tx.commit().await?;
-    let previous_secret_expires_at =
-        Utc::now() + chrono::Duration::seconds(i64::try_from(overlap).unwrap_or(i64::MAX / 1000));
+    let previous_secret_expires_at = Utc::now() + chrono::Duration::seconds(overlap);
     Ok(HttpResponse::Ok().json(RotatedSecret { secret: shown, previous_secret_expires_at }))
 }
 
