@@ -30,7 +30,8 @@ impl Attempt {
         self.error.is_none()
     }
 
-    fn refused(why: impl Into<String>) -> Self {
+    /// An attempt that failed before (or instead of) an answer.
+    pub fn failed(why: impl Into<String>) -> Self {
         Self { status: None, error: Some(why.into()) }
     }
 }
@@ -73,7 +74,7 @@ impl Sender {
         if let Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) = url.as_url().host() {
             // An address in the URL never reaches the resolver.
             if let Err(why) = self.rule.resolve(url.as_url()).await {
-                return Attempt::refused(why);
+                return Attempt::failed(why);
             }
         }
         let timestamp = chrono::Utc::now().timestamp();
@@ -90,7 +91,7 @@ impl Sender {
             .await;
         let response = match sent {
             Ok(response) => response,
-            Err(e) => return Attempt::refused(describe(e)),
+            Err(e) => return Attempt::failed(describe(e)),
         };
         let status = response.status();
         let answer = read_capped(response).await;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::WorkerCtx;
 use crate::{
-    db::system::{self, WebhookOutcome},
+    db::system::{self, WebhookAttempt, WebhookOutcome},
     domain::{DeliveryId, OrgId, WebhookUrl},
     queue::{self, Publisher, WEBHOOK_ROUTING_KEY},
     webhooks::{Attempt, Secret},
@@ -95,46 +95,49 @@ async fn attempt(ctx: &WorkerCtx, due: &DeliveryMessage) -> anyhow::Result<()> {
         return Ok(());
     };
     let config = &ctx.config.webhooks;
-    let sent = if !begun.enabled {
-        None
+    let number = begun.attempt;
+    // A disabled endpoint's pending deliveries end here, failed, without retries.
+    let (sent, may_retry) = if begun.enabled {
+        (post(ctx, id, begun).await?, true)
     } else {
-        Some(match WebhookUrl::parse(&begun.url, config.webhook_allow_http) {
-            Ok(url) => {
-                let body = serde_json::to_vec(&serde_json::json!({
-                    "type": begun.event_type,
-                    "timestamp": begun.event_created_at,
-                    "data": begun.data,
-                }))?;
-                let (secret, previous) = (Secret(begun.secret), begun.previous_secret.map(Secret));
-                let secrets: Vec<&Secret> = std::iter::once(&secret).chain(previous.as_ref()).collect();
-                ctx.webhooks.send(&url, &secrets, &message_id(id), body).await
-            }
-            // The service's rules changed since the endpoint was created (WEBHOOK_ALLOW_HTTP off).
-            Err(invalid) => Attempt { status: None, error: Some(invalid.message) },
-        })
+        (Attempt::failed("the endpoint is disabled"), false)
     };
-    let (delivered, status, error, retry) = match &sent {
-        None => (false, None, Some("the endpoint is disabled"), None),
-        Some(sent) => {
-            let retry = if sent.delivered() { None } else { config.retry_delay(begun.attempt.unsigned_abs()) };
-            (sent.delivered(), sent.status, sent.error.as_deref(), retry)
-        }
-    };
+    let retry = if sent.delivered() || !may_retry { None } else { config.retry_delay(number.unsigned_abs()) };
     let outcome = WebhookOutcome {
-        delivered,
-        status,
-        error,
+        delivered: sent.delivered(),
+        status: sent.status,
+        error: sent.error.as_deref(),
         retry_in_seconds: retry.map(|delay| i64::try_from(delay.as_secs()).unwrap_or(i64::MAX).max(1)),
         disable_after_seconds: i64::try_from(config.webhook_disable_after_seconds).unwrap_or(i64::MAX),
     };
     let disabled = system::webhook_attempt_finish(&ctx.db.system_conn().await?, org, id, &outcome).await?;
     ctx.relay_wake.notify_one();
+    let delivered = sent.delivered();
     ctx.metrics.webhook_attempts.with_label_values(&[if delivered { "delivered" } else { "failed" }]).inc();
-    tracing::info!(delivery_id = %id, attempt = begun.attempt, delivered, status, error, "webhook attempt");
+    tracing::info!(org_id = %org, delivery_id = %id, attempt = number, delivered, status = sent.status,
+        error = sent.error.as_deref(), "webhook attempt");
     if disabled {
         tracing::warn!(org_id = %org, delivery_id = %id, "webhook endpoint disabled after failing too long");
     }
     Ok(())
+}
+
+/// Posts the event, signed by the endpoint's secret (and the one before a rotation, while it
+/// still signs), to the endpoint's URL as the service's rules allow it now.
+async fn post(ctx: &WorkerCtx, id: DeliveryId, begun: WebhookAttempt) -> anyhow::Result<Attempt> {
+    let url = match WebhookUrl::parse(&begun.url, ctx.config.webhooks.webhook_allow_http) {
+        Ok(url) => url,
+        // The rules changed since the endpoint was created (WEBHOOK_ALLOW_HTTP turned off).
+        Err(invalid) => return Ok(Attempt::failed(invalid.message)),
+    };
+    let body = serde_json::to_vec(&serde_json::json!({
+        "type": begun.event_type,
+        "timestamp": begun.event_created_at,
+        "data": begun.data,
+    }))?;
+    let (secret, previous) = (Secret(begun.secret), begun.previous_secret.map(Secret));
+    let secrets: Vec<&Secret> = std::iter::once(&secret).chain(previous.as_ref()).collect();
+    Ok(ctx.webhooks.send(&url, &secrets, &message_id(id), body).await)
 }
 
 /// The delivery's `webhook-id`: the same for every attempt, so receivers can drop repeats.

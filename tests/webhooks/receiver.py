@@ -24,6 +24,9 @@ state = {"secrets": [], "responses": [], "delay": 0.0, "received": []}
 
 
 class Receiver(BaseHTTPRequestHandler):
+    # Keep-alive, as a real receiver: the sender's connections are reused.
+    protocol_version = "HTTP/1.1"
+
     def log_message(self, *args):
         pass
 
@@ -36,8 +39,10 @@ class Receiver(BaseHTTPRequestHandler):
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            # Headers and body in one write: a second small write would wait for the ACK of
+            # the first (Nagle), which the sender delays up to 40 ms.
+            self._headers_buffer.append(b"\r\n" + body)
+            self.flush_headers()
         except (BrokenPipeError, ConnectionResetError):
             pass  # the sender gave up (a timeout, a killed worker): what the tests are about
 
