@@ -44,6 +44,10 @@ rm -f "$LUA"
 curl -sf -X PUT -d '[]' "http://127.0.0.1:$PORT/_control/received" >/dev/null
 
 psql -X -q "$SUPER/$DB" -c "update app.webhooks set url = 'http://127.0.0.1:$PORT/in', enabled = true, failing_since = null"
+# Deliveries alone: the rounds' uploads also left a validation job each, which the worker would
+# otherwise validate beside (one run measured that mix: the relay then published jobs and
+# deliveries in one loop, and each delivery round waited for a batch of jobs).
+psql -X -q "$SUPER/$DB" -c "delete from app.outbox"
 pending() { psql -X -At "$SUPER/$DB" -c "select count(*) from app.webhook_deliveries where state = 'pending'"; }
 delivered() { psql -X -At "$SUPER/$DB" -c "select count(*) from app.webhook_deliveries where state = 'delivered'"; }
 total=$(pending)
@@ -65,7 +69,8 @@ for concurrency in ${WEBHOOK_ENDPOINT_CONCURRENCIES:-8 32}; do
   psql -X -q "$SUPER/$DB" -c "update app.webhook_deliveries set queued = false, attempting = false, due_at = now() where state = 'pending'"
   DATABASE_URL="postgres://tenant_files_app@127.0.0.1:$PG_PORT/$DB" QUEUE_PREFIX="bench_webhooks_$$_$concurrency" \
     WEBHOOK_ALLOW_HTTP=true WEBHOOK_ALLOW_PRIVATE=true WEBHOOK_CONCURRENCY=32 WEBHOOK_ENDPOINT_CONCURRENCY=$concurrency \
-    QUEUE_EXPIRES_MS=60000 RUST_LOG=warn target/release/tenant-files --mode worker >/dev/null 2>&1 &
+    QUEUE_EXPIRES_MS=60000 RUST_LOG=${BENCH_WORKER_LOG:-warn} target/release/tenant-files --mode worker \
+    >"${BENCH_WORKER_LOG_DIR:-/tmp}/bench-webhooks-worker-$concurrency.log" 2>&1 &
   WORKER=$!
   sleep 5
   start=$(delivered)

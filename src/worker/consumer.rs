@@ -3,7 +3,7 @@
 //! `WEBHOOK_CONCURRENCY`), which also bounds the work in progress, processes each, and settles
 //! it only after its outcome is committed (at-least-once; processing is idempotent).
 
-use std::sync::{atomic::Ordering, Arc};
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use lapin::{
@@ -14,38 +14,8 @@ use lapin::{
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{job, pause, webhooks, Backoff, JobMessage, Outcome, WorkerCtx};
+use super::{job, pause, webhooks, Backoff, JobMessage, Lane, Outcome, WorkerCtx};
 use crate::queue::{self, Publisher};
-
-/// What a consumer consumes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lane {
-    Validation,
-    Webhooks,
-}
-
-impl Lane {
-    fn queue(self, ctx: &WorkerCtx) -> &str {
-        match self {
-            Lane::Validation => &ctx.topology.work_queue,
-            Lane::Webhooks => &ctx.topology.webhook_queue,
-        }
-    }
-
-    fn prefetch(self, ctx: &WorkerCtx) -> u16 {
-        match self {
-            Lane::Validation => ctx.config.worker.worker_prefetch,
-            Lane::Webhooks => ctx.config.webhooks.webhook_concurrency,
-        }
-    }
-
-    /// The worker is ready when its validation consumer is attached.
-    fn set_consuming(self, ctx: &WorkerCtx, consuming: bool) {
-        if self == Lane::Validation {
-            ctx.consuming.store(consuming, Ordering::Relaxed);
-        }
-    }
-}
 
 pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken, lane: Lane) {
     let mut backoff = Backoff::new();

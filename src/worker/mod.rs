@@ -74,6 +74,37 @@ impl WorkerCtx {
     }
 }
 
+/// What a relay publishes and a consumer consumes: each lane has its own relay loop and
+/// consumer, so a backlog of one never slows the other's rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Validation,
+    Webhooks,
+}
+
+impl Lane {
+    pub(crate) fn queue(self, ctx: &WorkerCtx) -> &str {
+        match self {
+            Lane::Validation => &ctx.topology.work_queue,
+            Lane::Webhooks => &ctx.topology.webhook_queue,
+        }
+    }
+
+    pub(crate) fn prefetch(self, ctx: &WorkerCtx) -> u16 {
+        match self {
+            Lane::Validation => ctx.config.worker.worker_prefetch,
+            Lane::Webhooks => ctx.config.webhooks.webhook_concurrency,
+        }
+    }
+
+    /// The worker is ready when its validation consumer is attached.
+    pub(crate) fn set_consuming(self, ctx: &WorkerCtx, consuming: bool) {
+        if self == Lane::Validation {
+            ctx.consuming.store(consuming, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Runs every worker task until `shutdown` is cancelled, then lets the job in hand finish.
 /// Counts into `metrics` (the api's, when both run in one process).
 pub async fn run_worker_until_stopped(
@@ -88,9 +119,10 @@ pub async fn run_worker_until_stopped(
         None => None,
     };
     tokio::join!(
-        relay::run(ctx.clone(), shutdown.clone()),
-        consumer::run(ctx.clone(), shutdown.clone(), consumer::Lane::Validation),
-        consumer::run(ctx.clone(), shutdown.clone(), consumer::Lane::Webhooks),
+        relay::run(ctx.clone(), shutdown.clone(), Lane::Validation),
+        relay::run(ctx.clone(), shutdown.clone(), Lane::Webhooks),
+        consumer::run(ctx.clone(), shutdown.clone(), Lane::Validation),
+        consumer::run(ctx.clone(), shutdown.clone(), Lane::Webhooks),
         maintenance::run(ctx.clone(), shutdown.clone()),
     );
     if let Some(server) = metrics {

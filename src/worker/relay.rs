@@ -1,6 +1,6 @@
 //! The outbox relay: publishes committed jobs to RabbitMQ with publisher confirms and deletes
-//! them only once confirmed (and, each round, the webhook deliveries that are due:
-//! `webhooks::relay_batch`). A broker outage delays jobs; it never loses one. The claimed rows
+//! them only once confirmed; a second loop of it publishes the webhook deliveries that are due
+//! (`webhooks::relay_batch`), so neither backlog slows the other's rounds. A broker outage delays jobs; it never loses one. The claimed rows
 //! stay locked (FOR UPDATE SKIP LOCKED) until the batch is done, so concurrent relays in other
 //! processes never publish the same job at the same time.
 //!
@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{pause, webhooks, Backoff, JobMessage, WorkerCtx};
+use super::{pause, webhooks, Backoff, JobMessage, Lane, WorkerCtx};
 use crate::{
     db::system,
     domain::{JobId, OrgId},
@@ -23,7 +23,7 @@ use crate::{
 /// Jobs (or deliveries) the relay publishes at most in one transaction.
 pub(super) const BATCH: i32 = 200;
 
-pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
+pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken, lane: Lane) {
     let idle = Duration::from_millis(ctx.config.worker.relay_interval_ms);
     let mut backoff = Backoff::new();
     while !shutdown.is_cancelled() {
@@ -43,16 +43,25 @@ pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
             }
         };
         loop {
-            let batch = relay_round(&ctx, &publisher).await;
+            let batch = match lane {
+                Lane::Validation => relay_batch(&ctx, &publisher).await,
+                Lane::Webhooks => webhooks::relay_batch(&ctx, &publisher).await,
+            };
             if batch.is_ok() {
                 backoff.reset();
             }
             match batch {
-                Ok(full) if full => continue,
-                Ok(_) => {
+                Ok(published) if published == BATCH as usize => continue,
+                Ok(_) if lane == Lane::Webhooks => {
+                    // A finished delivery frees a slot of its endpoint: claim again at once.
                     tokio::select! {
                         _ = ctx.relay_wake.notified() => {}
                         going_on = pause(&shutdown, idle) => if !going_on { return },
+                    }
+                }
+                Ok(_) => {
+                    if !pause(&shutdown, idle).await {
+                        return;
                     }
                 }
                 Err(e) => {
@@ -60,7 +69,7 @@ pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
                     tracing::warn!(
                         error = format!("{e:#}"),
                         retry_in_ms = wait.as_millis() as u64,
-                        "relay batch failed; jobs stay in the outbox"
+                        "relay batch failed; what was due stays in the database"
                     );
                     if !pause(&shutdown, wait).await {
                         return;
@@ -70,13 +79,6 @@ pub async fn run(ctx: Arc<WorkerCtx>, shutdown: CancellationToken) {
             }
         }
     }
-}
-
-/// One batch of jobs and one of webhook deliveries; whether either was full (more wait).
-async fn relay_round(ctx: &WorkerCtx, publisher: &Publisher) -> anyhow::Result<bool> {
-    let jobs = relay_batch(ctx, publisher).await?;
-    let deliveries = webhooks::relay_batch(ctx, publisher).await?;
-    Ok(jobs == BATCH as usize || deliveries == BATCH as usize)
 }
 
 async fn connect(ctx: &WorkerCtx) -> anyhow::Result<(lapin::Connection, Publisher)> {

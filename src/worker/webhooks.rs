@@ -60,7 +60,13 @@ pub async fn relay_batch(ctx: &WorkerCtx, publisher: &Publisher) -> anyhow::Resu
             (id.to_string(), serde_json::to_vec(&message).expect("a message serializes"))
         })
         .collect();
+    let started = std::time::Instant::now();
     publisher.publish_confirmed(&ctx.topology.exchange, WEBHOOK_ROUTING_KEY, &messages).await?;
+    tracing::debug!(
+        published = due.len(),
+        confirmed_in_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "relayed deliveries"
+    );
     Ok(due.len())
 }
 
