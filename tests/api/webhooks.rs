@@ -33,14 +33,26 @@ async fn deliveries(user: &TestUser, webhook: &str) -> Value {
     response.json().await.unwrap()
 }
 
-/// Waits until the endpoint's only delivery is in `state`, and returns it.
-async fn delivery_in(user: &TestUser, webhook: &str, state: &str) -> Value {
-    eventually(&format!("the delivery is {state}"), || async {
-        let page = deliveries(user, webhook).await;
-        let first = page["deliveries"][0].clone();
-        (first["state"] == state).then_some(first)
+/// Waits until the endpoint's newest delivery is as `expected` says, and returns it.
+async fn delivery_when(user: &TestUser, webhook: &str, what: &str, expected: impl Fn(&Value) -> bool) -> Value {
+    eventually(what, || async {
+        let first = deliveries(user, webhook).await["deliveries"][0].clone();
+        expected(&first).then_some(first)
     })
     .await
+}
+
+/// Waits until the endpoint's newest delivery is in `state`, and returns it.
+async fn delivery_in(user: &TestUser, webhook: &str, state: &str) -> Value {
+    delivery_when(user, webhook, &format!("the delivery is {state}"), |d| d["state"] == state).await
+}
+
+/// The test's exchanges and queues, declared now (before any worker does), and a channel.
+async fn declared(app: &TestApp) -> (tenant_files::queue::Topology, lapin::Connection, lapin::Channel) {
+    let topology = app.topology();
+    let (connection, channel) = app.broker().await;
+    topology.declare(&channel).await.expect("declare");
+    (topology, connection, channel)
 }
 
 fn types(received: &[Value]) -> Vec<&str> {
@@ -178,11 +190,7 @@ async fn private_addresses_are_refused_at_creation_and_at_delivery() {
     strict.webhooks.webhook_allow_private = false;
     let _worker = lenient.start_worker_with(strict);
     owner.upload_ok("a.txt", "a").await;
-    let refused = eventually("the attempt is refused", || async {
-        let first = deliveries(&owner, &webhook).await["deliveries"][0].clone();
-        (first["attempts"].as_i64() >= Some(1) && first["last_error"].is_string()).then_some(first)
-    })
-    .await;
+    let refused = delivery_when(&owner, &webhook, "the attempt is refused", |d| d["last_error"].is_string()).await;
     assert!(refused["last_error"].as_str().unwrap().contains("WEBHOOK_ALLOW_PRIVATE"), "{refused}");
     assert_eq!(refused["last_status_code"], Value::Null);
     assert!(receiver.received().await.is_empty());
@@ -273,11 +281,8 @@ async fn a_failed_attempt_is_retried_with_the_same_webhook_id() {
     assert_eq!(retried.status(), StatusCode::ACCEPTED);
     let again = receiver.wait_for(3).await;
     assert_eq!(again[2]["webhook_id"], received[0]["webhook_id"]);
-    let delivered = eventually("the retry is recorded", || async {
-        let first = deliveries(&owner, &webhook).await["deliveries"][0].clone();
-        (first["attempts"] == 3 && first["state"] == "delivered").then_some(first)
-    })
-    .await;
+    let recorded = |d: &Value| d["attempts"] == 3 && d["state"] == "delivered";
+    let delivered = delivery_when(&owner, &webhook, "the retry is recorded", recorded).await;
     assert_eq!(delivered["next_attempt_at"], Value::Null);
     let unknown =
         owner.post(&format!("/api/org/webhooks/{webhook}/deliveries/{}/retry", uuid::Uuid::new_v4()), json!({})).await;
@@ -350,9 +355,7 @@ async fn a_backlog_waits_in_the_database_and_each_delivery_arrives_once() {
     config.worker.relay_queue_depth = 3;
     config.webhooks.webhook_concurrency = 1;
     let _worker = app.start_worker_with(config);
-    let topology = app.topology();
-    let (_connection, channel) = app.broker().await;
-    topology.declare(&channel).await.expect("declare");
+    let (topology, _connection, _channel) = declared(&app).await;
     let queue = topology.webhook_queue;
     let mut deepest = 0;
     while receiver.received().await.len() < 20 {
@@ -409,11 +412,7 @@ async fn deliveries_that_keep_failing_end_failed_and_the_endpoint_is_disabled() 
     let _worker = app.start_worker();
     owner.upload_ok("a.txt", "a").await;
 
-    let failed = eventually("the delivery ends", || async {
-        let first = deliveries(&owner, &webhook).await["deliveries"][0].clone();
-        (first["state"] == "failed").then_some(first)
-    })
-    .await;
+    let failed = delivery_in(&owner, &webhook, "failed").await;
     assert!(failed["attempts"].as_i64().unwrap() >= 3, "{failed}");
     assert_eq!(failed["next_attempt_at"], Value::Null);
     assert!(failed["finished_at"].is_string());
@@ -450,11 +449,7 @@ async fn a_worker_killed_mid_delivery_leaves_it_to_be_delivered_again() {
     worker.kill().await.expect("SIGKILL");
     receiver.delay(0.0).await;
     let _replacement = app.start_worker();
-    let delivered = eventually("the delivery is delivered", || async {
-        let first = deliveries(&owner, &webhook).await["deliveries"][0].clone();
-        (first["state"] == "delivered").then_some(first)
-    })
-    .await;
+    let delivered = delivery_in(&owner, &webhook, "delivered").await;
     let received = receiver.received().await;
     assert!(received.len() >= 2, "{received:?}");
     assert!(received.iter().all(|d| d["webhook_id"] == received[0]["webhook_id"] && d["verified_with"] == json!([0])));
@@ -519,9 +514,7 @@ async fn malformed_webhook_messages_are_dead_lettered_and_delivery_goes_on() {
     let receiver = Receiver::start().await;
     create(&owner, &receiver.url("/in"), &["file.uploaded"]).await;
     let _worker = app.start_worker();
-    let topology = app.topology();
-    let (_connection, channel) = app.broker().await;
-    topology.declare(&channel).await.expect("declare");
+    let (topology, _connection, channel) = declared(&app).await;
     for body in [&b"not json"[..], br#"{"organization_id": 1}"#, br#"{"organization_id":"00000000-0000-0000-0000-000000000000","delivery_id":"00000000-0000-0000-0000-000000000000","x":1}"#] {
         channel
             .basic_publish(
