@@ -30,7 +30,7 @@ test: services clean-test-dbs test-tools
 	$(MAKE) --no-print-directory test-partitioned
 
 ## The one-node rehearsal of distributing by organization (#28): the integration suite on
-## databases where files, audit_log, outbox, file_name_suffixes, share_links and events are hash-partitioned by
+## databases where files, audit_log, outbox, file_name_suffixes, share_links, events and webhook_deliveries are hash-partitioned by
 ## organization_id into TEST_PARTITIONS partitions (sql/rehearsal/, docs/scaling.md).
 TEST_PARTITIONS ?= 8
 test-partitioned: services test-tools

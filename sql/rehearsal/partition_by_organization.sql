@@ -12,7 +12,7 @@
 do $rehearsal$
 declare
   partitions constant int := coalesce(nullif(current_setting('rehearsal.partitions', true), '')::int, 8);
-  grown constant text[] := array['files', 'audit_log', 'outbox', 'file_name_suffixes', 'share_links', 'events'];
+  grown constant text[] := array['files', 'audit_log', 'outbox', 'file_name_suffixes', 'share_links', 'events', 'webhook_deliveries'];
   t text;
   rel regclass;
   before bigint;

@@ -114,7 +114,7 @@ async fn the_rehearsal_keeps_every_row_policy_grant_trigger_and_key() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(partitioned, 6, "files, audit_log, outbox, file_name_suffixes, share_links, events");
+    assert_eq!(partitioned, 7, "files, audit_log, outbox, file_name_suffixes, share_links, events, webhook_deliveries");
 }
 
 /// What the conversion must keep, read from the catalog of the parents (partitions left out).
