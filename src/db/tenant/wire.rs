@@ -174,20 +174,34 @@ impl Bound {
         statement: impl Future<Output = Result<T, tokio_postgres::Error>>,
         end: bool,
     ) -> Result<T, DbError> {
+        // Polled in order (`biased`): each statement is sent in the order written. Every one is
+        // awaited to its answer, and the first error *in that order* is the one returned: the context's refusal of a credential
+        // (28000, a 401) must win over the "transaction is aborted" the statement after it
+        // gets. Taking whichever error was seen first (`try_join!`) answered a revoked token 500
+        // now and then behind PgBouncer, where the later error could be seen first.
         if self.started.swap(true, Ordering::SeqCst) {
             if !end {
                 return Ok(statement.await?);
             }
             // A transaction's last statement, with its end in the same write.
-            let (result, _) = tokio::try_join!(biased; statement, self.end())?;
+            let (result, ended) = tokio::join!(biased; statement, self.end());
+            let result = result?;
+            ended?;
             self.finished.store(true, Ordering::SeqCst);
             return Ok(result);
         }
         if !end {
-            let (_, _, result) = tokio::try_join!(biased; self.begin(), self.set_context(), statement)?;
-            return Ok(result);
+            let (begun, context, result) = tokio::join!(biased; self.begin(), self.set_context(), statement);
+            begun?;
+            context?;
+            return Ok(result?);
         }
-        let (_, _, result, _) = tokio::try_join!(biased; self.begin(), self.set_context(), statement, self.end())?;
+        let (begun, context, result, ended) =
+            tokio::join!(biased; self.begin(), self.set_context(), statement, self.end());
+        begun?;
+        context?;
+        let result = result?;
+        ended?;
         self.finished.store(true, Ordering::SeqCst);
         Ok(result)
     }
