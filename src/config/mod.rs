@@ -6,11 +6,11 @@
 mod groups;
 mod network;
 mod storage;
+mod webhooks;
 
-pub use groups::{
-    AuditConfig, AuthConfig, BrokerConfig, DatabaseConfig, HttpConfig, LimitsConfig, WebhookConfig, WorkerConfig,
-};
+pub use groups::{AuditConfig, AuthConfig, BrokerConfig, DatabaseConfig, HttpConfig, LimitsConfig, WorkerConfig};
 pub use storage::StorageConfig;
+pub use webhooks::WebhookConfig;
 
 use anyhow::bail;
 use clap::{error::ContextKind, CommandFactory, Parser, ValueEnum};

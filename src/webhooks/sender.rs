@@ -150,11 +150,12 @@ impl Destinations {
             return Err(format!("{host} resolves to no address"));
         }
         if !self.allow_private {
-            if let Some(private) = addrs.iter().find(|a| !is_public(a.ip())) {
+            // The address itself is not said: a tenant's admin could map the internal network
+            // by naming hosts and reading the answers.
+            if addrs.iter().any(|a| !is_public(a.ip())) {
                 return Err(format!(
-                    "{host} resolves to {}, a loopback, private, link-local or reserved address \
-                     (allowed only with WEBHOOK_ALLOW_PRIVATE)",
-                    private.ip()
+                    "{host} resolves to a loopback, private, link-local or reserved address \
+                     (allowed only with WEBHOOK_ALLOW_PRIVATE)"
                 ));
             }
         }

@@ -52,8 +52,14 @@ async fn consume(
     // (https://www.rabbitmq.com/amqp-0-9-1-reference.html#basic.qos). Small, so a busy worker
     // leaves the rest of the queue to other workers.
     queue::bounded(timeout, channel.basic_qos(lane.prefetch(ctx), BasicQosOptions::default())).await?;
-    // Retries are published on their own confirming channel.
-    let retries = Arc::new(Publisher::new(queue::bounded(timeout, connection.create_channel()).await?, timeout).await?);
+    // Job retries are published on their own confirming channel (a delivery's retry is
+    // scheduled in the database instead: `webhooks`).
+    let retries = match lane {
+        Lane::Validation => {
+            Some(Arc::new(Publisher::new(queue::bounded(timeout, connection.create_channel()).await?, timeout).await?))
+        }
+        Lane::Webhooks => None,
+    };
     let tag = format!("tenant-files-worker-{}", uuid::Uuid::new_v4());
     // no_ack: false (the default): a delivery stays ours until we ack or reject it, and is
     // redelivered to another consumer if this connection dies first.
@@ -80,9 +86,9 @@ async fn consume(
                 }
             }
             delivery = deliveries.next() => match delivery {
-                Some(Ok(delivery)) => match lane {
-                    Lane::Validation => { in_flight.spawn(settle(ctx.clone(), retries.clone(), delivery)); }
-                    Lane::Webhooks => { in_flight.spawn(webhooks::settle(ctx.clone(), delivery)); }
+                Some(Ok(delivery)) => match &retries {
+                    Some(retries) => { in_flight.spawn(settle(ctx.clone(), retries.clone(), delivery)); }
+                    None => { in_flight.spawn(webhooks::settle(ctx.clone(), delivery)); }
                 },
                 Some(Err(e)) => break Err(anyhow::Error::new(e).context("consumer stream failed")),
                 None => break Err(anyhow::anyhow!("the broker cancelled the consumer")),

@@ -24,7 +24,6 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 pub use job::{JobMessage, Outcome};
-pub use webhooks::message_id as webhook_message_id;
 
 use crate::{config::Config, db::Db, metrics::Metrics, probe, queue::Topology, shutdown::pause, storage::FileStore};
 

@@ -147,7 +147,7 @@ async fn post(ctx: &WorkerCtx, id: DeliveryId, begun: WebhookAttempt) -> anyhow:
 }
 
 /// The delivery's `webhook-id`: the same for every attempt, so receivers can drop repeats.
-pub fn message_id(id: DeliveryId) -> String {
+fn message_id(id: DeliveryId) -> String {
     format!("msg_{}", id.as_uuid().simple())
 }
 

@@ -308,6 +308,32 @@ async fn redirects_are_not_followed() {
     assert!(received.iter().all(|d| d["path"] == "/in"));
 }
 
+/// The relay's worst instant: it committed deliveries queued and leased, then died before
+/// publishing them. Nothing carries them, and nothing is lost: when the lease ends they are due
+/// again, and the next relay sends them.
+#[tokio::test]
+async fn deliveries_claimed_by_a_relay_that_died_before_publishing_go_out_when_the_lease_ends() {
+    let app = spawn_app().await;
+    let owner = app.register_org().await;
+    let receiver = Receiver::start().await;
+    let (webhook, secret) = create(&owner, &receiver.url("/in"), &["file.uploaded"]).await;
+    receiver.trust(&[&secret]).await;
+    owner.upload_ok("a.txt", "claimed, never published").await;
+    app.superuser()
+        .await
+        .execute("update app.webhook_deliveries set queued = true, due_at = now() + interval '2 seconds'", &[])
+        .await
+        .unwrap();
+
+    let _worker = app.start_worker();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(receiver.received().await.is_empty(), "leased: not before the lease ends");
+    let received = receiver.wait_for(1).await;
+    assert_eq!(received[0]["verified_with"], json!([0]));
+    let delivered = delivery_in(&owner, &webhook, "delivered").await;
+    assert_eq!(delivered["attempts"], 1);
+}
+
 /// A broker outage delays deliveries and loses none: the events wait in the database and go
 /// out once the broker is back.
 #[tokio::test]

@@ -175,9 +175,9 @@ impl Bound {
         end: bool,
     ) -> Result<T, DbError> {
         // Polled in order (`biased`): each statement is sent in the order written. Every one is
-        // awaited to its answer, and the first error *in that order* is the one returned: the context's refusal of a credential
-        // (28000, a 401) must win over the "transaction is aborted" the statement after it
-        // gets. Taking whichever error was seen first (`try_join!`) answered a revoked token 500
+        // awaited to its answer, and the first error *in that order* is the one returned: the
+        // context's refusal of a credential (28000, a 401) must win over the "transaction is
+        // aborted" the statement after it gets. Taking whichever error was seen first (`try_join!`) answered a revoked token 500
         // now and then behind PgBouncer, where the later error could be seen first.
         if self.started.swap(true, Ordering::SeqCst) {
             if !end {
